@@ -1,0 +1,348 @@
+package main
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/authzd/authz/provider"
+	"github.com/authzd/authz/provider/store"
+	"github.com/authzd/authz/provider/tokens"
+)
+
+// listFlag collects a repeatable flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+func newUUID() (string, error) {
+	id, err := uuid.NewRandom()
+	return id.String(), err
+}
+
+// adminStore opens the configured store for an administrative command. The
+// memory store lives only inside a running server, so changing it from
+// another process would silently do nothing: refuse instead.
+func (e env) adminStore(cfg *config) (store.Store, error) {
+	if cfg.DatabaseURL == "" {
+		return nil, errors.New("this command changes the database, but none is configured: set AUTHZ_DATABASE_URL (the in-memory store lives only inside a running server)")
+	}
+	st, _, err := cfg.openStore(e.ctx)
+	return st, err
+}
+
+// adminCommand parses flags (with the shared configuration) and opens the store.
+func (e env) adminCommand(name string, args []string, extra func(fs *flag.FlagSet)) (store.Store, []string, *config, error) {
+	cfg := &config{}
+	fs, err := e.flags(name, cfg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if extra != nil {
+		extra(fs)
+	}
+	pos, err := parse(fs, cfg, args)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	st, err := e.adminStore(cfg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return st, pos, cfg, nil
+}
+
+// clientView is how the CLI shows a client (never its secret hash).
+type clientView struct {
+	ClientID     string               `json:"client_id"`
+	ClientSecret string               `json:"client_secret,omitempty"`
+	CreatedAt    time.Time            `json:"created_at"`
+	Metadata     store.ClientMetadata `json:"metadata"`
+}
+
+func (e env) clientCreate(args []string) error {
+	var name, appType, authMethod string
+	var public, asJSON bool
+	var redirects, scopes, resources, grants listFlag
+	st, _, _, err := e.adminCommand("client create", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&name, "name", "", "client name shown on the consent page")
+		fs.Var(&redirects, "redirect-uri", "redirect URI (repeatable)")
+		fs.BoolVar(&public, "public", false, "public client (no secret; PKCE protects it)")
+		fs.Var(&scopes, "scope", "scope the client may request (repeatable)")
+		fs.Var(&resources, "resource", "resource the client may request tokens for (repeatable)")
+		fs.Var(&grants, "grant-type", "grant type (repeatable; default authorization_code and refresh_token)")
+		fs.StringVar(&appType, "application-type", "", "web or native (default: native for loopback and private-use scheme redirects)")
+		fs.StringVar(&authMethod, "auth-method", "", "token endpoint auth method for a confidential client (client_secret_basic or client_secret_post)")
+		fs.BoolVar(&asJSON, "json", false, "print one JSON object")
+	})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if name == "" {
+		return usageError{"client create needs --name"}
+	}
+	if appType == "" {
+		appType = provider.ApplicationTypeFor(redirects)
+	}
+	if public {
+		authMethod = store.AuthMethodNone
+	}
+	if len(grants) == 0 {
+		grants = listFlag{provider.GrantAuthorizationCode, provider.GrantRefreshToken}
+	}
+	m := store.ClientMetadata{
+		Name: name, RedirectURIs: redirects, TokenEndpointAuthMethod: authMethod, GrantTypes: grants,
+		ApplicationType: appType, Scopes: scopes, Resources: resources,
+	}
+	c, secret, err := provider.NewClient(m, time.Now(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	if err := st.CreateClient(e.ctx, c); err != nil {
+		return err
+	}
+	v := clientView{ClientID: c.ID, ClientSecret: secret, CreatedAt: c.CreatedAt, Metadata: c.Metadata}
+	if asJSON {
+		return json.NewEncoder(e.stdout).Encode(v)
+	}
+	fmt.Fprintf(e.stdout, "client_id:     %s\n", c.ID)
+	if secret != "" {
+		fmt.Fprintf(e.stdout, "client_secret: %s\n(shown once: only its hash is stored)\n", secret)
+	}
+	return nil
+}
+
+func (e env) clientList(args []string) error {
+	var asJSON bool
+	st, _, _, err := e.adminCommand("client list", args, func(fs *flag.FlagSet) {
+		fs.BoolVar(&asJSON, "json", false, "print JSON")
+	})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	cs, err := st.ListClients(e.ctx)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		out := make([]clientView, 0, len(cs))
+		for _, c := range cs {
+			out = append(out, clientView{ClientID: c.ID, CreatedAt: c.CreatedAt, Metadata: c.Metadata})
+		}
+		return json.NewEncoder(e.stdout).Encode(out)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CLIENT ID\tNAME\tAUTH\tREDIRECT URIS")
+	for _, c := range cs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.ID, c.Metadata.Name, c.Metadata.TokenEndpointAuthMethod, strings.Join(c.Metadata.RedirectURIs, " "))
+	}
+	return tw.Flush()
+}
+
+func (e env) clientShow(args []string) error {
+	st, pos, _, err := e.adminCommand("client show", args, nil)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if len(pos) != 1 {
+		return usageError{"client show needs one client ID"}
+	}
+	c, err := st.GetClient(e.ctx, pos[0])
+	if err != nil {
+		return fmt.Errorf("client %s: %w", pos[0], err)
+	}
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(clientView{ClientID: c.ID, CreatedAt: c.CreatedAt, Metadata: c.Metadata})
+}
+
+func (e env) clientDelete(args []string) error {
+	st, pos, _, err := e.adminCommand("client delete", args, nil)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if len(pos) != 1 {
+		return usageError{"client delete needs one client ID"}
+	}
+	if err := st.DeleteClient(e.ctx, pos[0]); err != nil {
+		return fmt.Errorf("client %s: %w", pos[0], err)
+	}
+	fmt.Fprintf(e.stdout, "deleted client %s and revoked its grants\n", pos[0])
+	return nil
+}
+
+// readPassword reads a password from the first line of r.
+func readPassword(r io.Reader) (string, error) {
+	line, err := bufio.NewReader(r).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", err
+	}
+	p := strings.TrimRight(line, "\r\n")
+	if p == "" {
+		return "", errors.New("no password on standard input")
+	}
+	return p, nil
+}
+
+func (e env) userCreate(args []string) error {
+	var fromStdin bool
+	st, pos, _, err := e.adminCommand("user create", args, func(fs *flag.FlagSet) {
+		fs.BoolVar(&fromStdin, "password-stdin", false, "read the password from standard input")
+	})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if len(pos) != 1 || !fromStdin {
+		return usageError{"usage: authz user create NAME --password-stdin"}
+	}
+	pw, err := readPassword(e.stdin)
+	if err != nil {
+		return err
+	}
+	hash, err := provider.HashPassword(pw, rand.Reader)
+	if err != nil {
+		return err
+	}
+	id, err := newUUID()
+	if err != nil {
+		return err
+	}
+	if err := st.CreateUser(e.ctx, store.User{ID: id, Username: pos[0], PasswordHash: hash, CreatedAt: time.Now()}); err != nil {
+		if errors.Is(err, store.ErrAlreadyExists) {
+			return fmt.Errorf("user %q already exists", pos[0])
+		}
+		return err
+	}
+	fmt.Fprintf(e.stdout, "created user %s (%s)\n", pos[0], id)
+	return nil
+}
+
+func (e env) userSetPassword(args []string) error {
+	var fromStdin bool
+	st, pos, _, err := e.adminCommand("user set-password", args, func(fs *flag.FlagSet) {
+		fs.BoolVar(&fromStdin, "password-stdin", false, "read the password from standard input")
+	})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if len(pos) != 1 || !fromStdin {
+		return usageError{"usage: authz user set-password NAME --password-stdin"}
+	}
+	u, err := st.GetUserByUsername(e.ctx, pos[0])
+	if err != nil {
+		return fmt.Errorf("user %q: %w", pos[0], err)
+	}
+	pw, err := readPassword(e.stdin)
+	if err != nil {
+		return err
+	}
+	hash, err := provider.HashPassword(pw, rand.Reader)
+	if err != nil {
+		return err
+	}
+	if err := st.SetUserPassword(e.ctx, u.ID, hash); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "password of %s changed\n", pos[0])
+	return nil
+}
+
+func (e env) userDelete(args []string) error {
+	st, pos, _, err := e.adminCommand("user delete", args, nil)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if len(pos) != 1 {
+		return usageError{"usage: authz user delete NAME"}
+	}
+	u, err := st.GetUserByUsername(e.ctx, pos[0])
+	if err != nil {
+		return fmt.Errorf("user %q: %w", pos[0], err)
+	}
+	if err := st.DeleteUser(e.ctx, u.ID); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "deleted user %s and revoked their grants\n", pos[0])
+	return nil
+}
+
+func (e env) userList(args []string) error {
+	st, _, _, err := e.adminCommand("user list", args, nil)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	us, err := st.ListUsers(e.ctx)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "USERNAME\tID\tCREATED")
+	for _, u := range us {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", u.Username, u.ID, u.CreatedAt.Format(time.RFC3339))
+	}
+	return tw.Flush()
+}
+
+func (e env) keysRotate(args []string) error {
+	st, _, cfg, err := e.adminCommand("keys rotate", args, nil)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	key, err := cfg.encryptionKey()
+	if err != nil {
+		return err
+	}
+	if err := provider.RotateSigningKey(e.ctx, st, key, cfg.SigningAlg, time.Now(), rand.Reader); err != nil {
+		return err
+	}
+	keys, err := st.ListSigningKeys(e.ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "new signing key %s is current; older keys stay published until their tokens expire\n", keys[0].ID)
+	return nil
+}
+
+func (e env) initialAccessCreate(args []string) error {
+	var ttl time.Duration
+	st, _, _, err := e.adminCommand("token initial-access create", args, func(fs *flag.FlagSet) {
+		fs.DurationVar(&ttl, "ttl", 0, "lifetime (0: never expires)")
+	})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	secret, err := tokens.NewSecret(rand.Reader, tokens.PrefixInitialAccessToken)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	t := store.InitialAccessToken{Hash: tokens.Hash(secret), CreatedAt: now}
+	if ttl > 0 {
+		t.ExpiresAt = now.Add(ttl)
+	}
+	if err := st.CreateInitialAccessToken(e.ctx, t); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%s\n", secret)
+	return nil
+}

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/authzd/authz/migrations"
+	"github.com/authzd/authz/provider"
+	"github.com/authzd/authz/provider/store"
+	"github.com/authzd/authz/provider/store/memory"
+	"github.com/authzd/authz/provider/store/postgres"
+	"github.com/authzd/authz/provider/tokens"
+)
+
+// config is what every subcommand reads: flags override AUTHZ_* environment
+// variables, which override the defaults. README's configuration table lists
+// the same names.
+type config struct {
+	Issuer             string
+	Addr               string
+	DatabaseURL        string
+	LogLevel           string
+	LogFormat          string
+	EncryptionKey      string
+	SigningAlg         string
+	Resources          string
+	Scopes             string
+	AccessTokenTTL     time.Duration
+	AuthCodeTTL        time.Duration
+	RefreshIdleTTL     time.Duration
+	GrantTTL           time.Duration
+	RefreshGrace       time.Duration
+	SessionTTL         time.Duration
+	RegistrationPolicy string
+	AutoMigrate        bool
+}
+
+// setting is one row of the configuration table.
+type setting struct {
+	flag, env, def, usage string
+	str                   *string
+	dur                   *time.Duration
+	boolean               *bool
+}
+
+func (c *config) settings() []setting {
+	return []setting{
+		{flag: "issuer", env: "AUTHZ_ISSUER", def: "http://localhost:8080", usage: "issuer URL (RFC 8414); every endpoint lives under it", str: &c.Issuer},
+		{flag: "addr", env: "AUTHZ_ADDR", def: "127.0.0.1:8080", usage: "listen address", str: &c.Addr},
+		{flag: "database-url", env: "AUTHZ_DATABASE_URL", def: "", usage: "PostgreSQL URL; empty runs on the in-memory store (data lost on exit)", str: &c.DatabaseURL},
+		{flag: "log-level", env: "AUTHZ_LOG_LEVEL", def: "info", usage: "debug, info, warn or error", str: &c.LogLevel},
+		{flag: "log-format", env: "AUTHZ_LOG_FORMAT", def: "text", usage: "text or json", str: &c.LogFormat},
+		{flag: "encryption-key", env: "AUTHZ_ENCRYPTION_KEY", def: "", usage: "base64 of 32 bytes encrypting signing keys at rest (required with PostgreSQL; make one with: openssl rand -base64 32)", str: &c.EncryptionKey},
+		{flag: "signing-alg", env: "AUTHZ_SIGNING_ALG", def: "ES256", usage: "access-token signing algorithm: ES256 or EdDSA", str: &c.SigningAlg},
+		{flag: "resources", env: "AUTHZ_RESOURCES", def: "", usage: "comma-separated protected resource URLs (RFC 8707); default: the issuer", str: &c.Resources},
+		{flag: "scopes", env: "AUTHZ_SCOPES", def: "", usage: "comma-separated scopes the server offers", str: &c.Scopes},
+		{flag: "access-token-ttl", env: "AUTHZ_ACCESS_TOKEN_TTL", def: "15m", usage: "access-token lifetime", dur: &c.AccessTokenTTL},
+		{flag: "auth-code-ttl", env: "AUTHZ_AUTH_CODE_TTL", def: "60s", usage: "authorization-code lifetime (at most 10m)", dur: &c.AuthCodeTTL},
+		{flag: "refresh-idle-ttl", env: "AUTHZ_REFRESH_IDLE_TTL", def: "720h", usage: "refresh-token idle lifetime", dur: &c.RefreshIdleTTL},
+		{flag: "grant-ttl", env: "AUTHZ_GRANT_TTL", def: "2160h", usage: "absolute lifetime of a grant (all its refresh tokens)", dur: &c.GrantTTL},
+		{flag: "refresh-grace", env: "AUTHZ_REFRESH_GRACE", def: "30s", usage: "how long a rotated refresh token still works (concurrent refreshes); 0 disables", dur: &c.RefreshGrace},
+		{flag: "session-ttl", env: "AUTHZ_SESSION_TTL", def: "12h", usage: "login session lifetime", dur: &c.SessionTTL},
+		{flag: "registration", env: "AUTHZ_REGISTRATION", def: "open", usage: "dynamic client registration: open, token or off", str: &c.RegistrationPolicy},
+		{flag: "auto-migrate", env: "AUTHZ_AUTO_MIGRATE", def: "true", usage: "apply database migrations at start", boolean: &c.AutoMigrate},
+	}
+}
+
+// register adds the configuration flags to fs, with defaults from the
+// environment. Environment values are checked here so a bad one is reported
+// by name.
+func (c *config) register(fs *flag.FlagSet) error {
+	for _, s := range c.settings() {
+		def := s.def
+		if v, ok := os.LookupEnv(s.env); ok {
+			def = v
+		}
+		switch {
+		case s.str != nil:
+			fs.StringVar(s.str, s.flag, def, s.usage+" ($"+s.env+")")
+		case s.dur != nil:
+			d, err := time.ParseDuration(def)
+			if err != nil {
+				return fmt.Errorf("%s=%q is not a duration (examples: 30s, 15m, 720h)", s.env, def)
+			}
+			fs.DurationVar(s.dur, s.flag, d, s.usage+" ($"+s.env+")")
+		case s.boolean != nil:
+			b, err := strconv.ParseBool(def)
+			if err != nil {
+				return fmt.Errorf("%s=%q is not true or false", s.env, def)
+			}
+			fs.BoolVar(s.boolean, s.flag, b, s.usage+" ($"+s.env+")")
+		}
+	}
+	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (c *config) logger(w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	o := &slog.HandlerOptions{Level: level}
+	switch c.LogFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, o)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, o)), nil
+	}
+	return nil, fmt.Errorf("log format %q: want text or json", c.LogFormat)
+}
+
+// encryptionKey parses the key; with PostgreSQL it is required.
+func (c *config) encryptionKey() ([]byte, error) {
+	if c.EncryptionKey == "" {
+		if c.DatabaseURL != "" {
+			return nil, errors.New("AUTHZ_ENCRYPTION_KEY is required with a database: it encrypts the signing keys at rest. Make one with: openssl rand -base64 32")
+		}
+		return nil, nil
+	}
+	k, err := tokens.ParseEncryptionKey(c.EncryptionKey)
+	if err != nil {
+		return nil, fmt.Errorf("AUTHZ_ENCRYPTION_KEY: %w", err)
+	}
+	return k, nil
+}
+
+// openStore opens the configured store, applying migrations to PostgreSQL
+// unless disabled. persistent reports whether data outlives the process.
+func (c *config) openStore(ctx context.Context) (st store.Store, persistent bool, err error) {
+	if c.DatabaseURL == "" {
+		return memory.New(), false, nil
+	}
+	pg, err := postgres.Open(ctx, c.DatabaseURL)
+	if err != nil {
+		return nil, false, err
+	}
+	if c.AutoMigrate {
+		if _, err := migrations.Apply(ctx, pg.Pool()); err != nil {
+			pg.Close()
+			return nil, false, fmt.Errorf("applying migrations: %w", err)
+		}
+	}
+	return pg, true, nil
+}
+
+// providerOptions maps the configuration to provider.Options.
+func (c *config) providerOptions(st store.Store, log *slog.Logger) (provider.Options, error) {
+	key, err := c.encryptionKey()
+	if err != nil {
+		return provider.Options{}, err
+	}
+	grace := c.RefreshGrace
+	if grace == 0 {
+		grace = -1 // provider: negative disables, zero means default
+	}
+	return provider.Options{
+		Issuer: c.Issuer, Store: st, Resources: splitList(c.Resources), Scopes: splitList(c.Scopes),
+		EncryptionKey: key, SigningAlgorithm: c.SigningAlg,
+		AccessTokenTTL: c.AccessTokenTTL, AuthCodeTTL: c.AuthCodeTTL, RefreshIdleTTL: c.RefreshIdleTTL,
+		GrantTTL: c.GrantTTL, RefreshGrace: grace, SessionTTL: c.SessionTTL,
+		RegistrationPolicy: c.RegistrationPolicy, Logger: log,
+	}, nil
+}
+
+// validate checks what can be checked without connecting anywhere, so bad
+// configuration fails fast with one line saying what to fix.
+func (c *config) validate() error {
+	if _, err := provider.ParseIssuer(c.Issuer); err != nil {
+		return fmt.Errorf("AUTHZ_ISSUER: %w", err)
+	}
+	if c.DatabaseURL != "" {
+		if _, err := pgxpool.ParseConfig(c.DatabaseURL); err != nil {
+			return fmt.Errorf("AUTHZ_DATABASE_URL is not a valid PostgreSQL URL (example: postgres://user:pass@localhost:5432/authz): %v", err)
+		}
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"AUTHZ_ACCESS_TOKEN_TTL", c.AccessTokenTTL}, {"AUTHZ_AUTH_CODE_TTL", c.AuthCodeTTL}, {"AUTHZ_REFRESH_IDLE_TTL", c.RefreshIdleTTL}, {"AUTHZ_GRANT_TTL", c.GrantTTL}, {"AUTHZ_SESSION_TTL", c.SessionTTL}} {
+		if d.v <= 0 {
+			return fmt.Errorf("%s must be positive", d.name)
+		}
+	}
+	if c.RefreshGrace < 0 {
+		return errors.New("AUTHZ_REFRESH_GRACE must not be negative (0 disables the grace window)")
+	}
+	switch c.RegistrationPolicy {
+	case provider.RegistrationOpen, provider.RegistrationToken, provider.RegistrationOff:
+	default:
+		return fmt.Errorf("AUTHZ_REGISTRATION %q: want %s, %s or %s", c.RegistrationPolicy,
+			provider.RegistrationOpen, provider.RegistrationToken, provider.RegistrationOff)
+	}
+	_, err := c.encryptionKey()
+	return err
+}

@@ -1,0 +1,161 @@
+// Command authz is the authorization server and its administration tool.
+//
+//	authz serve [--dev]              run the server
+//	authz migrate                    apply database migrations
+//	authz client create|list|show|delete
+//	authz user create|set-password|delete|list
+//	authz keys rotate                make a new signing key current
+//	authz token initial-access create
+//
+// Every subcommand reads the same configuration (flags and AUTHZ_*
+// environment variables; see README).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// usageError is a mistake in the command line; it prints usage hints.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+const usage = `authz: an OAuth 2.1 authorization server
+
+Usage:
+  authz serve [--dev] [flags]        run the server (--dev seeds a demo user and client)
+  authz migrate [flags]              apply database migrations
+  authz client create --name N --redirect-uri U [--redirect-uri U2 ...] [--public]
+                      [--scope S ...] [--resource R ...] [--grant-type G ...] [--json]
+  authz client list|show ID|delete ID
+  authz user create NAME --password-stdin
+  authz user set-password NAME --password-stdin
+  authz user delete NAME | authz user list
+  authz keys rotate                  make a new signing key current
+  authz token initial-access create [--ttl D]
+                                     make an initial access token (registration policy "token")
+
+Run "authz serve -h" for the configuration flags; each has an AUTHZ_* variable.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	if err == nil {
+		return
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(os.Stderr, "authz: %s\n\n%s", ue.msg, usage)
+		os.Exit(2)
+	}
+	fmt.Fprintf(os.Stderr, "authz: %s\n", err)
+	os.Exit(1)
+}
+
+// env is a command's standard streams.
+type env struct {
+	ctx    context.Context
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	e := env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr}
+	if len(args) == 0 {
+		return usageError{"no command given"}
+	}
+	cmd, rest := args[0], args[1:]
+	sub := ""
+	if len(rest) > 0 {
+		sub = rest[0]
+	}
+	switch cmd {
+	case "serve":
+		return e.serve(rest)
+	case "migrate":
+		return e.migrate(rest)
+	case "client":
+		switch sub {
+		case "create":
+			return e.clientCreate(rest[1:])
+		case "list":
+			return e.clientList(rest[1:])
+		case "show":
+			return e.clientShow(rest[1:])
+		case "delete":
+			return e.clientDelete(rest[1:])
+		}
+	case "user":
+		switch sub {
+		case "create":
+			return e.userCreate(rest[1:])
+		case "set-password":
+			return e.userSetPassword(rest[1:])
+		case "delete":
+			return e.userDelete(rest[1:])
+		case "list":
+			return e.userList(rest[1:])
+		}
+	case "keys":
+		if sub == "rotate" {
+			return e.keysRotate(rest[1:])
+		}
+	case "token":
+		if sub == "initial-access" && len(rest) > 1 && rest[1] == "create" {
+			return e.initialAccessCreate(rest[2:])
+		}
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		return usageError{fmt.Sprintf("unknown command %q", cmd)}
+	}
+	return usageError{fmt.Sprintf("unknown %s subcommand %q", cmd, sub)}
+}
+
+// flags returns a flag set with the configuration flags registered.
+func (e env) flags(name string, cfg *config) (*flag.FlagSet, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	if err := cfg.register(fs); err != nil {
+		return nil, err
+	}
+	return fs, nil
+}
+
+// parse parses args (flags may follow positional arguments) and validates
+// the configuration. It returns the positional arguments.
+func parse(fs *flag.FlagSet, cfg *config, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usageError{err.Error()}
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			break
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return pos, nil
+}

@@ -1,0 +1,334 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/authzd/authz/provider/store/postgres/pgtest"
+)
+
+var binary string
+
+// TestMain builds the real binary once; the tests run it as a user would.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "authz-bin")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "authz")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "building authz: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const testEncryptionKey = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" // base64 of 32 bytes
+
+// command prepares the binary with a clean AUTHZ_* environment plus env.
+func command(env []string, args ...string) *exec.Cmd {
+	cmd := exec.Command(binary, args...)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "AUTHZ_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, env...)
+	return cmd
+}
+
+func runCmd(t *testing.T, env []string, stdin string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := command(env, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
+}
+
+func TestBadConfigurationExitsWithOneLine(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		env  []string
+		want string
+	}{
+		{"unparseable database URL", []string{"AUTHZ_DATABASE_URL=postgres://u:p@host:notaport/db", "AUTHZ_ENCRYPTION_KEY=" + testEncryptionKey}, "AUTHZ_DATABASE_URL"},
+		{"issuer not absolute", []string{"AUTHZ_ISSUER=auth.example.com"}, "AUTHZ_ISSUER"},
+		{"issuer with a fragment", []string{"AUTHZ_ISSUER=https://auth.example.com/#x"}, "AUTHZ_ISSUER"},
+		{"bad duration", []string{"AUTHZ_ACCESS_TOKEN_TTL=soon"}, "AUTHZ_ACCESS_TOKEN_TTL"},
+		{"postgres without encryption key", []string{"AUTHZ_DATABASE_URL=postgres://localhost/db"}, "openssl rand -base64 32"},
+		{"bad encryption key", []string{"AUTHZ_ENCRYPTION_KEY=short"}, "AUTHZ_ENCRYPTION_KEY"},
+		{"bad registration policy", []string{"AUTHZ_REGISTRATION=sometimes"}, "registration"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, stderr, code := runCmd(t, append(tc.env, "AUTHZ_ADDR=127.0.0.1:0"), "", "serve")
+			if code == 0 {
+				t.Fatal("exited 0")
+			}
+			lines := strings.Split(strings.TrimSpace(stderr), "\n")
+			if len(lines) != 1 || !strings.Contains(lines[0], tc.want) {
+				t.Fatalf("stderr = %q, want one line mentioning %q", stderr, tc.want)
+			}
+		})
+	}
+}
+
+// server is a running `authz serve`.
+type server struct {
+	cmd    *exec.Cmd
+	addr   string
+	stdout *bytes.Buffer
+	done   chan error
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func startServer(t *testing.T, env []string, args ...string) *server {
+	t.Helper()
+	addr := freeAddr(t)
+	cmd := command(append(env, "AUTHZ_ADDR="+addr, "AUTHZ_ISSUER=http://"+addr), append([]string{"serve"}, args...)...)
+	s := &server{cmd: cmd, addr: addr, stdout: &bytes.Buffer{}, done: make(chan error, 1)}
+	cmd.Stdout = s.stdout
+	cmd.Stderr = io.Discard
+	if testing.Verbose() {
+		cmd.Stderr = os.Stderr
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			<-s.done
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return s
+			}
+		}
+		select {
+		case err := <-s.done:
+			t.Fatalf("server exited early: %v", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	t.Fatal("server did not become healthy")
+	return nil
+}
+
+// stop sends SIGTERM and returns the exit code.
+func (s *server) stop(t *testing.T) int {
+	t.Helper()
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.done:
+	case <-time.After(40 * time.Second):
+		t.Fatal("server did not stop")
+	}
+	return s.cmd.ProcessState.ExitCode()
+}
+
+func TestServeDevPrintsDemoAndAnswersHealth(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil, "--dev")
+	for _, path := range []string{"/healthz", "/readyz", "/.well-known/oauth-authorization-server"} {
+		resp, err := http.Get("http://" + s.addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d", path, resp.StatusCode)
+		}
+	}
+	out := s.stdout.String()
+	for _, want := range []string{"demo user:", "password:", "demo-client", "/oauth2/authorize?", "code_challenge="} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("dev output lacks %q:\n%s", want, out)
+		}
+	}
+	if code := s.stop(t); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+}
+
+// TestGracefulShutdown: SIGTERM during a slow request lets it complete,
+// then the process exits 0.
+func TestGracefulShutdown(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	conn, err := net.Dial("tcp", s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	body := "grant_type=client_credentials&client_id=nobody"
+	// Send the headers and half the body, so the request is in flight.
+	fmt.Fprintf(conn, "POST /oauth2/token HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n%s", s.addr, len(body), body[:10])
+	time.Sleep(200 * time.Millisecond)
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case <-s.done:
+		t.Fatal("the server exited while a request was in flight")
+	default:
+	}
+	if _, err := io.WriteString(conn, body[10:]); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("in-flight request got no response: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("status %d, want 401 invalid_client", resp.StatusCode)
+	}
+	select {
+	case <-s.done:
+	case <-time.After(40 * time.Second):
+		t.Fatal("server did not exit")
+	}
+	if code := s.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+}
+
+// TestClientPersistsOnPostgres: a client made with the CLI survives a
+// server restart, and the database holds no plaintext secret.
+func TestClientPersistsOnPostgres(t *testing.T) {
+	t.Parallel()
+	dbURL := pgtest.URL(t)
+	env := []string{"AUTHZ_DATABASE_URL=" + dbURL, "AUTHZ_ENCRYPTION_KEY=" + testEncryptionKey}
+
+	out, stderr, code := runCmd(t, env, "", "client", "create", "--name", "IDE plugin", "--redirect-uri", "https://app.example.com/cb", "--redirect-uri", "jetbrains://gateway/cb", "--scope", "read", "--json")
+	if code != 0 {
+		t.Fatalf("client create: %d %s", code, stderr)
+	}
+	var created struct {
+		ClientID     string `json:"client_id"`
+		ClientSecret string `json:"client_secret"`
+	}
+	if err := json.Unmarshal([]byte(out), &created); err != nil || created.ClientID == "" || created.ClientSecret == "" {
+		t.Fatalf("client create --json printed %q (%v)", out, err)
+	}
+	if _, stderr, code := runCmd(t, env, "hunter2-password\n", "user", "create", "alice", "--password-stdin"); code != 0 {
+		t.Fatalf("user create: %s", stderr)
+	}
+	_, stderr, code = runCmd(t, env, "", "client", "create", "--name", "bad", "--redirect-uri", "javascript:alert(1)")
+	if code == 0 || !strings.Contains(stderr, "redirect") {
+		t.Fatalf("dangerous redirect accepted: %d %s", code, stderr)
+	}
+
+	s := startServer(t, env)
+	if code := s.stop(t); code != 0 {
+		t.Fatalf("first run exit %d", code)
+	}
+	s = startServer(t, env)
+	defer s.stop(t)
+	out, _, code = runCmd(t, env, "", "client", "list")
+	if code != 0 || !strings.Contains(out, created.ClientID) || !strings.Contains(out, "IDE plugin") {
+		t.Fatalf("client list after restart: %q", out)
+	}
+	out, _, _ = runCmd(t, env, "", "user", "list")
+	if !strings.Contains(out, "alice") {
+		t.Fatalf("user list: %q", out)
+	}
+
+	conn, err := pgx.Connect(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	for _, secret := range []string{created.ClientSecret, "hunter2-password"} {
+		rows, err := conn.Query(context.Background(), `SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(tables) < 5 {
+			t.Fatalf("only %d tables in the schema", len(tables))
+		}
+		for _, table := range tables {
+			var n int
+			q := fmt.Sprintf(`SELECT count(*) FROM %s t WHERE position($1 in t::text) > 0 OR position(encode(convert_to($1, 'UTF8'), 'hex') in t::text) > 0`, pgx.Identifier{table}.Sanitize())
+			if err := conn.QueryRow(context.Background(), q, secret).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n != 0 {
+				t.Fatalf("table %s holds a plaintext secret", table)
+			}
+		}
+	}
+
+	// keys rotate works against the same database.
+	if out, stderr, code := runCmd(t, env, "", "keys", "rotate"); code != 0 || !strings.Contains(out, "current") {
+		t.Fatalf("keys rotate: %d %s %s", code, out, stderr)
+	}
+	if _, _, code := runCmd(t, env, "", "client", "delete", created.ClientID); code != 0 {
+		t.Fatal("client delete failed")
+	}
+	if _, _, code := runCmd(t, env, "", "client", "show", created.ClientID); code == 0 {
+		t.Fatal("deleted client still shown")
+	}
+}
+
+func TestAdminCommandsRefuseMemoryStore(t *testing.T) {
+	t.Parallel()
+	_, stderr, code := runCmd(t, nil, "", "client", "list")
+	if code == 0 || !strings.Contains(stderr, "AUTHZ_DATABASE_URL") {
+		t.Fatalf("client list without a database: %d %q", code, stderr)
+	}
+	_, stderr, code = runCmd(t, nil, "", "frobnicate")
+	if code != 2 || !strings.Contains(stderr, "unknown command") {
+		t.Fatalf("unknown command: %d %q", code, stderr)
+	}
+}

@@ -1,0 +1,234 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/authzd/authz/migrations"
+	"github.com/authzd/authz/provider"
+	"github.com/authzd/authz/provider/pkce"
+	"github.com/authzd/authz/provider/store"
+	"github.com/authzd/authz/provider/store/postgres"
+	"github.com/authzd/authz/provider/tokens"
+)
+
+// Server timeouts: slow clients cannot hold connections open forever.
+const (
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 30 * time.Second
+	writeTimeout      = 60 * time.Second
+	idleTimeout       = 120 * time.Second
+	shutdownTimeout   = 30 * time.Second
+	janitorInterval   = 5 * time.Minute
+)
+
+func (e env) serve(args []string) error {
+	var cfg config
+	fs, err := e.flags("serve", &cfg)
+	if err != nil {
+		return err
+	}
+	dev := fs.Bool("dev", false, "seed a demo user and a demo public client, and print them")
+	if _, err := parse(fs, &cfg, args); err != nil {
+		return err
+	}
+	log, err := cfg.logger(e.stderr)
+	if err != nil {
+		return err
+	}
+	if *dev && cfg.Scopes == "" {
+		cfg.Scopes = "read,write"
+	}
+	st, persistent, err := cfg.openStore(e.ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if !persistent {
+		log.Warn("no database configured (AUTHZ_DATABASE_URL is empty): running on the in-memory store; every client, user and token is lost on exit")
+	}
+	opts, err := cfg.providerOptions(st, log)
+	if err != nil {
+		return err
+	}
+	srv, err := provider.New(e.ctx, opts)
+	if err != nil {
+		return err
+	}
+	if *dev {
+		if err := seedDev(e, srv.Options(), st, cfg.Addr); err != nil {
+			return fmt.Errorf("seeding demo data: %w", err)
+		}
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	httpSrv := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		// Requests do not inherit the signal context: a shutdown lets
+		// in-flight requests finish instead of cancelling them.
+		BaseContext: func(net.Listener) context.Context { return context.Background() },
+	}
+	go janitor(e.ctx, st, opts.Now, log)
+	errc := make(chan error, 1)
+	go func() { errc <- httpSrv.Serve(ln) }()
+	log.Info("authz listening", "addr", ln.Addr().String(), "issuer", srv.Options().Issuer, "persistent", persistent)
+
+	select {
+	case err := <-errc:
+		return err
+	case <-e.ctx.Done():
+	}
+	log.Info("shutting down: finishing in-flight requests")
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := httpSrv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// janitor removes expired records periodically.
+func janitor(ctx context.Context, st store.Store, now func() time.Time, log *slog.Logger) {
+	t := time.NewTicker(janitorInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n, err := st.DeleteExpired(ctx, now())
+			if err != nil {
+				log.Warn("deleting expired records failed", "cause", err)
+				continue
+			}
+			log.Debug("deleted expired records", "count", n)
+		}
+	}
+}
+
+const (
+	demoUsername = "demo"
+	demoClientID = "demo-client"
+)
+
+// seedDev creates the demo user and public client (unless they exist) and
+// prints how to use them.
+func seedDev(e env, o provider.Options, st store.Store, addr string) error {
+	ctx := e.ctx
+	now := time.Now()
+	password := "(unchanged: the demo user already existed)"
+	if _, err := st.GetUserByUsername(ctx, demoUsername); errors.Is(err, store.ErrNotFound) {
+		secret, err := tokens.NewSecret(rand.Reader, "")
+		if err != nil {
+			return err
+		}
+		password = secret[:16]
+		hash, err := provider.HashPassword(password, rand.Reader)
+		if err != nil {
+			return err
+		}
+		id, _ := newUUID()
+		if err := st.CreateUser(ctx, store.User{ID: id, Username: demoUsername, PasswordHash: hash, CreatedAt: now}); err != nil {
+			return err
+		}
+	} else if err != nil {
+		return err
+	}
+	if _, err := st.GetClient(ctx, demoClientID); errors.Is(err, store.ErrNotFound) {
+		c, _, err := provider.NewClient(store.ClientMetadata{
+			Name: "Demo app", RedirectURIs: []string{"http://127.0.0.1/callback"},
+			TokenEndpointAuthMethod: store.AuthMethodNone, ApplicationType: "native",
+			GrantTypes: []string{provider.GrantAuthorizationCode, provider.GrantRefreshToken},
+			Scopes:     o.Scopes,
+		}, now, rand.Reader)
+		if err != nil {
+			return err
+		}
+		c.ID = demoClientID
+		if err := st.CreateClient(ctx, c); err != nil {
+			return err
+		}
+	} else if err != nil {
+		return err
+	}
+	verifier, err := tokens.NewSecret(rand.Reader, "")
+	if err != nil {
+		return err
+	}
+	q := url.Values{
+		"response_type": {"code"}, "client_id": {demoClientID},
+		"redirect_uri":   {"http://127.0.0.1:9999/callback"},
+		"code_challenge": {pkce.ChallengeS256(verifier)}, "code_challenge_method": {"S256"},
+		"state": {"demo-state"}, "resource": {o.Resources[0]},
+	}
+	if len(o.Scopes) > 0 {
+		q.Set("scope", o.Scopes[0])
+	}
+	fmt.Fprintf(e.stdout, `
+authz is running in development mode (listening on %s)
+
+  demo user:       %s
+  password:        %s
+  demo client_id:  %s   (public client, PKCE S256, redirect http://127.0.0.1:<any port>/callback)
+
+Open this authorization URL in a browser, sign in, and allow:
+
+  %s%s?%s
+
+The browser then lands on http://127.0.0.1:9999/callback?code=...; exchange the code with:
+
+  curl -s %s%s -d grant_type=authorization_code -d client_id=%s \
+    -d redirect_uri=http://127.0.0.1:9999/callback -d code_verifier=%s -d code=CODE
+
+`, addr, demoUsername, password, demoClientID, o.Issuer, provider.PathAuthorize, q.Encode(),
+		o.Issuer, provider.PathToken, demoClientID, verifier)
+	return nil
+}
+
+func (e env) migrate(args []string) error {
+	var cfg config
+	fs, err := e.flags("migrate", &cfg)
+	if err != nil {
+		return err
+	}
+	if _, err := parse(fs, &cfg, args); err != nil {
+		return err
+	}
+	if cfg.DatabaseURL == "" {
+		return errors.New("migrate needs a database: set AUTHZ_DATABASE_URL or --database-url")
+	}
+	pg, err := postgres.Open(e.ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer pg.Close()
+	applied, err := migrations.Apply(e.ctx, pg.Pool())
+	if err != nil {
+		return err
+	}
+	if len(applied) == 0 {
+		fmt.Fprintln(e.stdout, "migrations: the schema is up to date")
+	} else {
+		fmt.Fprintf(e.stdout, "migrations: applied %v\n", applied)
+	}
+	return nil
+}

@@ -1,0 +1,98 @@
+package provider
+
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/authzd/authz/provider/store"
+)
+
+type appRow struct {
+	ID, ClientID, ClientName, Granted, LastUsed string
+	Scopes, Resources                           []string
+}
+
+type appsPage struct {
+	pageData
+	Username, CSRF, Action, LogoutAction string
+	Grants                               []appRow
+}
+
+// handleApps lists the signed-in user's grants (one per device or install)
+// and revokes one on POST; revoking ends every token of that grant.
+func (s *Server) handleApps(w http.ResponseWriter, r *http.Request) {
+	user, ok, err := s.currentUser(r)
+	if err != nil {
+		s.log.Error("connected apps: session lookup failed", "cause", err)
+		s.renderError(w, http.StatusServiceUnavailable, "Temporarily unavailable", "Please try again shortly.", errTemporarilyUnavailable)
+		return
+	}
+	if !ok {
+		http.Redirect(w, r, s.loginURL(s.issuerPath+PathApps), http.StatusSeeOther)
+		return
+	}
+	if r.Method == http.MethodPost {
+		if err := r.ParseForm(); err != nil || !checkCSRF(r, r.PostForm) {
+			s.renderError(w, http.StatusBadRequest, "Form expired", "Reload the page and try again.", errInvalidRequest)
+			return
+		}
+		if err := s.revokeUserGrant(r, user, r.PostForm.Get("grant_id")); err != nil {
+			s.log.Error("connected apps: revoke failed", "cause", err)
+			s.renderError(w, http.StatusServiceUnavailable, "Temporarily unavailable", "The app was not revoked. Please try again shortly.", errTemporarilyUnavailable)
+			return
+		}
+		http.Redirect(w, r, s.issuerPath+PathApps, http.StatusSeeOther)
+		return
+	}
+	grants, err := s.store.ListUserGrants(r.Context(), user.ID, s.opts.Now())
+	if err != nil {
+		s.log.Error("connected apps: listing grants failed", "cause", err)
+		s.renderError(w, http.StatusServiceUnavailable, "Temporarily unavailable", "Please try again shortly.", errTemporarilyUnavailable)
+		return
+	}
+	csrf, err := s.csrfToken(w, r)
+	if err != nil {
+		s.renderError(w, http.StatusInternalServerError, "Something went wrong", "Please try again.", errServerError)
+		return
+	}
+	page := appsPage{
+		pageData: pageData{Title: "Connected apps", Wide: true}, Username: user.Username, CSRF: csrf,
+		Action: s.issuerPath + PathApps, LogoutAction: s.issuerPath + PathLogout,
+	}
+	names := map[string]string{}
+	for _, g := range grants {
+		name, ok := names[g.ClientID]
+		if !ok {
+			name = g.ClientID
+			if c, err := s.store.GetClient(r.Context(), g.ClientID); err == nil {
+				name = clientDisplayName(c)
+			}
+			names[g.ClientID] = name
+		}
+		page.Grants = append(page.Grants, appRow{
+			ID: g.ID, ClientID: g.ClientID, ClientName: name, Scopes: g.Scopes, Resources: g.Resources,
+			Granted: g.CreatedAt.UTC().Format(time.DateTime + " UTC"), LastUsed: g.LastUsedAt.UTC().Format(time.DateTime + " UTC"),
+		})
+	}
+	s.render(w, http.StatusOK, "apps", page)
+}
+
+// revokeUserGrant revokes a grant if it belongs to user; another user's
+// grant id is ignored, as is an unknown one.
+func (s *Server) revokeUserGrant(r *http.Request, user store.User, grantID string) error {
+	if grantID == "" {
+		return nil
+	}
+	g, err := s.store.GetGrant(r.Context(), grantID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if g.UserID != user.ID {
+		return nil
+	}
+	return s.store.RevokeGrant(r.Context(), g.ID, s.opts.Now())
+}

@@ -1,0 +1,172 @@
+package provider
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"sync"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/authzd/authz/provider/store"
+)
+
+// jwtBearerAssertion is the client_assertion_type of RFC 7523 §2.2.
+const jwtBearerAssertion = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+// assertionAlgs are the signature algorithms accepted for client assertions
+// (asymmetric only: a shared-secret HMAC assertion is not private_key_jwt).
+var assertionAlgs = []jose.SignatureAlgorithm{jose.RS256, jose.PS256, jose.ES256, jose.ES384, jose.EdDSA}
+
+func assertionAlgNames() []string {
+	out := make([]string, len(assertionAlgs))
+	for i, a := range assertionAlgs {
+		out[i] = string(a)
+	}
+	return out
+}
+
+// maxAssertionLifetime bounds how far in the future an assertion's exp may
+// be, so the replay cache stays small.
+const maxAssertionLifetime = 10 * time.Minute
+
+// authenticateAssertion authenticates a client with a JWT assertion
+// (private_key_jwt, RFC 7523 §2.2 and §3).
+func (s *Server) authenticateAssertion(ctx context.Context, form url.Values) (store.Client, error) {
+	if form.Get("client_assertion_type") != jwtBearerAssertion {
+		return store.Client{}, oauthErr(errInvalidClient, "unsupported client_assertion_type")
+	}
+	tok, err := jwt.ParseSigned(form.Get("client_assertion"), assertionAlgs)
+	if err != nil {
+		return store.Client{}, errBadClient
+	}
+	var unverified jwt.Claims
+	if err := tok.UnsafeClaimsWithoutVerification(&unverified); err != nil || unverified.Issuer == "" {
+		return store.Client{}, errBadClient
+	}
+	if id := form.Get("client_id"); id != "" && id != unverified.Issuer {
+		return store.Client{}, errBadClient
+	}
+	c, err := s.store.GetClient(ctx, unverified.Issuer)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Client{}, errBadClient
+	}
+	if err != nil {
+		return store.Client{}, err
+	}
+	if c.Metadata.TokenEndpointAuthMethod != store.AuthMethodPrivateKeyJWT {
+		return store.Client{}, errBadClient
+	}
+	keys, err := s.clientKeys(ctx, c)
+	if err != nil {
+		s.log.Warn("client keys unavailable", "client_id", c.ID, "cause", err)
+		return store.Client{}, errBadClient
+	}
+	var cl jwt.Claims
+	verified := false
+	for _, k := range keys.Keys {
+		if len(tok.Headers) == 1 && tok.Headers[0].KeyID != "" && k.KeyID != "" && k.KeyID != tok.Headers[0].KeyID {
+			continue
+		}
+		if err := tok.Claims(k.Key, &cl); err == nil {
+			verified = true
+			break
+		}
+	}
+	if !verified {
+		return store.Client{}, errBadClient
+	}
+	now := s.opts.Now()
+	// RFC 7523 §3: iss and sub are the client, aud names this server, and
+	// the assertion has not expired.
+	audOK := slices.ContainsFunc(cl.Audience, func(a string) bool {
+		return a == s.opts.Issuer || a == s.url(PathToken) || a == s.url(PathRevoke) || a == s.url(PathIntrospect)
+	})
+	if cl.Subject != c.ID || !audOK || cl.Expiry == nil || cl.ID == "" {
+		return store.Client{}, errBadClient
+	}
+	if err := cl.ValidateWithLeeway(jwt.Expected{Time: now}, 30*time.Second); err != nil {
+		return store.Client{}, errBadClient
+	}
+	exp := cl.Expiry.Time()
+	if exp.After(now.Add(maxAssertionLifetime)) {
+		return store.Client{}, oauthErr(errInvalidClient, "the client assertion lives too long")
+	}
+	// A jti is single use (RFC 7523 §3 item 7): kept in the revoked-JWT
+	// table until the assertion expires.
+	replayKey := "assertion:" + c.ID + ":" + cl.ID
+	used, err := s.store.AccessTokenRevoked(ctx, replayKey, now)
+	if err != nil {
+		return store.Client{}, err
+	}
+	if used {
+		return store.Client{}, oauthErr(errInvalidClient, "the client assertion was already used")
+	}
+	if err := s.store.RevokeAccessToken(ctx, replayKey, exp); err != nil {
+		return store.Client{}, err
+	}
+	return c, nil
+}
+
+// jwksCache keeps fetched client key sets for a short while.
+type jwksCache struct {
+	mu      sync.Mutex
+	entries map[string]jwksEntry
+}
+
+type jwksEntry struct {
+	keys    jose.JSONWebKeySet
+	fetched time.Time
+}
+
+const clientJWKSTTL = 5 * time.Minute
+
+var clientJWKS = &jwksCache{entries: map[string]jwksEntry{}}
+
+// clientKeys returns the client's registered public keys, inline (jwks) or
+// fetched from jwks_uri.
+func (s *Server) clientKeys(ctx context.Context, c store.Client) (jose.JSONWebKeySet, error) {
+	var ks jose.JSONWebKeySet
+	if len(c.Metadata.JWKS) > 0 {
+		err := json.Unmarshal(c.Metadata.JWKS, &ks)
+		return ks, err
+	}
+	if c.Metadata.JWKSURI == "" {
+		return ks, errors.New("the client has no keys")
+	}
+	now := time.Now()
+	clientJWKS.mu.Lock()
+	e, ok := clientJWKS.entries[c.Metadata.JWKSURI]
+	clientJWKS.mu.Unlock()
+	if ok && now.Sub(e.fetched) < clientJWKSTTL {
+		return e.keys, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Metadata.JWKSURI, nil)
+	if err != nil {
+		return ks, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return ks, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return ks, fmt.Errorf("jwks_uri answered %d", resp.StatusCode)
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 256<<10)).Decode(&ks); err != nil {
+		return ks, err
+	}
+	clientJWKS.mu.Lock()
+	clientJWKS.entries[c.Metadata.JWKSURI] = jwksEntry{keys: ks, fetched: now}
+	clientJWKS.mu.Unlock()
+	return ks, nil
+}

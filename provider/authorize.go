@@ -1,0 +1,362 @@
+package provider
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/authzd/authz/provider/dcr"
+	"github.com/authzd/authz/provider/pkce"
+	"github.com/authzd/authz/provider/store"
+	"github.com/authzd/authz/provider/tokens"
+)
+
+// authorizeRequest is an authorization request (RFC 6749 §4.1.1, RFC 7636
+// §4.3, RFC 8707 §2) parsed once from the form.
+type authorizeRequest struct {
+	client       store.Client
+	redirectURI  string // as sent; "" when omitted
+	redirect     string // where responses go (the matched redirect URI)
+	state        string
+	responseType string
+	challenge    string
+	method       string
+	scopes       []string
+	resources    []string
+	// form is the original request, replayed through the consent page.
+	form url.Values
+}
+
+// untrusted is an error shown as a page: the client or redirect URI cannot
+// be trusted, so redirecting would make us an open redirector (RFC 6749
+// §4.1.2.1, §10.15).
+type untrusted struct{ title, message string }
+
+func (u *untrusted) Error() string { return u.message }
+
+// authorizeParams are the single-valued parameters of an authorization request.
+var authorizeParams = []string{"response_type", "state", "code_challenge", "code_challenge_method", "scope", "response_mode"}
+
+// parseAuthorize reads an authorization request. It returns *untrusted until
+// the client and redirect URI are established; after that, an *Error with
+// req.redirect set, to be redirected.
+func (s *Server) parseAuthorize(r *http.Request, form url.Values) (*authorizeRequest, error) {
+	if name, ok := singleValued(form, "client_id", "redirect_uri"); !ok {
+		return nil, &untrusted{"Invalid request", "The parameter " + name + " was sent more than once."}
+	}
+	clientID := form.Get("client_id")
+	if clientID == "" {
+		return nil, &untrusted{"Invalid request", "The request names no client (client_id is missing)."}
+	}
+	c, err := s.store.GetClient(r.Context(), clientID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, &untrusted{"Unknown application", "The application that sent you here is not registered with this server."}
+	}
+	if err != nil {
+		return nil, err
+	}
+	req := &authorizeRequest{client: c, redirectURI: form.Get("redirect_uri"), form: form}
+	switch {
+	case req.redirectURI != "":
+		m, ok := dcr.MatchRedirectURI(c.Metadata.RedirectURIs, req.redirectURI)
+		if !ok {
+			return nil, &untrusted{"Invalid redirect", "The application asked to return to an address it has not registered. For your safety you were not sent there."}
+		}
+		req.redirect = m
+	case len(c.Metadata.RedirectURIs) == 1 && !isLoopback(c.Metadata.RedirectURIs[0]):
+		// RFC 6749 §3.1.2.3: optional when exactly one is registered.
+		req.redirect = c.Metadata.RedirectURIs[0]
+	default:
+		return nil, &untrusted{"Invalid request", "The application did not say where to return to (redirect_uri is missing)."}
+	}
+
+	// From here on, errors are redirected to the client.
+	req.state = form.Get("state")
+	if name, ok := singleValued(form, authorizeParams...); !ok {
+		return req, oauthErr(errInvalidRequest, "parameter "+name+" must not be repeated")
+	}
+	req.responseType = form.Get("response_type")
+	switch {
+	case req.responseType == "":
+		return req, oauthErr(errInvalidRequest, "response_type is required")
+	case req.responseType != "code":
+		return req, oauthErr(errUnsupportedResponseType, "only response_type=code is supported")
+	}
+	if rm := form.Get("response_mode"); rm != "" && rm != "query" {
+		return req, oauthErr(errInvalidRequest, "only response_mode=query is supported")
+	}
+	if !allowedGrant(c, GrantAuthorizationCode) {
+		return req, oauthErr(errUnauthorizedClient, "the client is not registered for the authorization_code grant")
+	}
+	req.challenge, req.method = form.Get("code_challenge"), form.Get("code_challenge_method")
+	switch {
+	case req.challenge == "":
+		return req, oauthErr(errInvalidRequest, "code_challenge is required (PKCE, RFC 7636)")
+	case req.method != "S256":
+		return req, oauthErr(errInvalidRequest, "code_challenge_method must be S256")
+	case !pkce.ValidChallenge(req.challenge):
+		return req, oauthErr(errInvalidRequest, "code_challenge is not a valid S256 challenge (RFC 7636 §4.2)")
+	}
+	if req.scopes, err = s.requestedScopes(c, form["scope"]); err != nil {
+		return req, err
+	}
+	if req.resources, err = s.requestedResources(c, form["resource"]); err != nil {
+		return req, err
+	}
+	return req, nil
+}
+
+// requestedScopes checks the scope parameter against what the server offers
+// and the client may ask for; none sent means the client's defaults.
+func (s *Server) requestedScopes(c store.Client, values []string) ([]string, error) {
+	if len(values) == 0 || strings.TrimSpace(values[0]) == "" {
+		var out []string
+		for _, sc := range c.Metadata.Scopes {
+			if slices.Contains(s.opts.Scopes, sc) {
+				out = append(out, sc)
+			}
+		}
+		return out, nil
+	}
+	scopes, ok := parseScope(values[0])
+	if !ok {
+		return nil, oauthErr(errInvalidScope, "scope is malformed")
+	}
+	for _, sc := range scopes {
+		if !slices.Contains(s.opts.Scopes, sc) {
+			return nil, oauthErr(errInvalidScope, "unknown scope: "+sc)
+		}
+		if len(c.Metadata.Scopes) > 0 && !slices.Contains(c.Metadata.Scopes, sc) {
+			return nil, oauthErr(errInvalidScope, "the client may not request scope "+sc)
+		}
+	}
+	return scopes, nil
+}
+
+// requestedResources checks RFC 8707 resource indicators: each must be a
+// configured protected resource the client may use. None sent means the
+// first configured resource the client may use: a token never has an empty
+// audience.
+func (s *Server) requestedResources(c store.Client, values []string) ([]string, error) {
+	allowed := s.clientResources(c)
+	if len(values) == 0 {
+		if len(allowed) == 0 {
+			return nil, oauthErr(errInvalidTarget, "the client may not request tokens for any configured resource")
+		}
+		return allowed[:1], nil
+	}
+	var out []string
+	for _, v := range values {
+		n, err := normalizeResource(v)
+		if err != nil {
+			return nil, oauthErr(errInvalidTarget, err.Error())
+		}
+		if !slices.Contains(allowed, n) {
+			return nil, oauthErr(errInvalidTarget, "unknown or not permitted resource: "+v)
+		}
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// clientResources are the configured resources the client may use, in the
+// configured order.
+func (s *Server) clientResources(c store.Client) []string {
+	if len(c.Metadata.Resources) == 0 {
+		return s.opts.Resources
+	}
+	var out []string
+	for _, r := range s.opts.Resources {
+		for _, cr := range c.Metadata.Resources {
+			if n, err := normalizeResource(cr); err == nil && n == r {
+				out = append(out, r)
+				break
+			}
+		}
+	}
+	return out
+}
+
+func isLoopback(uri string) bool {
+	u, err := url.Parse(uri)
+	if err != nil || u.Scheme != "http" {
+		return false
+	}
+	h := u.Hostname()
+	return h == "127.0.0.1" || h == "::1" || h == "localhost"
+}
+
+type hiddenField struct{ Name, Value string }
+
+type consentPage struct {
+	pageData
+	Action, CSRF, ClientName, RedirectHost, Username string
+	Scopes, Resources                                []string
+	Hidden                                           []hiddenField
+}
+
+// handleAuthorize serves GET (start or resume an authorization) and POST
+// (the consent decision, or a form-encoded authorization request).
+func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		s.renderError(w, http.StatusBadRequest, "Invalid request", "The request could not be read.", errInvalidRequest)
+		return
+	}
+	// r.Form merges the query with a POST body, as RFC 6749 §3.1 allows.
+	req, err := s.parseAuthorize(r, r.Form)
+	if err != nil {
+		s.authorizeFailed(w, r, req, err)
+		return
+	}
+	user, ok, err := s.currentUser(r)
+	if err != nil {
+		s.authorizeFailed(w, r, req, err)
+		return
+	}
+	if !ok {
+		http.Redirect(w, r, s.loginURL(s.issuerPath+PathAuthorize+"?"+stripConsentFields(r.Form).Encode()), http.StatusSeeOther)
+		return
+	}
+	decision := ""
+	if r.Method == http.MethodPost {
+		decision = r.PostForm.Get("decision")
+	}
+	if decision != "" {
+		if !checkCSRF(r, r.PostForm) {
+			s.renderError(w, http.StatusBadRequest, "Form expired", "The consent form expired. Go back to the application and start again.", errInvalidRequest)
+			return
+		}
+		if decision != "allow" {
+			s.redirectError(w, r, req.redirect, req.state, oauthErr(errAccessDenied, "the user denied the request"))
+			return
+		}
+		if err := s.rememberConsent(r, user, req); err != nil {
+			s.authorizeFailed(w, r, req, err)
+			return
+		}
+		s.issueCode(w, r, user, req)
+		return
+	}
+	consent, err := s.store.GetConsent(r.Context(), user.ID, req.client.ID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.authorizeFailed(w, r, req, err)
+		return
+	}
+	if err == nil && subset(req.scopes, consent.Scopes) && subset(req.resources, consent.Resources) {
+		s.issueCode(w, r, user, req)
+		return
+	}
+	csrf, err := s.csrfToken(w, r)
+	if err != nil {
+		s.authorizeFailed(w, r, req, err)
+		return
+	}
+	page := consentPage{
+		pageData: pageData{Title: "Authorize " + clientDisplayName(req.client)},
+		Action:   s.issuerPath + PathAuthorize, CSRF: csrf,
+		ClientName: clientDisplayName(req.client), RedirectHost: redirectHost(req.redirect),
+		Username: user.Username, Scopes: req.scopes, Resources: req.resources,
+	}
+	for name, vals := range stripConsentFields(r.Form) {
+		for _, v := range vals {
+			page.Hidden = append(page.Hidden, hiddenField{name, v})
+		}
+	}
+	slices.SortFunc(page.Hidden, func(a, b hiddenField) int { return strings.Compare(a.Name, b.Name) })
+	s.render(w, http.StatusOK, "consent", page)
+}
+
+// stripConsentFields removes the consent form's own fields from a request.
+func stripConsentFields(form url.Values) url.Values {
+	out := url.Values{}
+	for k, v := range form {
+		if k != csrfField && k != "decision" {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+func redirectHost(uri string) string {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return uri
+	}
+	if u.Host != "" {
+		return u.Scheme + "://" + u.Host
+	}
+	return u.Scheme + ":"
+}
+
+// authorizeFailed answers an authorization error: a page while the client
+// or redirect URI is untrusted, otherwise a redirect with error, state and iss.
+func (s *Server) authorizeFailed(w http.ResponseWriter, r *http.Request, req *authorizeRequest, err error) {
+	var u *untrusted
+	if errors.As(err, &u) {
+		s.renderError(w, http.StatusBadRequest, u.title, u.message, errInvalidRequest)
+		return
+	}
+	if req == nil || req.redirect == "" {
+		oe, _ := asOAuthError(err)
+		s.log.Error("authorization failed before the client was known", "cause", err)
+		s.renderError(w, oe.status(), "Something went wrong", "The request could not be completed. Please try again shortly.", oe.Code)
+		return
+	}
+	s.redirectError(w, r, req.redirect, req.state, err)
+}
+
+// rememberConsent records the decision so the same request later skips the
+// page, adding to what the user allowed before.
+func (s *Server) rememberConsent(r *http.Request, user store.User, req *authorizeRequest) error {
+	c, err := s.store.GetConsent(r.Context(), user.ID, req.client.ID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	c.UserID, c.ClientID, c.UpdatedAt = user.ID, req.client.ID, s.opts.Now()
+	for _, sc := range req.scopes {
+		if !slices.Contains(c.Scopes, sc) {
+			c.Scopes = append(c.Scopes, sc)
+		}
+	}
+	for _, rs := range req.resources {
+		if !slices.Contains(c.Resources, rs) {
+			c.Resources = append(c.Resources, rs)
+		}
+	}
+	return s.store.SaveConsent(r.Context(), c)
+}
+
+// issueCode starts a new grant (one per completed authorization, so a second
+// device never replaces the first) and redirects with its code.
+func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, user store.User, req *authorizeRequest) {
+	now := s.opts.Now()
+	code, err := tokens.NewSecret(s.opts.Rand, tokens.PrefixAuthCode)
+	if err != nil {
+		s.authorizeFailed(w, r, req, err)
+		return
+	}
+	grantID, err := s.newID()
+	if err != nil {
+		s.authorizeFailed(w, r, req, err)
+		return
+	}
+	hash := tokens.Hash(code)
+	grant := store.Grant{
+		ID: grantID, ClientID: req.client.ID, UserID: user.ID, Scopes: req.scopes, Resources: req.resources,
+		CodeHash: hash, CreatedAt: now, ExpiresAt: now.Add(s.opts.GrantTTL),
+	}
+	ac := store.AuthCode{
+		Hash: hash, ClientID: req.client.ID, UserID: user.ID, GrantID: grantID, RedirectURI: req.redirectURI,
+		CodeChallenge: req.challenge, Scopes: req.scopes, Resources: req.resources,
+		CreatedAt: now, ExpiresAt: now.Add(s.opts.AuthCodeTTL),
+	}
+	if err := s.store.CreateAuthCode(r.Context(), ac, grant); err != nil {
+		s.authorizeFailed(w, r, req, err)
+		return
+	}
+	s.redirect(w, r, req.redirect, req.state, url.Values{"code": {code}})
+}

@@ -1,0 +1,105 @@
+package provider
+
+import (
+	"errors"
+	"io"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/authzd/authz/provider/dcr"
+	"github.com/authzd/authz/provider/store"
+	"github.com/authzd/authz/provider/tokens"
+	"github.com/google/uuid"
+)
+
+// NewClient checks m and builds a client ready to store, with a fresh ID
+// and, for a confidential client, a fresh secret (returned once; only its
+// hash is kept). The CLI and dynamic registration both use it.
+func NewClient(m store.ClientMetadata, now time.Time, r io.Reader) (store.Client, string, error) {
+	if err := CheckClientMetadata(&m); err != nil {
+		return store.Client{}, "", err
+	}
+	id, err := uuid.NewRandomFromReader(r)
+	if err != nil {
+		return store.Client{}, "", err
+	}
+	c := store.Client{ID: id.String(), Metadata: m, CreatedAt: now, UpdatedAt: now}
+	var secret string
+	if !c.Public() && m.TokenEndpointAuthMethod != store.AuthMethodPrivateKeyJWT {
+		if secret, err = tokens.NewSecret(r, tokens.PrefixClientSecret); err != nil {
+			return store.Client{}, "", err
+		}
+		c.SecretHash = tokens.Hash(secret)
+	}
+	return c, secret, nil
+}
+
+// CheckClientMetadata applies the registration rules (RFC 7591 §2, OAuth 2.1
+// redirect rules) to m, filling defaults, and normalises its resources.
+// Errors are *dcr.Error.
+func CheckClientMetadata(m *store.ClientMetadata) error {
+	d := toDCR(*m)
+	if err := d.Normalize(); err != nil {
+		return err
+	}
+	for i, r := range m.Resources {
+		n, err := normalizeResource(r)
+		if err != nil {
+			return &dcr.Error{Code: errInvalidClientMetadata, Description: "resources: " + err.Error()}
+		}
+		m.Resources[i] = n
+	}
+	for _, sc := range m.Scopes {
+		if !validScopeToken(sc) {
+			return &dcr.Error{Code: errInvalidClientMetadata, Description: "scope: invalid scope " + sc}
+		}
+	}
+	fromDCR(m, d)
+	return nil
+}
+
+// toDCR and fromDCR convert between the stored metadata and the RFC 7591
+// wire form that provider/dcr validates.
+func toDCR(m store.ClientMetadata) dcr.Metadata {
+	return dcr.Metadata{
+		RedirectURIs: m.RedirectURIs, TokenEndpointAuthMethod: m.TokenEndpointAuthMethod,
+		GrantTypes: m.GrantTypes, ResponseTypes: m.ResponseTypes, ApplicationType: m.ApplicationType,
+		ClientName: m.Name, ClientURI: m.ClientURI, LogoURI: m.LogoURI, Scope: strings.Join(m.Scopes, " "),
+		Contacts: m.Contacts, TOSURI: m.TOSURI, PolicyURI: m.PolicyURI, SoftwareID: m.SoftwareID,
+		SoftwareVersion: m.SoftwareVersion, JWKSURI: m.JWKSURI, JWKS: m.JWKS,
+	}
+}
+
+func fromDCR(m *store.ClientMetadata, d dcr.Metadata) {
+	scopes, _ := parseScope(d.Scope)
+	*m = store.ClientMetadata{
+		Name: d.ClientName, RedirectURIs: d.RedirectURIs, TokenEndpointAuthMethod: d.TokenEndpointAuthMethod,
+		GrantTypes: d.GrantTypes, ResponseTypes: d.ResponseTypes, ApplicationType: d.ApplicationType,
+		Scopes: scopes, Resources: m.Resources, ClientURI: d.ClientURI, LogoURI: d.LogoURI, TOSURI: d.TOSURI,
+		PolicyURI: d.PolicyURI, Contacts: d.Contacts, SoftwareID: d.SoftwareID, SoftwareVersion: d.SoftwareVersion,
+		JWKSURI: d.JWKSURI, JWKS: d.JWKS,
+	}
+}
+
+// ApplicationTypeFor guesses the RFC 7591 application_type for redirect URIs
+// given on the command line: native when any is a private-use scheme or a
+// loopback address, web otherwise.
+func ApplicationTypeFor(redirectURIs []string) string {
+	for _, r := range redirectURIs {
+		u, err := url.Parse(r)
+		if err != nil {
+			continue
+		}
+		if (u.Scheme != "http" && u.Scheme != "https") || isLoopback(r) {
+			return "native"
+		}
+	}
+	return "web"
+}
+
+// ErrClientMetadata reports whether err is a client metadata error.
+func ErrClientMetadata(err error) bool {
+	var de *dcr.Error
+	return errors.As(err, &de)
+}

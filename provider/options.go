@@ -1,0 +1,158 @@
+package provider
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/authzd/authz/provider/store"
+)
+
+// Registration policies for POST /oauth2/register (RFC 7591 §3).
+const (
+	RegistrationOpen  = "open"  // anyone may register (what MCP clients need)
+	RegistrationToken = "token" // an initial access token is required
+	RegistrationOff   = "off"   // the endpoint answers 403 and is not advertised
+)
+
+// Options configures a Server. Zero durations take the documented defaults.
+type Options struct {
+	// Issuer is the server's identifier (RFC 8414 §2): an absolute http(s)
+	// URL without query or fragment. Every endpoint lives under it.
+	Issuer string
+	Store  store.Store
+	// Resources are the protected resources (RFC 8707) tokens may be issued
+	// for. Default: the issuer URL alone. The first is used when a request
+	// names none, so a token never has an empty audience.
+	Resources []string
+	// Scopes the server offers.
+	Scopes []string
+	// EncryptionKey (32 bytes) encrypts signing keys at rest. When nil a
+	// random key is made, so keys do not survive a restart (memory store only;
+	// cmd/authz requires a key with Postgres).
+	EncryptionKey []byte
+	// SigningAlgorithm is "ES256" (default) or "EdDSA".
+	SigningAlgorithm string
+
+	AccessTokenTTL time.Duration // default 15m
+	AuthCodeTTL    time.Duration // default 60s, at most 10m
+	RefreshIdleTTL time.Duration // default 30 days
+	GrantTTL       time.Duration // absolute grant lifetime, default 90 days
+	// RefreshGrace is how long a rotated refresh token may still be exchanged
+	// (concurrent refreshes all win). Zero means the default 30s; a negative
+	// value disables the grace window.
+	RefreshGrace time.Duration
+	SessionTTL   time.Duration // login session, default 12h
+	// KeyRefreshInterval is how often the signing keys are re-read from the
+	// store, so `authz keys rotate` takes effect without a restart. Default 30s.
+	KeyRefreshInterval time.Duration
+
+	// RegistrationPolicy: RegistrationOpen (default), RegistrationToken or RegistrationOff.
+	RegistrationPolicy string
+
+	// Failed logins allowed per account and per client IP in LoginWindow
+	// before further attempts get 429. Defaults 5 and 20 in 15 minutes.
+	LoginFailuresPerAccount int
+	LoginFailuresPerIP      int
+	LoginWindow             time.Duration
+
+	// Now and Rand are inputs so tests control time and randomness.
+	Now    func() time.Time
+	Rand   io.Reader
+	Logger *slog.Logger
+}
+
+const maxAuthCodeTTL = 10 * time.Minute
+
+func (o *Options) setDefaults() error {
+	if o.Store == nil {
+		return errors.New("provider: Options.Store is required")
+	}
+	iss, err := ParseIssuer(o.Issuer)
+	if err != nil {
+		return err
+	}
+	o.Issuer = iss
+	if len(o.Resources) == 0 {
+		o.Resources = []string{o.Issuer}
+	}
+	for i, r := range o.Resources {
+		n, err := normalizeResource(r)
+		if err != nil {
+			return fmt.Errorf("provider: resource %q: %w", r, err)
+		}
+		o.Resources[i] = n
+	}
+	for _, s := range o.Scopes {
+		if !validScopeToken(s) {
+			return fmt.Errorf("provider: invalid scope %q", s)
+		}
+	}
+	if o.SigningAlgorithm == "" {
+		o.SigningAlgorithm = "ES256"
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&o.AccessTokenTTL, 15*time.Minute)
+	def(&o.AuthCodeTTL, 60*time.Second)
+	def(&o.RefreshIdleTTL, 30*24*time.Hour)
+	def(&o.GrantTTL, 90*24*time.Hour)
+	def(&o.RefreshGrace, 30*time.Second)
+	def(&o.SessionTTL, 12*time.Hour)
+	def(&o.KeyRefreshInterval, 30*time.Second)
+	def(&o.LoginWindow, 15*time.Minute)
+	if o.RefreshGrace < 0 {
+		o.RefreshGrace = 0
+	}
+	if o.AuthCodeTTL > maxAuthCodeTTL {
+		return fmt.Errorf("provider: authorization code lifetime %s exceeds %s (RFC 6749 §4.1.2)", o.AuthCodeTTL, maxAuthCodeTTL)
+	}
+	if o.LoginFailuresPerAccount == 0 {
+		o.LoginFailuresPerAccount = 5
+	}
+	if o.LoginFailuresPerIP == 0 {
+		o.LoginFailuresPerIP = 20
+	}
+	switch o.RegistrationPolicy {
+	case "":
+		o.RegistrationPolicy = RegistrationOpen
+	case RegistrationOpen, RegistrationToken, RegistrationOff:
+	default:
+		return fmt.Errorf("provider: registration policy %q: want open, token or off", o.RegistrationPolicy)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Rand == nil {
+		o.Rand = rand.Reader
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return nil
+}
+
+// ParseIssuer checks that s is usable as an issuer identifier (RFC 8414 §2:
+// https, or http for local development; no query or fragment) and returns it
+// without a trailing slash.
+func ParseIssuer(s string) (string, error) {
+	u, err := url.Parse(s)
+	if err != nil || !u.IsAbs() || u.Host == "" {
+		return "", fmt.Errorf("issuer %q is not an absolute URL (example: https://auth.example.com)", s)
+	}
+	if u.Scheme != "https" && u.Scheme != "http" {
+		return "", fmt.Errorf("issuer %q must use https (or http for local development)", s)
+	}
+	if u.RawQuery != "" || u.Fragment != "" || strings.Contains(s, "#") || u.User != nil {
+		return "", fmt.Errorf("issuer %q must not have a query, fragment or user info", s)
+	}
+	return strings.TrimSuffix(u.String(), "/"), nil
+}

@@ -1,0 +1,71 @@
+package provider
+
+import (
+	"bytes"
+	"embed"
+	"html/template"
+	"net/http"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+// pages renders the server's HTML. Every page is self-contained (inline CSS,
+// no fonts or scripts from elsewhere).
+type pages struct {
+	t map[string]*template.Template
+}
+
+func newPages() (*pages, error) {
+	p := &pages{t: map[string]*template.Template{}}
+	for _, name := range []string{"login", "consent", "error", "apps"} {
+		t, err := template.ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")
+		if err != nil {
+			return nil, err
+		}
+		p.t[name] = t
+	}
+	return p, nil
+}
+
+// pageData is what every page shares; Content is the page's own data.
+type pageData struct {
+	Title string
+	Wide  bool
+}
+
+// render writes a page. The page is rendered into a buffer first so a
+// template error never leaves half a page behind.
+func (s *Server) render(w http.ResponseWriter, status int, name string, data any) {
+	var buf bytes.Buffer
+	if err := s.pages.t[name].ExecuteTemplate(&buf, "layout", data); err != nil {
+		s.log.Error("rendering page", "page", name, "cause", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	// No form-action directive: browsers apply it to the redirect that
+	// follows the consent POST, which would block private-use scheme and
+	// loopback callbacks.
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+type errorPage struct {
+	pageData
+	Message string
+	Code    string
+}
+
+// renderError shows an error to the person at the browser: used when the
+// client or redirect URI cannot be trusted, so redirecting would be unsafe
+// (RFC 6749 §4.1.2.1).
+func (s *Server) renderError(w http.ResponseWriter, status int, title, message, code string) {
+	s.render(w, status, "error", errorPage{pageData: pageData{Title: title}, Message: message, Code: code})
+}

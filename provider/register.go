@@ -1,0 +1,215 @@
+package provider
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/gorilla/mux"
+
+	"github.com/authzd/authz/provider/dcr"
+	"github.com/authzd/authz/provider/store"
+	"github.com/authzd/authz/provider/tokens"
+)
+
+// registration is the RFC 7591 §3.2.1 response (and RFC 7592 §3's).
+type registration struct {
+	ClientID                string  `json:"client_id"`
+	ClientIDIssuedAt        int64   `json:"client_id_issued_at"`
+	ClientSecret            *string `json:"client_secret,omitempty"`
+	ClientSecretExpiresAt   *int64  `json:"client_secret_expires_at,omitempty"`
+	RegistrationAccessToken string  `json:"registration_access_token,omitempty"`
+	RegistrationClientURI   string  `json:"registration_client_uri"`
+	dcr.Metadata
+}
+
+func (s *Server) registrationView(c store.Client, secret, regToken string) registration {
+	v := registration{
+		ClientID: c.ID, ClientIDIssuedAt: c.CreatedAt.Unix(), RegistrationAccessToken: regToken,
+		RegistrationClientURI: s.url(PathRegister + "/" + c.ID), Metadata: toDCR(c.Metadata),
+	}
+	if secret != "" {
+		var exp int64
+		if !c.SecretExpiresAt.IsZero() {
+			exp = c.SecretExpiresAt.Unix()
+		}
+		v.ClientSecret, v.ClientSecretExpiresAt = &secret, &exp
+	}
+	return v
+}
+
+// metadataError turns a provider/dcr rule violation into our error type.
+func metadataError(err error) error {
+	var de *dcr.Error
+	if errors.As(err, &de) {
+		return oauthErr(de.Code, de.Description)
+	}
+	return err
+}
+
+// bearerToken returns the token of an "Authorization: Bearer" header.
+func bearerToken(r *http.Request) (string, bool) {
+	h := r.Header.Values("Authorization")
+	if len(h) != 1 {
+		return "", false
+	}
+	scheme, tok, ok := strings.Cut(h[0], " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" {
+		return "", false
+	}
+	return strings.TrimSpace(tok), true
+}
+
+var errBadRegistrationToken = &Error{Code: errInvalidToken, Description: "missing or invalid access token"}
+
+// handleRegister is RFC 7591 §3.1.
+func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) error {
+	switch s.opts.RegistrationPolicy {
+	case RegistrationOff:
+		return &Error{Code: errAccessDenied, Description: "dynamic client registration is disabled", Status: http.StatusForbidden}
+	case RegistrationToken:
+		tok, ok := bearerToken(r)
+		if !ok {
+			return errBadRegistrationToken
+		}
+		if _, err := s.store.GetInitialAccessToken(r.Context(), tokens.Hash(tok), s.opts.Now()); err != nil {
+			if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrExpired) {
+				return errBadRegistrationToken
+			}
+			return err
+		}
+	}
+	m, err := s.decodeMetadata(r)
+	if err != nil {
+		return err
+	}
+	now := s.opts.Now()
+	c, secret, err := NewClient(m, now, s.opts.Rand)
+	if err != nil {
+		return metadataError(err)
+	}
+	regToken, err := tokens.NewSecret(s.opts.Rand, tokens.PrefixRegistrationToken)
+	if err != nil {
+		return err
+	}
+	c.RegistrationTokenHash = tokens.Hash(regToken)
+	if err := s.store.CreateClient(r.Context(), c); err != nil {
+		return err
+	}
+	writeTokenJSON(w, http.StatusCreated, s.registrationView(c, secret, regToken))
+	return nil
+}
+
+// decodeMetadata reads an RFC 7591 metadata document from the body.
+func (s *Server) decodeMetadata(r *http.Request) (store.ClientMetadata, error) {
+	return s.decodeMetadataKeeping(r, nil)
+}
+
+// decodeMetadataKeeping also decodes the raw document into raw when it is
+// not nil (RFC 7592 updates carry client_id and client_secret).
+func (s *Server) decodeMetadataKeeping(r *http.Request, raw *map[string]any) (store.ClientMetadata, error) {
+	ct := r.Header.Get("Content-Type")
+	if ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
+		return store.ClientMetadata{}, oauthErr(errInvalidClientMetadata, "the body must be application/json")
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return store.ClientMetadata{}, oauthErr(errInvalidClientMetadata, "the body could not be read")
+	}
+	d, err := dcr.Decode(bytes.NewReader(body))
+	if err != nil {
+		return store.ClientMetadata{}, metadataError(err)
+	}
+	if raw != nil {
+		if err := json.Unmarshal(body, raw); err != nil {
+			return store.ClientMetadata{}, oauthErr(errInvalidClientMetadata, "the body is not a JSON object")
+		}
+	}
+	if err := d.Normalize(); err != nil {
+		return store.ClientMetadata{}, metadataError(err)
+	}
+	var m store.ClientMetadata
+	fromDCR(&m, d)
+	return m, nil
+}
+
+// registeredClient authenticates an RFC 7592 request by its registration
+// access token. Every failure is the same 401, so the answer does not reveal
+// whether a client exists.
+func (s *Server) registeredClient(r *http.Request) (store.Client, error) {
+	tok, ok := bearerToken(r)
+	if !ok {
+		return store.Client{}, errBadRegistrationToken
+	}
+	c, err := s.store.GetClient(r.Context(), mux.Vars(r)["client_id"])
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Client{}, errBadRegistrationToken
+	}
+	if err != nil {
+		return store.Client{}, err
+	}
+	if c.RegistrationTokenHash == nil || !tokens.Equal(tokens.Hash(tok), c.RegistrationTokenHash) {
+		return store.Client{}, errBadRegistrationToken
+	}
+	return c, nil
+}
+
+// handleClientConfiguration is RFC 7592: read, update, delete.
+func (s *Server) handleClientConfiguration(w http.ResponseWriter, r *http.Request) error {
+	c, err := s.registeredClient(r)
+	if err != nil {
+		return err
+	}
+	switch r.Method {
+	case http.MethodGet:
+		writeTokenJSON(w, http.StatusOK, s.registrationView(c, "", ""))
+		return nil
+	case http.MethodDelete:
+		// Deleting the client removes its grants, so every refresh token
+		// stops at once and its access tokens fail introspection.
+		if err := s.store.DeleteClient(r.Context(), c.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	return s.updateRegistration(w, r, c)
+}
+
+// updateRegistration is RFC 7592 §2.2: the body replaces the metadata.
+func (s *Server) updateRegistration(w http.ResponseWriter, r *http.Request, c store.Client) error {
+	var raw map[string]any
+	m, err := s.decodeMetadataKeeping(r, &raw)
+	if err != nil {
+		return err
+	}
+	if id, ok := raw["client_id"].(string); !ok || id != c.ID {
+		return oauthErr(errInvalidRequest, "client_id in the body must match the client being updated (RFC 7592 §2.2)")
+	}
+	if sec, ok := raw["client_secret"].(string); ok && (c.SecretHash == nil || !tokens.Equal(tokens.Hash(sec), c.SecretHash)) {
+		return oauthErr(errInvalidClientMetadata, "client_secret does not match")
+	}
+	wasPublic := c.Public()
+	if err := CheckClientMetadata(&m); err != nil {
+		return metadataError(err)
+	}
+	if (m.TokenEndpointAuthMethod == store.AuthMethodNone) != wasPublic {
+		return oauthErr(errInvalidClientMetadata, "token_endpoint_auth_method: a client cannot switch between public and confidential")
+	}
+	// The administrator's resource allowance is not the client's to change.
+	m.Resources = c.Metadata.Resources
+	regToken, err := tokens.NewSecret(s.opts.Rand, tokens.PrefixRegistrationToken)
+	if err != nil {
+		return err
+	}
+	c.Metadata, c.UpdatedAt, c.RegistrationTokenHash = m, s.opts.Now(), tokens.Hash(regToken)
+	if err := s.store.UpdateClient(r.Context(), c); err != nil {
+		return err
+	}
+	writeTokenJSON(w, http.StatusOK, s.registrationView(c, "", regToken))
+	return nil
+}

@@ -1,0 +1,176 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/authzd/authz/provider/store"
+	"github.com/authzd/authz/provider/tokens"
+)
+
+// handleRevoke is RFC 7009. Confidential clients authenticate; public
+// clients send client_id. Whatever the token is, the answer is 200 unless
+// the request itself is bad: an unknown token, or another client's, is not
+// an error (§2.2) and has no effect.
+func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) error {
+	if err := r.ParseForm(); err != nil {
+		return oauthErr(errInvalidRequest, "the request body must be application/x-www-form-urlencoded")
+	}
+	if name, ok := singleValued(r.PostForm, "token", "token_type_hint", "client_id", "client_secret"); !ok {
+		return oauthErr(errInvalidRequest, "parameter "+name+" must not be repeated")
+	}
+	c, err := s.authenticateClient(r, r.PostForm)
+	if err != nil {
+		return err
+	}
+	token := r.PostForm.Get("token")
+	if token == "" {
+		return oauthErr(errInvalidRequest, "token is required")
+	}
+	// token_type_hint is only a hint (§2.1): the token's own form decides.
+	if err := s.revoke(r.Context(), c, token); err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+func (s *Server) revoke(ctx context.Context, c store.Client, token string) error {
+	now := s.opts.Now()
+	if strings.HasPrefix(token, tokens.PrefixRefreshToken) {
+		rt, g, err := s.store.GetRefreshToken(ctx, tokens.Hash(token))
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if rt.ClientID != c.ID {
+			return nil
+		}
+		// Revoking a refresh token ends its whole grant (§2.1).
+		if err := s.store.RevokeGrant(ctx, g.ID, now); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		return nil
+	}
+	cl, err := s.keys.state(ctx).keySet.Verify(token, s.opts.Issuer, now, 0)
+	if err != nil {
+		// Malformed, foreign or expired: nothing to revoke.
+		return nil
+	}
+	if cl.ClientID != c.ID || cl.ID == "" {
+		return nil
+	}
+	return s.store.RevokeAccessToken(ctx, cl.ID, cl.ExpiresAt)
+}
+
+// introspection is the RFC 7662 §2.2 response.
+type introspection struct {
+	Active    bool     `json:"active"`
+	Scope     string   `json:"scope,omitempty"`
+	ClientID  string   `json:"client_id,omitempty"`
+	Subject   string   `json:"sub,omitempty"`
+	Audience  []string `json:"aud,omitempty"`
+	Issuer    string   `json:"iss,omitempty"`
+	ExpiresAt int64    `json:"exp,omitempty"`
+	IssuedAt  int64    `json:"iat,omitempty"`
+	JTI       string   `json:"jti,omitempty"`
+	TokenType string   `json:"token_type,omitempty"`
+}
+
+// handleIntrospect is RFC 7662. The caller must authenticate as a
+// confidential client (resource servers are registered as such). Anything
+// not active is exactly {"active": false}.
+func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) error {
+	if err := r.ParseForm(); err != nil {
+		return oauthErr(errInvalidRequest, "the request body must be application/x-www-form-urlencoded")
+	}
+	if name, ok := singleValued(r.PostForm, "token", "token_type_hint", "client_id", "client_secret"); !ok {
+		return oauthErr(errInvalidRequest, "parameter "+name+" must not be repeated")
+	}
+	c, err := s.authenticateClient(r, r.PostForm)
+	if err != nil {
+		return err
+	}
+	if c.Public() {
+		return errBadClient
+	}
+	token := r.PostForm.Get("token")
+	if token == "" {
+		return oauthErr(errInvalidRequest, "token is required")
+	}
+	resp, err := s.introspect(r.Context(), token)
+	if err != nil {
+		return err
+	}
+	writeTokenJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+var inactive = introspection{Active: false}
+
+func (s *Server) introspect(ctx context.Context, token string) (introspection, error) {
+	now := s.opts.Now()
+	if strings.HasPrefix(token, tokens.PrefixRefreshToken) {
+		rt, g, err := s.store.GetRefreshToken(ctx, tokens.Hash(token))
+		if errors.Is(err, store.ErrNotFound) {
+			return inactive, nil
+		}
+		if err != nil {
+			return inactive, err
+		}
+		// A rotated token is spent, except inside the grace window where it
+		// can still be exchanged.
+		spent := !rt.RotatedAt.IsZero() && !now.Before(rt.RotatedAt.Add(s.opts.RefreshGrace))
+		if !g.Active(now) || !now.Before(rt.ExpiresAt) || spent {
+			return inactive, nil
+		}
+		return introspection{
+			Active: true, Scope: strings.Join(g.Scopes, " "), ClientID: rt.ClientID, Subject: g.UserID,
+			Audience: g.Resources, Issuer: s.opts.Issuer, ExpiresAt: rt.ExpiresAt.Unix(), IssuedAt: rt.CreatedAt.Unix(),
+			JTI: rt.ID, TokenType: "refresh_token",
+		}, nil
+	}
+	cl, err := s.keys.state(ctx).keySet.Verify(token, s.opts.Issuer, now, 0)
+	if err != nil {
+		return inactive, nil
+	}
+	if live, err := s.accessTokenLive(ctx, cl, now); err != nil || !live {
+		return inactive, err
+	}
+	return introspection{
+		Active: true, Scope: cl.Scope, ClientID: cl.ClientID, Subject: cl.Subject, Audience: cl.Audience,
+		Issuer: cl.Issuer, ExpiresAt: cl.ExpiresAt.Unix(), IssuedAt: cl.IssuedAt.Unix(), JTI: cl.ID, TokenType: "Bearer",
+	}, nil
+}
+
+// accessTokenLive checks what a signature cannot: the token was not revoked,
+// its grant was not revoked, and its client still exists.
+func (s *Server) accessTokenLive(ctx context.Context, cl tokens.AccessTokenClaims, now time.Time) (bool, error) {
+	revoked, err := s.store.AccessTokenRevoked(ctx, cl.ID, now)
+	if err != nil || revoked {
+		return false, err
+	}
+	if cl.GrantID != "" {
+		g, err := s.store.GetGrant(ctx, cl.GrantID)
+		if errors.Is(err, store.ErrNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		return g.Active(now), nil
+	}
+	if _, err := s.store.GetClient(ctx, cl.ClientID); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return false, nil
+		}
+		return false, err
+	}
+	return true, nil
+}

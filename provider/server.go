@@ -1,0 +1,279 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"runtime/debug"
+	"slices"
+	"strings"
+
+	"github.com/google/uuid"
+	"github.com/gorilla/mux"
+
+	"github.com/authzd/authz/provider/store"
+	"github.com/authzd/authz/wellknown"
+)
+
+// Endpoint paths, relative to the issuer's path. Routes and discovery
+// metadata are both built from these, so what is advertised is what is served.
+const (
+	PathAuthorize  = "/oauth2/authorize"
+	PathToken      = "/oauth2/token"
+	PathJWKS       = "/oauth2/jwks"
+	PathRegister   = "/oauth2/register"
+	PathRevoke     = "/oauth2/revoke"
+	PathIntrospect = "/oauth2/introspect"
+	PathLogin      = "/login"
+	PathLogout     = "/logout"
+	PathApps       = "/account/apps"
+	PathHealthz    = "/healthz"
+	PathReadyz     = "/readyz"
+)
+
+// Grant types (RFC 6749 §4, §6).
+const (
+	GrantAuthorizationCode = "authorization_code"
+	GrantRefreshToken      = "refresh_token"
+	GrantClientCredentials = "client_credentials"
+)
+
+// maxBodyBytes bounds every request body; OAuth requests are small.
+const maxBodyBytes = 64 << 10
+
+// Server is the authorization server.
+type Server struct {
+	opts         Options
+	store        store.Store
+	log          *slog.Logger
+	keys         *keyManager
+	pages        *pages
+	limiter      *loginLimiter
+	issuerPath   string // the issuer URL's path, "" for a bare host
+	secureCookie bool
+	metadata     wellknown.AuthorizationServerMetadata
+}
+
+// New validates opts, loads (or creates) the signing keys and returns a Server.
+func New(ctx context.Context, opts Options) (*Server, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	u, _ := url.Parse(opts.Issuer)
+	s := &Server{
+		opts:         opts,
+		store:        opts.Store,
+		log:          opts.Logger,
+		issuerPath:   strings.TrimSuffix(u.Path, "/"),
+		secureCookie: u.Scheme == "https",
+		limiter:      newLoginLimiter(opts.LoginFailuresPerAccount, opts.LoginFailuresPerIP, opts.LoginWindow),
+	}
+	var err error
+	if s.pages, err = newPages(); err != nil {
+		return nil, err
+	}
+	if s.keys, err = newKeyManager(ctx, opts); err != nil {
+		return nil, err
+	}
+	s.metadata = s.buildMetadata()
+	return s, nil
+}
+
+// Options returns the effective options (defaults applied).
+func (s *Server) Options() Options { return s.opts }
+
+// url returns the absolute URL of an endpoint path.
+func (s *Server) url(path string) string { return s.opts.Issuer + path }
+
+// buildMetadata is the RFC 8414 document, derived from the same options and
+// path constants as the routes.
+func (s *Server) buildMetadata() wellknown.AuthorizationServerMetadata {
+	confidential := []string{store.AuthMethodClientSecretBasic, store.AuthMethodClientSecretPost, store.AuthMethodPrivateKeyJWT}
+	authMethods := append(slices.Clone(confidential), store.AuthMethodNone)
+	m := wellknown.AuthorizationServerMetadata{
+		Issuer:                            s.opts.Issuer,
+		AuthorizationEndpoint:             s.url(PathAuthorize),
+		TokenEndpoint:                     s.url(PathToken),
+		JWKSURI:                           s.url(PathJWKS),
+		ScopesSupported:                   s.opts.Scopes,
+		ResponseTypesSupported:            []string{"code"},
+		ResponseModesSupported:            []string{"query"},
+		GrantTypesSupported:               s.supportedGrantTypes(),
+		CodeChallengeMethodsSupported:     []string{"S256"},
+		TokenEndpointAuthMethodsSupported: authMethods,
+		AuthorizationResponseISSParameterSupported: true,
+		ProtectedResources:                         s.opts.Resources,
+		RevocationEndpoint:                         s.url(PathRevoke),
+		RevocationEndpointAuthMethodsSupported:     authMethods,
+		IntrospectionEndpoint:                      s.url(PathIntrospect),
+		IntrospectionEndpointAuthMethodsSupported:  confidential,
+		TokenEndpointAuthSigningAlgValuesSupported: assertionAlgNames(),
+	}
+	if s.opts.RegistrationPolicy != RegistrationOff {
+		m.RegistrationEndpoint = s.url(PathRegister)
+	}
+	return m
+}
+
+func (s *Server) supportedGrantTypes() []string {
+	return []string{GrantAuthorizationCode, GrantRefreshToken, GrantClientCredentials}
+}
+
+// Handler returns the HTTP handler serving every endpoint.
+func (s *Server) Handler() http.Handler {
+	r := mux.NewRouter()
+	p := s.issuerPath
+	r.Handle(p+PathAuthorize, http.HandlerFunc(s.handleAuthorize)).Methods(http.MethodGet, http.MethodPost)
+	r.Handle(p+PathToken, cors(s.jsonEndpoint(s.handleToken))).Methods(http.MethodPost, http.MethodOptions)
+	r.Handle(p+PathJWKS, wellknown.Bytes(s.keys.jwks, "public, max-age=60"))
+	r.Handle(p+PathLogin, http.HandlerFunc(s.handleLogin)).Methods(http.MethodGet, http.MethodPost)
+	r.Handle(p+PathLogout, http.HandlerFunc(s.handleLogout)).Methods(http.MethodPost)
+	r.HandleFunc(p+PathHealthz, func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	r.HandleFunc(p+PathReadyz, s.handleReady)
+	r.Handle(p+PathRevoke, cors(s.jsonEndpoint(s.handleRevoke))).Methods(http.MethodPost, http.MethodOptions)
+	r.Handle(p+PathIntrospect, s.jsonEndpoint(s.handleIntrospect)).Methods(http.MethodPost)
+	r.Handle(p+PathApps, http.HandlerFunc(s.handleApps)).Methods(http.MethodGet, http.MethodPost)
+	if s.opts.RegistrationPolicy != RegistrationOff {
+		r.Handle(p+PathRegister, cors(s.jsonEndpoint(s.handleRegister))).Methods(http.MethodPost, http.MethodOptions)
+		r.Handle(p+PathRegister+"/{client_id}", s.jsonEndpoint(s.handleClientConfiguration)).Methods(http.MethodGet, http.MethodPut, http.MethodDelete)
+	} else {
+		// RFC 7591 §3: the endpoint exists but refuses; it is not advertised.
+		r.Handle(p+PathRegister, s.jsonEndpoint(s.handleRegister)).Methods(http.MethodPost)
+	}
+
+	// RFC 8414 §3.1: the metadata lives at the path-inserted location; many
+	// clients also try the issuer-relative one, so both answer.
+	meta := wellknown.JSON(s.metadata)
+	insPath, _ := wellknown.InsertedPath(s.opts.Issuer, wellknown.AuthorizationServerSuffix)
+	r.Handle(insPath, meta)
+	if p != "" {
+		r.Handle(p+wellknown.AuthorizationServerSuffix, meta)
+	}
+	// RFC 9728 documents for the configured resources this server hosts
+	// itself (same origin as the issuer), e.g. the default resource.
+	for _, res := range s.opts.Resources {
+		if !sameOrigin(res, s.opts.Issuer) {
+			continue
+		}
+		path, err := wellknown.InsertedPath(res, wellknown.ProtectedResourceSuffix)
+		if err != nil {
+			continue
+		}
+		r.Handle(path, wellknown.JSON(wellknown.ProtectedResourceMetadata{
+			Resource:               res,
+			AuthorizationServers:   []string{s.opts.Issuer},
+			ScopesSupported:        s.opts.Scopes,
+			BearerMethodsSupported: []string{"header"},
+		}))
+	}
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "not found", http.StatusNotFound)
+	})
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+	})
+	return s.recoverer(limitBody(r))
+}
+
+// jsonEndpoint adapts a handler that returns an error to the JSON error writer.
+func (s *Server) jsonEndpoint(h func(http.ResponseWriter, *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			s.writeJSONError(w, r, err)
+		}
+	})
+}
+
+func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain")
+	if err := s.store.Ping(r.Context()); err != nil {
+		s.log.Warn("readiness check failed", "cause", err)
+		w.Header().Set("Retry-After", retryAfterSeconds)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("store unreachable\n"))
+		return
+	}
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// cors lets browser-based clients call an endpoint from any origin. Only
+// endpoints authenticated by request parameters (never cookies) use it.
+func cors(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		if r.Method == http.MethodOptions {
+			w.Header().Set("Access-Control-Allow-Methods", "POST, OPTIONS")
+			w.Header().Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
+			w.Header().Set("Access-Control-Max-Age", "600")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func limitBody(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil {
+			r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// recoverer turns a panic into a 500 so one bad request cannot take the
+// process down; the stack is logged once.
+func (s *Server) recoverer(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.Error("panic serving request", "path", r.URL.Path, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+				s.writeJSONError(w, r, errors.New("panic"))
+			}
+		}()
+		h.ServeHTTP(w, r)
+	})
+}
+
+func sameOrigin(a, b string) bool {
+	ua, err1 := url.Parse(a)
+	ub, err2 := url.Parse(b)
+	return err1 == nil && err2 == nil && strings.EqualFold(ua.Scheme, ub.Scheme) && strings.EqualFold(ua.Host, ub.Host)
+}
+
+// newID returns a random UUID from the configured randomness.
+func (s *Server) newID() (string, error) {
+	id, err := uuid.NewRandomFromReader(s.opts.Rand)
+	if err != nil {
+		return "", err
+	}
+	return id.String(), nil
+}
+
+// singleValued reports the first parameter among names that appears more
+// than once in form (RFC 6749 §3.1: parameters must not be repeated).
+func singleValued(form url.Values, names ...string) (string, bool) {
+	for _, n := range names {
+		if len(form[n]) > 1 {
+			return n, false
+		}
+	}
+	return "", true
+}
+
+// allowedGrant reports whether the client registered grant type gt.
+func allowedGrant(c store.Client, gt string) bool {
+	if len(c.Metadata.GrantTypes) == 0 {
+		return gt == GrantAuthorizationCode || gt == GrantRefreshToken
+	}
+	return slices.Contains(c.Metadata.GrantTypes, gt)
+}

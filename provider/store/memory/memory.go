@@ -1,0 +1,729 @@
+package memory
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/authzd/authz/provider/store"
+)
+
+// Store keeps every record in maps behind one mutex. Each method holds the
+// mutex for its whole run, which is what makes the domain operations
+// (ConsumeAuthCode, RotateRefreshToken) atomic, as a transaction does in
+// PostgreSQL. Values are deep-copied in and out, so a caller can never alias
+// the store's state, and timestamps are normalised to UTC microseconds on
+// the way in, as a timestamptz column would keep them.
+type Store struct {
+	mu sync.Mutex
+
+	clients    map[string]store.Client
+	users      map[string]store.User
+	userByName map[string]string         // username → user ID
+	codes      map[string]store.AuthCode // by string(hash)
+	grants     map[string]store.Grant
+	// grantByCode maps a code hash to the grant it started. It outlives the
+	// code (deleted when consumed) so that a replayed code can still find
+	// and revoke its grant (RFC 6749 §4.1.2).
+	grantByCode map[string]string
+	refresh     map[string]store.RefreshToken // by string(hash)
+	revokedJTIs map[string]time.Time          // JWT ID → the token's expiry
+	consents    map[consentKey]store.Consent
+	keys        map[string]store.SigningKey
+	sessions    map[string]store.Session            // by string(hash)
+	iats        map[string]store.InitialAccessToken // by string(hash)
+}
+
+type consentKey struct{ userID, clientID string }
+
+var _ store.Store = (*Store)(nil)
+
+// New returns an empty store.
+func New() *Store {
+	return &Store{
+		clients:     map[string]store.Client{},
+		users:       map[string]store.User{},
+		userByName:  map[string]string{},
+		codes:       map[string]store.AuthCode{},
+		grants:      map[string]store.Grant{},
+		grantByCode: map[string]string{},
+		refresh:     map[string]store.RefreshToken{},
+		revokedJTIs: map[string]time.Time{},
+		consents:    map[consentKey]store.Consent{},
+		keys:        map[string]store.SigningKey{},
+		sessions:    map[string]store.Session{},
+		iats:        map[string]store.InitialAccessToken{},
+	}
+}
+
+// Ping always succeeds: there is nothing to reach.
+func (s *Store) Ping(context.Context) error { return nil }
+
+// Close does nothing; the maps go with the process.
+func (s *Store) Close() {}
+
+// ---- Clients ----
+
+func (s *Store) CreateClient(_ context.Context, c store.Client) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.clients[c.ID]; ok {
+		return store.ErrAlreadyExists
+	}
+	s.clients[c.ID] = cloneClient(c)
+	return nil
+}
+
+func (s *Store) GetClient(_ context.Context, id string) (store.Client, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.clients[id]
+	if !ok {
+		return store.Client{}, store.ErrNotFound
+	}
+	return cloneClient(c), nil
+}
+
+func (s *Store) ListClients(context.Context) ([]store.Client, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]store.Client, 0, len(s.clients))
+	for _, c := range s.clients {
+		out = append(out, cloneClient(c))
+	}
+	slices.SortFunc(out, func(a, b store.Client) int {
+		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID))
+	})
+	return out, nil
+}
+
+// UpdateClient replaces exactly what the contract names: the secret hash,
+// the registration token hash, the metadata and UpdatedAt. CreatedAt and
+// SecretExpiresAt stay as they were.
+func (s *Store) UpdateClient(_ context.Context, c store.Client) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.clients[c.ID]
+	if !ok {
+		return store.ErrNotFound
+	}
+	n := cloneClient(c)
+	cur.SecretHash, cur.RegistrationTokenHash, cur.Metadata, cur.UpdatedAt =
+		n.SecretHash, n.RegistrationTokenHash, n.Metadata, n.UpdatedAt
+	s.clients[c.ID] = cur
+	return nil
+}
+
+// DeleteClient removes the client with its codes, grants, refresh tokens and
+// consents: a client that is gone must leave no token that still works.
+func (s *Store) DeleteClient(_ context.Context, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.clients[id]; !ok {
+		return store.ErrNotFound
+	}
+	delete(s.clients, id)
+	s.dropGrantsLocked(func(g store.Grant) bool { return g.ClientID == id })
+	for k := range s.consents {
+		if k.clientID == id {
+			delete(s.consents, k)
+		}
+	}
+	return nil
+}
+
+// ---- Users ----
+
+func (s *Store) CreateUser(_ context.Context, u store.User) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.users[u.ID]; ok {
+		return store.ErrAlreadyExists
+	}
+	if _, ok := s.userByName[u.Username]; ok {
+		return store.ErrAlreadyExists
+	}
+	u.CreatedAt = norm(u.CreatedAt)
+	s.users[u.ID] = u
+	s.userByName[u.Username] = u.ID
+	return nil
+}
+
+func (s *Store) GetUser(_ context.Context, id string) (store.User, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u, ok := s.users[id]
+	if !ok {
+		return store.User{}, store.ErrNotFound
+	}
+	return u, nil
+}
+
+func (s *Store) GetUserByUsername(_ context.Context, username string) (store.User, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id, ok := s.userByName[username]
+	if !ok {
+		return store.User{}, store.ErrNotFound
+	}
+	return s.users[id], nil
+}
+
+func (s *Store) ListUsers(context.Context) ([]store.User, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]store.User, 0, len(s.users))
+	for _, u := range s.users {
+		out = append(out, u)
+	}
+	slices.SortFunc(out, func(a, b store.User) int { return cmp.Compare(a.Username, b.Username) })
+	return out, nil
+}
+
+func (s *Store) SetUserPassword(_ context.Context, id, passwordHash string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u, ok := s.users[id]
+	if !ok {
+		return store.ErrNotFound
+	}
+	u.PasswordHash = passwordHash
+	s.users[id] = u
+	return nil
+}
+
+// DeleteUser removes the user with their grants (and so their codes and
+// refresh tokens), consents and sessions.
+func (s *Store) DeleteUser(_ context.Context, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u, ok := s.users[id]
+	if !ok {
+		return store.ErrNotFound
+	}
+	delete(s.users, id)
+	delete(s.userByName, u.Username)
+	s.dropGrantsLocked(func(g store.Grant) bool { return g.UserID == id })
+	for k := range s.consents {
+		if k.userID == id {
+			delete(s.consents, k)
+		}
+	}
+	for k, se := range s.sessions {
+		if se.UserID == id {
+			delete(s.sessions, k)
+		}
+	}
+	return nil
+}
+
+// ---- Authorization codes and grants ----
+
+// CreateAuthCode stores a code and the grant it will start, as one record
+// pair: the grant exists (unredeemed) from the moment the code does.
+func (s *Store) CreateAuthCode(_ context.Context, code store.AuthCode, g store.Grant) error {
+	if code.GrantID != g.ID || !bytes.Equal(code.Hash, g.CodeHash) ||
+		code.ClientID != g.ClientID || code.UserID != g.UserID {
+		return errors.New("memory: CreateAuthCode: the code and the grant do not belong together")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.clients[g.ClientID]; !ok {
+		return fmt.Errorf("memory: client %q: %w", g.ClientID, store.ErrNotFound)
+	}
+	if _, ok := s.users[g.UserID]; !ok {
+		return fmt.Errorf("memory: user %q: %w", g.UserID, store.ErrNotFound)
+	}
+	if _, ok := s.grants[g.ID]; ok {
+		return store.ErrAlreadyExists
+	}
+	if _, ok := s.grantByCode[string(code.Hash)]; ok {
+		return store.ErrAlreadyExists
+	}
+	s.codes[string(code.Hash)] = cloneCode(code)
+	s.grants[g.ID] = cloneGrant(g)
+	s.grantByCode[string(code.Hash)] = g.ID
+	return nil
+}
+
+// ConsumeAuthCode is the single-use gate. The code is deleted on every
+// outcome but "unknown", so it can be presented successfully at most once.
+func (s *Store) ConsumeAuthCode(_ context.Context, hash []byte, now time.Time) (store.AuthCode, error) {
+	now = norm(now)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.codes[string(hash)]
+	if !ok {
+		// The code is gone but its grant remembers it: this is a replay.
+		// RFC 6749 §4.1.2: the server should revoke every token issued
+		// from the code, i.e. the whole grant.
+		if gid, ok := s.grantByCode[string(hash)]; ok {
+			s.revokeLocked(gid, now)
+			return store.AuthCode{}, store.ErrCodeReused
+		}
+		return store.AuthCode{}, store.ErrNotFound
+	}
+	delete(s.codes, string(hash))
+	if !now.Before(c.ExpiresAt) {
+		return store.AuthCode{}, store.ErrExpired
+	}
+	g, ok := s.grants[c.GrantID]
+	if !ok || !g.Active(now) {
+		return store.AuthCode{}, store.ErrGrantRevoked
+	}
+	g.LastUsedAt = now
+	s.grants[g.ID] = g
+	return cloneCode(c), nil
+}
+
+func (s *Store) GetGrant(_ context.Context, id string) (store.Grant, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g, ok := s.grants[id]
+	if !ok {
+		return store.Grant{}, store.ErrNotFound
+	}
+	return cloneGrant(g), nil
+}
+
+// ListUserGrants lists the grants a user would recognise as "apps with
+// access": redeemed, not revoked, not past their lifetime. Newest means most
+// recently created; ties go by ID so the order is stable.
+func (s *Store) ListUserGrants(_ context.Context, userID string, now time.Time) ([]store.Grant, error) {
+	now = norm(now)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []store.Grant
+	for _, g := range s.grants {
+		if g.UserID == userID && !g.LastUsedAt.IsZero() && g.Active(now) {
+			out = append(out, cloneGrant(g))
+		}
+	}
+	slices.SortFunc(out, func(a, b store.Grant) int {
+		return cmp.Or(b.CreatedAt.Compare(a.CreatedAt), cmp.Compare(a.ID, b.ID))
+	})
+	return out, nil
+}
+
+func (s *Store) RevokeGrant(_ context.Context, id string, now time.Time) error {
+	now = norm(now)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.revokeLocked(id, now) {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+// revokeLocked marks grant id revoked at now unless it already is, so the
+// first revocation instant is kept. It reports whether the grant exists.
+func (s *Store) revokeLocked(id string, now time.Time) bool {
+	g, ok := s.grants[id]
+	if !ok {
+		return false
+	}
+	if g.RevokedAt.IsZero() {
+		g.RevokedAt = now
+		s.grants[id] = g
+	}
+	return true
+}
+
+// dropGrantsLocked deletes the grants that match, with their codes and
+// refresh tokens, and returns how many records it removed.
+func (s *Store) dropGrantsLocked(match func(store.Grant) bool) int64 {
+	var n int64
+	dropped := map[string]bool{}
+	for id, g := range s.grants {
+		if !match(g) {
+			continue
+		}
+		dropped[id] = true
+		delete(s.grants, id)
+		delete(s.grantByCode, string(g.CodeHash))
+		n++
+		if _, ok := s.codes[string(g.CodeHash)]; ok {
+			delete(s.codes, string(g.CodeHash))
+			n++
+		}
+	}
+	if len(dropped) == 0 {
+		return n
+	}
+	for h, rt := range s.refresh {
+		if dropped[rt.GrantID] {
+			delete(s.refresh, h)
+			n++
+		}
+	}
+	return n
+}
+
+// ---- Refresh tokens ----
+
+func (s *Store) CreateRefreshToken(_ context.Context, rt store.RefreshToken, now time.Time) error {
+	now = norm(now)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g, ok := s.grants[rt.GrantID]
+	if !ok {
+		return fmt.Errorf("memory: grant %q: %w", rt.GrantID, store.ErrNotFound)
+	}
+	if !g.Active(now) {
+		return store.ErrGrantRevoked
+	}
+	if _, ok := s.refresh[string(rt.Hash)]; ok {
+		return store.ErrAlreadyExists
+	}
+	s.refresh[string(rt.Hash)] = cloneRefresh(rt)
+	return nil
+}
+
+func (s *Store) GetRefreshToken(_ context.Context, hash []byte) (store.RefreshToken, store.Grant, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rt, ok := s.refresh[string(hash)]
+	if !ok {
+		return store.RefreshToken{}, store.Grant{}, store.ErrNotFound
+	}
+	g, ok := s.grants[rt.GrantID]
+	if !ok { // cannot happen: tokens go with their grant
+		return store.RefreshToken{}, store.Grant{}, store.ErrNotFound
+	}
+	return cloneRefresh(rt), cloneGrant(g), nil
+}
+
+// RotateRefreshToken decides win, grace or reuse under the mutex, so two
+// presentations of one token are strictly ordered. next runs with the mutex
+// held and must not call the store.
+func (s *Store) RotateRefreshToken(_ context.Context, hash []byte, now time.Time, grace time.Duration, next store.NextRefreshFunc) (store.Rotation, error) {
+	now = norm(now)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, ok := s.refresh[string(hash)]
+	if !ok {
+		return store.Rotation{}, store.ErrNotFound
+	}
+	g, ok := s.grants[old.GrantID]
+	if !ok {
+		return store.Rotation{}, store.ErrNotFound
+	}
+	if !g.Active(now) {
+		return store.Rotation{}, store.ErrGrantRevoked
+	}
+	if !now.Before(old.ExpiresAt) {
+		return store.Rotation{}, store.ErrExpired
+	}
+
+	// next gets copies: whatever it does with them, our state is unchanged
+	// until we decide below. Its error is returned as is, with nothing
+	// written, so a refused request (another client's token, a scope it may
+	// not have) is never counted as reuse.
+	succ, err := next(cloneRefresh(old), cloneGrant(g))
+	if err != nil {
+		return store.Rotation{}, err
+	}
+	succ = cloneRefresh(succ)
+	if succ.GrantID != old.GrantID {
+		return store.Rotation{}, fmt.Errorf("memory: successor belongs to grant %q, not %q", succ.GrantID, old.GrantID)
+	}
+
+	withinGrace := false
+	if !old.RotatedAt.IsZero() {
+		// RFC 9700 §4.14.2: a rotated token presented again means it is in
+		// two hands, so the grant is revoked, unless it comes within the
+		// grace window measured from the first rotation, which allows for
+		// a client that lost the first response or raced itself.
+		if grace <= 0 || now.Sub(old.RotatedAt) >= grace {
+			s.revokeLocked(g.ID, now)
+			return store.Rotation{}, store.ErrRefreshReused
+		}
+		withinGrace = true
+	}
+	if _, dup := s.refresh[string(succ.Hash)]; dup {
+		return store.Rotation{}, store.ErrAlreadyExists
+	}
+
+	rot := store.Rotation{Old: cloneRefresh(old), WithinGrace: withinGrace}
+	if !withinGrace {
+		// RotatedAt records the first exchange only, so the grace window
+		// cannot be stretched by presenting the token again and again.
+		old.RotatedAt = now
+		s.refresh[string(hash)] = old
+	}
+	s.refresh[string(succ.Hash)] = succ
+	g.LastUsedAt = now
+	s.grants[g.ID] = g
+	rot.Grant, rot.New = cloneGrant(g), cloneRefresh(succ)
+	return rot, nil
+}
+
+// ---- Access-token revocation (RFC 7009) ----
+
+// RevokeAccessToken remembers jti until expiresAt. Revoking again keeps the
+// later expiry, so an entry never disappears while its token could be valid.
+func (s *Store) RevokeAccessToken(_ context.Context, jti string, expiresAt time.Time) error {
+	expiresAt = norm(expiresAt)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cur, ok := s.revokedJTIs[jti]; !ok || expiresAt.After(cur) {
+		s.revokedJTIs[jti] = expiresAt
+	}
+	return nil
+}
+
+func (s *Store) AccessTokenRevoked(_ context.Context, jti string, now time.Time) (bool, error) {
+	now = norm(now)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	exp, ok := s.revokedJTIs[jti]
+	return ok && now.Before(exp), nil
+}
+
+// ---- Consents ----
+
+func (s *Store) GetConsent(_ context.Context, userID, clientID string) (store.Consent, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.consents[consentKey{userID, clientID}]
+	if !ok {
+		return store.Consent{}, store.ErrNotFound
+	}
+	return cloneConsent(c), nil
+}
+
+func (s *Store) SaveConsent(_ context.Context, c store.Consent) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.users[c.UserID]; !ok {
+		return fmt.Errorf("memory: user %q: %w", c.UserID, store.ErrNotFound)
+	}
+	if _, ok := s.clients[c.ClientID]; !ok {
+		return fmt.Errorf("memory: client %q: %w", c.ClientID, store.ErrNotFound)
+	}
+	s.consents[consentKey{c.UserID, c.ClientID}] = cloneConsent(c)
+	return nil
+}
+
+// ---- Signing keys ----
+
+func (s *Store) RotateSigningKey(_ context.Context, k store.SigningKey) error {
+	k = cloneKey(k)
+	k.RetiredAt = time.Time{} // stored as the current key
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.keys[k.ID]; ok {
+		return store.ErrAlreadyExists
+	}
+	for id, old := range s.keys {
+		if old.RetiredAt.IsZero() {
+			old.RetiredAt = k.CreatedAt
+			s.keys[id] = old
+		}
+	}
+	s.keys[k.ID] = k
+	return nil
+}
+
+func (s *Store) ListSigningKeys(context.Context) ([]store.SigningKey, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]store.SigningKey, 0, len(s.keys))
+	for _, k := range s.keys {
+		out = append(out, cloneKey(k))
+	}
+	slices.SortFunc(out, func(a, b store.SigningKey) int {
+		return cmp.Or(b.CreatedAt.Compare(a.CreatedAt), cmp.Compare(b.ID, a.ID))
+	})
+	return out, nil
+}
+
+// DeleteSigningKeysRetiredBefore removes keys retired strictly before t; the
+// current key is never retired and so never removed.
+func (s *Store) DeleteSigningKeysRetiredBefore(_ context.Context, t time.Time) error {
+	t = norm(t)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, k := range s.keys {
+		if !k.RetiredAt.IsZero() && k.RetiredAt.Before(t) {
+			delete(s.keys, id)
+		}
+	}
+	return nil
+}
+
+// ---- Sessions ----
+
+func (s *Store) CreateSession(_ context.Context, se store.Session) error {
+	se.Hash, se.CreatedAt, se.ExpiresAt = bytes.Clone(se.Hash), norm(se.CreatedAt), norm(se.ExpiresAt)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.users[se.UserID]; !ok {
+		return fmt.Errorf("memory: user %q: %w", se.UserID, store.ErrNotFound)
+	}
+	if _, ok := s.sessions[string(se.Hash)]; ok {
+		return store.ErrAlreadyExists
+	}
+	s.sessions[string(se.Hash)] = se
+	return nil
+}
+
+func (s *Store) GetSession(_ context.Context, hash []byte, now time.Time) (store.Session, error) {
+	now = norm(now)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	se, ok := s.sessions[string(hash)]
+	if !ok {
+		return store.Session{}, store.ErrNotFound
+	}
+	if !now.Before(se.ExpiresAt) {
+		return store.Session{}, store.ErrExpired
+	}
+	se.Hash = bytes.Clone(se.Hash)
+	return se, nil
+}
+
+func (s *Store) DeleteSession(_ context.Context, hash []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.sessions, string(hash))
+	return nil
+}
+
+// ---- Initial access tokens (RFC 7591 §3) ----
+
+func (s *Store) CreateInitialAccessToken(_ context.Context, t store.InitialAccessToken) error {
+	t.Hash, t.CreatedAt, t.ExpiresAt = bytes.Clone(t.Hash), norm(t.CreatedAt), norm(t.ExpiresAt)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.iats[string(t.Hash)]; ok {
+		return store.ErrAlreadyExists
+	}
+	s.iats[string(t.Hash)] = t
+	return nil
+}
+
+func (s *Store) GetInitialAccessToken(_ context.Context, hash []byte, now time.Time) (store.InitialAccessToken, error) {
+	now = norm(now)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.iats[string(hash)]
+	if !ok {
+		return store.InitialAccessToken{}, store.ErrNotFound
+	}
+	if !t.ExpiresAt.IsZero() && !now.Before(t.ExpiresAt) { // zero: never expires
+		return store.InitialAccessToken{}, store.ErrExpired
+	}
+	t.Hash = bytes.Clone(t.Hash)
+	return t, nil
+}
+
+// ---- Garbage collection ----
+
+// DeleteExpired removes what can no longer be used at now. Revoked grants
+// that are still within their lifetime stay, so that a replay of their code
+// is still recognised as one.
+func (s *Store) DeleteExpired(_ context.Context, now time.Time) (int64, error) {
+	now = norm(now)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n int64
+	// Codes first, so a grant whose code expires now counts as "never
+	// redeemed and its code gone" in the same sweep.
+	for h, c := range s.codes {
+		if !now.Before(c.ExpiresAt) {
+			delete(s.codes, h)
+			n++
+		}
+	}
+	n += s.dropGrantsLocked(func(g store.Grant) bool {
+		if !now.Before(g.ExpiresAt) {
+			return true
+		}
+		_, codeLive := s.codes[string(g.CodeHash)]
+		return g.LastUsedAt.IsZero() && !codeLive
+	})
+	for h, rt := range s.refresh {
+		if !now.Before(rt.ExpiresAt) {
+			delete(s.refresh, h)
+			n++
+		}
+	}
+	for h, se := range s.sessions {
+		if !now.Before(se.ExpiresAt) {
+			delete(s.sessions, h)
+			n++
+		}
+	}
+	for h, t := range s.iats {
+		if !t.ExpiresAt.IsZero() && !now.Before(t.ExpiresAt) {
+			delete(s.iats, h)
+			n++
+		}
+	}
+	for jti, exp := range s.revokedJTIs {
+		if !now.Before(exp) {
+			delete(s.revokedJTIs, jti)
+			n++
+		}
+	}
+	return n, nil
+}
+
+// ---- Copies and normalisation ----
+
+// norm normalises a timestamp as a timestamptz column would keep it: UTC,
+// microsecond precision (house rule 5). The zero time stays zero.
+func norm(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return t.UTC().Truncate(time.Microsecond)
+}
+
+// slices.Clone and bytes.Clone keep nil as nil and empty as empty, and never
+// share the backing array.
+
+func cloneClient(c store.Client) store.Client {
+	c.SecretHash, c.RegistrationTokenHash = bytes.Clone(c.SecretHash), bytes.Clone(c.RegistrationTokenHash)
+	c.SecretExpiresAt, c.CreatedAt, c.UpdatedAt = norm(c.SecretExpiresAt), norm(c.CreatedAt), norm(c.UpdatedAt)
+	m := &c.Metadata
+	m.RedirectURIs, m.GrantTypes, m.ResponseTypes = slices.Clone(m.RedirectURIs), slices.Clone(m.GrantTypes), slices.Clone(m.ResponseTypes)
+	m.Scopes, m.Resources, m.Contacts = slices.Clone(m.Scopes), slices.Clone(m.Resources), slices.Clone(m.Contacts)
+	m.JWKS = bytes.Clone(m.JWKS)
+	return c
+}
+
+func cloneGrant(g store.Grant) store.Grant {
+	g.Scopes, g.Resources, g.CodeHash = slices.Clone(g.Scopes), slices.Clone(g.Resources), bytes.Clone(g.CodeHash)
+	g.CreatedAt, g.ExpiresAt, g.LastUsedAt, g.RevokedAt = norm(g.CreatedAt), norm(g.ExpiresAt), norm(g.LastUsedAt), norm(g.RevokedAt)
+	return g
+}
+
+func cloneCode(c store.AuthCode) store.AuthCode {
+	c.Hash, c.Scopes, c.Resources = bytes.Clone(c.Hash), slices.Clone(c.Scopes), slices.Clone(c.Resources)
+	c.CreatedAt, c.ExpiresAt = norm(c.CreatedAt), norm(c.ExpiresAt)
+	return c
+}
+
+func cloneRefresh(r store.RefreshToken) store.RefreshToken {
+	r.Hash = bytes.Clone(r.Hash)
+	r.CreatedAt, r.ExpiresAt, r.RotatedAt = norm(r.CreatedAt), norm(r.ExpiresAt), norm(r.RotatedAt)
+	return r
+}
+
+func cloneConsent(c store.Consent) store.Consent {
+	c.Scopes, c.Resources, c.UpdatedAt = slices.Clone(c.Scopes), slices.Clone(c.Resources), norm(c.UpdatedAt)
+	return c
+}
+
+func cloneKey(k store.SigningKey) store.SigningKey {
+	k.PublicJWK, k.EncryptedPrivateKey = bytes.Clone(k.PublicJWK), bytes.Clone(k.EncryptedPrivateKey)
+	k.CreatedAt, k.RetiredAt = norm(k.CreatedAt), norm(k.RetiredAt)
+	return k
+}

@@ -1,0 +1,284 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/authzd/authz/provider/store"
+)
+
+// Store implements store.Store on a pgx pool.
+type Store struct {
+	pool  *pgxpool.Pool
+	owned bool // Close closes the pool only when Open made it
+}
+
+var _ store.Store = (*Store)(nil)
+
+// New wraps a pool whose search_path leads to a migrated schema. Close does
+// not close a pool given to New; its owner does.
+func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+
+// Open connects to url (a PostgreSQL URL or DSN, as pgx parses it) and
+// checks that the server answers. It does not migrate: see package
+// migrations.
+func Open(ctx context.Context, url string) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	s := &Store{pool: pool, owned: true}
+	if err := s.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Pool returns the underlying pool, for migrations.Apply.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Close closes the pool if Open made it.
+func (s *Store) Close() {
+	if s.owned {
+		s.pool.Close()
+	}
+}
+
+// Ping reports whether the database answers.
+func (s *Store) Ping(ctx context.Context) error { return wrap(s.pool.Ping(ctx)) }
+
+// wrap translates a pgx error into the store's vocabulary. Constraint
+// violations become ErrAlreadyExists / ErrNotFound. Everything that is not
+// an answer from the server about our data (a refused connection, a
+// timeout, a server shutting down, a deadlock or serialization failure that
+// a retry would clear) becomes ErrUnavailable, so that a transient outage is
+// never mistaken for a dead token.
+func wrap(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.ErrNotFound
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch {
+		case pe.Code == "23505": // unique_violation
+			return fmt.Errorf("%w: %s", store.ErrAlreadyExists, pe.ConstraintName)
+		case pe.Code == "23503": // foreign_key_violation
+			return fmt.Errorf("%w: %s", store.ErrNotFound, pe.ConstraintName)
+		case pe.Code == "40001", pe.Code == "40P01", // serialization failure, deadlock
+			len(pe.Code) == 5 && (pe.Code[:2] == "08" || pe.Code[:2] == "53" || pe.Code[:2] == "57" || pe.Code[:2] == "58"):
+			return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+		}
+		return fmt.Errorf("postgres: %w", err)
+	}
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+}
+
+// tx runs f in a transaction. f's error is returned unchanged (it may be a
+// sentinel decided inside); keep commits the work even when f returns an
+// error, for outcomes such as "code reused" whose revocation must stick.
+func (s *Store) tx(ctx context.Context, f func(pgx.Tx) (keep bool, err error)) error {
+	t, err := s.pool.Begin(ctx)
+	if err != nil {
+		return wrap(err)
+	}
+	defer t.Rollback(ctx) //nolint:errcheck // a no-op after Commit
+	keep, ferr := f(t)
+	if ferr != nil && !keep {
+		return ferr
+	}
+	if err := t.Commit(ctx); err != nil {
+		return wrap(err)
+	}
+	return ferr
+}
+
+// ---- time and value helpers (house rule 5) ----
+
+// ts is a timestamp as the database keeps it: UTC, microseconds.
+func ts(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+// nullTS maps the zero time to NULL.
+func nullTS(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return ts(t)
+}
+
+// fromNull maps NULL back to the zero time and anything else to UTC.
+func fromNull(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+// arr never hands NULL to a NOT NULL text[] column.
+func arr(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// ---- Clients ----
+
+const clientCols = `id, secret_hash, secret_expires_at, registration_token_hash, metadata, created_at, updated_at`
+
+func scanClient(row pgx.Row) (store.Client, error) {
+	var c store.Client
+	var secExp *time.Time
+	var meta []byte
+	if err := row.Scan(&c.ID, &c.SecretHash, &secExp, &c.RegistrationTokenHash, &meta, &c.CreatedAt, &c.UpdatedAt); err != nil {
+		return store.Client{}, wrap(err)
+	}
+	if err := json.Unmarshal(meta, &c.Metadata); err != nil {
+		return store.Client{}, fmt.Errorf("postgres: client %s metadata: %w", c.ID, err)
+	}
+	c.SecretExpiresAt, c.CreatedAt, c.UpdatedAt = fromNull(secExp), c.CreatedAt.UTC(), c.UpdatedAt.UTC()
+	return c, nil
+}
+
+func (s *Store) CreateClient(ctx context.Context, c store.Client) error {
+	meta, err := json.Marshal(c.Metadata)
+	if err != nil {
+		return err
+	}
+	_, err = s.pool.Exec(ctx, `INSERT INTO clients (`+clientCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		c.ID, c.SecretHash, nullTS(c.SecretExpiresAt), c.RegistrationTokenHash, string(meta), ts(c.CreatedAt), ts(c.UpdatedAt))
+	return wrap(err)
+}
+
+func (s *Store) GetClient(ctx context.Context, id string) (store.Client, error) {
+	return scanClient(s.pool.QueryRow(ctx, `SELECT `+clientCols+` FROM clients WHERE id = $1`, id))
+}
+
+func (s *Store) ListClients(ctx context.Context) ([]store.Client, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+clientCols+` FROM clients ORDER BY created_at, id`)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	defer rows.Close()
+	var out []store.Client
+	for rows.Next() {
+		c, err := scanClient(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, wrap(rows.Err())
+}
+
+// UpdateClient replaces what the contract names and keeps CreatedAt and
+// SecretExpiresAt.
+func (s *Store) UpdateClient(ctx context.Context, c store.Client) error {
+	meta, err := json.Marshal(c.Metadata)
+	if err != nil {
+		return err
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE clients SET secret_hash = $2, registration_token_hash = $3, metadata = $4, updated_at = $5 WHERE id = $1`,
+		c.ID, c.SecretHash, c.RegistrationTokenHash, string(meta), ts(c.UpdatedAt))
+	if err != nil {
+		return wrap(err)
+	}
+	if tag.RowsAffected() == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+// DeleteClient cascades (ON DELETE CASCADE) to grants, and through them to
+// codes and refresh tokens, and to consents.
+func (s *Store) DeleteClient(ctx context.Context, id string) error {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM clients WHERE id = $1`, id)
+	if err != nil {
+		return wrap(err)
+	}
+	if tag.RowsAffected() == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+// ---- Users ----
+
+func scanUser(row pgx.Row) (store.User, error) {
+	var u store.User
+	if err := row.Scan(&u.ID, &u.Username, &u.PasswordHash, &u.CreatedAt); err != nil {
+		return store.User{}, wrap(err)
+	}
+	u.CreatedAt = u.CreatedAt.UTC()
+	return u, nil
+}
+
+func (s *Store) CreateUser(ctx context.Context, u store.User) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO users (id, username, password_hash, created_at) VALUES ($1, $2, $3, $4)`,
+		u.ID, u.Username, u.PasswordHash, ts(u.CreatedAt))
+	return wrap(err)
+}
+
+func (s *Store) GetUser(ctx context.Context, id string) (store.User, error) {
+	return scanUser(s.pool.QueryRow(ctx, `SELECT id, username, password_hash, created_at FROM users WHERE id = $1`, id))
+}
+
+func (s *Store) GetUserByUsername(ctx context.Context, username string) (store.User, error) {
+	return scanUser(s.pool.QueryRow(ctx, `SELECT id, username, password_hash, created_at FROM users WHERE username = $1`, username))
+}
+
+func (s *Store) ListUsers(ctx context.Context) ([]store.User, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, username, password_hash, created_at FROM users ORDER BY username COLLATE "C"`)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	defer rows.Close()
+	var out []store.User
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, u)
+	}
+	return out, wrap(rows.Err())
+}
+
+func (s *Store) SetUserPassword(ctx context.Context, id, passwordHash string) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE users SET password_hash = $2 WHERE id = $1`, id, passwordHash)
+	if err != nil {
+		return wrap(err)
+	}
+	if tag.RowsAffected() == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+func (s *Store) DeleteUser(ctx context.Context, id string) error {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM users WHERE id = $1`, id)
+	if err != nil {
+		return wrap(err)
+	}
+	if tag.RowsAffected() == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}

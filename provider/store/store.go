@@ -1,0 +1,306 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// Sentinel errors. Implementations return these (possibly wrapped) so callers
+// can decide with errors.Is; anything else is an operational failure.
+var (
+	// ErrNotFound: no such record (or it was deleted).
+	ErrNotFound = errors.New("store: not found")
+	// ErrAlreadyExists: a record with the same key exists.
+	ErrAlreadyExists = errors.New("store: already exists")
+	// ErrExpired: the record exists but its expiry instant has been reached.
+	// A record is valid while now < ExpiresAt; at now == ExpiresAt it is expired.
+	ErrExpired = errors.New("store: expired")
+	// ErrGrantRevoked: the grant the record belongs to is revoked or past its
+	// absolute lifetime.
+	ErrGrantRevoked = errors.New("store: grant revoked")
+	// ErrCodeReused: an authorization code was presented after it had been
+	// consumed. The grant it started has been revoked (RFC 6749 §4.1.2).
+	ErrCodeReused = errors.New("store: authorization code reused")
+	// ErrRefreshReused: a rotated refresh token was presented after the grace
+	// window. The whole grant has been revoked (RFC 9700 §4.14.2).
+	ErrRefreshReused = errors.New("store: refresh token reused")
+	// ErrUnavailable: the store could not be reached or failed transiently.
+	// Callers answer 503 temporarily_unavailable, never invalid_grant.
+	ErrUnavailable = errors.New("store: unavailable")
+)
+
+// Client is a registered OAuth client.
+type Client struct {
+	ID string
+	// SecretHash is SHA-256 of the client secret; nil for public clients.
+	SecretHash []byte
+	// SecretExpiresAt is when the secret stops working; zero means never.
+	SecretExpiresAt time.Time
+	// RegistrationTokenHash is SHA-256 of the RFC 7592 registration access
+	// token; nil for clients not managed through the registration endpoint.
+	RegistrationTokenHash []byte
+	Metadata              ClientMetadata
+	CreatedAt             time.Time
+	UpdatedAt             time.Time
+}
+
+// Public reports whether the client authenticates with "none".
+func (c Client) Public() bool { return c.Metadata.TokenEndpointAuthMethod == AuthMethodNone }
+
+// Token endpoint authentication methods (RFC 7591 §2).
+const (
+	AuthMethodNone              = "none"
+	AuthMethodClientSecretBasic = "client_secret_basic"
+	AuthMethodClientSecretPost  = "client_secret_post"
+	AuthMethodPrivateKeyJWT     = "private_key_jwt"
+)
+
+// ClientMetadata is what a client declares about itself (RFC 7591 §2) plus
+// the administrator's allowances. It is stored as one document; the JSON names
+// follow RFC 7591 where one exists.
+type ClientMetadata struct {
+	Name                    string   `json:"client_name,omitempty"`
+	RedirectURIs            []string `json:"redirect_uris"`
+	TokenEndpointAuthMethod string   `json:"token_endpoint_auth_method"`
+	GrantTypes              []string `json:"grant_types,omitempty"`
+	ResponseTypes           []string `json:"response_types,omitempty"`
+	ApplicationType         string   `json:"application_type,omitempty"`
+	// Scopes the client may request; also its default when a request names
+	// none. Empty: any scope the server offers, and no default.
+	Scopes []string `json:"scopes,omitempty"`
+	// Resources (RFC 8707) the client may request tokens for. Empty: any
+	// resource the server is configured with.
+	Resources       []string        `json:"resources,omitempty"`
+	ClientURI       string          `json:"client_uri,omitempty"`
+	LogoURI         string          `json:"logo_uri,omitempty"`
+	TOSURI          string          `json:"tos_uri,omitempty"`
+	PolicyURI       string          `json:"policy_uri,omitempty"`
+	Contacts        []string        `json:"contacts,omitempty"`
+	SoftwareID      string          `json:"software_id,omitempty"`
+	SoftwareVersion string          `json:"software_version,omitempty"`
+	JWKSURI         string          `json:"jwks_uri,omitempty"`
+	JWKS            json.RawMessage `json:"jwks,omitempty"`
+}
+
+// User is a built-in account that can log in to the authorization server.
+type User struct {
+	ID       string
+	Username string
+	// PasswordHash is an encoded argon2id hash (never a plaintext password).
+	PasswordHash string
+	CreatedAt    time.Time
+}
+
+// Grant is one completed authorization of one client by one user on one
+// device. A user may hold many grants for the same client; refresh tokens and
+// access tokens belong to exactly one grant, and revoking the grant ends them.
+type Grant struct {
+	ID        string
+	ClientID  string
+	UserID    string
+	Scopes    []string
+	Resources []string
+	// CodeHash is the SHA-256 of the authorization code that started the
+	// grant, kept so that a replayed code can revoke it.
+	CodeHash  []byte
+	CreatedAt time.Time
+	// ExpiresAt is the absolute lifetime: no token of the grant outlives it.
+	ExpiresAt time.Time
+	// LastUsedAt is zero until the grant's code is redeemed, then moves with
+	// every refresh. Grants that were never redeemed are not listed.
+	LastUsedAt time.Time
+	// RevokedAt is zero while the grant is live.
+	RevokedAt time.Time
+}
+
+// Active reports whether tokens of the grant may be used at now.
+func (g Grant) Active(now time.Time) bool {
+	return g.RevokedAt.IsZero() && now.Before(g.ExpiresAt)
+}
+
+// AuthCode is an authorization code, stored by hash only.
+type AuthCode struct {
+	Hash          []byte
+	ClientID      string
+	UserID        string
+	GrantID       string
+	RedirectURI   string
+	CodeChallenge string // S256 only
+	Scopes        []string
+	Resources     []string
+	CreatedAt     time.Time
+	ExpiresAt     time.Time
+}
+
+// RefreshToken is one link of a grant's rotation chain, stored by hash only.
+type RefreshToken struct {
+	ID       string
+	Hash     []byte
+	GrantID  string
+	ClientID string
+	// ParentID is the token this one was rotated from; empty for the first.
+	ParentID  string
+	CreatedAt time.Time
+	// ExpiresAt is the idle lifetime (never later than the grant's ExpiresAt).
+	ExpiresAt time.Time
+	// RotatedAt is zero until the token is first exchanged.
+	RotatedAt time.Time
+}
+
+// Rotation is the outcome of a successful RotateRefreshToken.
+type Rotation struct {
+	Old   RefreshToken // as it was before this call
+	Grant Grant
+	New   RefreshToken
+	// WithinGrace is true when Old had already been rotated and was presented
+	// again inside the grace window: a concurrent refresh that also wins.
+	WithinGrace bool
+}
+
+// Consent remembers what a user allowed a client, so the same request later
+// skips the consent page.
+type Consent struct {
+	UserID    string
+	ClientID  string
+	Scopes    []string
+	Resources []string
+	UpdatedAt time.Time
+}
+
+// SigningKey is a key pair for access tokens. The private key is encrypted
+// at rest by the caller; the store never sees it in the clear.
+type SigningKey struct {
+	ID                  string // the JWK "kid"
+	Algorithm           string // "ES256" or "EdDSA"
+	PublicJWK           []byte // JSON Web Key of the public key
+	EncryptedPrivateKey []byte
+	CreatedAt           time.Time
+	// RetiredAt is zero for the current key. A retired key no longer signs
+	// but stays published until the tokens it signed have expired.
+	RetiredAt time.Time
+}
+
+// Session is a browser login session at the authorization server.
+type Session struct {
+	Hash      []byte // SHA-256 of the cookie value
+	UserID    string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// InitialAccessToken authorizes dynamic client registration under the
+// "token" registration policy (RFC 7591 §3).
+type InitialAccessToken struct {
+	Hash      []byte
+	CreatedAt time.Time
+	// ExpiresAt zero means it never expires.
+	ExpiresAt time.Time
+}
+
+// NextRefreshFunc validates the presented refresh token and its grant, and
+// returns the successor to store. It runs inside RotateRefreshToken's
+// transaction, before the win / grace / reuse decision: an error from it
+// aborts the rotation with nothing written, and is returned as is.
+type NextRefreshFunc func(old RefreshToken, g Grant) (RefreshToken, error)
+
+// Store is the persistence contract. Every implementation must pass
+// storetest.Run.
+type Store interface {
+	// Ping reports whether the store is reachable.
+	Ping(ctx context.Context) error
+
+	// Clients.
+	CreateClient(ctx context.Context, c Client) error // ErrAlreadyExists
+	GetClient(ctx context.Context, id string) (Client, error)
+	ListClients(ctx context.Context) ([]Client, error) // ordered by CreatedAt, then ID
+	// UpdateClient replaces the client's secret hash, registration token hash,
+	// metadata and UpdatedAt. ErrNotFound if it does not exist.
+	UpdateClient(ctx context.Context, c Client) error
+	// DeleteClient removes the client with its codes, grants, refresh tokens
+	// and consents.
+	DeleteClient(ctx context.Context, id string) error
+
+	// Users.
+	CreateUser(ctx context.Context, u User) error // ErrAlreadyExists on ID or Username
+	GetUser(ctx context.Context, id string) (User, error)
+	GetUserByUsername(ctx context.Context, username string) (User, error)
+	ListUsers(ctx context.Context) ([]User, error) // ordered by Username
+	SetUserPassword(ctx context.Context, id, passwordHash string) error
+	// DeleteUser removes the user with their grants, tokens, consents and sessions.
+	DeleteUser(ctx context.Context, id string) error
+
+	// CreateAuthCode stores a code together with the (not yet redeemed) grant
+	// it will start. code.GrantID must equal grant.ID and grant.CodeHash must
+	// equal code.Hash.
+	CreateAuthCode(ctx context.Context, code AuthCode, grant Grant) error
+	// ConsumeAuthCode is the single-use gate: it deletes the code and returns
+	// it, marking its grant used at now. A code already consumed returns
+	// ErrCodeReused and revokes the grant it started; an expired code is
+	// deleted and returns ErrExpired; a code whose grant was revoked returns
+	// ErrGrantRevoked; an unknown code returns ErrNotFound.
+	ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time) (AuthCode, error)
+
+	// Grants.
+	GetGrant(ctx context.Context, id string) (Grant, error)
+	// ListUserGrants returns the user's redeemed, live grants at now, newest first.
+	ListUserGrants(ctx context.Context, userID string, now time.Time) ([]Grant, error)
+	// RevokeGrant marks the grant revoked at now (idempotent); every refresh
+	// token of it stops working. ErrNotFound if it does not exist.
+	RevokeGrant(ctx context.Context, id string, now time.Time) error
+
+	// CreateRefreshToken stores the first refresh token of a grant. It fails
+	// with ErrGrantRevoked unless the grant is active at now.
+	CreateRefreshToken(ctx context.Context, rt RefreshToken, now time.Time) error
+	// GetRefreshToken returns a token and its grant, whatever their state.
+	GetRefreshToken(ctx context.Context, hash []byte) (RefreshToken, Grant, error)
+	// RotateRefreshToken exchanges a refresh token in one transaction:
+	//   - unknown → ErrNotFound; grant revoked or past its lifetime →
+	//     ErrGrantRevoked; token past its idle lifetime → ErrExpired;
+	//   - next(old, grant) runs; its error aborts with nothing written;
+	//   - never rotated → it is marked rotated at now and the successor is
+	//     stored (a win);
+	//   - rotated less than grace ago → the successor is stored and the
+	//     earlier successors stay valid (WithinGrace);
+	//   - rotated grace or more ago → the grant is revoked, ErrRefreshReused.
+	// The grant's LastUsedAt moves to now on success. Nothing is marked
+	// rotated unless its successor is committed in the same transaction.
+	RotateRefreshToken(ctx context.Context, hash []byte, now time.Time, grace time.Duration, next NextRefreshFunc) (Rotation, error)
+
+	// Access-token revocation by JWT ID (RFC 7009), kept until the token's expiry.
+	RevokeAccessToken(ctx context.Context, jti string, expiresAt time.Time) error // idempotent
+	AccessTokenRevoked(ctx context.Context, jti string, now time.Time) (bool, error)
+
+	// Consents.
+	GetConsent(ctx context.Context, userID, clientID string) (Consent, error)
+	SaveConsent(ctx context.Context, c Consent) error // insert or replace
+
+	// Signing keys.
+	// RotateSigningKey stores k as the current key and retires every other
+	// unretired key at k.CreatedAt.
+	RotateSigningKey(ctx context.Context, k SigningKey) error
+	// ListSigningKeys returns every key, newest first.
+	ListSigningKeys(ctx context.Context) ([]SigningKey, error)
+	// DeleteSigningKeysRetiredBefore removes keys retired before t.
+	DeleteSigningKeysRetiredBefore(ctx context.Context, t time.Time) error
+
+	// Sessions.
+	CreateSession(ctx context.Context, s Session) error
+	GetSession(ctx context.Context, hash []byte, now time.Time) (Session, error) // ErrNotFound, ErrExpired
+	DeleteSession(ctx context.Context, hash []byte) error                        // idempotent
+
+	// Initial access tokens for the "token" registration policy.
+	CreateInitialAccessToken(ctx context.Context, t InitialAccessToken) error
+	GetInitialAccessToken(ctx context.Context, hash []byte, now time.Time) (InitialAccessToken, error) // ErrNotFound, ErrExpired
+
+	// DeleteExpired removes what can no longer be used at now: expired codes,
+	// sessions, initial access tokens, revoked-JWT entries, refresh tokens past
+	// their idle lifetime, grants past their absolute lifetime (with their
+	// tokens), and grants never redeemed whose code is gone. It returns how
+	// many records it removed.
+	DeleteExpired(ctx context.Context, now time.Time) (int64, error)
+
+	// Close releases resources.
+	Close()
+}

@@ -1,0 +1,331 @@
+package storetest
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/authzd/authz/provider/store"
+)
+
+// testNotFound: every lookup or change of a record that does not exist says
+// ErrNotFound, so callers can answer invalid_client / invalid_grant instead
+// of server_error.
+func testNotFound(t *testing.T, newStore factory) {
+	now := at(time.Minute)
+	tests := []struct {
+		name string
+		op   func(ctx context.Context, s store.Store) error
+	}{
+		{"GetClient", func(ctx context.Context, s store.Store) error { _, err := s.GetClient(ctx, "nope"); return err }},
+		{"UpdateClient", func(ctx context.Context, s store.Store) error {
+			return s.UpdateClient(ctx, sampleClient("nope", base))
+		}},
+		{"DeleteClient", func(ctx context.Context, s store.Store) error { return s.DeleteClient(ctx, "nope") }},
+		{"GetUser", func(ctx context.Context, s store.Store) error { _, err := s.GetUser(ctx, "nope"); return err }},
+		{"GetUserByUsername", func(ctx context.Context, s store.Store) error {
+			_, err := s.GetUserByUsername(ctx, "nope")
+			return err
+		}},
+		{"SetUserPassword", func(ctx context.Context, s store.Store) error { return s.SetUserPassword(ctx, "nope", "x") }},
+		{"DeleteUser", func(ctx context.Context, s store.Store) error { return s.DeleteUser(ctx, "nope") }},
+		{"ConsumeAuthCode", func(ctx context.Context, s store.Store) error {
+			_, err := s.ConsumeAuthCode(ctx, randomHash(), now)
+			return err
+		}},
+		{"GetGrant", func(ctx context.Context, s store.Store) error { _, err := s.GetGrant(ctx, "nope"); return err }},
+		{"RevokeGrant", func(ctx context.Context, s store.Store) error { return s.RevokeGrant(ctx, "nope", now) }},
+		{"GetRefreshToken", func(ctx context.Context, s store.Store) error {
+			_, _, err := s.GetRefreshToken(ctx, randomHash())
+			return err
+		}},
+		{"RotateRefreshToken", func(ctx context.Context, s store.Store) error {
+			_, err := s.RotateRefreshToken(ctx, randomHash(), now, grace, successor(now))
+			return err
+		}},
+		{"GetConsent", func(ctx context.Context, s store.Store) error {
+			_, err := s.GetConsent(ctx, "nope", "nope")
+			return err
+		}},
+		{"GetSession", func(ctx context.Context, s store.Store) error {
+			_, err := s.GetSession(ctx, randomHash(), now)
+			return err
+		}},
+		{"GetInitialAccessToken", func(ctx context.Context, s store.Store) error {
+			_, err := s.GetInitialAccessToken(ctx, randomHash(), now)
+			return err
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, newStore)
+			// A neighbour exists, so "not found" is about the key, not an
+			// empty table.
+			e.grant(e.client("c1").ID, e.user("u1").ID)
+			wantErr(t, tt.name, tt.op(e.ctx, e.s), store.ErrNotFound)
+		})
+	}
+}
+
+func testClients(t *testing.T, newStore factory) {
+	t.Run("CreateGetRoundTrip", func(t *testing.T) {
+		t.Parallel()
+		tests := []struct {
+			name string
+			c    store.Client
+		}{
+			{"confidential with every field", sampleClient("conf", base)},
+			{"public with nil and empty slices", publicClient("pub", base)},
+			{"secret that never expires", func() store.Client {
+				c := sampleClient("noexp", base)
+				c.SecretExpiresAt = time.Time{}
+				c.Metadata.JWKS = nil
+				c.Metadata.JWKSURI = "https://app.example.com/jwks.json"
+				return c
+			}()},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				t.Parallel()
+				e := newEnv(t, newStore)
+				e.must(e.s.CreateClient(e.ctx, tt.c), "CreateClient")
+				got, err := e.s.GetClient(e.ctx, tt.c.ID)
+				e.must(err, "GetClient")
+				equal(t, "client", got, tt.c, canonClient)
+				if tt.c.SecretHash == nil && got.SecretHash != nil {
+					t.Errorf("SecretHash = %x, want nil for a client without a secret", got.SecretHash)
+				}
+				if tt.c.RegistrationTokenHash == nil && got.RegistrationTokenHash != nil {
+					t.Errorf("RegistrationTokenHash = %x, want nil", got.RegistrationTokenHash)
+				}
+				if tt.c.SecretExpiresAt.IsZero() && !got.SecretExpiresAt.IsZero() {
+					t.Errorf("SecretExpiresAt = %v, want zero (never)", got.SecretExpiresAt)
+				}
+				if got.Public() != tt.c.Public() {
+					t.Errorf("Public() = %v, want %v", got.Public(), tt.c.Public())
+				}
+			})
+		}
+	})
+
+	t.Run("JWKSIsTheSameJSONValue", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		c := sampleClient("c1", base)
+		e.must(e.s.CreateClient(e.ctx, c), "CreateClient")
+		got, err := e.s.GetClient(e.ctx, c.ID)
+		e.must(err, "GetClient")
+		var want, have struct {
+			Keys []map[string]string `json:"keys"`
+		}
+		e.must(json.Unmarshal(c.Metadata.JWKS, &want), "unmarshal sent JWKS")
+		e.must(json.Unmarshal(got.Metadata.JWKS, &have), "unmarshal stored JWKS")
+		if len(have.Keys) != 1 || have.Keys[0]["kid"] != "k1" || have.Keys[0]["x"] != want.Keys[0]["x"] {
+			t.Errorf("JWKS = %s, want the same keys as %s", got.Metadata.JWKS, c.Metadata.JWKS)
+		}
+	})
+
+	t.Run("DuplicateID", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		first := e.client("c1")
+		second := sampleClient("c1", at(time.Hour))
+		second.Metadata.Name = "impostor"
+		wantErr(t, "CreateClient duplicate", e.s.CreateClient(e.ctx, second), store.ErrAlreadyExists)
+		got, err := e.s.GetClient(e.ctx, "c1")
+		e.must(err, "GetClient")
+		equal(t, "client after a refused duplicate", got, first, canonClient)
+	})
+
+	t.Run("ListOrderedByCreatedAtThenID", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		list, err := e.s.ListClients(e.ctx)
+		e.must(err, "ListClients on an empty store")
+		if len(list) != 0 {
+			t.Fatalf("ListClients on an empty store = %d clients, want 0", len(list))
+		}
+		// Inserted out of order; b and a share a CreatedAt, so ID decides.
+		var want []store.Client
+		for _, c := range []store.Client{
+			sampleClient("client-d", at(time.Hour)),
+			sampleClient("client-b", base),
+			publicClient("client-c", at(-time.Hour)),
+			sampleClient("client-a", base),
+		} {
+			e.must(e.s.CreateClient(e.ctx, c), "CreateClient "+c.ID)
+			want = append(want, c)
+		}
+		want = []store.Client{want[2], want[3], want[1], want[0]}
+		list, err = e.s.ListClients(e.ctx)
+		e.must(err, "ListClients")
+		equal(t, "ListClients", list, want, canonClients)
+	})
+
+	t.Run("Update", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		old := e.client("c1")
+		other := e.client("c2")
+
+		upd := sampleClient("c1", at(time.Hour)) // a different CreatedAt and SecretExpiresAt
+		upd.Metadata = store.ClientMetadata{
+			Name:                    "Renamed",
+			RedirectURIs:            []string{"https://new.example.com/cb"},
+			TokenEndpointAuthMethod: store.AuthMethodClientSecretBasic,
+			Scopes:                  []string{"read"},
+			Resources:               []string{},
+			JWKS:                    nil,
+		}
+		upd.UpdatedAt = at(2 * time.Hour)
+		e.must(e.s.UpdateClient(e.ctx, upd), "UpdateClient")
+
+		got, err := e.s.GetClient(e.ctx, "c1")
+		e.must(err, "GetClient")
+		// The doc names exactly what UpdateClient replaces: secret hash,
+		// registration token hash, metadata and UpdatedAt. CreatedAt and
+		// SecretExpiresAt are kept.
+		want := upd
+		want.CreatedAt, want.SecretExpiresAt = old.CreatedAt, old.SecretExpiresAt
+		equal(t, "updated client", got, want, canonClient)
+
+		got2, err := e.s.GetClient(e.ctx, "c2")
+		e.must(err, "GetClient c2")
+		equal(t, "untouched client", got2, other, canonClient)
+	})
+
+	t.Run("UpdateToNoSecret", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		c := e.client("c1")
+		c.SecretHash, c.RegistrationTokenHash = nil, nil
+		c.UpdatedAt = at(time.Minute)
+		e.must(e.s.UpdateClient(e.ctx, c), "UpdateClient")
+		got, err := e.s.GetClient(e.ctx, "c1")
+		e.must(err, "GetClient")
+		if got.SecretHash != nil || got.RegistrationTokenHash != nil {
+			t.Errorf("hashes = %x, %x; want nil after replacing them with nil", got.SecretHash, got.RegistrationTokenHash)
+		}
+	})
+
+	t.Run("UpdateUnknownCreatesNothing", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		wantErr(t, "UpdateClient", e.s.UpdateClient(e.ctx, sampleClient("ghost", base)), store.ErrNotFound)
+		_, err := e.s.GetClient(e.ctx, "ghost")
+		wantErr(t, "GetClient after a failed update", err, store.ErrNotFound)
+	})
+
+	t.Run("Delete", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		e.client("c1")
+		keep := e.client("c2")
+		e.must(e.s.DeleteClient(e.ctx, "c1"), "DeleteClient")
+		_, err := e.s.GetClient(e.ctx, "c1")
+		wantErr(t, "GetClient after delete", err, store.ErrNotFound)
+		wantErr(t, "DeleteClient twice", e.s.DeleteClient(e.ctx, "c1"), store.ErrNotFound)
+		list, err := e.s.ListClients(e.ctx)
+		e.must(err, "ListClients")
+		equal(t, "ListClients after delete", list, []store.Client{keep}, canonClients)
+		// The ID is free again.
+		e.must(e.s.CreateClient(e.ctx, sampleClient("c1", at(time.Hour))), "CreateClient after delete")
+	})
+}
+
+func testUsers(t *testing.T, newStore factory) {
+	t.Run("CreateGetRoundTrip", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		u := e.user("u1")
+		got, err := e.s.GetUser(e.ctx, u.ID)
+		e.must(err, "GetUser")
+		equal(t, "GetUser", got, u, canonUser)
+		got, err = e.s.GetUserByUsername(e.ctx, u.Username)
+		e.must(err, "GetUserByUsername")
+		equal(t, "GetUserByUsername", got, u, canonUser)
+	})
+
+	t.Run("Duplicates", func(t *testing.T) {
+		t.Parallel()
+		tests := []struct {
+			name string
+			dup  store.User
+		}{
+			{"same id", sampleUser("u1", "someone-else")},
+			{"same username", sampleUser("u2", "alice")},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				t.Parallel()
+				e := newEnv(t, newStore)
+				first := sampleUser("u1", "alice")
+				e.must(e.s.CreateUser(e.ctx, first), "CreateUser")
+				wantErr(t, "CreateUser duplicate", e.s.CreateUser(e.ctx, tt.dup), store.ErrAlreadyExists)
+				list, err := e.s.ListUsers(e.ctx)
+				e.must(err, "ListUsers")
+				equal(t, "ListUsers after a refused duplicate", list, []store.User{first}, canonUsers)
+			})
+		}
+	})
+
+	t.Run("ListOrderedByUsername", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		list, err := e.s.ListUsers(e.ctx)
+		e.must(err, "ListUsers on an empty store")
+		if len(list) != 0 {
+			t.Fatalf("ListUsers on an empty store = %d users, want 0", len(list))
+		}
+		zed, alice, mike := sampleUser("u1", "zed"), sampleUser("u2", "alice"), sampleUser("u3", "mike")
+		for _, u := range []store.User{zed, alice, mike} {
+			e.must(e.s.CreateUser(e.ctx, u), "CreateUser "+u.Username)
+		}
+		list, err = e.s.ListUsers(e.ctx)
+		e.must(err, "ListUsers")
+		equal(t, "ListUsers", list, []store.User{alice, mike, zed}, canonUsers)
+	})
+
+	t.Run("SetPassword", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		u := e.user("u1")
+		other := e.user("u2")
+		e.must(e.s.SetUserPassword(e.ctx, u.ID, "$argon2id$new"), "SetUserPassword")
+		got, err := e.s.GetUser(e.ctx, u.ID)
+		e.must(err, "GetUser")
+		u.PasswordHash = "$argon2id$new"
+		equal(t, "user after SetUserPassword", got, u, canonUser)
+		got, err = e.s.GetUser(e.ctx, other.ID)
+		e.must(err, "GetUser other")
+		equal(t, "other user", got, other, canonUser)
+	})
+
+	t.Run("Delete", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		u := e.user("u1")
+		keep := e.user("u2")
+		e.must(e.s.DeleteUser(e.ctx, u.ID), "DeleteUser")
+		_, err := e.s.GetUser(e.ctx, u.ID)
+		wantErr(t, "GetUser after delete", err, store.ErrNotFound)
+		_, err = e.s.GetUserByUsername(e.ctx, u.Username)
+		wantErr(t, "GetUserByUsername after delete", err, store.ErrNotFound)
+		wantErr(t, "DeleteUser twice", e.s.DeleteUser(e.ctx, u.ID), store.ErrNotFound)
+		list, err := e.s.ListUsers(e.ctx)
+		e.must(err, "ListUsers")
+		equal(t, "ListUsers after delete", list, []store.User{keep}, canonUsers)
+		// The username is free again, under a new ID.
+		e.must(e.s.CreateUser(e.ctx, sampleUser("u3", u.Username)), "CreateUser with a freed username")
+	})
+}
+
+func canonUsers(us []store.User) []store.User {
+	out := make([]store.User, len(us))
+	for i, u := range us {
+		out[i] = canonUser(u)
+	}
+	return out
+}

@@ -1,0 +1,245 @@
+package storetest
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/authzd/authz/provider/store"
+)
+
+func testAuthCodes(t *testing.T, newStore factory) {
+	t.Run("ConsumeReturnsEveryField", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		c, g := e.code(e.client("c1").ID, e.user("u1").ID)
+
+		stored := e.getGrant(g.ID)
+		equal(t, "grant before redemption", stored, g, canonGrant)
+		if !stored.LastUsedAt.IsZero() || !stored.RevokedAt.IsZero() {
+			t.Errorf("new grant LastUsedAt=%v RevokedAt=%v, want both zero", stored.LastUsedAt, stored.RevokedAt)
+		}
+
+		now := at(30 * time.Second)
+		got, err := e.s.ConsumeAuthCode(e.ctx, c.Hash, now)
+		e.must(err, "ConsumeAuthCode")
+		equal(t, "consumed code", got, c, canonCode)
+
+		// Redemption marks the grant used at now: from here on it is listed.
+		g.LastUsedAt = now
+		equal(t, "grant after redemption", e.getGrant(g.ID), g, canonGrant)
+	})
+
+	// RFC 6749 §4.1.2: a code used twice must be refused, and the
+	// authorization server should revoke the tokens issued from it.
+	t.Run("ReuseRevokesTheGrant", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		g := e.grant(e.client("c1").ID, e.user("u1").ID)
+		rt := e.refresh(g)
+
+		replay := at(2 * time.Minute)
+		_, err := e.s.ConsumeAuthCode(e.ctx, g.CodeHash, replay)
+		wantErr(t, "ConsumeAuthCode replay", err, store.ErrCodeReused)
+
+		got := e.getGrant(g.ID)
+		equalTime(t, "RevokedAt after replay", got.RevokedAt, replay)
+		equalTime(t, "LastUsedAt after replay", got.LastUsedAt, g.LastUsedAt)
+		_, err = e.s.RotateRefreshToken(e.ctx, rt.Hash, at(3*time.Minute), grace, successor(at(3*time.Minute)))
+		wantErr(t, "rotating a token of the replayed code's grant", err, store.ErrGrantRevoked)
+
+		// A third presentation is still reuse, and the revocation instant
+		// stays the first one.
+		_, err = e.s.ConsumeAuthCode(e.ctx, g.CodeHash, at(4*time.Minute))
+		wantErr(t, "ConsumeAuthCode third time", err, store.ErrCodeReused)
+		equalTime(t, "RevokedAt after a third presentation", e.getGrant(g.ID).RevokedAt, replay)
+	})
+
+	t.Run("ExpiryBoundary", func(t *testing.T) {
+		t.Parallel()
+		tests := []struct {
+			name string
+			now  time.Time
+			want error
+		}{
+			{"one microsecond before ExpiresAt", at(codeTTL - time.Microsecond), nil},
+			{"at ExpiresAt", at(codeTTL), store.ErrExpired},
+			{"after ExpiresAt", at(codeTTL + time.Hour), store.ErrExpired},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				t.Parallel()
+				e := newEnv(t, newStore)
+				c, g := e.code(e.client("c1").ID, e.user("u1").ID)
+				_, err := e.s.ConsumeAuthCode(e.ctx, c.Hash, tt.now)
+				wantErr(t, "ConsumeAuthCode", err, tt.want)
+				if tt.want == nil {
+					equalTime(t, "LastUsedAt", e.getGrant(g.ID).LastUsedAt, tt.now)
+					return
+				}
+				// An expired code is deleted: it never works again, even
+				// presented with an earlier clock, and its grant was never used.
+				_, err = e.s.ConsumeAuthCode(e.ctx, c.Hash, base)
+				wantOneOf(t, "ConsumeAuthCode of a deleted expired code", err, store.ErrNotFound, store.ErrCodeReused, store.ErrExpired)
+				if got, err := e.s.GetGrant(e.ctx, g.ID); err == nil && !got.LastUsedAt.IsZero() {
+					t.Errorf("grant of an expired code has LastUsedAt %v, want zero", got.LastUsedAt)
+				}
+			})
+		}
+	})
+
+	t.Run("GrantNotActive", func(t *testing.T) {
+		t.Parallel()
+		tests := []struct {
+			name  string
+			opts  []grantOpt
+			setup func(e *env, g store.Grant)
+			now   time.Time
+		}{
+			{
+				name:  "revoked before consume",
+				setup: func(e *env, g store.Grant) { e.must(e.s.RevokeGrant(e.ctx, g.ID, at(time.Second)), "RevokeGrant") },
+				now:   at(2 * time.Second),
+			},
+			{
+				// ErrGrantRevoked covers a grant past its absolute lifetime
+				// too, even when the code itself is still live.
+				name: "grant lifetime over at consume",
+				opts: []grantOpt{grantExpiresAt(at(10 * time.Second))},
+				now:  at(10 * time.Second),
+			},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				t.Parallel()
+				e := newEnv(t, newStore)
+				c, g := e.code(e.client("c1").ID, e.user("u1").ID, tt.opts...)
+				if tt.setup != nil {
+					tt.setup(e, g)
+				}
+				_, err := e.s.ConsumeAuthCode(e.ctx, c.Hash, tt.now)
+				wantErr(t, "ConsumeAuthCode", err, store.ErrGrantRevoked)
+				if got := e.getGrant(g.ID); !got.LastUsedAt.IsZero() {
+					t.Errorf("LastUsedAt = %v, want zero: the code was refused", got.LastUsedAt)
+				}
+				list, err := e.s.ListUserGrants(e.ctx, "u1", tt.now)
+				e.must(err, "ListUserGrants")
+				if len(list) != 0 {
+					t.Errorf("ListUserGrants = %v, want none", grantIDs(list))
+				}
+			})
+		}
+	})
+
+	t.Run("CodesAreIndependent", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		cl, u := e.client("c1"), e.user("u1")
+		c1, g1 := e.code(cl.ID, u.ID)
+		c2, g2 := e.code(cl.ID, u.ID)
+		_, err := e.s.ConsumeAuthCode(e.ctx, c1.Hash, at(time.Second))
+		e.must(err, "ConsumeAuthCode c1")
+		_, err = e.s.ConsumeAuthCode(e.ctx, c1.Hash, at(2*time.Second))
+		wantErr(t, "ConsumeAuthCode c1 again", err, store.ErrCodeReused)
+		// Replaying c1 revokes g1 only.
+		got, err := e.s.ConsumeAuthCode(e.ctx, c2.Hash, at(3*time.Second))
+		e.must(err, "ConsumeAuthCode c2")
+		equal(t, "code 2", got, c2, canonCode)
+		if e.getGrant(g1.ID).RevokedAt.IsZero() {
+			t.Errorf("grant 1 not revoked after its code was replayed")
+		}
+		if r := e.getGrant(g2.ID).RevokedAt; !r.IsZero() {
+			t.Errorf("grant 2 RevokedAt = %v, want zero", r)
+		}
+	})
+}
+
+func testGrants(t *testing.T, newStore factory) {
+	t.Run("ListUserGrants", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		c1, c2 := e.client("c1").ID, e.client("c2").ID
+		u1, u2 := e.user("u1").ID, e.user("u2").ID
+		now := at(10 * time.Minute)
+
+		// Redeemed in the opposite order of creation: "newest" is by
+		// CreatedAt, not by LastUsedAt.
+		longCode := codeExpiresAt(at(time.Hour))
+		oldestCode, oldest := e.code(c1, u1, grantCreatedAt(at(-2*time.Hour)), grantExpiresAt(at(grantTTL)), longCode)
+		newestCode, newest := e.code(c2, u1, grantCreatedAt(at(2*time.Minute)), longCode)
+		middleCode, middle := e.code(c1, u1, grantCreatedAt(at(time.Minute)), longCode) // the same client again: a second device
+		for i, c := range []store.AuthCode{newestCode, middleCode, oldestCode} {
+			_, err := e.s.ConsumeAuthCode(e.ctx, c.Hash, at(3*time.Minute+time.Duration(i)*time.Second))
+			e.must(err, "ConsumeAuthCode")
+		}
+		newest.LastUsedAt = at(3 * time.Minute)
+		_, pending := e.code(c1, u1, grantCreatedAt(at(3*time.Minute)), codeExpiresAt(at(time.Hour)))
+		revoked := e.grant(c1, u1, grantCreatedAt(at(4*time.Minute)))
+		e.must(e.s.RevokeGrant(e.ctx, revoked.ID, at(5*time.Minute)), "RevokeGrant")
+		expired := e.grant(c1, u1, grantCreatedAt(at(5*time.Minute)), grantExpiresAt(now))
+		other := e.grant(c1, u2, grantCreatedAt(at(6*time.Minute)))
+
+		got, err := e.s.ListUserGrants(e.ctx, u1, now)
+		e.must(err, "ListUserGrants u1")
+		if ids, want := grantIDs(got), grantIDs([]store.Grant{newest, middle, oldest}); !slices.Equal(ids, want) {
+			t.Errorf("ListUserGrants(u1) = %v, want %v (not pending %s, revoked %s, expired %s, other user's %s)",
+				ids, want, pending.ID, revoked.ID, expired.ID, other.ID)
+		}
+		if len(got) == 3 {
+			equal(t, "listed grant", got[0], newest, canonGrant)
+		}
+
+		// One microsecond earlier the short-lived grant is still live.
+		got, err = e.s.ListUserGrants(e.ctx, u1, now.Add(-time.Microsecond))
+		e.must(err, "ListUserGrants before expiry")
+		if ids, want := grantIDs(got), grantIDs([]store.Grant{expired, newest, middle, oldest}); !slices.Equal(ids, want) {
+			t.Errorf("ListUserGrants(u1) just before expiry = %v, want %v", ids, want)
+		}
+
+		got, err = e.s.ListUserGrants(e.ctx, "nobody", now)
+		e.must(err, "ListUserGrants unknown user")
+		if len(got) != 0 {
+			t.Errorf("ListUserGrants(nobody) = %v, want none", grantIDs(got))
+		}
+	})
+
+	// A user may hold several grants for one client (one per device);
+	// revoking one must leave the other working.
+	t.Run("TwoDevicesRevokeOne", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		c, u := e.client("c1").ID, e.user("u1").ID
+		phone := e.grant(c, u)
+		laptop := e.grant(c, u, grantCreatedAt(at(time.Second)))
+		phoneRT, laptopRT := e.refresh(phone), e.refresh(laptop)
+
+		now := at(time.Minute)
+		e.must(e.s.RevokeGrant(e.ctx, phone.ID, now), "RevokeGrant phone")
+		_, err := e.s.RotateRefreshToken(e.ctx, phoneRT.Hash, now, grace, successor(now))
+		wantErr(t, "rotate phone token", err, store.ErrGrantRevoked)
+		rot := e.rotate(laptopRT.Hash, now, grace)
+		if rot.Grant.ID != laptop.ID {
+			t.Errorf("rotation grant = %s, want %s", rot.Grant.ID, laptop.ID)
+		}
+		got, err := e.s.ListUserGrants(e.ctx, u, now)
+		e.must(err, "ListUserGrants")
+		if ids := grantIDs(got); !slices.Equal(ids, []string{laptop.ID}) {
+			t.Errorf("ListUserGrants = %v, want [%s]", ids, laptop.ID)
+		}
+	})
+
+	t.Run("RevokeIsIdempotent", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		g := e.grant(e.client("c1").ID, e.user("u1").ID)
+		first := at(time.Minute)
+		e.must(e.s.RevokeGrant(e.ctx, g.ID, first), "RevokeGrant")
+		e.must(e.s.RevokeGrant(e.ctx, g.ID, at(time.Hour)), "RevokeGrant again")
+		want := g
+		want.RevokedAt = first
+		equal(t, "grant revoked twice", e.getGrant(g.ID), want, canonGrant)
+		if e.getGrant(g.ID).Active(first) {
+			t.Errorf("revoked grant reports Active")
+		}
+	})
+}

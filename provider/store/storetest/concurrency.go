@@ -1,0 +1,180 @@
+package storetest
+
+import (
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/authzd/authz/provider/store"
+)
+
+// racers is how many goroutines each race uses.
+const racers = 50
+
+// race runs f(i) for i in [0, racers) at once, released together so they
+// really contend, and returns their errors by index.
+func race(f func(i int) error) []error {
+	errs := make([]error, racers)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range racers {
+		wg.Go(func() {
+			<-start
+			errs[i] = f(i)
+		})
+	}
+	close(start)
+	wg.Wait()
+	return errs
+}
+
+// count tallies errors: nil under "ok", sentinels by name, anything else as
+// "other" (with the first such error kept for the message).
+func count(errs []error, sentinels ...error) (map[string]int, error) {
+	n := map[string]int{}
+	var other error
+outer:
+	for _, err := range errs {
+		if err == nil {
+			n["ok"]++
+			continue
+		}
+		for _, s := range sentinels {
+			if errors.Is(err, s) {
+				n[s.Error()]++
+				continue outer
+			}
+		}
+		n["other"]++
+		if other == nil {
+			other = err
+		}
+	}
+	return n, other
+}
+
+func testConcurrency(t *testing.T, newStore factory) {
+	// The single-use gate (RFC 6749 §4.1.2): however many requests race
+	// with one code, exactly one gets tokens, and since the others are
+	// replays the grant ends revoked.
+	t.Run("ConsumeOneCode", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		c, g := e.code(e.client("c1").ID, e.user("u1").ID)
+		now := at(time.Second)
+		errs := race(func(int) error {
+			_, err := e.s.ConsumeAuthCode(e.ctx, c.Hash, now)
+			return err
+		})
+		n, other := count(errs, store.ErrCodeReused)
+		if n["ok"] != 1 || n[store.ErrCodeReused.Error()] != racers-1 {
+			t.Fatalf("outcomes %v (first unexpected error: %v), want 1 ok and %d ErrCodeReused", n, other, racers-1)
+		}
+		got := e.getGrant(g.ID)
+		equalTime(t, "LastUsedAt", got.LastUsedAt, now)
+		equalTime(t, "RevokedAt", got.RevokedAt, now)
+	})
+
+	t.Run("ConsumeDifferentCodes", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		cl, u := e.client("c1"), e.user("u1")
+		codes := make([]store.AuthCode, racers)
+		for i := range codes {
+			codes[i], _ = e.code(cl.ID, u.ID)
+		}
+		now := at(time.Second)
+		errs := race(func(i int) error {
+			got, err := e.s.ConsumeAuthCode(e.ctx, codes[i].Hash, now)
+			if err == nil && got.GrantID != codes[i].GrantID {
+				return errors.New("consumed the wrong code: grant " + got.GrantID)
+			}
+			return err
+		})
+		if n, other := count(errs); n["ok"] != racers {
+			t.Fatalf("outcomes %v (first error: %v), want %d ok", n, other, racers)
+		}
+		list, err := e.s.ListUserGrants(e.ctx, u.ID, now)
+		e.must(err, "ListUserGrants")
+		if len(list) != racers {
+			t.Errorf("ListUserGrants = %d grants, want %d", len(list), racers)
+		}
+	})
+
+	// With a grace window, a burst of refreshes with one token (a client
+	// retrying, several tabs) all succeed; exactly one is the win.
+	t.Run("RotateOneTokenWithGrace", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		g := e.grant(e.client("c1").ID, e.user("u1").ID)
+		rt := e.refresh(g)
+		now := at(time.Hour)
+		rots := make([]store.Rotation, racers)
+		errs := race(func(i int) error {
+			var err error
+			rots[i], err = e.s.RotateRefreshToken(e.ctx, rt.Hash, now, 30*time.Second, successor(now))
+			return err
+		})
+		if n, other := count(errs); n["ok"] != racers {
+			t.Fatalf("outcomes %v (first error: %v), want %d ok", n, other, racers)
+		}
+		wins := 0
+		seen := map[string]bool{}
+		for _, r := range rots {
+			if !r.WithinGrace {
+				wins++
+			}
+			seen[string(r.New.Hash)] = true
+		}
+		if wins != 1 {
+			t.Errorf("%d rotations with WithinGrace=false, want exactly 1", wins)
+		}
+		if len(seen) != racers {
+			t.Errorf("%d distinct successors, want %d", len(seen), racers)
+		}
+		equalTime(t, "old token RotatedAt", e.getRefresh(rt.Hash).RotatedAt, now)
+		later := now.Add(time.Second)
+		for i, r := range rots {
+			rot, err := e.s.RotateRefreshToken(e.ctx, r.New.Hash, later, 30*time.Second, successor(later))
+			if err != nil || rot.WithinGrace {
+				t.Errorf("successor %d: rotate = WithinGrace %v, error %v; want a win", i, rot.WithinGrace, err)
+			}
+		}
+		if r := e.getGrant(g.ID).RevokedAt; !r.IsZero() {
+			t.Errorf("grant revoked at %v", r)
+		}
+	})
+
+	// Without a grace window the second presentation is reuse (RFC 9700
+	// §4.14.2) and revokes the grant; racers that come later find the grant
+	// revoked, which the contract checks first, so they may see either error.
+	t.Run("RotateOneTokenWithoutGrace", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		g := e.grant(e.client("c1").ID, e.user("u1").ID)
+		rt := e.refresh(g)
+		now := at(time.Hour)
+		rots := make([]store.Rotation, racers)
+		errs := race(func(i int) error {
+			var err error
+			rots[i], err = e.s.RotateRefreshToken(e.ctx, rt.Hash, now, 0, successor(now))
+			return err
+		})
+		n, other := count(errs, store.ErrRefreshReused, store.ErrGrantRevoked)
+		if n["ok"] != 1 || n[store.ErrRefreshReused.Error()] < 1 || n["other"] != 0 {
+			t.Fatalf("outcomes %v (first unexpected error: %v), want 1 ok, at least one ErrRefreshReused, the rest ErrGrantRevoked",
+				n, other)
+		}
+		if e.getGrant(g.ID).RevokedAt.IsZero() {
+			t.Fatalf("grant not revoked after reuse")
+		}
+		for i, r := range rots {
+			if errs[i] != nil {
+				continue
+			}
+			_, err := e.s.RotateRefreshToken(e.ctx, r.New.Hash, now.Add(time.Second), 0, successor(now))
+			wantErr(t, "rotating the winner's successor", err, store.ErrGrantRevoked)
+		}
+	})
+}

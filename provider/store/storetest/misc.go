@@ -1,0 +1,191 @@
+package storetest
+
+import (
+	"testing"
+	"time"
+
+	"github.com/authzd/authz/provider/store"
+)
+
+// RFC 7009 revocation of JWT access tokens: the server remembers the jti
+// until the token would have expired anyway.
+func testAccessTokenRevocation(t *testing.T, newStore factory) {
+	e := newEnv(t, newStore)
+	exp, laterExp := at(time.Hour), at(2*time.Hour)
+
+	revoked, err := e.s.AccessTokenRevoked(e.ctx, "jti-1", base)
+	e.must(err, "AccessTokenRevoked before revocation")
+	if revoked {
+		t.Fatalf("jti-1 revoked before RevokeAccessToken")
+	}
+	e.must(e.s.RevokeAccessToken(e.ctx, "jti-1", exp), "RevokeAccessToken")
+	e.must(e.s.RevokeAccessToken(e.ctx, "jti-1", exp), "RevokeAccessToken again (idempotent)")
+	e.must(e.s.RevokeAccessToken(e.ctx, "jti-2", laterExp), "RevokeAccessToken jti-2")
+
+	for _, tt := range []struct {
+		name string
+		jti  string
+		now  time.Time
+		want bool
+	}{
+		{"revoked, now", "jti-1", base, true},
+		{"revoked, one microsecond before expiry", "jti-1", exp.Add(-time.Microsecond), true},
+		{"never revoked", "jti-3", base, false},
+	} {
+		got, err := e.s.AccessTokenRevoked(e.ctx, tt.jti, tt.now)
+		e.must(err, "AccessTokenRevoked "+tt.name)
+		if got != tt.want {
+			t.Errorf("AccessTokenRevoked %s = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+
+	n, err := e.s.DeleteExpired(e.ctx, exp)
+	e.must(err, "DeleteExpired")
+	if n < 1 {
+		t.Errorf("DeleteExpired at the jti's expiry removed %d records, want at least 1", n)
+	}
+	// Asked with an earlier clock, a vanished entry answers false: it is gone,
+	// not merely past its expiry.
+	got, err := e.s.AccessTokenRevoked(e.ctx, "jti-1", exp.Add(-time.Microsecond))
+	e.must(err, "AccessTokenRevoked after DeleteExpired")
+	if got {
+		t.Errorf("jti-1 still recorded after DeleteExpired at its expiry")
+	}
+	got, err = e.s.AccessTokenRevoked(e.ctx, "jti-2", exp)
+	e.must(err, "AccessTokenRevoked jti-2")
+	if !got {
+		t.Errorf("jti-2 (expires %v) lost by DeleteExpired at %v", laterExp, exp)
+	}
+}
+
+func testConsents(t *testing.T, newStore factory) {
+	e := newEnv(t, newStore)
+	c1, c2, u := e.client("c1").ID, e.client("c2").ID, e.user("u1").ID
+
+	_, err := e.s.GetConsent(e.ctx, u, c1)
+	wantErr(t, "GetConsent before any", err, store.ErrNotFound)
+
+	first := e.consent(u, c1)
+	got, err := e.s.GetConsent(e.ctx, u, c1)
+	e.must(err, "GetConsent")
+	equal(t, "consent", got, first, canonConsent)
+
+	// Save replaces: fewer scopes afterwards means fewer, not a union.
+	second := store.Consent{UserID: u, ClientID: c1, Scopes: []string{"profile"}, Resources: nil, UpdatedAt: at(time.Hour)}
+	e.must(e.s.SaveConsent(e.ctx, second), "SaveConsent again")
+	got, err = e.s.GetConsent(e.ctx, u, c1)
+	e.must(err, "GetConsent after replace")
+	equal(t, "replaced consent", got, second, canonConsent)
+
+	_, err = e.s.GetConsent(e.ctx, u, c2)
+	wantErr(t, "GetConsent for another client", err, store.ErrNotFound)
+}
+
+func testSigningKeys(t *testing.T, newStore factory) {
+	e := newEnv(t, newStore)
+	key := func(id string, created time.Time) store.SigningKey {
+		return store.SigningKey{
+			ID: id, Algorithm: "ES256",
+			PublicJWK:           []byte(`{"kty":"EC","crv":"P-256","kid":"` + id + `","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}`),
+			EncryptedPrivateKey: append([]byte{0, 1, 2, 0xff}, randomHash()...),
+			CreatedAt:           created,
+		}
+	}
+	list := func(what string, want ...store.SigningKey) {
+		t.Helper()
+		got, err := e.s.ListSigningKeys(e.ctx)
+		e.must(err, "ListSigningKeys")
+		equal(t, what, got, want, canonKeys)
+	}
+	list("no keys")
+
+	k1 := key("k1", base)
+	e.must(e.s.RotateSigningKey(e.ctx, k1), "RotateSigningKey k1")
+	list("one current key", k1)
+
+	k2 := key("k2", at(time.Hour))
+	e.must(e.s.RotateSigningKey(e.ctx, k2), "RotateSigningKey k2")
+	k1.RetiredAt = k2.CreatedAt
+	list("k2 current, k1 retired at k2's creation", k2, k1)
+
+	k3 := key("k3", at(2*time.Hour))
+	e.must(e.s.RotateSigningKey(e.ctx, k3), "RotateSigningKey k3")
+	k2.RetiredAt = k3.CreatedAt // k1 keeps its first retirement
+	list("k3 current", k3, k2, k1)
+
+	// Strictly before: k2, retired exactly at the cut-off, stays published.
+	e.must(e.s.DeleteSigningKeysRetiredBefore(e.ctx, k2.RetiredAt), "DeleteSigningKeysRetiredBefore")
+	list("k1 deleted", k3, k2)
+
+	// The current key is never retired, so it is never deleted.
+	e.must(e.s.DeleteSigningKeysRetiredBefore(e.ctx, at(1000*time.Hour)), "DeleteSigningKeysRetiredBefore far future")
+	list("only the current key left", k3)
+}
+
+func testSessions(t *testing.T, newStore factory) {
+	tests := []struct {
+		name string
+		now  time.Time
+		want error
+	}{
+		{"at creation", base, nil},
+		{"one microsecond before ExpiresAt", at(time.Hour - time.Microsecond), nil},
+		{"at ExpiresAt", at(time.Hour), store.ErrExpired},
+		{"after ExpiresAt", at(48 * time.Hour), store.ErrExpired},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, newStore)
+			s := e.session(e.user("u1").ID, at(time.Hour))
+			got, err := e.s.GetSession(e.ctx, s.Hash, tt.now)
+			wantErr(t, "GetSession", err, tt.want)
+			if tt.want == nil {
+				equal(t, "session", got, s, canonSession)
+			}
+		})
+	}
+	t.Run("Delete", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		u := e.user("u1").ID
+		s, keep := e.session(u, at(time.Hour)), e.session(u, at(time.Hour))
+		e.must(e.s.DeleteSession(e.ctx, s.Hash), "DeleteSession")
+		_, err := e.s.GetSession(e.ctx, s.Hash, base)
+		wantErr(t, "GetSession after delete", err, store.ErrNotFound)
+		e.must(e.s.DeleteSession(e.ctx, s.Hash), "DeleteSession again (idempotent)")
+		e.must(e.s.DeleteSession(e.ctx, randomHash()), "DeleteSession unknown (idempotent)")
+		_, err = e.s.GetSession(e.ctx, keep.Hash, base)
+		e.must(err, "GetSession of the other session")
+	})
+}
+
+func testInitialAccessTokens(t *testing.T, newStore factory) {
+	tests := []struct {
+		name    string
+		expires time.Time
+		now     time.Time
+		want    error
+	}{
+		{"zero ExpiresAt never expires", time.Time{}, at(100 * 365 * 24 * time.Hour), nil},
+		{"one microsecond before ExpiresAt", at(time.Hour), at(time.Hour - time.Microsecond), nil},
+		{"at ExpiresAt", at(time.Hour), at(time.Hour), store.ErrExpired},
+		{"after ExpiresAt", at(time.Hour), at(2 * time.Hour), store.ErrExpired},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, newStore)
+			tok := store.InitialAccessToken{Hash: randomHash(), CreatedAt: base, ExpiresAt: tt.expires}
+			e.must(e.s.CreateInitialAccessToken(e.ctx, tok), "CreateInitialAccessToken")
+			got, err := e.s.GetInitialAccessToken(e.ctx, tok.Hash, tt.now)
+			wantErr(t, "GetInitialAccessToken", err, tt.want)
+			if tt.want == nil {
+				equal(t, "initial access token", got, tok, canonIAT)
+				if tt.expires.IsZero() && !got.ExpiresAt.IsZero() {
+					t.Errorf("ExpiresAt = %v, want zero", got.ExpiresAt)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,340 @@
+package storetest
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/authzd/authz/provider/store"
+)
+
+func testRefreshTokens(t *testing.T, newStore factory) {
+	t.Run("CreateNeedsAnActiveGrant", func(t *testing.T) {
+		t.Parallel()
+		tests := []struct {
+			name   string
+			opts   []grantOpt
+			revoke bool
+			now    time.Time
+			want   error
+		}{
+			{"active grant", nil, false, at(time.Minute), nil},
+			{"one microsecond before the grant's lifetime ends", []grantOpt{grantExpiresAt(at(time.Hour))}, false, at(time.Hour - time.Microsecond), nil},
+			{"at the grant's ExpiresAt", []grantOpt{grantExpiresAt(at(time.Hour))}, false, at(time.Hour), store.ErrGrantRevoked},
+			{"revoked grant", nil, true, at(time.Minute), store.ErrGrantRevoked},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				t.Parallel()
+				e := newEnv(t, newStore)
+				g := e.grant(e.client("c1").ID, e.user("u1").ID, tt.opts...)
+				if tt.revoke {
+					e.must(e.s.RevokeGrant(e.ctx, g.ID, at(10*time.Second)), "RevokeGrant")
+				}
+				rt := store.RefreshToken{
+					ID: "rt1", Hash: randomHash(), GrantID: g.ID, ClientID: g.ClientID,
+					CreatedAt: tt.now, ExpiresAt: g.ExpiresAt,
+				}
+				err := e.s.CreateRefreshToken(e.ctx, rt, tt.now)
+				wantErr(t, "CreateRefreshToken", err, tt.want)
+				got, gotGrant, err := e.s.GetRefreshToken(e.ctx, rt.Hash)
+				if tt.want != nil {
+					wantErr(t, "GetRefreshToken of a refused token", err, store.ErrNotFound)
+					return
+				}
+				e.must(err, "GetRefreshToken")
+				equal(t, "refresh token", got, rt, canonRefresh)
+				equal(t, "its grant", gotGrant, g, canonGrant)
+			})
+		}
+	})
+
+	// GetRefreshToken serves revocation (RFC 7009), which must find a token
+	// whatever state it and its grant are in.
+	t.Run("GetWhateverTheState", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		g := e.grant(e.client("c1").ID, e.user("u1").ID)
+		rt := e.refresh(g)
+		t0 := at(time.Hour)
+		e.rotate(rt.Hash, t0, grace)
+		e.must(e.s.RevokeGrant(e.ctx, g.ID, t0.Add(time.Second)), "RevokeGrant")
+		got, gotGrant, err := e.s.GetRefreshToken(e.ctx, rt.Hash)
+		e.must(err, "GetRefreshToken")
+		want := rt
+		want.RotatedAt = t0
+		equal(t, "rotated token", got, want, canonRefresh)
+		wantG := g
+		wantG.LastUsedAt, wantG.RevokedAt = t0, t0.Add(time.Second)
+		equal(t, "revoked grant", gotGrant, wantG, canonGrant)
+	})
+
+	t.Run("RotateWins", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		g := e.grant(e.client("c1").ID, e.user("u1").ID)
+		rt := e.refresh(g)
+		now := at(time.Hour)
+		var rec recorder
+		rot, err := e.s.RotateRefreshToken(e.ctx, rt.Hash, now, grace, rec.next(successor(now)))
+		e.must(err, "RotateRefreshToken")
+
+		if rec.calls != 1 {
+			t.Fatalf("next called %d times, want 1", rec.calls)
+		}
+		equal(t, "next's old token", rec.old, rt, canonRefresh)
+		equal(t, "next's grant", rec.grant, g, canonGrant)
+		if rot.WithinGrace {
+			t.Errorf("WithinGrace = true on a first rotation")
+		}
+		equal(t, "Rotation.Old (the state before the call)", rot.Old, rt, canonRefresh)
+		equal(t, "Rotation.New", rot.New, rec.made, canonRefresh)
+		if rot.Grant.ID != g.ID || rot.Grant.UserID != g.UserID || rot.Grant.ClientID != g.ClientID {
+			t.Errorf("Rotation.Grant = %+v, want grant %s", rot.Grant, g.ID)
+		}
+
+		wantOld := rt
+		wantOld.RotatedAt = now
+		equal(t, "stored old token", e.getRefresh(rt.Hash), wantOld, canonRefresh)
+		newRT, newGrant, err := e.s.GetRefreshToken(e.ctx, rec.made.Hash)
+		e.must(err, "GetRefreshToken successor")
+		equal(t, "stored successor", newRT, rec.made, canonRefresh)
+		wantG := g
+		wantG.LastUsedAt = now
+		equal(t, "grant after rotation", newGrant, wantG, canonGrant)
+		equal(t, "GetGrant after rotation", e.getGrant(g.ID), wantG, canonGrant)
+
+		// The chain goes on: the successor wins in its turn.
+		later := now.Add(time.Hour)
+		rot2 := e.rotate(rec.made.Hash, later, grace)
+		if rot2.WithinGrace {
+			t.Errorf("successor's first rotation WithinGrace = true")
+		}
+		equalTime(t, "LastUsedAt after the second rotation", e.getGrant(g.ID).LastUsedAt, later)
+	})
+
+	// A client that lost the response of a refresh (or raced itself) may
+	// present the same token again for a short while; both successors work.
+	t.Run("ReplayInsideGrace", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		g := e.grant(e.client("c1").ID, e.user("u1").ID)
+		rt := e.refresh(g)
+		t0 := at(time.Hour)
+		first := e.rotate(rt.Hash, t0, grace)
+
+		t1 := t0.Add(10 * time.Second)
+		var rec recorder
+		second, err := e.s.RotateRefreshToken(e.ctx, rt.Hash, t1, grace, rec.next(successor(t1)))
+		e.must(err, "RotateRefreshToken inside grace")
+		if !second.WithinGrace {
+			t.Errorf("WithinGrace = false for a replay inside the grace window")
+		}
+		rotated := rt
+		rotated.RotatedAt = t0
+		equal(t, "Rotation.Old", second.Old, rotated, canonRefresh)
+		equal(t, "next's old token", rec.old, rotated, canonRefresh)
+		equal(t, "Rotation.New", second.New, rec.made, canonRefresh)
+		// RotatedAt records the first exchange, so the window never slides.
+		equal(t, "old token after a grace replay", e.getRefresh(rt.Hash), rotated, canonRefresh)
+		equal(t, "second successor", e.getRefresh(rec.made.Hash), rec.made, canonRefresh)
+		equalTime(t, "LastUsedAt", e.getGrant(g.ID).LastUsedAt, t1)
+
+		// A loser never wipes the winner: the first successor still wins,
+		// and so does the second.
+		t2 := t0.Add(20 * time.Second)
+		if r := e.rotate(first.New.Hash, t2, grace); r.WithinGrace {
+			t.Errorf("first successor's rotation WithinGrace = true")
+		}
+		if r := e.rotate(second.New.Hash, t2, grace); r.WithinGrace {
+			t.Errorf("second successor's rotation WithinGrace = true")
+		}
+		if r := e.getGrant(g.ID).RevokedAt; !r.IsZero() {
+			t.Errorf("grant revoked at %v by replays inside grace", r)
+		}
+	})
+
+	// RFC 9700 §4.14.2: a rotated refresh token presented again means two
+	// parties hold it; the server cannot tell which is legitimate, so it
+	// revokes the whole grant.
+	t.Run("ReuseBoundary", func(t *testing.T) {
+		t.Parallel()
+		tests := []struct {
+			name  string
+			grace time.Duration
+			after time.Duration // from the first rotation to the replay
+			want  error
+		}{
+			{"one microsecond before grace ends", grace, grace - time.Microsecond, nil},
+			{"exactly grace after", grace, grace, store.ErrRefreshReused},
+			{"long after", grace, 6 * time.Hour, store.ErrRefreshReused},
+			{"grace 0 at the same instant", 0, 0, store.ErrRefreshReused},
+			{"grace 0 one microsecond later", 0, time.Microsecond, store.ErrRefreshReused},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				t.Parallel()
+				e := newEnv(t, newStore)
+				g := e.grant(e.client("c1").ID, e.user("u1").ID)
+				rt := e.refresh(g)
+				t0 := at(time.Hour)
+				first := e.rotate(rt.Hash, t0, tt.grace)
+
+				replay := t0.Add(tt.after)
+				var rec recorder
+				rot, err := e.s.RotateRefreshToken(e.ctx, rt.Hash, replay, tt.grace, rec.next(successor(replay)))
+				wantErr(t, "replay", err, tt.want)
+				if tt.want == nil {
+					if !rot.WithinGrace {
+						t.Errorf("WithinGrace = false inside the grace window")
+					}
+					if r := e.getGrant(g.ID).RevokedAt; !r.IsZero() {
+						t.Errorf("grant revoked at %v inside the grace window", r)
+					}
+					return
+				}
+
+				got := e.getGrant(g.ID)
+				equalTime(t, "RevokedAt", got.RevokedAt, replay)
+				equalTime(t, "LastUsedAt (not moved by a reuse)", got.LastUsedAt, t0)
+				if rec.calls == 1 {
+					_, _, err = e.s.GetRefreshToken(e.ctx, rec.made.Hash)
+					wantErr(t, "successor made for a reuse", err, store.ErrNotFound)
+				}
+				// Every token of the grant is dead now, the winner's
+				// successor included.
+				later := replay.Add(time.Second)
+				for name, h := range map[string][]byte{"the winner's successor": first.New.Hash, "the reused token": rt.Hash} {
+					_, err := e.s.RotateRefreshToken(e.ctx, h, later, tt.grace, successor(later))
+					wantErr(t, "rotating "+name, err, store.ErrGrantRevoked)
+				}
+				list, err := e.s.ListUserGrants(e.ctx, g.UserID, later)
+				e.must(err, "ListUserGrants")
+				if len(list) != 0 {
+					t.Errorf("ListUserGrants = %v after reuse, want none", grantIDs(list))
+				}
+			})
+		}
+	})
+
+	t.Run("IdleExpiryBoundary", func(t *testing.T) {
+		t.Parallel()
+		tests := []struct {
+			name string
+			now  func(rt store.RefreshToken) time.Time
+			want error
+		}{
+			{"one microsecond before ExpiresAt", func(rt store.RefreshToken) time.Time { return rt.ExpiresAt.Add(-time.Microsecond) }, nil},
+			{"at ExpiresAt", func(rt store.RefreshToken) time.Time { return rt.ExpiresAt }, store.ErrExpired},
+			{"after ExpiresAt", func(rt store.RefreshToken) time.Time { return rt.ExpiresAt.Add(time.Hour) }, store.ErrExpired},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				t.Parallel()
+				e := newEnv(t, newStore)
+				g := e.grant(e.client("c1").ID, e.user("u1").ID)
+				rt := e.refresh(g)
+				if !rt.ExpiresAt.Before(g.ExpiresAt) {
+					t.Fatalf("fixture: idle expiry %v must come before the grant's %v", rt.ExpiresAt, g.ExpiresAt)
+				}
+				now := tt.now(rt)
+				var rec recorder
+				_, err := e.s.RotateRefreshToken(e.ctx, rt.Hash, now, grace, rec.next(successor(now)))
+				wantErr(t, "RotateRefreshToken", err, tt.want)
+				if tt.want == nil {
+					return
+				}
+				if rec.calls != 0 {
+					t.Errorf("next called %d times for an expired token, want 0", rec.calls)
+				}
+				equal(t, "expired token", e.getRefresh(rt.Hash), rt, canonRefresh)
+				equal(t, "its grant", e.getGrant(g.ID), g, canonGrant)
+			})
+		}
+	})
+
+	t.Run("GrantNotActive", func(t *testing.T) {
+		t.Parallel()
+		grantEnd := at(time.Hour) // before the token's idle expiry would be
+		tests := []struct {
+			name   string
+			revoke bool
+			now    time.Time
+			want   error
+		}{
+			{"one microsecond before the grant's lifetime ends", false, grantEnd.Add(-time.Microsecond), nil},
+			{"at the grant's ExpiresAt", false, grantEnd, store.ErrGrantRevoked},
+			{"revoked grant", true, at(time.Minute), store.ErrGrantRevoked},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				t.Parallel()
+				e := newEnv(t, newStore)
+				g := e.grant(e.client("c1").ID, e.user("u1").ID, grantExpiresAt(grantEnd))
+				rt := e.refresh(g)
+				if tt.revoke {
+					e.must(e.s.RevokeGrant(e.ctx, g.ID, at(30*time.Second)), "RevokeGrant")
+				}
+				var rec recorder
+				_, err := e.s.RotateRefreshToken(e.ctx, rt.Hash, tt.now, grace, rec.next(successor(tt.now)))
+				wantErr(t, "RotateRefreshToken", err, tt.want)
+				if tt.want != nil {
+					if rec.calls != 0 {
+						t.Errorf("next called %d times for an inactive grant, want 0", rec.calls)
+					}
+					if r := e.getRefresh(rt.Hash).RotatedAt; !r.IsZero() {
+						t.Errorf("token RotatedAt = %v, want zero", r)
+					}
+				}
+			})
+		}
+	})
+
+	// next validates the request (client binding, scope narrowing); when it
+	// refuses, nothing happened: the token is not spent and, crucially, a
+	// refused presentation of a rotated token is not counted as reuse.
+	t.Run("NextErrorWritesNothing", func(t *testing.T) {
+		t.Parallel()
+		errRefused := errors.New("storetest: refused by next")
+		refuse := func(store.RefreshToken, store.Grant) (store.RefreshToken, error) {
+			return store.RefreshToken{}, errRefused
+		}
+		t0 := at(time.Hour)
+		tests := []struct {
+			name     string
+			rotateAt time.Duration // first rotation before the refused call; negative: none
+			refuseAt time.Duration
+		}{
+			{"fresh token", -1, 0},
+			{"inside grace", 0, time.Second},
+			{"after grace", 0, grace + time.Hour},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				t.Parallel()
+				e := newEnv(t, newStore)
+				g := e.grant(e.client("c1").ID, e.user("u1").ID)
+				rt := e.refresh(g)
+				if tt.rotateAt >= 0 {
+					e.rotate(rt.Hash, t0.Add(tt.rotateAt), grace)
+				}
+				wantRT, wantG := e.getRefresh(rt.Hash), e.getGrant(g.ID)
+
+				now := t0.Add(tt.refuseAt)
+				_, err := e.s.RotateRefreshToken(e.ctx, rt.Hash, now, grace, refuse)
+				if err != errRefused { // "returned as is": the very value, not a wrapper
+					t.Fatalf("RotateRefreshToken = %v, want next's error as is", err)
+				}
+				equal(t, "token after a refused rotation", e.getRefresh(rt.Hash), wantRT, canonRefresh)
+				equal(t, "grant after a refused rotation", e.getGrant(g.ID), wantG, canonGrant)
+
+				if tt.rotateAt < 0 {
+					// Not spent: the same token still wins afterwards.
+					if r := e.rotate(rt.Hash, now.Add(time.Second), grace); r.WithinGrace {
+						t.Errorf("rotation after a refused one WithinGrace = true, want a win")
+					}
+				}
+			})
+		}
+	})
+}

@@ -1,0 +1,417 @@
+package provider
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/authzd/authz/provider/pkce"
+	"github.com/authzd/authz/provider/store"
+	"github.com/authzd/authz/provider/tokens"
+)
+
+// tokenRequest is a token request (RFC 6749 §4.1.3, §4.4.2, §6) parsed once
+// from the body.
+type tokenRequest struct {
+	grantType    string
+	code         string
+	redirectURI  string
+	verifier     string
+	refreshToken string
+	scope        string
+	scopeSent    bool
+	resources    []string
+}
+
+// tokenParams are single-valued (RFC 6749 §3.2: parameters must not repeat).
+var tokenParams = []string{"grant_type", "code", "redirect_uri", "code_verifier", "refresh_token", "scope",
+	"client_id", "client_secret", "client_assertion", "client_assertion_type"}
+
+// parseTokenRequest reads the body of a token request. Parameters in the URL
+// query are not read: credentials never travel in a URL.
+func parseTokenRequest(r *http.Request) (url.Values, *tokenRequest, error) {
+	if err := r.ParseForm(); err != nil {
+		return nil, nil, oauthErr(errInvalidRequest, "the request body must be application/x-www-form-urlencoded")
+	}
+	form := r.PostForm
+	if name, ok := singleValued(form, tokenParams...); !ok {
+		return nil, nil, oauthErr(errInvalidRequest, "parameter "+name+" must not be repeated")
+	}
+	_, scopeSent := form["scope"]
+	return form, &tokenRequest{
+		grantType:    form.Get("grant_type"),
+		code:         form.Get("code"),
+		redirectURI:  form.Get("redirect_uri"),
+		verifier:     form.Get("code_verifier"),
+		refreshToken: form.Get("refresh_token"),
+		scope:        form.Get("scope"),
+		scopeSent:    scopeSent,
+		resources:    form["resource"],
+	}, nil
+}
+
+// tokenResponse is RFC 6749 §5.1.
+type tokenResponse struct {
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int64  `json:"expires_in"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	Scope        string `json:"scope,omitempty"`
+}
+
+func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) error {
+	form, req, err := parseTokenRequest(r)
+	if err != nil {
+		return err
+	}
+	client, err := s.authenticateClient(r, form)
+	if err != nil {
+		return err
+	}
+	var resp *tokenResponse
+	switch req.grantType {
+	case "":
+		return oauthErr(errInvalidRequest, "grant_type is required")
+	case GrantAuthorizationCode:
+		resp, err = s.exchangeCode(r.Context(), client, req)
+	case GrantRefreshToken:
+		resp, err = s.refresh(r.Context(), client, req)
+	case GrantClientCredentials:
+		resp, err = s.clientCredentials(r.Context(), client, req)
+	default:
+		return oauthErr(errUnsupportedGrantType, "unsupported grant_type")
+	}
+	if err != nil {
+		return err
+	}
+	writeTokenJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+// writeTokenJSON writes a response carrying credentials (RFC 6749 §5.1).
+func writeTokenJSON(w http.ResponseWriter, status int, v any) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json;charset=UTF-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// errBadClient is the one answer to every failed client authentication, so
+// it reveals nothing about which part was wrong.
+var errBadClient = oauthErr(errInvalidClient, "client authentication failed")
+
+// authenticateClient authenticates the caller (RFC 6749 §2.3):
+// client_secret_basic, client_secret_post, or none for public clients.
+// Sending credentials in two places is invalid_request.
+func (s *Server) authenticateClient(r *http.Request, form url.Values) (store.Client, error) {
+	basicID, basicSecret, hasBasic, err := basicCredentials(r)
+	if err != nil {
+		return store.Client{}, err
+	}
+	postID, postSecret := form.Get("client_id"), form.Get("client_secret")
+	_, hasPostSecret := form["client_secret"]
+	if form.Get("client_assertion") != "" || form.Get("client_assertion_type") != "" {
+		if hasBasic || hasPostSecret {
+			return store.Client{}, oauthErr(errInvalidRequest, "use exactly one client authentication method")
+		}
+		return s.authenticateAssertion(r.Context(), form)
+	}
+	var id, secret string
+	switch {
+	case hasBasic && hasPostSecret:
+		return store.Client{}, oauthErr(errInvalidRequest, "use exactly one client authentication method")
+	case hasBasic:
+		if postID != "" && postID != basicID {
+			return store.Client{}, oauthErr(errInvalidRequest, "client_id does not match the Authorization header")
+		}
+		id, secret = basicID, basicSecret
+	case hasPostSecret:
+		id, secret = postID, postSecret
+	default:
+		id = postID
+	}
+	if id == "" {
+		return store.Client{}, errBadClient
+	}
+	c, err := s.store.GetClient(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Client{}, errBadClient
+	}
+	if err != nil {
+		return store.Client{}, err
+	}
+	if c.Public() {
+		if secret != "" {
+			// A public client has no secret; presenting one is a
+			// misconfigured client, not a credential to ignore. An empty
+			// one (Basic "id:") only identifies the client.
+			return store.Client{}, errBadClient
+		}
+		return c, nil
+	}
+	if !hasBasic && !hasPostSecret {
+		return store.Client{}, errBadClient
+	}
+	if c.Metadata.TokenEndpointAuthMethod == store.AuthMethodPrivateKeyJWT {
+		return store.Client{}, errBadClient
+	}
+	if !tokens.Equal(tokens.Hash(secret), c.SecretHash) {
+		return store.Client{}, errBadClient
+	}
+	if !c.SecretExpiresAt.IsZero() && !s.opts.Now().Before(c.SecretExpiresAt) {
+		return store.Client{}, oauthErr(errInvalidClient, "the client secret has expired")
+	}
+	return c, nil
+}
+
+// basicCredentials reads HTTP Basic client credentials, which RFC 6749
+// §2.3.1 form-encodes before base64.
+func basicCredentials(r *http.Request) (id, secret string, ok bool, err error) {
+	if len(r.Header.Values("Authorization")) > 1 {
+		return "", "", false, oauthErr(errInvalidRequest, "more than one Authorization header")
+	}
+	rawID, rawSecret, ok := r.BasicAuth()
+	if !ok {
+		if r.Header.Get("Authorization") != "" {
+			return "", "", false, errBadClient
+		}
+		return "", "", false, nil
+	}
+	id, err1 := url.QueryUnescape(rawID)
+	secret, err2 := url.QueryUnescape(rawSecret)
+	if err1 != nil || err2 != nil {
+		return "", "", false, errBadClient
+	}
+	return id, secret, true, nil
+}
+
+// exchangeCode redeems an authorization code (RFC 6749 §4.1.3).
+func (s *Server) exchangeCode(ctx context.Context, c store.Client, req *tokenRequest) (*tokenResponse, error) {
+	if req.code == "" {
+		return nil, oauthErr(errInvalidRequest, "code is required")
+	}
+	if req.verifier == "" {
+		return nil, oauthErr(errInvalidRequest, "code_verifier is required (PKCE, RFC 7636)")
+	}
+	if !allowedGrant(c, GrantAuthorizationCode) {
+		return nil, oauthErr(errUnauthorizedClient, "the client is not registered for the authorization_code grant")
+	}
+	now := s.opts.Now()
+	code, err := s.store.ConsumeAuthCode(ctx, tokens.Hash(req.code), now)
+	switch {
+	case errors.Is(err, store.ErrCodeReused):
+		s.log.Warn("authorization code replayed; its grant is revoked", "client_id", c.ID)
+		return nil, oauthErr(errInvalidGrant, "the authorization code has already been used")
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrExpired), errors.Is(err, store.ErrGrantRevoked):
+		return nil, oauthErr(errInvalidGrant, "the authorization code is invalid or expired")
+	case err != nil:
+		return nil, err
+	}
+	// The code is spent from here on: a failed check revokes the grant it
+	// started, so a stolen code is worth nothing to anyone.
+	fail := func(e *Error) (*tokenResponse, error) {
+		if err := s.store.RevokeGrant(ctx, code.GrantID, now); err != nil && !errors.Is(err, store.ErrNotFound) {
+			s.log.Error("revoking the grant of a failed code exchange", "cause", err)
+		}
+		return nil, e
+	}
+	if code.ClientID != c.ID {
+		return fail(oauthErr(errInvalidGrant, "the authorization code was issued to another client"))
+	}
+	if !redirectMatchesCode(req.redirectURI, code.RedirectURI, c) {
+		return fail(oauthErr(errInvalidGrant, "redirect_uri does not match the authorization request"))
+	}
+	if !pkce.VerifyS256(req.verifier, code.CodeChallenge) {
+		return fail(oauthErr(errInvalidGrant, "code_verifier does not match the code_challenge"))
+	}
+	resources, err := narrowResources(code.Resources, req.resources)
+	if err != nil {
+		return fail(err.(*Error))
+	}
+	resp := &tokenResponse{}
+	if allowedGrant(c, GrantRefreshToken) {
+		// The grant was created with the code, so its absolute lifetime
+		// ends GrantTTL after the code's creation.
+		rt, secret, err := s.newRefreshToken(code.GrantID, c.ID, "", now, code.CreatedAt.Add(s.opts.GrantTTL))
+		if err != nil {
+			return nil, err
+		}
+		if err := s.store.CreateRefreshToken(ctx, rt, now); err != nil {
+			if errors.Is(err, store.ErrGrantRevoked) || errors.Is(err, store.ErrNotFound) {
+				return nil, oauthErr(errInvalidGrant, "the authorization was revoked")
+			}
+			return nil, err
+		}
+		resp.RefreshToken = secret
+	}
+	return s.completeTokenResponse(ctx, resp, code.UserID, c.ID, code.GrantID, code.Scopes, resources, now)
+}
+
+// refresh exchanges a refresh token (RFC 6749 §6) with rotation. The store
+// decides win / grace / reuse in one transaction; the response is written
+// only after it committed.
+func (s *Server) refresh(ctx context.Context, c store.Client, req *tokenRequest) (*tokenResponse, error) {
+	if req.refreshToken == "" {
+		return nil, oauthErr(errInvalidRequest, "refresh_token is required")
+	}
+	if !allowedGrant(c, GrantRefreshToken) {
+		return nil, oauthErr(errUnauthorizedClient, "the client is not registered for the refresh_token grant")
+	}
+	now := s.opts.Now()
+	var scopes, resources []string
+	var secret string
+	rot, err := s.store.RotateRefreshToken(ctx, tokens.Hash(req.refreshToken), now, s.opts.RefreshGrace,
+		func(old store.RefreshToken, g store.Grant) (store.RefreshToken, error) {
+			// Checked before anything is written: another client's token is
+			// neither rotated nor counted as reuse.
+			if old.ClientID != c.ID {
+				return store.RefreshToken{}, oauthErr(errInvalidGrant, "the refresh token was issued to another client")
+			}
+			var err error
+			if scopes, err = narrowScopes(g.Scopes, req.scope, req.scopeSent); err != nil {
+				return store.RefreshToken{}, err
+			}
+			if resources, err = narrowResources(g.Resources, req.resources); err != nil {
+				return store.RefreshToken{}, err
+			}
+			var next store.RefreshToken
+			next, secret, err = s.newRefreshToken(g.ID, c.ID, old.ID, now, g.ExpiresAt)
+			return next, err
+		})
+	switch {
+	case errors.Is(err, store.ErrRefreshReused):
+		s.log.Warn("rotated refresh token replayed after the grace window; grant revoked", "client_id", c.ID)
+		return nil, oauthErr(errInvalidGrant, "the refresh token has already been used")
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrExpired), errors.Is(err, store.ErrGrantRevoked):
+		return nil, oauthErr(errInvalidGrant, "the refresh token is invalid, expired or revoked")
+	case err != nil:
+		return nil, err
+	}
+	resp := &tokenResponse{RefreshToken: secret}
+	return s.completeTokenResponse(ctx, resp, rot.Grant.UserID, c.ID, rot.Grant.ID, scopes, resources, now)
+}
+
+// clientCredentials issues a token to a confidential client acting for
+// itself (RFC 6749 §4.4). No refresh token, no grant, and no database write.
+func (s *Server) clientCredentials(ctx context.Context, c store.Client, req *tokenRequest) (*tokenResponse, error) {
+	if c.Public() {
+		return nil, oauthErr(errUnauthorizedClient, "public clients cannot use client_credentials")
+	}
+	if !allowedGrant(c, GrantClientCredentials) {
+		return nil, oauthErr(errUnauthorizedClient, "the client is not registered for the client_credentials grant")
+	}
+	scopes, err := s.requestedScopes(c, nonEmpty(req.scope))
+	if err != nil {
+		return nil, err
+	}
+	resources, err := s.requestedResources(c, req.resources)
+	if err != nil {
+		return nil, err
+	}
+	return s.completeTokenResponse(ctx, &tokenResponse{}, c.ID, c.ID, "", scopes, resources, s.opts.Now())
+}
+
+func nonEmpty(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return []string{s}
+}
+
+// completeTokenResponse signs the access token (RFC 9068) and fills resp.
+func (s *Server) completeTokenResponse(ctx context.Context, resp *tokenResponse, sub, clientID, grantID string, scopes, resources []string, now time.Time) (*tokenResponse, error) {
+	jti, err := s.newID()
+	if err != nil {
+		return nil, err
+	}
+	exp := now.Add(s.opts.AccessTokenTTL)
+	scope := strings.Join(scopes, " ")
+	at, err := s.keys.state(ctx).signer.Sign(tokens.AccessTokenClaims{
+		Issuer: s.opts.Issuer, Subject: sub, Audience: resources, ClientID: clientID, Scope: scope,
+		ID: jti, GrantID: grantID, IssuedAt: now, NotBefore: now, ExpiresAt: exp,
+	})
+	if err != nil {
+		return nil, err
+	}
+	resp.AccessToken, resp.TokenType, resp.ExpiresIn, resp.Scope = at, "Bearer", int64(s.opts.AccessTokenTTL/time.Second), scope
+	return resp, nil
+}
+
+// newRefreshToken makes a refresh token whose idle lifetime ends no later
+// than the grant's absolute lifetime.
+func (s *Server) newRefreshToken(grantID, clientID, parentID string, now, grantExpires time.Time) (store.RefreshToken, string, error) {
+	secret, err := tokens.NewSecret(s.opts.Rand, tokens.PrefixRefreshToken)
+	if err != nil {
+		return store.RefreshToken{}, "", err
+	}
+	id, err := s.newID()
+	if err != nil {
+		return store.RefreshToken{}, "", err
+	}
+	return store.RefreshToken{
+		ID: id, Hash: tokens.Hash(secret), GrantID: grantID, ClientID: clientID, ParentID: parentID,
+		CreatedAt: now, ExpiresAt: minTime(now.Add(s.opts.RefreshIdleTTL), grantExpires),
+	}, secret, nil
+}
+
+// narrowScopes returns the scopes for a refreshed token: the grant's, or a
+// subset of them when scope is sent (RFC 6749 §6: never wider).
+func narrowScopes(granted []string, scope string, sent bool) ([]string, error) {
+	if !sent {
+		return granted, nil
+	}
+	req, ok := parseScope(scope)
+	if !ok {
+		return nil, oauthErr(errInvalidScope, "scope is malformed")
+	}
+	if !subset(req, granted) {
+		return nil, oauthErr(errInvalidScope, "scope exceeds what was granted")
+	}
+	return req, nil
+}
+
+// narrowResources returns the audience for a token request: all authorized
+// resources, or the subset named by resource parameters (RFC 8707 §2.2).
+func narrowResources(authorized, requested []string) ([]string, error) {
+	if len(requested) == 0 {
+		return authorized, nil
+	}
+	var out []string
+	for _, r := range requested {
+		n, err := normalizeResource(r)
+		if err != nil {
+			return nil, oauthErr(errInvalidTarget, err.Error())
+		}
+		if !slices.Contains(authorized, n) {
+			return nil, oauthErr(errInvalidTarget, "resource was not authorized: "+r)
+		}
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// redirectMatchesCode applies RFC 6749 §4.1.3: when the authorization request
+// carried redirect_uri, the token request must repeat it exactly; when it did
+// not (one registered URI), the token request may omit it or repeat that one.
+func redirectMatchesCode(sent, atAuthorize string, c store.Client) bool {
+	if atAuthorize != "" {
+		return sent == atAuthorize
+	}
+	return sent == "" || (len(c.Metadata.RedirectURIs) == 1 && sent == c.Metadata.RedirectURIs[0])
+}

@@ -1,0 +1,161 @@
+package tests
+
+import (
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/authzd/authz/provider"
+	"github.com/authzd/authz/provider/store"
+	"github.com/authzd/authz/provider/store/postgres"
+	"github.com/authzd/authz/provider/store/postgres/pgtest"
+)
+
+// The benchmarks run the real server over loopback HTTP against PostgreSQL.
+// Their numbers go in README; nothing asserts on them.
+
+var benchClient = &http.Client{Transport: &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256}}
+
+// benchPost posts a form and fails the benchmark on an unexpected status.
+func benchPost(b *testing.B, target string, form url.Values, id, secret string, want int) []byte {
+	req, _ := http.NewRequest("POST", target, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if id != "" {
+		req.SetBasicAuth(id, secret)
+	}
+	resp, err := benchClient.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != want {
+		b.Fatalf("status %d: %s", resp.StatusCode, raw)
+	}
+	return raw
+}
+
+func benchEnv(b *testing.B) *env {
+	b.Helper()
+	st := postgres.New(pgtest.Pool(b))
+	return start(b, st, nil)
+}
+
+// codes makes n authorization codes for one signed-in browser (consent is
+// remembered after the first, so each is one GET /authorize).
+func (e *env) codes(n int, c store.Client, redirect string) []string {
+	user, pw := e.user("bench")
+	b := e.browser()
+	req := authRequest{clientID: c.ID, redirectURI: redirect, state: "b", verifier: testVerifier}
+	first := e.codeFor(b, req, user, pw)
+	out := []string{first}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	per := (n + 7) / 8
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < per; i++ {
+				p := b.do("GET", req.url(e.issuer), nil)
+				u, _ := url.Parse(p.location)
+				mu.Lock()
+				out = append(out, u.Query().Get("code"))
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return out[:n]
+}
+
+func BenchmarkCodeExchangePostgres(b *testing.B) {
+	e := benchEnv(b)
+	c, secret, redirect := e.loopbackClient(false)
+	codes := e.codes(b.N, c, redirect)
+	var next sync.Mutex
+	i := 0
+	b.SetParallelism(8)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			next.Lock()
+			code := codes[i]
+			i++
+			next.Unlock()
+			benchPost(b, e.issuer+provider.PathToken, exchangeForm(code, redirect, testVerifier, nil), c.ID, secret, 200)
+		}
+	})
+}
+
+// BenchmarkRefreshPostgres: 16 clients (2 cores × parallelism 8), each
+// refreshing its own grant's chain, as many devices would.
+func BenchmarkRefreshPostgres(b *testing.B) {
+	e := benchEnv(b)
+	c, secret, redirect := e.loopbackClient(false)
+	codes := e.codes(64, c, redirect)
+	var mu sync.Mutex
+	b.SetParallelism(8)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		mu.Lock()
+		code := codes[0]
+		codes = codes[1:]
+		mu.Unlock()
+		tr := e.postToken(exchangeForm(code, redirect, testVerifier, nil), c.ID, secret)
+		rt := tr.RefreshToken
+		for pb.Next() {
+			raw := benchPost(b, e.issuer+provider.PathToken, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}, c.ID, secret, 200)
+			rt = jsonField(raw, "refresh_token")
+		}
+	})
+}
+
+func BenchmarkClientCredentialsPostgres(b *testing.B) {
+	e := benchEnv(b)
+	svc, secret := e.client(store.ClientMetadata{GrantTypes: []string{provider.GrantClientCredentials}, Scopes: []string{"read"}})
+	form := url.Values{"grant_type": {"client_credentials"}, "resource": {"https://mcp.example.com/mcp"}}
+	b.SetParallelism(8)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			benchPost(b, e.issuer+provider.PathToken, form, svc.ID, secret, 200)
+		}
+	})
+}
+
+func BenchmarkIntrospectionPostgres(b *testing.B) {
+	e := benchEnv(b)
+	svc, secret := e.client(store.ClientMetadata{GrantTypes: []string{provider.GrantClientCredentials}, Scopes: []string{"read"}})
+	user, pw := e.user("intro")
+	c, csecret, redirect := e.loopbackClient(false)
+	code := e.codeFor(e.browser(), authRequest{clientID: c.ID, redirectURI: redirect, state: "i", verifier: testVerifier}, user, pw)
+	tr := e.postToken(exchangeForm(code, redirect, testVerifier, nil), c.ID, csecret)
+	form := url.Values{"token": {tr.AccessToken}}
+	b.SetParallelism(8)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			raw := benchPost(b, e.issuer+provider.PathIntrospect, form, svc.ID, secret, 200)
+			if !strings.Contains(string(raw), `"active":true`) {
+				b.Fatalf("inactive: %s", raw)
+			}
+		}
+	})
+}
+
+// jsonField extracts a string field from a small JSON object without the
+// cost of a full decode showing up in the numbers.
+func jsonField(raw []byte, name string) string {
+	s := string(raw)
+	k := `"` + name + `":"`
+	i := strings.Index(s, k)
+	if i < 0 {
+		return ""
+	}
+	s = s[i+len(k):]
+	return s[:strings.IndexByte(s, '"')]
+}

@@ -1,0 +1,552 @@
+package tests
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/authzd/authz/provider"
+	"github.com/authzd/authz/provider/store"
+	"github.com/authzd/authz/provider/tokens"
+)
+
+// jsonCall sends a JSON request and decodes a JSON answer.
+func jsonCall(t testing.TB, method, target, bearer string, body any) (int, map[string]any, http.Header) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		switch b := body.(type) {
+		case string:
+			rd = strings.NewReader(b)
+		default:
+			raw, _ := json.Marshal(b)
+			rd = bytes.NewReader(raw)
+		}
+	}
+	req, _ := http.NewRequest(method, target, rd)
+	req.Header.Set("Content-Type", "application/json")
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var m map[string]any
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &m); err != nil {
+			t.Fatalf("%s %s: non-JSON answer %d: %s", method, target, resp.StatusCode, raw)
+		}
+	}
+	return resp.StatusCode, m, resp.Header
+}
+
+func (e *env) register(t testing.TB, body any) (int, map[string]any) {
+	t.Helper()
+	status, m, _ := jsonCall(t, "POST", e.issuer+provider.PathRegister, "", body)
+	return status, m
+}
+
+func TestRegistration(t *testing.T) {
+	t.Parallel()
+	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		e := start(t, open(t), nil)
+
+		t.Run("public native client with jetbrains and loopback redirects", func(t *testing.T) {
+			status, m := e.register(t, map[string]any{
+				"client_name": "Toolbox", "application_type": "native", "token_endpoint_auth_method": "none",
+				"redirect_uris": []string{"jetbrains://gateway/com.jetbrains/oauth", "http://127.0.0.1/callback"},
+				"grant_types":   []string{"authorization_code", "refresh_token"}, "scope": "read",
+				"unknown_field": "ignored",
+			})
+			mustEqual(t, "status", status, 201)
+			if _, has := m["client_secret"]; has {
+				t.Fatal("a public client's response has a client_secret key")
+			}
+			if _, has := m["unknown_field"]; has {
+				t.Fatal("unknown field echoed")
+			}
+			for _, k := range []string{"client_id", "client_id_issued_at", "registration_access_token", "registration_client_uri", "redirect_uris"} {
+				if m[k] == nil {
+					t.Fatalf("response lacks %s: %v", k, m)
+				}
+			}
+			mustEqual(t, "token_endpoint_auth_method", m["token_endpoint_auth_method"].(string), "none")
+			if !strings.HasPrefix(m["registration_client_uri"].(string), e.issuer+provider.PathRegister+"/") {
+				t.Fatalf("registration_client_uri %v", m["registration_client_uri"])
+			}
+			// The registered client completes a flow end to end.
+			user, pw := e.user("reg-user")
+			redirect := fmt.Sprintf("http://127.0.0.1:%d/callback", freePort(t))
+			code := e.codeFor(e.browser(), authRequest{clientID: m["client_id"].(string), redirectURI: redirect, state: "r", verifier: testVerifier, scope: "read"}, user, pw)
+			tr := e.postToken(exchangeForm(code, redirect, testVerifier, url.Values{"client_id": {m["client_id"].(string)}}), "", "")
+			mustEqual(t, "exchange", tr.Status, 200)
+		})
+
+		t.Run("confidential client with defaults", func(t *testing.T) {
+			status, m := e.register(t, map[string]any{"redirect_uris": []string{"https://app.example.com/cb"}, "client_name": "Web app"})
+			mustEqual(t, "status", status, 201)
+			mustEqual(t, "auth method default", m["token_endpoint_auth_method"].(string), "client_secret_basic")
+			if s, _ := m["client_secret"].(string); !strings.HasPrefix(s, tokens.PrefixClientSecret) {
+				t.Fatalf("client_secret %v", m["client_secret"])
+			}
+			if _, ok := m["client_secret_expires_at"]; !ok {
+				t.Fatal("client_secret_expires_at missing")
+			}
+			// The stored client has only the secret's hash.
+			c, err := e.store.GetClient(context.Background(), m["client_id"].(string))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tokens.Equal(c.SecretHash, tokens.Hash(m["client_secret"].(string))) || bytes.Contains(c.SecretHash, []byte(m["client_secret"].(string))) {
+				t.Fatal("secret not stored as its hash")
+			}
+			if !tokens.Equal(c.RegistrationTokenHash, tokens.Hash(m["registration_access_token"].(string))) {
+				t.Fatal("registration token not stored as its hash")
+			}
+		})
+
+		errCases := []struct {
+			name string
+			body any
+			code string
+		}{
+			{"web client with a custom scheme", map[string]any{"redirect_uris": []string{"jetbrains://x/cb"}}, "invalid_redirect_uri"},
+			{"web client with plain http", map[string]any{"redirect_uris": []string{"http://app.example.com/cb"}}, "invalid_redirect_uri"},
+			{"fragment", map[string]any{"redirect_uris": []string{"https://app.example.com/cb#x"}}, "invalid_redirect_uri"},
+			{"javascript", map[string]any{"application_type": "native", "redirect_uris": []string{"javascript:alert(1)"}}, "invalid_redirect_uri"},
+			{"no redirect for code", map[string]any{"client_name": "x"}, "invalid_redirect_uri"},
+			{"unknown auth method", map[string]any{"redirect_uris": []string{"https://a.example.com/cb"}, "token_endpoint_auth_method": "magic"}, "invalid_client_metadata"},
+			{"client_credentials for public client", map[string]any{"redirect_uris": []string{"https://a.example.com/cb"}, "token_endpoint_auth_method": "none", "grant_types": []string{"client_credentials"}}, "invalid_client_metadata"},
+			{"implicit response type", map[string]any{"redirect_uris": []string{"https://a.example.com/cb"}, "response_types": []string{"token"}}, "invalid_client_metadata"},
+			{"logo_uri not http", map[string]any{"redirect_uris": []string{"https://a.example.com/cb"}, "logo_uri": "javascript:x"}, "invalid_client_metadata"},
+			{"not JSON", "{nope", "invalid_client_metadata"},
+			{"wrong type", map[string]any{"redirect_uris": "https://a.example.com/cb"}, "invalid_client_metadata"},
+			{"private_key_jwt without keys", map[string]any{"redirect_uris": []string{"https://a.example.com/cb"}, "token_endpoint_auth_method": "private_key_jwt"}, "invalid_client_metadata"},
+		}
+		for _, tc := range errCases {
+			t.Run("error/"+tc.name, func(t *testing.T) {
+				status, m := e.register(t, tc.body)
+				mustEqual(t, "status", status, 400)
+				mustEqual(t, "error", m["error"].(string), tc.code)
+				if d, _ := m["error_description"].(string); d == "" {
+					t.Fatal("no error_description")
+				}
+			})
+		}
+
+		t.Run("RFC 7592 read, update with rotation, immutable type, delete", func(t *testing.T) {
+			status, m := e.register(t, map[string]any{"redirect_uris": []string{"https://app.example.com/cb"}, "client_name": "v1"})
+			mustEqual(t, "status", status, 201)
+			uri, tok1 := m["registration_client_uri"].(string), m["registration_access_token"].(string)
+			id, secret := m["client_id"].(string), m["client_secret"].(string)
+
+			status, _, h := jsonCall(t, "GET", uri, "", nil)
+			mustEqual(t, "no token", status, 401)
+			if !strings.Contains(h.Get("WWW-Authenticate"), "invalid_token") {
+				t.Fatalf("WWW-Authenticate %q", h.Get("WWW-Authenticate"))
+			}
+			status, _, _ = jsonCall(t, "GET", uri, "authz_reg_wrong", nil)
+			mustEqual(t, "wrong token", status, 401)
+			status, got, _ := jsonCall(t, "GET", uri, tok1, nil)
+			mustEqual(t, "read", status, 200)
+			mustEqual(t, "name", got["client_name"].(string), "v1")
+
+			upd := map[string]any{"client_id": id, "redirect_uris": []string{"https://app.example.com/cb2"}, "client_name": "v2"}
+			status, got, _ = jsonCall(t, "PUT", uri, tok1, upd)
+			mustEqual(t, "update", status, 200)
+			mustEqual(t, "updated name", got["client_name"].(string), "v2")
+			tok2, _ := got["registration_access_token"].(string)
+			if tok2 == "" || tok2 == tok1 {
+				t.Fatal("registration token not rotated on update")
+			}
+			status, _, _ = jsonCall(t, "GET", uri, tok1, nil)
+			mustEqual(t, "old token after rotation", status, 401)
+			// The secret still works after an update.
+			cc := e.postToken(exchangeForm("authz_ac_unknown", "https://app.example.com/cb2", testVerifier, nil), id, secret)
+			mustEqual(t, "secret after update (authenticated, bad code)", cc.Error, "invalid_grant")
+
+			upd["token_endpoint_auth_method"] = "none"
+			status, got, _ = jsonCall(t, "PUT", uri, tok2, upd)
+			mustEqual(t, "switch to public", status, 400)
+			mustEqual(t, "error", got["error"].(string), "invalid_client_metadata")
+
+			status, _, _ = jsonCall(t, "DELETE", uri, tok2, nil)
+			mustEqual(t, "delete", status, 204)
+			status, _, _ = jsonCall(t, "GET", uri, tok2, nil)
+			mustEqual(t, "after delete", status, 401)
+			cc = e.postToken(url.Values{"grant_type": {"client_credentials"}}, id, secret)
+			mustEqual(t, "deleted client authenticates", cc.Error, "invalid_client")
+		})
+	})
+}
+
+func TestRegistrationPolicies(t *testing.T) {
+	t.Parallel()
+	st := storeKinds[0].open(t)
+	off := start(t, st, func(o *provider.Options) { o.RegistrationPolicy = provider.RegistrationOff })
+	status, _ := off.register(t, map[string]any{"redirect_uris": []string{"https://a.example.com/cb"}})
+	mustEqual(t, "off", status, 403)
+	_, meta, _ := jsonCall(t, "GET", off.issuer+"/.well-known/oauth-authorization-server", "", nil)
+	if _, ok := meta["registration_endpoint"]; ok {
+		t.Fatal("registration_endpoint advertised while off")
+	}
+
+	tokEnv := start(t, storeKinds[0].open(t), func(o *provider.Options) { o.RegistrationPolicy = provider.RegistrationToken })
+	body := map[string]any{"redirect_uris": []string{"https://a.example.com/cb"}}
+	status, _, _ = jsonCall(t, "POST", tokEnv.issuer+provider.PathRegister, "", body)
+	mustEqual(t, "no initial token", status, 401)
+	secret, _ := tokens.NewSecret(strings.NewReader(strings.Repeat("k", 64)), tokens.PrefixInitialAccessToken)
+	if err := tokEnv.store.CreateInitialAccessToken(context.Background(), store.InitialAccessToken{Hash: tokens.Hash(secret), CreatedAt: tokEnv.clock.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	status, _, _ = jsonCall(t, "POST", tokEnv.issuer+provider.PathRegister, "authz_iat_wrong", body)
+	mustEqual(t, "wrong initial token", status, 401)
+	status, _, _ = jsonCall(t, "POST", tokEnv.issuer+provider.PathRegister, secret, body)
+	mustEqual(t, "with initial token", status, 201)
+}
+
+// introspect calls the introspection endpoint as the resource server rs.
+func (e *env) introspect(t testing.TB, rsID, rsSecret, token string) map[string]any {
+	t.Helper()
+	req, _ := http.NewRequest("POST", e.issuer+provider.PathIntrospect, strings.NewReader(url.Values{"token": {token}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(rsID, rsSecret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("introspection status %d", resp.StatusCode)
+	}
+	var m map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func assertInactive(t testing.TB, what string, m map[string]any) {
+	t.Helper()
+	if len(m) != 1 || m["active"] != false {
+		t.Fatalf("%s: introspection = %v, want exactly {\"active\": false}", what, m)
+	}
+}
+
+func TestRevocationAndIntrospection(t *testing.T) {
+	t.Parallel()
+	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		e := start(t, open(t), nil)
+		user, pw := e.user("rita")
+		a, aSecret, redirect := e.loopbackClient(false)
+		pub, _, pubRedirect := e.loopbackClient(true)
+		rs, rsSecret := e.client(store.ClientMetadata{GrantTypes: []string{provider.GrantClientCredentials}})
+		pair := func() tokenResp {
+			code := e.codeFor(e.browser(), authRequest{clientID: a.ID, redirectURI: redirect, state: "s", verifier: testVerifier, scope: "read"}, user, pw)
+			tr := e.postToken(exchangeForm(code, redirect, testVerifier, nil), a.ID, aSecret)
+			mustEqual(t, "status", tr.Status, 200)
+			return tr
+		}
+		revoke := func(id, secret, token, hint string) int {
+			f := url.Values{"token": {token}}
+			if hint != "" {
+				f.Set("token_type_hint", hint)
+			}
+			if secret == "" {
+				f.Set("client_id", id)
+				id = ""
+			}
+			return postForm(t, e.issuer+provider.PathRevoke, f, id, secret).Status
+		}
+
+		t.Run("active tokens", func(t *testing.T) {
+			p := pair()
+			m := e.introspect(t, rs.ID, rsSecret, p.AccessToken)
+			if m["active"] != true || m["client_id"] != a.ID || m["scope"] != "read" || m["iss"] != e.issuer || m["token_type"] != "Bearer" {
+				t.Fatalf("access token introspection %v", m)
+			}
+			for _, k := range []string{"sub", "aud", "exp", "iat", "jti"} {
+				if m[k] == nil {
+					t.Fatalf("missing %s in %v", k, m)
+				}
+			}
+			m = e.introspect(t, rs.ID, rsSecret, p.RefreshToken)
+			if m["active"] != true || m["token_type"] != "refresh_token" {
+				t.Fatalf("refresh token introspection %v", m)
+			}
+		})
+		t.Run("malformed and unknown are inactive", func(t *testing.T) {
+			assertInactive(t, "garbage", e.introspect(t, rs.ID, rsSecret, "garbage"))
+			assertInactive(t, "unknown refresh", e.introspect(t, rs.ID, rsSecret, tokens.PrefixRefreshToken+"nope"))
+			p := pair()
+			tampered := p.AccessToken[:len(p.AccessToken)-4] + "AAAA"
+			assertInactive(t, "tampered", e.introspect(t, rs.ID, rsSecret, tampered))
+		})
+		t.Run("expired access token", func(t *testing.T) {
+			p := pair()
+			e.clock.Advance(16 * time.Minute)
+			assertInactive(t, "expired", e.introspect(t, rs.ID, rsSecret, p.AccessToken))
+		})
+		t.Run("revoking a refresh token revokes the grant", func(t *testing.T) {
+			p := pair()
+			mustEqual(t, "revoke", revoke(a.ID, aSecret, p.RefreshToken, "access_token"), 200)
+			assertInactive(t, "refresh", e.introspect(t, rs.ID, rsSecret, p.RefreshToken))
+			assertInactive(t, "access token of the revoked grant", e.introspect(t, rs.ID, rsSecret, p.AccessToken))
+		})
+		t.Run("revoking an access token", func(t *testing.T) {
+			p := pair()
+			mustEqual(t, "revoke", revoke(a.ID, aSecret, p.AccessToken, ""), 200)
+			assertInactive(t, "revoked access token", e.introspect(t, rs.ID, rsSecret, p.AccessToken))
+			if m := e.introspect(t, rs.ID, rsSecret, p.RefreshToken); m["active"] != true {
+				t.Fatal("revoking an access token killed the refresh token")
+			}
+		})
+		t.Run("unknown token and another client's token: 200, no effect", func(t *testing.T) {
+			mustEqual(t, "unknown", revoke(a.ID, aSecret, "authz_rt_unknown", ""), 200)
+			p := pair()
+			mustEqual(t, "other client's", revoke(rs.ID, rsSecret, p.RefreshToken, ""), 200)
+			if m := e.introspect(t, rs.ID, rsSecret, p.RefreshToken); m["active"] != true {
+				t.Fatal("another client revoked the token")
+			}
+		})
+		t.Run("public client revokes with client_id", func(t *testing.T) {
+			code := e.codeFor(e.browser(), authRequest{clientID: pub.ID, redirectURI: pubRedirect, state: "p", verifier: testVerifier}, user, pw)
+			tr := e.postToken(exchangeForm(code, pubRedirect, testVerifier, url.Values{"client_id": {pub.ID}}), "", "")
+			mustEqual(t, "public exchange", tr.Status, 200)
+			mustEqual(t, "revoke", revoke(pub.ID, "", tr.RefreshToken, "refresh_token"), 200)
+			assertInactive(t, "after public revoke", e.introspect(t, rs.ID, rsSecret, tr.RefreshToken))
+		})
+		t.Run("confidential client must authenticate to revoke", func(t *testing.T) {
+			p := pair()
+			r := postForm(t, e.issuer+provider.PathRevoke, url.Values{"token": {p.RefreshToken}, "client_id": {a.ID}}, "", "")
+			mustEqual(t, "status", r.Status, 401)
+			mustEqual(t, "error", r.Error, "invalid_client")
+		})
+		t.Run("public clients cannot introspect; bad credentials are 401", func(t *testing.T) {
+			r := postForm(t, e.issuer+provider.PathIntrospect, url.Values{"token": {"x"}, "client_id": {pub.ID}}, "", "")
+			mustEqual(t, "public", r.Status, 401)
+			r = postForm(t, e.issuer+provider.PathIntrospect, url.Values{"token": {"x"}}, rs.ID, "wrong")
+			mustEqual(t, "wrong secret", r.Status, 401)
+		})
+		t.Run("deleting a client makes its tokens inactive", func(t *testing.T) {
+			c2, s2, r2 := e.loopbackClient(false)
+			code := e.codeFor(e.browser(), authRequest{clientID: c2.ID, redirectURI: r2, state: "d", verifier: testVerifier}, user, pw)
+			tr := e.postToken(exchangeForm(code, r2, testVerifier, nil), c2.ID, s2)
+			if err := e.store.DeleteClient(context.Background(), c2.ID); err != nil {
+				t.Fatal(err)
+			}
+			assertInactive(t, "access", e.introspect(t, rs.ID, rsSecret, tr.AccessToken))
+			assertInactive(t, "refresh", e.introspect(t, rs.ID, rsSecret, tr.RefreshToken))
+		})
+	})
+}
+
+func TestClientCredentials(t *testing.T) {
+	t.Parallel()
+	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		e := start(t, open(t), nil)
+		svc, secret := e.client(store.ClientMetadata{GrantTypes: []string{provider.GrantClientCredentials}, Scopes: []string{"read", "write"}})
+		web, webSecret, _ := e.loopbackClient(false)
+		pub, _, _ := e.loopbackClient(true)
+		cases := []struct {
+			name     string
+			form     url.Values
+			id, sec  string
+			post     bool
+			wantAud  []string
+			wantErr  string
+			wantScop string
+		}{
+			{"no resource: first configured", url.Values{}, svc.ID, secret, false, []string{e.issuer + "/api"}, "", "read write"},
+			{"resource and scope", url.Values{"resource": {"https://mcp.example.com/mcp"}, "scope": {"read"}}, svc.ID, secret, false, []string{"https://mcp.example.com/mcp"}, "", "read"},
+			{"client_secret_post", url.Values{"scope": {"write"}}, svc.ID, secret, true, []string{e.issuer + "/api"}, "", "write"},
+			{"unknown resource", url.Values{"resource": {"https://nope.example.com"}}, svc.ID, secret, false, nil, "invalid_target", ""},
+			{"scope not allowed", url.Values{"scope": {"admin"}}, svc.ID, secret, false, nil, "invalid_scope", ""},
+			{"client not registered for the grant", url.Values{}, web.ID, webSecret, false, nil, "unauthorized_client", ""},
+			{"public client", url.Values{"client_id": {pub.ID}}, "", "", true, nil, "unauthorized_client", ""},
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				f := url.Values{"grant_type": {"client_credentials"}}
+				for k, v := range tc.form {
+					f[k] = v
+				}
+				id, sec := tc.id, tc.sec
+				if tc.post && id != "" {
+					f.Set("client_id", id)
+					f.Set("client_secret", sec)
+					id, sec = "", ""
+				}
+				tr := e.postToken(f, id, sec)
+				if tc.wantErr != "" {
+					mustEqual(t, "error", tr.Error, tc.wantErr)
+					return
+				}
+				mustEqual(t, "status", tr.Status, 200)
+				if tr.RefreshToken != "" {
+					t.Fatal("client_credentials issued a refresh token")
+				}
+				if got := audience(t, tr.AccessToken); !slices.Equal(got, tc.wantAud) {
+					t.Fatalf("aud %v, want %v", got, tc.wantAud)
+				}
+				mustEqual(t, "scope", tr.Scope, tc.wantScop)
+				mustEqual(t, "sub", claims(t, tr.AccessToken)["sub"].(string), svc.ID)
+			})
+		}
+	})
+}
+
+func TestConnectedApps(t *testing.T) {
+	t.Parallel()
+	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		e := start(t, open(t), nil)
+		user, pw := e.user("uma")
+		c, secret, redirect := e.loopbackClient(false)
+		rs, rsSecret := e.client(store.ClientMetadata{GrantTypes: []string{provider.GrantClientCredentials}})
+		b := e.browser()
+		var pairs []tokenResp
+		for _, dev := range []string{"one", "two"} {
+			code := e.codeFor(b, authRequest{clientID: c.ID, redirectURI: redirect, state: dev, verifier: testVerifier, scope: "read"}, user, pw)
+			pairs = append(pairs, e.postToken(exchangeForm(code, redirect, testVerifier, nil), c.ID, secret))
+		}
+		p := b.do("GET", provider.PathApps, nil)
+		mustEqual(t, "status", p.status, 200)
+		if strings.Count(p.body, `name="grant_id"`) != 2 || !strings.Contains(p.body, "Test app") || !strings.Contains(p.body, "read") {
+			t.Fatalf("apps page does not list both grants: %.2000s", p.body)
+		}
+		// Revoke the first grant shown.
+		forms := regexpForms(p.body)
+		f := forms[0]
+		p = b.do("POST", provider.PathApps, f)
+		mustEqual(t, "revoke status", p.status, http.StatusSeeOther)
+		active := 0
+		for _, pr := range pairs {
+			if e.introspect(t, rs.ID, rsSecret, pr.AccessToken)["active"] == true {
+				active++
+			}
+		}
+		mustEqual(t, "grants still active", active, 1)
+		p = b.do("GET", provider.PathApps, nil)
+		mustEqual(t, "rows after revoke", strings.Count(p.body, `name="grant_id"`), 1)
+
+		t.Run("anonymous visitors are sent to sign in", func(t *testing.T) {
+			p := e.browser().do("GET", provider.PathApps, nil)
+			mustEqual(t, "status", p.status, http.StatusSeeOther)
+			if !strings.Contains(p.location, provider.PathLogin) {
+				t.Fatalf("location %q", p.location)
+			}
+		})
+		t.Run("revoke without CSRF token is refused", func(t *testing.T) {
+			p := b.do("POST", provider.PathApps, url.Values{"grant_id": {forms[0].Get("grant_id")}})
+			mustEqual(t, "status", p.status, 400)
+		})
+	})
+}
+
+// regexpForms returns the hidden fields of each revoke form on the apps page.
+func regexpForms(body string) []url.Values {
+	var out []url.Values
+	for _, chunk := range strings.Split(body, "<form")[1:] {
+		f := formFields(chunk[:strings.Index(chunk, "</form>")])
+		if f.Get("grant_id") != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func TestDiscovery(t *testing.T) {
+	t.Parallel()
+	e := start(t, storeKinds[0].open(t), nil)
+	status, m, h := jsonCall(t, "GET", e.issuer+"/.well-known/oauth-authorization-server", "", nil)
+	mustEqual(t, "status", status, 200)
+	mustEqual(t, "CORS", h.Get("Access-Control-Allow-Origin"), "*")
+	mustEqual(t, "issuer", m["issuer"].(string), e.issuer)
+	for k, want := range map[string]string{
+		"authorization_endpoint": provider.PathAuthorize, "token_endpoint": provider.PathToken, "jwks_uri": provider.PathJWKS,
+		"registration_endpoint": provider.PathRegister, "revocation_endpoint": provider.PathRevoke, "introspection_endpoint": provider.PathIntrospect,
+	} {
+		mustEqual(t, k, m[k].(string), e.issuer+want)
+	}
+	strs := func(k string) []string {
+		var out []string
+		for _, v := range m[k].([]any) {
+			out = append(out, v.(string))
+		}
+		return out
+	}
+	if !slices.Equal(strs("code_challenge_methods_supported"), []string{"S256"}) {
+		t.Fatalf("code_challenge_methods_supported %v", m["code_challenge_methods_supported"])
+	}
+	for _, want := range []string{"none", "client_secret_basic", "client_secret_post"} {
+		if !slices.Contains(strs("token_endpoint_auth_methods_supported"), want) {
+			t.Fatalf("auth methods %v lack %s", m["token_endpoint_auth_methods_supported"], want)
+		}
+	}
+	if !slices.Equal(strs("response_types_supported"), []string{"code"}) || !slices.Equal(strs("scopes_supported"), []string{"read", "write", "admin"}) {
+		t.Fatalf("metadata %v", m)
+	}
+	mustEqual(t, "iss parameter", m["authorization_response_iss_parameter_supported"].(bool), true)
+
+	// Every advertised endpoint is served.
+	for _, k := range []string{"token_endpoint", "revocation_endpoint", "introspection_endpoint", "registration_endpoint"} {
+		resp, err := http.Post(m[k].(string), "application/x-www-form-urlencoded", strings.NewReader(""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == 404 || resp.StatusCode == 405 {
+			t.Fatalf("%s answers %d", k, resp.StatusCode)
+		}
+	}
+	status, jwks, h := jsonCall(t, "GET", m["jwks_uri"].(string), "", nil)
+	mustEqual(t, "jwks", status, 200)
+	mustEqual(t, "jwks CORS", h.Get("Access-Control-Allow-Origin"), "*")
+	keys := jwks["keys"].([]any)
+	if len(keys) == 0 || keys[0].(map[string]any)["alg"] != "ES256" || keys[0].(map[string]any)["d"] != nil {
+		t.Fatalf("jwks %v", jwks)
+	}
+	// The token endpoint allows browser-based clients (CORS preflight).
+	req, _ := http.NewRequest("OPTIONS", e.issuer+provider.PathToken, nil)
+	req.Header.Set("Origin", "https://app.example.com")
+	req.Header.Set("Access-Control-Request-Method", "POST")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	mustEqual(t, "preflight", resp.Header.Get("Access-Control-Allow-Origin"), "*")
+}
+
+func TestDiscoveryWithIssuerPath(t *testing.T) {
+	t.Parallel()
+	st := storeKinds[0].open(t)
+	e := start(t, st, func(o *provider.Options) {
+		o.Issuer += "/tenant"
+		o.Resources = []string{o.Issuer + "/mcp"}
+	})
+	base := e.issuer
+	iss := base + "/tenant"
+	for _, path := range []string{"/.well-known/oauth-authorization-server/tenant", "/tenant/.well-known/oauth-authorization-server"} {
+		status, m, _ := jsonCall(t, "GET", base+path, "", nil)
+		mustEqual(t, path, status, 200)
+		mustEqual(t, "issuer", m["issuer"].(string), iss)
+		mustEqual(t, "token endpoint", m["token_endpoint"].(string), iss+provider.PathToken)
+	}
+	// RFC 9728 document for the resource the server hosts, path-inserted.
+	status, m, _ := jsonCall(t, "GET", base+"/.well-known/oauth-protected-resource/tenant/mcp", "", nil)
+	mustEqual(t, "prm", status, 200)
+	mustEqual(t, "resource", m["resource"].(string), iss+"/mcp")
+	mustEqual(t, "authorization server", m["authorization_servers"].([]any)[0].(string), iss)
+}

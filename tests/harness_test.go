@@ -1,0 +1,362 @@
+package tests
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"html"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/authzd/authz/provider"
+	"github.com/authzd/authz/provider/pkce"
+	"github.com/authzd/authz/provider/store"
+	"github.com/authzd/authz/provider/store/memory"
+	"github.com/authzd/authz/provider/store/postgres"
+	"github.com/authzd/authz/provider/store/postgres/pgtest"
+)
+
+// clock is a fake clock shared by a server and its test.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *clock {
+	return &clock{t: time.Now().UTC().Truncate(time.Second)}
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// storeKinds are the stores every end-to-end test runs on.
+var storeKinds = []struct {
+	name string
+	open func(t testing.TB) store.Store
+}{
+	{"memory", func(t testing.TB) store.Store { return memory.New() }},
+	{"postgres", func(t testing.TB) store.Store { return postgres.New(pgtest.Pool(t)) }},
+}
+
+// eachStore runs f once per store kind, in parallel.
+func eachStore(t *testing.T, f func(t *testing.T, open func(t testing.TB) store.Store)) {
+	t.Helper()
+	for _, k := range storeKinds {
+		t.Run(k.name, func(t *testing.T) {
+			t.Parallel()
+			f(t, k.open)
+		})
+	}
+}
+
+// env is a running authorization server with its store and clock.
+type env struct {
+	t      testing.TB
+	srv    *provider.Server
+	http   *httptest.Server
+	store  store.Store
+	clock  *clock
+	issuer string
+}
+
+// start runs a server on a real loopback listener. mutate adjusts the
+// options before New (the issuer is already set).
+func start(t testing.TB, st store.Store, mutate func(o *provider.Options)) *env {
+	t.Helper()
+	ts := httptest.NewUnstartedServer(nil)
+	issuer := "http://" + ts.Listener.Addr().String()
+	clk := newClock()
+	o := provider.Options{
+		Issuer:    issuer,
+		Store:     st,
+		Scopes:    []string{"read", "write", "admin"},
+		Resources: []string{issuer + "/api", "https://mcp.example.com/mcp", "https://other.example.com"},
+		Now:       clk.Now,
+		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	if mutate != nil {
+		mutate(&o)
+	}
+	srv, err := provider.New(context.Background(), o)
+	if err != nil {
+		t.Fatalf("provider.New: %v", err)
+	}
+	ts.Config.Handler = srv.Handler()
+	ts.Start()
+	t.Cleanup(ts.Close)
+	return &env{t: t, srv: srv, http: ts, store: st, clock: clk, issuer: issuer}
+}
+
+// user creates a user with a password and returns (username, password).
+func (e *env) user(name string) (string, string) {
+	e.t.Helper()
+	pw := "pw-" + name + "-correct-horse"
+	hash, err := provider.HashPassword(pw, rand.Reader)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	id := fmt.Sprintf("u-%s-%d", name, time.Now().UnixNano())
+	if err := e.store.CreateUser(context.Background(), store.User{ID: id, Username: name, PasswordHash: hash, CreatedAt: e.clock.Now()}); err != nil {
+		e.t.Fatal(err)
+	}
+	return name, pw
+}
+
+// client registers a client; public clients get no secret.
+func (e *env) client(m store.ClientMetadata) (store.Client, string) {
+	e.t.Helper()
+	if m.Name == "" {
+		m.Name = "Test app"
+	}
+	if m.TokenEndpointAuthMethod == "" {
+		m.TokenEndpointAuthMethod = store.AuthMethodClientSecretBasic
+	}
+	if m.GrantTypes == nil {
+		m.GrantTypes = []string{provider.GrantAuthorizationCode, provider.GrantRefreshToken}
+	}
+	if m.ApplicationType == "" {
+		m.ApplicationType = provider.ApplicationTypeFor(m.RedirectURIs)
+	}
+	c, secret, err := provider.NewClient(m, e.clock.Now(), rand.Reader)
+	if err != nil {
+		e.t.Fatalf("NewClient: %v", err)
+	}
+	if err := e.store.CreateClient(context.Background(), c); err != nil {
+		e.t.Fatal(err)
+	}
+	return c, secret
+}
+
+// browser is a user agent with cookies that does not follow redirects, so
+// tests see every hop.
+type browser struct {
+	t    testing.TB
+	e    *env
+	http *http.Client
+}
+
+func (e *env) browser() *browser {
+	jar, _ := cookiejar.New(nil)
+	return &browser{t: e.t, e: e, http: &http.Client{
+		Jar:           jar,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		Timeout:       30 * time.Second,
+	}}
+}
+
+type page struct {
+	status   int
+	location string
+	body     string
+	header   http.Header
+}
+
+func (b *browser) do(method, target string, form url.Values) page {
+	b.t.Helper()
+	if strings.HasPrefix(target, "/") {
+		target = b.e.issuer + target
+	}
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequest(method, target, body)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	resp, err := b.http.Do(req)
+	if err != nil {
+		b.t.Fatalf("%s %s: %v", method, target, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return page{status: resp.StatusCode, location: resp.Header.Get("Location"), body: string(raw), header: resp.Header}
+}
+
+var hiddenRe = regexp.MustCompile(`<input type="hidden" name="([^"]+)" value="([^"]*)">`)
+
+// formFields returns the hidden inputs of a page.
+func formFields(body string) url.Values {
+	v := url.Values{}
+	for _, m := range hiddenRe.FindAllStringSubmatch(body, -1) {
+		v.Add(html.UnescapeString(m[1]), html.UnescapeString(m[2]))
+	}
+	return v
+}
+
+// authRequest is the parameters of an authorization request.
+type authRequest struct {
+	clientID, redirectURI, state, scope, verifier string
+	resources                                     []string
+	extra                                         url.Values
+}
+
+func (a authRequest) url(issuer string) string {
+	q := url.Values{
+		"response_type": {"code"}, "client_id": {a.clientID}, "state": {a.state},
+		"code_challenge": {pkce.ChallengeS256(a.verifier)}, "code_challenge_method": {"S256"},
+	}
+	if a.redirectURI != "" {
+		q.Set("redirect_uri", a.redirectURI)
+	}
+	if a.scope != "" {
+		q.Set("scope", a.scope)
+	}
+	for _, r := range a.resources {
+		q.Add("resource", r)
+	}
+	for k, v := range a.extra {
+		q[k] = v
+	}
+	return issuer + provider.PathAuthorize + "?" + q.Encode()
+}
+
+const testVerifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk-test-verifier"
+
+// authorize drives a whole browser authorization: sign in if needed,
+// consent if asked, and returns the final redirect to the client.
+func (b *browser) authorize(authURL, username, password string) *url.URL {
+	b.t.Helper()
+	p := b.do("GET", authURL, nil)
+	for i := 0; i < 6; i++ {
+		switch {
+		case p.status == http.StatusSeeOther && strings.Contains(p.location, provider.PathLogin):
+			p = b.do("GET", p.location, nil)
+		case p.status == http.StatusOK && strings.Contains(p.body, `name="password"`):
+			f := formFields(p.body)
+			f.Set("username", username)
+			f.Set("password", password)
+			p = b.do("POST", provider.PathLogin, f)
+		case p.status == http.StatusSeeOther && strings.Contains(p.location, provider.PathAuthorize):
+			p = b.do("GET", p.location, nil)
+		case p.status == http.StatusOK && strings.Contains(p.body, `name="decision"`):
+			f := formFields(p.body)
+			f.Set("decision", "allow")
+			p = b.do("POST", provider.PathAuthorize, f)
+		case p.status == http.StatusFound:
+			u, err := url.Parse(p.location)
+			if err != nil {
+				b.t.Fatalf("bad redirect %q", p.location)
+			}
+			return u
+		default:
+			b.t.Fatalf("authorization stuck at status %d location %q body %.400s", p.status, p.location, p.body)
+		}
+	}
+	b.t.Fatal("authorization did not finish")
+	return nil
+}
+
+// tokenResp is a decoded token endpoint answer.
+type tokenResp struct {
+	Status           int
+	Header           http.Header
+	AccessToken      string `json:"access_token"`
+	TokenType        string `json:"token_type"`
+	ExpiresIn        int    `json:"expires_in"`
+	RefreshToken     string `json:"refresh_token"`
+	Scope            string `json:"scope"`
+	Error            string `json:"error"`
+	ErrorDescription string `json:"error_description"`
+}
+
+// postToken calls the token endpoint; basic sets client_secret_basic.
+func (e *env) postToken(form url.Values, basicID, basicSecret string) tokenResp {
+	e.t.Helper()
+	return postForm(e.t, e.issuer+provider.PathToken, form, basicID, basicSecret)
+}
+
+func postForm(t testing.TB, target string, form url.Values, basicID, basicSecret string) tokenResp {
+	t.Helper()
+	req, _ := http.NewRequest("POST", target, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if basicID != "" {
+		req.SetBasicAuth(url.QueryEscape(basicID), url.QueryEscape(basicSecret))
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", target, err)
+	}
+	defer resp.Body.Close()
+	var tr tokenResp
+	raw, _ := io.ReadAll(resp.Body)
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &tr); err != nil {
+			t.Fatalf("token endpoint answered non-JSON (%d): %s", resp.StatusCode, raw)
+		}
+	}
+	tr.Status, tr.Header = resp.StatusCode, resp.Header
+	return tr
+}
+
+// claims decodes a JWT's payload without verifying it (tests verify
+// signatures separately, through the JWKS).
+func claims(t testing.TB, jwt string) map[string]any {
+	t.Helper()
+	parts := strings.Split(jwt, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a JWS: %q", jwt)
+	}
+	raw, err := decodeSegment(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func audience(t testing.TB, jwt string) []string {
+	t.Helper()
+	raw, ok := claims(t, jwt)["aud"].([]any)
+	if !ok {
+		t.Fatalf("aud is not an array in %v", claims(t, jwt))
+	}
+	var out []string
+	for _, a := range raw {
+		out = append(out, a.(string))
+	}
+	return out
+}
+
+// freePort returns a port nothing listens on (for loopback redirect URIs).
+func freePort(t testing.TB) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func mustEqual[T comparable](t testing.TB, what string, got, want T) {
+	t.Helper()
+	if got != want {
+		t.Fatalf("%s = %v, want %v", what, got, want)
+	}
+}

@@ -1,0 +1,113 @@
+package wellknown
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// Well-known URI suffixes.
+const (
+	AuthorizationServerSuffix = "/.well-known/oauth-authorization-server" // RFC 8414 §3
+	ProtectedResourceSuffix   = "/.well-known/oauth-protected-resource"   // RFC 9728 §3
+)
+
+// AuthorizationServerMetadata is the RFC 8414 §2 document.
+type AuthorizationServerMetadata struct {
+	Issuer                                     string   `json:"issuer"`
+	AuthorizationEndpoint                      string   `json:"authorization_endpoint"`
+	TokenEndpoint                              string   `json:"token_endpoint"`
+	JWKSURI                                    string   `json:"jwks_uri"`
+	RegistrationEndpoint                       string   `json:"registration_endpoint,omitempty"`
+	RevocationEndpoint                         string   `json:"revocation_endpoint,omitempty"`
+	IntrospectionEndpoint                      string   `json:"introspection_endpoint,omitempty"`
+	ScopesSupported                            []string `json:"scopes_supported,omitempty"`
+	ResponseTypesSupported                     []string `json:"response_types_supported"`
+	ResponseModesSupported                     []string `json:"response_modes_supported,omitempty"`
+	GrantTypesSupported                        []string `json:"grant_types_supported"`
+	CodeChallengeMethodsSupported              []string `json:"code_challenge_methods_supported"`
+	TokenEndpointAuthMethodsSupported          []string `json:"token_endpoint_auth_methods_supported"`
+	TokenEndpointAuthSigningAlgValuesSupported []string `json:"token_endpoint_auth_signing_alg_values_supported,omitempty"`
+	RevocationEndpointAuthMethodsSupported     []string `json:"revocation_endpoint_auth_methods_supported,omitempty"`
+	IntrospectionEndpointAuthMethodsSupported  []string `json:"introspection_endpoint_auth_methods_supported,omitempty"`
+	AuthorizationResponseISSParameterSupported bool     `json:"authorization_response_iss_parameter_supported"`
+	// ProtectedResources lists the resources this server issues tokens for.
+	ProtectedResources []string `json:"protected_resources,omitempty"`
+	// ClientIDMetadataDocumentSupported tells newer MCP clients whether an
+	// https client_id may name a metadata document.
+	ClientIDMetadataDocumentSupported bool `json:"client_id_metadata_document_supported"`
+}
+
+// ProtectedResourceMetadata is the RFC 9728 §2 document.
+type ProtectedResourceMetadata struct {
+	Resource               string   `json:"resource"`
+	AuthorizationServers   []string `json:"authorization_servers"`
+	ScopesSupported        []string `json:"scopes_supported,omitempty"`
+	BearerMethodsSupported []string `json:"bearer_methods_supported"`
+	ResourceName           string   `json:"resource_name,omitempty"`
+}
+
+// InsertedPath returns the path of the well-known document for identifier
+// (an issuer or a resource URL): suffix, followed by the identifier's path
+// when it has one (RFC 8414 §3.1, RFC 9728 §3.1).
+func InsertedPath(identifier, suffix string) (string, error) {
+	u, err := url.Parse(identifier)
+	if err != nil {
+		return "", err
+	}
+	p := strings.TrimSuffix(u.EscapedPath(), "/")
+	return suffix + p, nil
+}
+
+// InsertedURL returns the absolute URL of the well-known document for identifier.
+func InsertedURL(identifier, suffix string) (string, error) {
+	u, err := url.Parse(identifier)
+	if err != nil {
+		return "", err
+	}
+	p, err := InsertedPath(identifier, suffix)
+	if err != nil {
+		return "", err
+	}
+	return u.Scheme + "://" + u.Host + p, nil
+}
+
+// JSON returns a handler that serves doc as JSON. Discovery documents are
+// public and read by browser-based clients, so any origin may read them.
+func JSON(doc any) http.Handler {
+	body, err := json.Marshal(doc)
+	if err != nil {
+		panic("wellknown: document does not marshal: " + err.Error())
+	}
+	return Bytes(func() ([]byte, error) { return body, nil }, "public, max-age=300")
+}
+
+// Bytes returns a handler that serves the JSON document produced by get on
+// each request (the JWK Set changes when keys rotate).
+func Bytes(get func() ([]byte, error), cacheControl string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Access-Control-Allow-Origin", "*")
+		if r.Method == http.MethodOptions {
+			h.Set("Access-Control-Allow-Methods", "GET, OPTIONS")
+			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, MCP-Protocol-Version")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			h.Set("Allow", "GET, HEAD, OPTIONS")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		body, err := get()
+		if err != nil {
+			h.Set("Retry-After", "5")
+			http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		h.Set("Content-Type", "application/json")
+		h.Set("Cache-Control", cacheControl)
+		_, _ = w.Write(body)
+	})
+}
