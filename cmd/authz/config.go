@@ -207,7 +207,7 @@ func (c *config) validate() error {
 	switch c.RegistrationPolicy {
 	case provider.RegistrationOpen, provider.RegistrationToken, provider.RegistrationOff:
 	default:
-		return fmt.Errorf("AUTHZ_REGISTRATION %q: want %s, %s or %s", c.RegistrationPolicy,
+		return fmt.Errorf("AUTHZ_REGISTRATION %q: the registration policy must be %s, %s or %s", c.RegistrationPolicy,
 			provider.RegistrationOpen, provider.RegistrationToken, provider.RegistrationOff)
 	}
 	_, err := c.encryptionKey()

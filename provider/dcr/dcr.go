@@ -1,13 +1,57 @@
 package dcr
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"slices"
 	"strings"
+	"unicode/utf8"
 )
 
+// Error codes of RFC 7591 §3.2.2.
+const (
+	CodeInvalidRedirectURI    = "invalid_redirect_uri"
+	CodeInvalidClientMetadata = "invalid_client_metadata"
+)
+
+// Values this server accepts.
+const (
+	AuthNone              = "none"
+	AuthClientSecretBasic = "client_secret_basic"
+	AuthClientSecretPost  = "client_secret_post"
+	AuthPrivateKeyJWT     = "private_key_jwt"
+
+	GrantAuthorizationCode = "authorization_code"
+	GrantRefreshToken      = "refresh_token"
+	GrantClientCredentials = "client_credentials"
+
+	ResponseCode = "code"
+
+	AppWeb    = "web"
+	AppNative = "native"
+)
+
+// AuthMethods lists the token endpoint authentication methods, in the order
+// they are advertised.
+var AuthMethods = []string{AuthClientSecretBasic, AuthClientSecretPost, AuthPrivateKeyJWT, AuthNone}
+
+// GrantTypes lists the grant types a client may register.
+var GrantTypes = []string{GrantAuthorizationCode, GrantRefreshToken, GrantClientCredentials}
+
+// Limits on what one registration may carry.
+const (
+	maxString    = 2048
+	maxList      = 20
+	maxJWKSBytes = 16 << 10
+)
+
+// Metadata is the RFC 7591 §2 client metadata this server understands.
+// Fields it does not know are dropped while decoding.
 type Metadata struct {
 	RedirectURIs            []string        `json:"redirect_uris,omitempty"`
 	TokenEndpointAuthMethod string          `json:"token_endpoint_auth_method,omitempty"`
@@ -27,71 +71,286 @@ type Metadata struct {
 	JWKS                    json.RawMessage `json:"jwks,omitempty"`
 }
 
+// Error is a registration error: Code is one of the RFC 7591 §3.2.2 codes and
+// Description names the offending field.
 type Error struct{ Code, Description string }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Description }
 
+func metaErr(field, format string, args ...any) *Error {
+	return &Error{CodeInvalidClientMetadata, field + ": " + fmt.Sprintf(format, args...)}
+}
+
+func redirectErr(format string, args ...any) *Error {
+	return &Error{CodeInvalidRedirectURI, "redirect_uris: " + fmt.Sprintf(format, args...)}
+}
+
+// Decode reads one JSON object of client metadata. Malformed JSON and
+// fields of the wrong type are invalid_client_metadata.
 func Decode(r io.Reader) (Metadata, error) {
 	var m Metadata
-	if err := json.NewDecoder(r).Decode(&m); err != nil {
-		return m, &Error{"invalid_client_metadata", err.Error()}
+	dec := json.NewDecoder(r)
+	if err := dec.Decode(&m); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			return Metadata{}, metaErr(te.Field, "must be a JSON %s", jsonKind(te.Type.String()))
+		}
+		return Metadata{}, &Error{CodeInvalidClientMetadata, "body: not a JSON object"}
+	}
+	if dec.More() {
+		return Metadata{}, &Error{CodeInvalidClientMetadata, "body: trailing data after the JSON object"}
 	}
 	return m, nil
 }
 
+func jsonKind(goType string) string {
+	switch {
+	case strings.HasPrefix(goType, "[]uint8"), strings.HasPrefix(goType, "json.RawMessage"):
+		return "object"
+	case strings.HasPrefix(goType, "[]"):
+		return "array of strings"
+	default:
+		return "string"
+	}
+}
+
+// Normalize fills the RFC 7591 defaults and checks m against the rules of
+// RFC 7591 §2 and OAuth 2.1. It returns a *Error naming the first bad field.
 func (m *Metadata) Normalize() error {
+	if err := m.checkStrings(); err != nil {
+		return err
+	}
+
+	// Authentication method.
 	if m.TokenEndpointAuthMethod == "" {
-		m.TokenEndpointAuthMethod = "client_secret_basic"
+		m.TokenEndpointAuthMethod = AuthClientSecretBasic
 	}
+	if !slices.Contains(AuthMethods, m.TokenEndpointAuthMethod) {
+		return metaErr("token_endpoint_auth_method", "unsupported value %q (supported: %s)", m.TokenEndpointAuthMethod, strings.Join(AuthMethods, ", "))
+	}
+
+	// Grant and response types.
 	if len(m.GrantTypes) == 0 {
-		m.GrantTypes = []string{"authorization_code"}
+		m.GrantTypes = []string{GrantAuthorizationCode}
 	}
-	if len(m.ResponseTypes) == 0 {
-		m.ResponseTypes = []string{"code"}
+	m.GrantTypes = dedupe(m.GrantTypes)
+	for _, g := range m.GrantTypes {
+		if !slices.Contains(GrantTypes, g) {
+			return metaErr("grant_types", "unsupported grant type %q (supported: %s)", g, strings.Join(GrantTypes, ", "))
+		}
 	}
+	code := slices.Contains(m.GrantTypes, GrantAuthorizationCode)
+	if slices.Contains(m.GrantTypes, GrantClientCredentials) && m.TokenEndpointAuthMethod == AuthNone {
+		return metaErr("grant_types", "client_credentials needs a confidential client (token_endpoint_auth_method other than none)")
+	}
+	if slices.Contains(m.GrantTypes, GrantRefreshToken) && !code {
+		return metaErr("grant_types", "refresh_token needs authorization_code")
+	}
+	if len(m.ResponseTypes) == 0 && code {
+		m.ResponseTypes = []string{ResponseCode}
+	}
+	m.ResponseTypes = dedupe(m.ResponseTypes)
+	for _, rt := range m.ResponseTypes {
+		if rt != ResponseCode {
+			return metaErr("response_types", "unsupported response type %q (only code)", rt)
+		}
+	}
+	if code != slices.Contains(m.ResponseTypes, ResponseCode) {
+		return metaErr("response_types", "response type code goes with grant type authorization_code and only with it")
+	}
+
+	// Application type and redirect URIs.
 	if m.ApplicationType == "" {
-		m.ApplicationType = "web"
+		m.ApplicationType = AppWeb
 	}
+	if m.ApplicationType != AppWeb && m.ApplicationType != AppNative {
+		return metaErr("application_type", "must be web or native, not %q", m.ApplicationType)
+	}
+	if code && len(m.RedirectURIs) == 0 {
+		return redirectErr("at least one is required for the authorization_code grant")
+	}
+	if !code && len(m.RedirectURIs) > 0 {
+		return redirectErr("only clients of the authorization_code grant use redirect URIs")
+	}
+	m.RedirectURIs = dedupe(m.RedirectURIs)
 	for _, r := range m.RedirectURIs {
 		if err := ValidateRedirectURI(r, m.ApplicationType); err != nil {
 			return err
 		}
 	}
-	if slices.Contains(m.GrantTypes, "authorization_code") && len(m.RedirectURIs) == 0 {
-		return &Error{"invalid_redirect_uri", "redirect_uris: required"}
+
+	// Informational URIs.
+	for _, f := range []struct{ name, value string }{
+		{"client_uri", m.ClientURI}, {"logo_uri", m.LogoURI}, {"tos_uri", m.TOSURI}, {"policy_uri", m.PolicyURI},
+	} {
+		if f.value != "" && !webURL(f.value) {
+			return metaErr(f.name, "must be an absolute http or https URL")
+		}
+	}
+
+	// Scope: space-separated scope tokens (RFC 6749 §3.3).
+	for _, s := range strings.Fields(m.Scope) {
+		if !validScopeToken(s) {
+			return metaErr("scope", "invalid scope token %q", s)
+		}
+	}
+	m.Scope = strings.Join(dedupe(strings.Fields(m.Scope)), " ")
+
+	// Keys.
+	if m.JWKSURI != "" && len(m.JWKS) > 0 {
+		return metaErr("jwks", "jwks and jwks_uri must not both be present")
+	}
+	if m.JWKSURI != "" {
+		u, err := url.Parse(m.JWKSURI)
+		if err != nil || u.Scheme != "https" || u.Host == "" || u.Fragment != "" {
+			return metaErr("jwks_uri", "must be an absolute https URL")
+		}
+	}
+	if len(m.JWKS) > 0 {
+		if len(m.JWKS) > maxJWKSBytes {
+			return metaErr("jwks", "larger than %d bytes", maxJWKSBytes)
+		}
+		var set struct {
+			Keys []json.RawMessage `json:"keys"`
+		}
+		if err := json.Unmarshal(m.JWKS, &set); err != nil || len(set.Keys) == 0 {
+			return metaErr("jwks", "must be a JWK Set with at least one key")
+		}
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, m.JWKS); err == nil {
+			m.JWKS = buf.Bytes()
+		}
+	}
+	if m.TokenEndpointAuthMethod == AuthPrivateKeyJWT && m.JWKSURI == "" && len(m.JWKS) == 0 {
+		return metaErr("jwks", "private_key_jwt needs jwks or jwks_uri")
 	}
 	return nil
 }
 
-func ValidateRedirectURI(uri, appType string) error {
-	u, err := url.Parse(uri)
-	if err != nil || !u.IsAbs() || strings.Contains(uri, "#") {
-		return &Error{"invalid_redirect_uri", "redirect_uris: " + uri}
+// checkStrings bounds lengths and list sizes and rejects control characters
+// and invalid UTF-8 in every string the client sends.
+func (m *Metadata) checkStrings() error {
+	single := []struct{ name, value string }{
+		{"token_endpoint_auth_method", m.TokenEndpointAuthMethod}, {"application_type", m.ApplicationType},
+		{"client_name", m.ClientName}, {"client_uri", m.ClientURI}, {"logo_uri", m.LogoURI}, {"scope", m.Scope},
+		{"tos_uri", m.TOSURI}, {"policy_uri", m.PolicyURI}, {"software_id", m.SoftwareID},
+		{"software_version", m.SoftwareVersion}, {"jwks_uri", m.JWKSURI},
 	}
-	switch strings.ToLower(u.Scheme) {
-	case "javascript", "data", "file", "vbscript":
-		return &Error{"invalid_redirect_uri", "redirect_uris: dangerous scheme"}
+	for _, f := range single {
+		if err := checkString(f.name, f.value); err != nil {
+			return err
+		}
+	}
+	lists := []struct {
+		name   string
+		values []string
+	}{
+		{"redirect_uris", m.RedirectURIs}, {"grant_types", m.GrantTypes}, {"response_types", m.ResponseTypes}, {"contacts", m.Contacts},
+	}
+	for _, l := range lists {
+		if len(l.values) > maxList {
+			return metaErr(l.name, "more than %d entries", maxList)
+		}
+		for _, v := range l.values {
+			if v == "" {
+				return metaErr(l.name, "empty entry")
+			}
+			if err := checkString(l.name, v); err != nil {
+				if l.name == "redirect_uris" {
+					err.Code = CodeInvalidRedirectURI
+				}
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func checkString(name, v string) *Error {
+	if len(v) > maxString {
+		return metaErr(name, "longer than %d bytes", maxString)
+	}
+	if !utf8.ValidString(v) {
+		return metaErr(name, "not valid UTF-8")
+	}
+	for _, r := range v {
+		if r < 0x20 || r == 0x7f {
+			return metaErr(name, "contains a control character")
+		}
+	}
+	return nil
+}
+
+// dangerousSchemes are never accepted as redirect targets.
+var dangerousSchemes = []string{"javascript", "data", "file", "vbscript", "blob", "about", "filesystem"}
+
+// ValidateRedirectURI checks one redirect URI for a client of appType (web
+// or native). Every client may use https and http on a loopback address
+// (RFC 8252 §7.3); only native clients may use private-use schemes (RFC 8252
+// §7.1). Fragments, user information, whitespace and script-capable schemes
+// are rejected.
+func ValidateRedirectURI(uri, appType string) error {
+	if strings.ContainsAny(uri, " \t\r\n\\") {
+		return redirectErr("%q contains whitespace or a backslash", uri)
+	}
+	u, err := url.Parse(uri)
+	if err != nil || u.Scheme == "" {
+		return redirectErr("%q is not an absolute URI", uri)
+	}
+	scheme := strings.ToLower(u.Scheme)
+	if slices.Contains(dangerousSchemes, scheme) {
+		return redirectErr("scheme %q is not allowed", scheme)
+	}
+	if u.Fragment != "" || strings.Contains(uri, "#") {
+		return redirectErr("%q has a fragment", uri)
+	}
+	if u.User != nil {
+		return redirectErr("%q carries user information", uri)
+	}
+	switch scheme {
 	case "https":
+		if u.Host == "" {
+			return redirectErr("%q has no host", uri)
+		}
 		return nil
 	case "http":
-		h := u.Hostname()
-		if h == "127.0.0.1" || h == "::1" || h == "localhost" {
-			return nil
+		if !IsLoopback(u.Hostname()) {
+			return redirectErr("%q: http is only allowed for a loopback address (127.0.0.1, [::1], localhost); use https", uri)
 		}
-		return &Error{"invalid_redirect_uri", "redirect_uris: http only for loopback"}
+		return nil
 	}
-	if appType != "native" {
-		return &Error{"invalid_redirect_uri", "redirect_uris: custom scheme needs native"}
+	if appType != AppNative {
+		return redirectErr("%q: private-use schemes need application_type native", uri)
+	}
+	// RFC 8252 §7.1: a private-use scheme is a reverse domain name or at
+	// least contains a period; we accept single-label schemes too because
+	// widely used IDEs (vscode, jetbrains, cursor) register them.
+	if u.Opaque == "" && u.Host == "" && u.Path == "" {
+		return redirectErr("%q has nothing after the scheme", uri)
 	}
 	return nil
 }
 
+// IsLoopback reports whether host (without port or brackets) names the
+// loopback interface.
+func IsLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// MatchRedirectURI finds requested among the registered redirect URIs. The
+// comparison is an exact string match, except that an http loopback
+// redirect matches with any port (RFC 8252 §7.3). It returns the URI to
+// redirect to.
 func MatchRedirectURI(registered []string, requested string) (string, bool) {
 	if slices.Contains(registered, requested) {
 		return requested, true
 	}
 	ru, err := url.Parse(requested)
-	if err != nil || ru.Scheme != "http" || ru.User != nil {
+	if err != nil || ru.Scheme != "http" || ru.User != nil || ru.Fragment != "" || !IsLoopback(ru.Hostname()) {
 		return "", false
 	}
 	for _, r := range registered {
@@ -99,10 +358,37 @@ func MatchRedirectURI(registered []string, requested string) (string, bool) {
 		if err != nil || u.Scheme != "http" {
 			continue
 		}
-		h := u.Hostname()
-		if (h == "127.0.0.1" || h == "::1" || h == "localhost") && h == ru.Hostname() && u.Path == ru.Path && u.RawQuery == ru.RawQuery {
+		if u.Hostname() == ru.Hostname() && u.EscapedPath() == ru.EscapedPath() && u.RawQuery == ru.RawQuery {
 			return requested, true
 		}
 	}
 	return "", false
+}
+
+func webURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" && u.User == nil
+}
+
+func validScopeToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x21 || c == '"' || c == '\\' || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+func dedupe(in []string) []string {
+	out := in[:0:0]
+	for _, v := range in {
+		if !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	return out
 }

@@ -122,7 +122,7 @@ func NewKeySet(publicJWKs ...[]byte) (*KeySet, error) {
 
 // Verify checks signature, typ, issuer, times (with leeway) and a non-empty audience.
 func (ks *KeySet) Verify(token, issuer string, now time.Time, leeway time.Duration) (AccessTokenClaims, error) {
-	jws, err := jose.ParseSigned(token, allowedAlgs)
+	jws, err := jose.ParseSignedCompact(token, allowedAlgs)
 	if err != nil || len(jws.Signatures) != 1 {
 		return AccessTokenClaims{}, ErrMalformed
 	}
