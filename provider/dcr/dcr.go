@@ -89,7 +89,11 @@ func redirectErr(format string, args ...any) *Error {
 // fields of the wrong type are invalid_client_metadata.
 func Decode(r io.Reader) (Metadata, error) {
 	var m Metadata
-	dec := json.NewDecoder(r)
+	raw, err := io.ReadAll(r)
+	if err != nil {
+		return Metadata{}, &Error{CodeInvalidClientMetadata, "body: unreadable"}
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	if err := dec.Decode(&m); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" {
@@ -97,7 +101,10 @@ func Decode(r io.Reader) (Metadata, error) {
 		}
 		return Metadata{}, &Error{CodeInvalidClientMetadata, "body: not a JSON object"}
 	}
-	if dec.More() {
+	if !bytes.HasPrefix(bytes.TrimLeft(raw, " \t\r\n"), []byte("{")) {
+		return Metadata{}, &Error{CodeInvalidClientMetadata, "body: not a JSON object"}
+	}
+	if _, err := dec.Token(); err != io.EOF {
 		return Metadata{}, &Error{CodeInvalidClientMetadata, "body: trailing data after the JSON object"}
 	}
 	return m, nil
@@ -346,6 +353,11 @@ func IsLoopback(host string) bool {
 // redirect matches with any port (RFC 8252 §7.3). It returns the URI to
 // redirect to.
 func MatchRedirectURI(registered []string, requested string) (string, bool) {
+	// A fragment, even an empty one, would swallow the response
+	// parameters (RFC 6749 §3.1.2).
+	if strings.Contains(requested, "#") {
+		return "", false
+	}
 	if slices.Contains(registered, requested) {
 		return requested, true
 	}

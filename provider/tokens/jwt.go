@@ -3,7 +3,7 @@ package tokens
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -67,7 +67,7 @@ var ErrEmptyAudience = errors.New("tokens: refusing to sign an access token with
 
 // Sign returns a compact JWS.
 func (s *Signer) Sign(c AccessTokenClaims) (string, error) {
-	if len(c.Audience) == 0 {
+	if len(c.Audience) == 0 || slices.Contains(c.Audience, "") {
 		return "", ErrEmptyAudience
 	}
 	payload, err := json.Marshal(wireClaims{
@@ -159,6 +159,11 @@ func (ks *KeySet) Verify(token, issuer string, now time.Time, leeway time.Durati
 		if err := json.Unmarshal(w.Aud, &aud); err != nil {
 			return AccessTokenClaims{}, ErrMalformed
 		}
+		// An empty entry names no resource; such a token is rejected
+		// rather than read as "valid for anyone".
+		if slices.Contains(aud, "") {
+			aud = nil
+		}
 	}
 	c := AccessTokenClaims{
 		Issuer: w.Iss, Subject: w.Sub, Audience: aud, ClientID: w.ClientID, Scope: w.Scope, ID: w.Jti, GrantID: w.Sid,
@@ -178,5 +183,3 @@ func (ks *KeySet) Verify(token, issuer string, now time.Time, leeway time.Durati
 	}
 	return c, nil
 }
-
-var _ = fmt.Sprintf

@@ -1,0 +1,404 @@
+package dcr
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// asError asserts err is a *Error with the given code whose Description
+// starts with field.
+func asError(t *testing.T, err error, code, field string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("got nil error, want %s on %s", code, field)
+	}
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Fatalf("error %v (%T) is not a *dcr.Error", err, err)
+	}
+	if e.Code != code {
+		t.Errorf("Code = %q, want %q (description %q)", e.Code, code, e.Description)
+	}
+	if !strings.HasPrefix(e.Description, field+":") {
+		t.Errorf("Description = %q, want it to start with %q", e.Description, field+":")
+	}
+	if e.Error() != e.Code+": "+e.Description {
+		t.Errorf("Error() = %q, want code: description", e.Error())
+	}
+}
+
+func TestNormalizeDefaults(t *testing.T) {
+	m := Metadata{RedirectURIs: []string{"https://app.example.com/cb"}}
+	if err := m.Normalize(); err != nil {
+		t.Fatalf("Normalize: %v", err)
+	}
+	if m.TokenEndpointAuthMethod != AuthClientSecretBasic {
+		t.Errorf("TokenEndpointAuthMethod = %q, want %q", m.TokenEndpointAuthMethod, AuthClientSecretBasic)
+	}
+	if !slices.Equal(m.GrantTypes, []string{GrantAuthorizationCode}) {
+		t.Errorf("GrantTypes = %v, want [authorization_code]", m.GrantTypes)
+	}
+	if !slices.Equal(m.ResponseTypes, []string{ResponseCode}) {
+		t.Errorf("ResponseTypes = %v, want [code]", m.ResponseTypes)
+	}
+	if m.ApplicationType != AppWeb {
+		t.Errorf("ApplicationType = %q, want %q", m.ApplicationType, AppWeb)
+	}
+}
+
+func TestNormalizeErrors(t *testing.T) {
+	web := []string{"https://app.example.com/cb"}
+	tooMany := make([]string, maxList+1)
+	for i := range tooMany {
+		tooMany[i] = fmt.Sprintf("https://app.example.com/cb%d", i)
+	}
+	tests := []struct {
+		name  string
+		m     Metadata
+		code  string
+		field string
+	}{
+		{"unknown auth method", Metadata{RedirectURIs: web, TokenEndpointAuthMethod: "client_secret_jwt"},
+			CodeInvalidClientMetadata, "token_endpoint_auth_method"},
+		{"unknown grant type", Metadata{RedirectURIs: web, GrantTypes: []string{GrantAuthorizationCode, "implicit"}},
+			CodeInvalidClientMetadata, "grant_types"},
+		{"client_credentials with none", Metadata{GrantTypes: []string{GrantClientCredentials}, TokenEndpointAuthMethod: AuthNone},
+			CodeInvalidClientMetadata, "grant_types"},
+		{"refresh_token without authorization_code", Metadata{GrantTypes: []string{GrantClientCredentials, GrantRefreshToken}},
+			CodeInvalidClientMetadata, "grant_types"},
+		{"response type token", Metadata{RedirectURIs: web, ResponseTypes: []string{"token"}},
+			CodeInvalidClientMetadata, "response_types"},
+		{"response type code without authorization_code", Metadata{GrantTypes: []string{GrantClientCredentials}, ResponseTypes: []string{ResponseCode}},
+			CodeInvalidClientMetadata, "response_types"},
+		{"bad application_type", Metadata{RedirectURIs: web, ApplicationType: "browser"},
+			CodeInvalidClientMetadata, "application_type"},
+		{"missing redirect_uris for code", Metadata{},
+			CodeInvalidRedirectURI, "redirect_uris"},
+		{"redirect_uris for client_credentials only", Metadata{RedirectURIs: web, GrantTypes: []string{GrantClientCredentials}},
+			CodeInvalidRedirectURI, "redirect_uris"},
+		{"invalid redirect uri", Metadata{RedirectURIs: []string{"javascript:alert(1)"}},
+			CodeInvalidRedirectURI, "redirect_uris"},
+		{"redirect uri with control char", Metadata{RedirectURIs: []string{"https://app.example.com/\x01cb"}},
+			CodeInvalidRedirectURI, "redirect_uris"},
+		{"logo_uri javascript", Metadata{RedirectURIs: web, LogoURI: "javascript:alert(1)"},
+			CodeInvalidClientMetadata, "logo_uri"},
+		{"client_uri relative", Metadata{RedirectURIs: web, ClientURI: "/about"},
+			CodeInvalidClientMetadata, "client_uri"},
+		{"tos_uri with userinfo", Metadata{RedirectURIs: web, TOSURI: "https://u:p@example.com/tos"},
+			CodeInvalidClientMetadata, "tos_uri"},
+		{"jwks and jwks_uri", Metadata{RedirectURIs: web, JWKSURI: "https://app.example.com/jwks", JWKS: json.RawMessage(`{"keys":[{"kty":"OKP"}]}`)},
+			CodeInvalidClientMetadata, "jwks"},
+		{"jwks_uri http", Metadata{RedirectURIs: web, JWKSURI: "http://app.example.com/jwks"},
+			CodeInvalidClientMetadata, "jwks_uri"},
+		{"private_key_jwt without keys", Metadata{RedirectURIs: web, TokenEndpointAuthMethod: AuthPrivateKeyJWT},
+			CodeInvalidClientMetadata, "jwks"},
+		{"jwks not a key set", Metadata{RedirectURIs: web, JWKS: json.RawMessage(`{"kty":"EC","crv":"P-256"}`)},
+			CodeInvalidClientMetadata, "jwks"},
+		{"jwks empty key set", Metadata{RedirectURIs: web, JWKS: json.RawMessage(`{"keys":[]}`)},
+			CodeInvalidClientMetadata, "jwks"},
+		{"jwks an array", Metadata{RedirectURIs: web, JWKS: json.RawMessage(`[1,2]`)},
+			CodeInvalidClientMetadata, "jwks"},
+		{"scope with quote", Metadata{RedirectURIs: web, Scope: `read "write`},
+			CodeInvalidClientMetadata, "scope"},
+		{"scope with backslash", Metadata{RedirectURIs: web, Scope: `read wr\ite`},
+			CodeInvalidClientMetadata, "scope"},
+		{"client_name with control char", Metadata{RedirectURIs: web, ClientName: "My\x07App"},
+			CodeInvalidClientMetadata, "client_name"},
+		{"client_name invalid utf-8", Metadata{RedirectURIs: web, ClientName: "My\xffApp"},
+			CodeInvalidClientMetadata, "client_name"},
+		{"client_name too long", Metadata{RedirectURIs: web, ClientName: strings.Repeat("a", maxString+1)},
+			CodeInvalidClientMetadata, "client_name"},
+		{"more than 20 redirect uris", Metadata{RedirectURIs: tooMany},
+			CodeInvalidClientMetadata, "redirect_uris"},
+		{"empty contact", Metadata{RedirectURIs: web, Contacts: []string{""}},
+			CodeInvalidClientMetadata, "contacts"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := tt.m
+			asError(t, m.Normalize(), tt.code, tt.field)
+		})
+	}
+}
+
+func TestNormalizeValid(t *testing.T) {
+	tests := []struct {
+		name  string
+		m     Metadata
+		check func(t *testing.T, m Metadata)
+	}{
+		{
+			name: "native client with custom schemes and loopback",
+			m: Metadata{
+				ApplicationType:         AppNative,
+				TokenEndpointAuthMethod: AuthNone,
+				GrantTypes:              []string{GrantAuthorizationCode, GrantRefreshToken},
+				RedirectURIs:            []string{"jetbrains://idea/oauth/callback", "vscode://publisher.ext/cb", "http://127.0.0.1/cb"},
+			},
+			check: func(t *testing.T, m Metadata) {
+				if len(m.RedirectURIs) != 3 {
+					t.Errorf("RedirectURIs = %v, want 3 entries", m.RedirectURIs)
+				}
+				if m.ApplicationType != AppNative || m.TokenEndpointAuthMethod != AuthNone {
+					t.Errorf("ApplicationType/auth = %q/%q", m.ApplicationType, m.TokenEndpointAuthMethod)
+				}
+				if !slices.Equal(m.ResponseTypes, []string{ResponseCode}) {
+					t.Errorf("ResponseTypes = %v, want [code]", m.ResponseTypes)
+				}
+			},
+		},
+		{
+			name: "web client with https and localhost, duplicates removed",
+			m: Metadata{
+				RedirectURIs: []string{"https://app.example.com/cb", "http://localhost:3000/cb", "https://app.example.com/cb"},
+				GrantTypes:   []string{GrantAuthorizationCode, GrantAuthorizationCode},
+				ClientURI:    "https://app.example.com",
+				LogoURI:      "https://app.example.com/logo.png",
+				Scope:        "read  write read",
+			},
+			check: func(t *testing.T, m Metadata) {
+				if !slices.Equal(m.RedirectURIs, []string{"https://app.example.com/cb", "http://localhost:3000/cb"}) {
+					t.Errorf("RedirectURIs = %v", m.RedirectURIs)
+				}
+				if !slices.Equal(m.GrantTypes, []string{GrantAuthorizationCode}) {
+					t.Errorf("GrantTypes = %v", m.GrantTypes)
+				}
+				if m.Scope != "read write" {
+					t.Errorf("Scope = %q, want %q", m.Scope, "read write")
+				}
+			},
+		},
+		{
+			name: "client_credentials only confidential client",
+			m: Metadata{
+				GrantTypes:              []string{GrantClientCredentials},
+				TokenEndpointAuthMethod: AuthClientSecretPost,
+			},
+			check: func(t *testing.T, m Metadata) {
+				if len(m.ResponseTypes) != 0 {
+					t.Errorf("ResponseTypes = %v, want empty", m.ResponseTypes)
+				}
+				if len(m.RedirectURIs) != 0 {
+					t.Errorf("RedirectURIs = %v, want empty", m.RedirectURIs)
+				}
+				if !slices.Equal(m.GrantTypes, []string{GrantClientCredentials}) {
+					t.Errorf("GrantTypes = %v", m.GrantTypes)
+				}
+			},
+		},
+		{
+			name: "private_key_jwt with jwks",
+			m: Metadata{
+				GrantTypes:              []string{GrantClientCredentials},
+				TokenEndpointAuthMethod: AuthPrivateKeyJWT,
+				JWKS:                    json.RawMessage("{\n  \"keys\": [ {\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\"} ]\n}"),
+			},
+			check: func(t *testing.T, m Metadata) {
+				want := `{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}`
+				if string(m.JWKS) != want {
+					t.Errorf("JWKS = %s, want compacted %s", m.JWKS, want)
+				}
+			},
+		},
+		{
+			name: "private_key_jwt with jwks_uri",
+			m: Metadata{
+				RedirectURIs:            []string{"https://app.example.com/cb"},
+				TokenEndpointAuthMethod: AuthPrivateKeyJWT,
+				JWKSURI:                 "https://app.example.com/.well-known/jwks.json",
+			},
+			check: func(t *testing.T, m Metadata) {
+				if m.JWKSURI != "https://app.example.com/.well-known/jwks.json" {
+					t.Errorf("JWKSURI = %q", m.JWKSURI)
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := tt.m
+			if err := m.Normalize(); err != nil {
+				t.Fatalf("Normalize: %v", err)
+			}
+			tt.check(t, m)
+		})
+	}
+}
+
+func TestValidateRedirectURI(t *testing.T) {
+	tests := []struct {
+		name    string
+		uri     string
+		appType string
+		ok      bool
+	}{
+		{"javascript", "javascript:alert(1)", AppNative, false},
+		{"data", "data:text/html,<script>alert(1)</script>", AppNative, false},
+		{"file", "file:///etc/passwd", AppNative, false},
+		{"vbscript", "vbscript:msgbox(1)", AppNative, false},
+		{"JavaScript mixed case", "JavaScript:alert(1)", AppNative, false},
+		{"fragment", "https://app.example.com/cb#frag", AppWeb, false},
+		{"empty fragment", "https://app.example.com/cb#", AppWeb, false},
+		{"userinfo", "https://user:pass@app.example.com/cb", AppWeb, false},
+		{"whitespace", "https://app.example.com/c b", AppWeb, false},
+		{"newline", "https://app.example.com/cb\n", AppWeb, false},
+		{"backslash", `https://app.example.com\@evil.example/cb`, AppWeb, false},
+		{"relative", "/cb", AppWeb, false},
+		{"https without host", "https:///cb", AppWeb, false},
+		{"http non-loopback", "http://app.example.com/cb", AppWeb, false},
+		{"http non-loopback native", "http://192.168.1.10/cb", AppNative, false},
+		{"custom scheme for web", "vscode://publisher.ext/cb", AppWeb, false},
+		{"custom scheme with nothing after it", "jetbrains:", AppNative, false},
+		{"custom scheme for native", "vscode://publisher.ext/cb", AppNative, true},
+		{"reverse-domain scheme for native", "com.example.app:/oauth2redirect", AppNative, true},
+		{"https", "https://app.example.com/cb?x=1", AppWeb, true},
+		{"http ipv4 loopback", "http://127.0.0.1:8080/cb", AppWeb, true},
+		{"http ipv6 loopback", "http://[::1]:8080/cb", AppNative, true},
+		{"http localhost", "http://localhost:3000/cb", AppWeb, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := ValidateRedirectURI(tt.uri, tt.appType)
+			if tt.ok {
+				if err != nil {
+					t.Fatalf("ValidateRedirectURI(%q, %q) = %v, want nil", tt.uri, tt.appType, err)
+				}
+				return
+			}
+			asError(t, err, CodeInvalidRedirectURI, "redirect_uris")
+		})
+	}
+}
+
+func TestIsLoopback(t *testing.T) {
+	tests := []struct {
+		host string
+		want bool
+	}{
+		{"localhost", true},
+		{"LocalHost", true},
+		{"127.0.0.1", true},
+		{"127.1.2.3", true},
+		{"::1", true},
+		{"[::1]", false},
+		{"localhost.evil.example", false},
+		{"10.0.0.1", false},
+		{"", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.host, func(t *testing.T) {
+			if got := IsLoopback(tt.host); got != tt.want {
+				t.Errorf("IsLoopback(%q) = %v, want %v", tt.host, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestMatchRedirectURI(t *testing.T) {
+	tests := []struct {
+		name       string
+		registered []string
+		requested  string
+		ok         bool
+	}{
+		{"exact https", []string{"https://app.example.com/cb"}, "https://app.example.com/cb", true},
+		{"exact among several", []string{"https://a.example/cb", "https://b.example/cb"}, "https://b.example/cb", true},
+		{"loopback ipv4 any port", []string{"http://127.0.0.1/cb"}, "http://127.0.0.1:53121/cb", true},
+		{"loopback ipv4 registered port ignored", []string{"http://127.0.0.1:8080/cb"}, "http://127.0.0.1:9090/cb", true},
+		{"loopback ipv6 any port", []string{"http://[::1]/cb"}, "http://[::1]:53121/cb", true},
+		{"loopback localhost any port", []string{"http://localhost/cb"}, "http://localhost:4000/cb", true},
+		{"loopback same query", []string{"http://127.0.0.1/cb?a=1"}, "http://127.0.0.1:1234/cb?a=1", true},
+		{"loopback different path", []string{"http://127.0.0.1/cb"}, "http://127.0.0.1:53121/other", false},
+		{"loopback different query", []string{"http://127.0.0.1/cb?a=1"}, "http://127.0.0.1:1234/cb?a=2", false},
+		{"loopback different host", []string{"http://127.0.0.1/cb"}, "http://localhost:53121/cb", false},
+		{"loopback with userinfo", []string{"http://127.0.0.1/cb"}, "http://u@127.0.0.1:53121/cb", false},
+		{"loopback with fragment", []string{"http://127.0.0.1/cb"}, "http://127.0.0.1:53121/cb#x", false},
+		{"loopback with empty fragment", []string{"http://127.0.0.1/cb"}, "http://127.0.0.1:53121/cb#", false},
+		{"https different port", []string{"https://app.example.com/cb"}, "https://app.example.com:8443/cb", false},
+		{"https different path", []string{"https://app.example.com/cb"}, "https://app.example.com/cb/", false},
+		{"http non-loopback different port", []string{"http://app.example.com/cb"}, "http://app.example.com:81/cb", false},
+		{"custom scheme exact", []string{"vscode://publisher.ext/cb"}, "vscode://publisher.ext/cb", true},
+		{"custom scheme different path", []string{"vscode://publisher.ext/cb"}, "vscode://publisher.ext/cb2", false},
+		{"custom scheme with port", []string{"vscode://publisher.ext/cb"}, "vscode://publisher.ext:1/cb", false},
+		{"https with fragment", []string{"https://app.example.com/cb"}, "https://app.example.com/cb#x", false},
+		{"nothing registered", nil, "http://127.0.0.1:1/cb", false},
+		{"empty requested", []string{"https://app.example.com/cb"}, "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := MatchRedirectURI(tt.registered, tt.requested)
+			if ok != tt.ok {
+				t.Fatalf("MatchRedirectURI(%v, %q) ok = %v, want %v", tt.registered, tt.requested, ok, tt.ok)
+			}
+			want := ""
+			if tt.ok {
+				want = tt.requested
+			}
+			if got != want {
+				t.Errorf("MatchRedirectURI returned %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+func TestDecode(t *testing.T) {
+	tests := []struct {
+		name  string
+		body  string
+		code  string // "" means success
+		field string
+		check func(t *testing.T, m Metadata)
+	}{
+		{name: "not JSON", body: "redirect_uris=https://x", code: CodeInvalidClientMetadata, field: "body"},
+		{name: "JSON array", body: `["https://x"]`, code: CodeInvalidClientMetadata, field: "body"},
+		{name: "truncated object", body: `{"redirect_uris":[`, code: CodeInvalidClientMetadata, field: "body"},
+		{name: "trailing object", body: `{} {}`, code: CodeInvalidClientMetadata, field: "body"},
+		{name: "trailing brace", body: `{}}`, code: CodeInvalidClientMetadata, field: "body"},
+		{name: "null", body: `null`, code: CodeInvalidClientMetadata, field: "body"},
+		{name: "array", body: `[]`, code: CodeInvalidClientMetadata, field: "body"},
+		{name: "redirect_uris as string", body: `{"redirect_uris":"https://app.example.com/cb"}`, code: CodeInvalidClientMetadata, field: "redirect_uris"},
+		{name: "client_name as number", body: `{"client_name":42}`, code: CodeInvalidClientMetadata, field: "client_name"},
+		{
+			name: "unknown fields ignored",
+			body: `{"redirect_uris":["https://app.example.com/cb"],"client_name":"App","x_vendor":{"a":[1,2]},"frontchannel_logout_uri":"https://x"}`,
+			check: func(t *testing.T, m Metadata) {
+				if !slices.Equal(m.RedirectURIs, []string{"https://app.example.com/cb"}) || m.ClientName != "App" {
+					t.Errorf("decoded %+v", m)
+				}
+			},
+		},
+		{
+			name: "jwks kept raw",
+			body: `{"jwks":{"keys":[{"kty":"OKP"}]},"token_endpoint_auth_method":"private_key_jwt"}`,
+			check: func(t *testing.T, m Metadata) {
+				if string(m.JWKS) != `{"keys":[{"kty":"OKP"}]}` || m.TokenEndpointAuthMethod != AuthPrivateKeyJWT {
+					t.Errorf("decoded %+v (jwks %s)", m, m.JWKS)
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := Decode(strings.NewReader(tt.body))
+			if tt.code != "" {
+				asError(t, err, tt.code, tt.field)
+				if tt.field == "redirect_uris" {
+					var e *Error
+					errors.As(err, &e)
+					if !strings.Contains(e.Description, "array") {
+						t.Errorf("Description = %q, want it to say an array is expected", e.Description)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Decode: %v", err)
+			}
+			tt.check(t, m)
+		})
+	}
+}
