@@ -28,5 +28,10 @@ lint:
 bench:
 	AUTHZ_TEST_REQUIRE_POSTGRES=1 $(WITH_PG) $(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 20m $(PKGS)
 
+# A bounded loopback load run: authz on PostgreSQL, the example resource
+# server, and cmd/authz-load against each (scripts/load.sh).
+load:
+	$(WITH_PG) scripts/load.sh 10s
+
 clean:
 	rm -rf bin

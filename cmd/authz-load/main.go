@@ -2,7 +2,11 @@
 // token requests for a bounded time and prints throughput and latency.
 //
 //	authz-load -issuer http://127.0.0.1:8080 -client-id ID -client-secret S \
-//	    [-mode client_credentials|introspect] [-concurrency 16] [-duration 10s]
+//	    [-mode client_credentials|introspect|resource] [-concurrency 16] [-duration 10s]
+//
+// In resource mode it gets one token for -resource and then sends
+// GET -target with it: the load on a service protected by middleware/, such
+// as examples/resource-server.
 //
 // It only sends traffic to loopback addresses and stops by itself.
 package main
@@ -36,7 +40,8 @@ func run(args []string, out io.Writer) error {
 	issuer := fs.String("issuer", "http://127.0.0.1:8080", "issuer URL of the server under test (loopback only)")
 	id := fs.String("client-id", "", "confidential client allowed the client_credentials grant")
 	secret := fs.String("client-secret", "", "its secret")
-	mode := fs.String("mode", "client_credentials", "client_credentials or introspect")
+	mode := fs.String("mode", "client_credentials", "client_credentials, introspect or resource")
+	targetURL := fs.String("target", "", "resource mode: the protected URL to GET (loopback only)")
 	resource := fs.String("resource", "", "resource to request (default: the server's first)")
 	conc := fs.Int("concurrency", 16, "concurrent clients")
 	dur := fs.Duration("duration", 10*time.Second, "how long to run (at most 5m)")
@@ -49,12 +54,17 @@ func run(args []string, out io.Writer) error {
 	if *dur <= 0 || *dur > 5*time.Minute {
 		return errors.New("-duration must be between 0 and 5m")
 	}
-	u, err := url.Parse(*issuer)
-	if err != nil {
-		return err
-	}
-	if ip := net.ParseIP(u.Hostname()); u.Hostname() != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return fmt.Errorf("refusing to load %s: only loopback targets are allowed", u.Host)
+	for _, t := range []string{*issuer, *targetURL} {
+		if t == "" {
+			continue
+		}
+		u, err := url.Parse(t)
+		if err != nil {
+			return err
+		}
+		if ip := net.ParseIP(u.Hostname()); u.Hostname() != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return fmt.Errorf("refusing to load %s: only loopback targets are allowed", u.Host)
+		}
 	}
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: *conc * 2}}
 	tokenURL := strings.TrimSuffix(*issuer, "/") + "/oauth2/token"
@@ -77,20 +87,53 @@ func run(args []string, out io.Writer) error {
 		}
 		return body, nil
 	}
-	target, form := tokenURL, ccForm
-	if *mode == "introspect" {
+	get := func(target, token string) error {
+		req, _ := http.NewRequest("GET", target, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("status %d: %s", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+		}
+		return nil
+	}
+	token := func() (string, error) {
 		body, err := post(tokenURL, ccForm)
 		if err != nil {
-			return fmt.Errorf("getting a token to introspect: %w", err)
+			return "", fmt.Errorf("getting a token: %w", err)
 		}
 		var tr struct {
 			AccessToken string `json:"access_token"`
 		}
-		if err := json.Unmarshal(body, &tr); err != nil {
+		err = json.Unmarshal(body, &tr)
+		return tr.AccessToken, err
+	}
+	var one func() error
+	switch *mode {
+	case "client_credentials":
+		one = func() error { _, err := post(tokenURL, ccForm); return err }
+	case "introspect":
+		tok, err := token()
+		if err != nil {
 			return err
 		}
-		target, form = strings.TrimSuffix(*issuer, "/")+"/oauth2/introspect", url.Values{"token": {tr.AccessToken}}
-	} else if *mode != "client_credentials" {
+		form := url.Values{"token": {tok}}
+		target := strings.TrimSuffix(*issuer, "/") + "/oauth2/introspect"
+		one = func() error { _, err := post(target, form); return err }
+	case "resource":
+		if *targetURL == "" {
+			return errors.New("resource mode needs -target")
+		}
+		tok, err := token()
+		if err != nil {
+			return err
+		}
+		one = func() error { return get(*targetURL, tok) }
+	default:
 		return fmt.Errorf("unknown mode %q", *mode)
 	}
 
@@ -109,8 +152,7 @@ func run(args []string, out io.Writer) error {
 			var mine []time.Duration
 			for ctx.Err() == nil {
 				t0 := time.Now()
-				_, err := post(target, form)
-				if err != nil {
+				if err := one(); err != nil {
 					mu.Lock()
 					errs++
 					if firstErr == nil {
