@@ -387,17 +387,11 @@ func TestAuthorizeErrors(t *testing.T) {
 
 		t.Run("deny redirects access_denied with state and iss", func(t *testing.T) {
 			b2 := e.browser()
-			p := b2.do("GET", authRequest{clientID: c.ID, redirectURI: redirect, state: "deny-me", verifier: testVerifier, scope: "write"}.url(e.issuer), nil)
-			p = b2.do("GET", p.location, nil)
-			f := formFields(p.body)
-			f.Set("username", user)
-			f.Set("password", pw)
-			p = b2.do("POST", provider.PathLogin, f)
-			p = b2.do("GET", p.location, nil)
+			p := b2.consentPage(authRequest{clientID: c.ID, redirectURI: redirect, state: "deny-me", verifier: testVerifier, scope: "write"}.url(e.issuer), user, pw)
 			if !strings.Contains(p.body, `value="deny"`) {
 				t.Fatalf("no consent page: %.300s", p.body)
 			}
-			f = formFields(p.body)
+			f := formFields(p.body)
 			f.Set("decision", "deny")
 			p = b2.do("POST", provider.PathAuthorize, f)
 			mustEqual(t, "status", p.status, http.StatusFound)
@@ -445,17 +439,11 @@ func TestRedirectURIKinds(t *testing.T) {
 		}
 		t.Run("deny to a private-use scheme", func(t *testing.T) {
 			b := e.browser()
-			p := b.do("GET", authRequest{clientID: c.ID, redirectURI: jb, state: "d", verifier: testVerifier, scope: "write"}.url(e.issuer), nil)
-			p = b.do("GET", p.location, nil)
-			f := formFields(p.body)
-			f.Set("username", user)
-			f.Set("password", pw)
-			p = b.do("POST", provider.PathLogin, f)
-			p = b.do("GET", p.location, nil)
+			p := b.consentPage(authRequest{clientID: c.ID, redirectURI: jb, state: "d", verifier: testVerifier, scope: "write"}.url(e.issuer), user, pw)
 			if strings.Contains(p.body, "ZgotmplZ") {
 				t.Fatal("template escaping mangled the consent page")
 			}
-			f = formFields(p.body)
+			f := formFields(p.body)
 			mustEqual(t, "hidden redirect_uri", f.Get("redirect_uri"), jb)
 			f.Set("decision", "deny")
 			p = b.do("POST", provider.PathAuthorize, f)

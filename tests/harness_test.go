@@ -270,6 +270,19 @@ func (b *browser) authorize(authURL, username, password string) *url.URL {
 	return nil
 }
 
+// consentPage starts an authorization in a fresh session, signs in and
+// returns the consent page it lands on.
+func (b *browser) consentPage(authURL, username, password string) page {
+	b.t.Helper()
+	p := b.do("GET", authURL, nil)
+	p = b.do("GET", p.location, nil)
+	f := formFields(p.body)
+	f.Set("username", username)
+	f.Set("password", password)
+	p = b.do("POST", provider.PathLogin, f)
+	return b.do("GET", p.location, nil)
+}
+
 // tokenResp is a decoded token endpoint answer.
 type tokenResp struct {
 	Status           int

@@ -130,13 +130,7 @@ func TestConsentPageShowsWhatIsAsked(t *testing.T) {
 		b := e.browser()
 		req := authRequest{clientID: c.ID, redirectURI: "https://gadget.example.org/cb", state: "s", verifier: testVerifier,
 			scope: "read write", resources: []string{"https://mcp.example.com/mcp"}}
-		p := b.do("GET", req.url(e.issuer), nil)
-		p = b.do("GET", p.location, nil)
-		f := formFields(p.body)
-		f.Set("username", user)
-		f.Set("password", pw)
-		p = b.do("POST", provider.PathLogin, f)
-		p = b.do("GET", p.location, nil)
+		p := b.consentPage(req.url(e.issuer), user, pw)
 		mustEqual(t, "consent page", p.status, 200)
 		for _, want := range []string{"Gadget &lt;Pro&gt;", "gadget.example.org", "read", "write", "https://mcp.example.com/mcp", `value="allow"`, `value="deny"`, `name="csrf_token"`} {
 			if !strings.Contains(p.body, want) {

@@ -1,0 +1,6 @@
+// Command resource-server is an example downstream API protected by
+// authz's middleware: GET /api/hello answers only tokens whose audience is
+// this service's URL (-resource) and that carry -scope.
+//
+//	go run ./examples/resource-server -issuer http://localhost:8080 -resource http://127.0.0.1:9090/api
+package main
