@@ -1,10 +1,14 @@
 package middleware
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"mime"
 	"net/http"
+	"net/url"
 	"strings"
 )
 
@@ -25,12 +29,11 @@ var errNoToken = errors.New("no bearer token")
 
 // bearerToken extracts the token from the Authorization header, the one
 // place we accept it (RFC 6750 §2.1; OAuth 2.1 drops the query and form
-// methods). A token in the query string is ignored, unless a header token
-// is sent too: more than one method is invalid_request (§3.1). The body is
-// never read.
+// methods). A token in the query string or a form body is ignored, unless
+// a header token is sent too: more than one method is invalid_request
+// (§3.1).
 func bearerToken(r *http.Request) (string, error) {
 	hs := r.Header["Authorization"]
-	inQuery := r.URL.RawQuery != "" && strings.Contains(r.URL.RawQuery, "access_token=") && r.URL.Query().Has("access_token")
 	if len(hs) == 0 {
 		return "", errNoToken
 	}
@@ -41,8 +44,8 @@ func bearerToken(r *http.Request) (string, error) {
 	if len(h) < 6 || !strings.EqualFold(h[:6], "bearer") || (len(h) > 6 && h[6] != ' ') {
 		return "", errNoToken // another scheme is not a bearer token
 	}
-	if inQuery {
-		return "", errRequest("the token was sent in more than one way; use only the Authorization header")
+	if queryHasToken(r) || formHasToken(r) {
+		return "", errRequest("the token was sent in more than one way; send it only in the Authorization header")
 	}
 	tok := strings.TrimLeft(h[6:], " ")
 	if tok == "" {
@@ -52,6 +55,37 @@ func bearerToken(r *http.Request) (string, error) {
 		return "", invalid("the token is malformed")
 	}
 	return tok, nil
+}
+
+func queryHasToken(r *http.Request) bool {
+	return r.URL.RawQuery != "" && strings.Contains(r.URL.RawQuery, "access_token") && r.URL.Query().Has("access_token")
+}
+
+// maxPeek bounds how much of a form body is read to look for a second
+// token; a larger body is passed on untouched.
+const maxPeek = 64 << 10
+
+// formHasToken reports whether a form-encoded body carries access_token
+// (RFC 6750 §2.2). The bytes read are put back, so the handler sees the
+// body as sent.
+func formHasToken(r *http.Request) bool {
+	if r.Body == nil || r.Body == http.NoBody {
+		return false
+	}
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if ct != "application/x-www-form-urlencoded" {
+		return false
+	}
+	buf, err := io.ReadAll(io.LimitReader(r.Body, maxPeek+1))
+	r.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(buf), r.Body), r.Body}
+	if err != nil || len(buf) > maxPeek || !bytes.Contains(buf, []byte("access_token")) {
+		return false
+	}
+	vals, err := url.ParseQuery(string(buf))
+	return err == nil && vals.Has("access_token")
 }
 
 // isToken68 checks RFC 6750 §2.1's b64token syntax.

@@ -471,6 +471,58 @@ func TestChallenges(t *testing.T) {
 	}
 }
 
+func TestFormBodyToken(t *testing.T) {
+	t.Parallel()
+	ti := newTestIssuer(t, "")
+	v, clk := newValidator(t, ti, nil)
+	tok := ti.sign(ti.claims(resource, clk.Now()), nil)
+	post := func(body, auth string) *http.Request {
+		r := httptest.NewRequest("POST", resource, strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
+		if auth != "" {
+			r.Header.Set("Authorization", auth)
+		}
+		return r
+	}
+	t.Run("form token alone is ignored", func(t *testing.T) {
+		rec, _ := serve(v, post("access_token="+tok, ""))
+		mustStatus(t, rec, 401)
+		if strings.Contains(rec.Header().Get("WWW-Authenticate"), "error=") {
+			t.Fatalf("WWW-Authenticate %q", rec.Header().Get("WWW-Authenticate"))
+		}
+	})
+	t.Run("header and form body", func(t *testing.T) {
+		rec, _ := serve(v, post("a=1&access_token="+tok, "Bearer "+tok))
+		mustStatus(t, rec, 400)
+		if !strings.Contains(rec.Header().Get("WWW-Authenticate"), `error="invalid_request"`) {
+			t.Fatalf("WWW-Authenticate %q", rec.Header().Get("WWW-Authenticate"))
+		}
+	})
+	t.Run("the handler still reads the whole body", func(t *testing.T) {
+		body := "note=" + strings.Repeat("x", 100<<10) + "&access=ok"
+		var got string
+		h := v.Require()(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			raw, _ := io.ReadAll(r.Body)
+			got = string(raw)
+		}))
+		for _, b := range []string{"a=1&b=2", body} {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, post(b, "Bearer "+tok))
+			mustStatus(t, rec, 200)
+			if got != b {
+				t.Fatalf("handler read %d bytes, want %d", len(got), len(b))
+			}
+		}
+	})
+}
+
+func mustStatus(t *testing.T, rec *httptest.ResponseRecorder, want int) {
+	t.Helper()
+	if rec.Code != want {
+		t.Fatalf("status %d, want %d (%s)", rec.Code, want, rec.Header().Get("WWW-Authenticate"))
+	}
+}
+
 func TestIntrospection(t *testing.T) {
 	t.Parallel()
 	ti := newTestIssuer(t, "")
