@@ -206,10 +206,23 @@ func (s *Server) updateRegistration(w http.ResponseWriter, r *http.Request, c st
 	if err != nil {
 		return err
 	}
+	// A confidential client may move between secret and key
+	// authentication: moving to a secret issues one (returned once), moving
+	// to private_key_jwt drops the old one so it cannot come back to life.
+	var secret string
+	switch usesSecret := m.TokenEndpointAuthMethod == store.AuthMethodClientSecretBasic || m.TokenEndpointAuthMethod == store.AuthMethodClientSecretPost; {
+	case usesSecret && c.SecretHash == nil:
+		if secret, err = tokens.NewSecret(s.opts.Rand, tokens.PrefixClientSecret); err != nil {
+			return err
+		}
+		c.SecretHash = tokens.Hash(secret)
+	case !usesSecret:
+		c.SecretHash = nil
+	}
 	c.Metadata, c.UpdatedAt, c.RegistrationTokenHash = m, s.opts.Now(), tokens.Hash(regToken)
 	if err := s.store.UpdateClient(r.Context(), c); err != nil {
 		return err
 	}
-	writeTokenJSON(w, http.StatusOK, s.registrationView(c, "", regToken))
+	writeTokenJSON(w, http.StatusOK, s.registrationView(c, secret, regToken))
 	return nil
 }

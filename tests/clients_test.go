@@ -116,31 +116,44 @@ func TestRegistration(t *testing.T) {
 			}
 		})
 
+		cb := []string{"https://a.example.com/cb"}
 		errCases := []struct {
-			name string
-			body any
-			code string
+			name  string
+			body  any
+			code  string
+			field string // the description names it (RFC 7591 §3.2.2)
 		}{
-			{"web client with a custom scheme", map[string]any{"redirect_uris": []string{"jetbrains://x/cb"}}, "invalid_redirect_uri"},
-			{"web client with plain http", map[string]any{"redirect_uris": []string{"http://app.example.com/cb"}}, "invalid_redirect_uri"},
-			{"fragment", map[string]any{"redirect_uris": []string{"https://app.example.com/cb#x"}}, "invalid_redirect_uri"},
-			{"javascript", map[string]any{"application_type": "native", "redirect_uris": []string{"javascript:alert(1)"}}, "invalid_redirect_uri"},
-			{"no redirect for code", map[string]any{"client_name": "x"}, "invalid_redirect_uri"},
-			{"unknown auth method", map[string]any{"redirect_uris": []string{"https://a.example.com/cb"}, "token_endpoint_auth_method": "magic"}, "invalid_client_metadata"},
-			{"client_credentials for public client", map[string]any{"redirect_uris": []string{"https://a.example.com/cb"}, "token_endpoint_auth_method": "none", "grant_types": []string{"client_credentials"}}, "invalid_client_metadata"},
-			{"implicit response type", map[string]any{"redirect_uris": []string{"https://a.example.com/cb"}, "response_types": []string{"token"}}, "invalid_client_metadata"},
-			{"logo_uri not http", map[string]any{"redirect_uris": []string{"https://a.example.com/cb"}, "logo_uri": "javascript:x"}, "invalid_client_metadata"},
-			{"not JSON", "{nope", "invalid_client_metadata"},
-			{"wrong type", map[string]any{"redirect_uris": "https://a.example.com/cb"}, "invalid_client_metadata"},
-			{"private_key_jwt without keys", map[string]any{"redirect_uris": []string{"https://a.example.com/cb"}, "token_endpoint_auth_method": "private_key_jwt"}, "invalid_client_metadata"},
+			{"web client with a custom scheme", map[string]any{"redirect_uris": []string{"jetbrains://x/cb"}}, "invalid_redirect_uri", "redirect_uris"},
+			{"web client with plain http", map[string]any{"redirect_uris": []string{"http://app.example.com/cb"}}, "invalid_redirect_uri", "redirect_uris"},
+			{"native client with non-loopback http", map[string]any{"application_type": "native", "redirect_uris": []string{"http://app.example.com/cb"}}, "invalid_redirect_uri", "redirect_uris"},
+			{"fragment", map[string]any{"redirect_uris": []string{"https://app.example.com/cb#x"}}, "invalid_redirect_uri", "redirect_uris"},
+			{"javascript", map[string]any{"application_type": "native", "redirect_uris": []string{"javascript:alert(1)"}}, "invalid_redirect_uri", "redirect_uris"},
+			{"data", map[string]any{"application_type": "native", "redirect_uris": []string{"data:text/html,hi"}}, "invalid_redirect_uri", "redirect_uris"},
+			{"file", map[string]any{"application_type": "native", "redirect_uris": []string{"file:///etc/passwd"}}, "invalid_redirect_uri", "redirect_uris"},
+			{"vbscript", map[string]any{"application_type": "native", "redirect_uris": []string{"vbscript:msgbox"}}, "invalid_redirect_uri", "redirect_uris"},
+			{"no redirect for code", map[string]any{"client_name": "x"}, "invalid_redirect_uri", "redirect_uris"},
+			{"unknown auth method", map[string]any{"redirect_uris": cb, "token_endpoint_auth_method": "magic"}, "invalid_client_metadata", "token_endpoint_auth_method"},
+			{"client_credentials for public client", map[string]any{"redirect_uris": cb, "token_endpoint_auth_method": "none", "grant_types": []string{"client_credentials"}}, "invalid_client_metadata", "grant_types"},
+			{"refresh_token without authorization_code", map[string]any{"grant_types": []string{"client_credentials", "refresh_token"}}, "invalid_client_metadata", "grant_types"},
+			{"unknown grant type", map[string]any{"redirect_uris": cb, "grant_types": []string{"password"}}, "invalid_client_metadata", "grant_types"},
+			{"implicit response type", map[string]any{"redirect_uris": cb, "response_types": []string{"token"}}, "invalid_client_metadata", "response_types"},
+			{"code response without the code grant", map[string]any{"grant_types": []string{"client_credentials"}, "response_types": []string{"code"}}, "invalid_client_metadata", "response_types"},
+			{"bad application_type", map[string]any{"redirect_uris": cb, "application_type": "desktop"}, "invalid_client_metadata", "application_type"},
+			{"logo_uri not http", map[string]any{"redirect_uris": cb, "logo_uri": "javascript:x"}, "invalid_client_metadata", "logo_uri"},
+			{"client_uri relative", map[string]any{"redirect_uris": cb, "client_uri": "/home"}, "invalid_client_metadata", "client_uri"},
+			{"invalid scope", map[string]any{"redirect_uris": cb, "scope": `read "write"`}, "invalid_client_metadata", "scope"},
+			{"jwks and jwks_uri", map[string]any{"redirect_uris": cb, "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": "https://a.example.com/jwks", "jwks": map[string]any{"keys": []any{map[string]any{"kty": "EC"}}}}, "invalid_client_metadata", "jwks"},
+			{"not JSON", "{nope", "invalid_client_metadata", "body"},
+			{"wrong type", map[string]any{"redirect_uris": "https://a.example.com/cb"}, "invalid_client_metadata", "redirect_uris"},
+			{"private_key_jwt without keys", map[string]any{"redirect_uris": cb, "token_endpoint_auth_method": "private_key_jwt"}, "invalid_client_metadata", "jwks"},
 		}
 		for _, tc := range errCases {
 			t.Run("error/"+tc.name, func(t *testing.T) {
 				status, m := e.register(t, tc.body)
 				mustEqual(t, "status", status, 400)
 				mustEqual(t, "error", m["error"].(string), tc.code)
-				if d, _ := m["error_description"].(string); d == "" {
-					t.Fatal("no error_description")
+				if d, _ := m["error_description"].(string); !strings.HasPrefix(d, tc.field) {
+					t.Fatalf("error_description %q does not name %s", d, tc.field)
 				}
 			})
 		}
@@ -193,27 +206,45 @@ func TestRegistration(t *testing.T) {
 
 func TestRegistrationPolicies(t *testing.T) {
 	t.Parallel()
-	st := storeKinds[0].open(t)
-	off := start(t, st, func(o *provider.Options) { o.RegistrationPolicy = provider.RegistrationOff })
-	status, _ := off.register(t, map[string]any{"redirect_uris": []string{"https://a.example.com/cb"}})
-	mustEqual(t, "off", status, 403)
-	_, meta, _ := jsonCall(t, "GET", off.issuer+"/.well-known/oauth-authorization-server", "", nil)
-	if _, ok := meta["registration_endpoint"]; ok {
-		t.Fatal("registration_endpoint advertised while off")
-	}
+	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		off := start(t, open(t), func(o *provider.Options) { o.RegistrationPolicy = provider.RegistrationOff })
+		status, m := off.register(t, map[string]any{"redirect_uris": []string{"https://a.example.com/cb"}})
+		mustEqual(t, "off", status, 403)
+		mustEqual(t, "off error", m["error"], any("access_denied"))
+		_, meta, _ := jsonCall(t, "GET", off.issuer+"/.well-known/oauth-authorization-server", "", nil)
+		if _, ok := meta["registration_endpoint"]; ok {
+			t.Fatal("registration_endpoint advertised while off")
+		}
 
-	tokEnv := start(t, storeKinds[0].open(t), func(o *provider.Options) { o.RegistrationPolicy = provider.RegistrationToken })
-	body := map[string]any{"redirect_uris": []string{"https://a.example.com/cb"}}
-	status, _, _ = jsonCall(t, "POST", tokEnv.issuer+provider.PathRegister, "", body)
-	mustEqual(t, "no initial token", status, 401)
-	secret, _ := tokens.NewSecret(strings.NewReader(strings.Repeat("k", 64)), tokens.PrefixInitialAccessToken)
-	if err := tokEnv.store.CreateInitialAccessToken(context.Background(), store.InitialAccessToken{Hash: tokens.Hash(secret), CreatedAt: tokEnv.clock.Now()}); err != nil {
-		t.Fatal(err)
-	}
-	status, _, _ = jsonCall(t, "POST", tokEnv.issuer+provider.PathRegister, "authz_iat_wrong", body)
-	mustEqual(t, "wrong initial token", status, 401)
-	status, _, _ = jsonCall(t, "POST", tokEnv.issuer+provider.PathRegister, secret, body)
-	mustEqual(t, "with initial token", status, 201)
+		tokEnv := start(t, open(t), func(o *provider.Options) { o.RegistrationPolicy = provider.RegistrationToken })
+		_, meta, _ = jsonCall(t, "GET", tokEnv.issuer+"/.well-known/oauth-authorization-server", "", nil)
+		if meta["registration_endpoint"] != tokEnv.issuer+provider.PathRegister {
+			t.Fatalf("registration_endpoint %v under the token policy", meta["registration_endpoint"])
+		}
+		body := map[string]any{"redirect_uris": []string{"https://a.example.com/cb"}}
+		status, m, h := jsonCall(t, "POST", tokEnv.issuer+provider.PathRegister, "", body)
+		mustEqual(t, "no initial token", status, 401)
+		mustEqual(t, "no initial token error", m["error"], any("invalid_token"))
+		if !strings.HasPrefix(h.Get("WWW-Authenticate"), "Bearer") {
+			t.Fatalf("WWW-Authenticate %q", h.Get("WWW-Authenticate"))
+		}
+		mk := func(seed string, exp time.Time) string {
+			secret, _ := tokens.NewSecret(strings.NewReader(strings.Repeat(seed, 64)), tokens.PrefixInitialAccessToken)
+			if err := tokEnv.store.CreateInitialAccessToken(context.Background(), store.InitialAccessToken{Hash: tokens.Hash(secret), CreatedAt: tokEnv.clock.Now(), ExpiresAt: exp}); err != nil {
+				t.Fatal(err)
+			}
+			return secret
+		}
+		good := mk("k", time.Time{})
+		expired := mk("e", tokEnv.clock.Now().Add(time.Minute))
+		status, _, _ = jsonCall(t, "POST", tokEnv.issuer+provider.PathRegister, "authz_iat_wrong", body)
+		mustEqual(t, "wrong initial token", status, 401)
+		status, _, _ = jsonCall(t, "POST", tokEnv.issuer+provider.PathRegister, good, body)
+		mustEqual(t, "with initial token", status, 201)
+		tokEnv.clock.Advance(2 * time.Minute)
+		status, _, _ = jsonCall(t, "POST", tokEnv.issuer+provider.PathRegister, expired, body)
+		mustEqual(t, "expired initial token", status, 401)
+	})
 }
 
 // introspect calls the introspection endpoint as the resource server rs.
@@ -228,7 +259,8 @@ func (e *env) introspect(t testing.TB, rsID, rsSecret, token string) map[string]
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != 200 {
-		t.Fatalf("introspection status %d", resp.StatusCode)
+		raw, _ := io.ReadAll(resp.Body)
+		t.Fatalf("introspection status %d: %s", resp.StatusCode, raw)
 	}
 	var m map[string]any
 	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {

@@ -79,6 +79,9 @@ func wrap(err error) error {
 			return fmt.Errorf("%w: %s", store.ErrAlreadyExists, pe.ConstraintName)
 		case pe.Code == "23503": // foreign_key_violation
 			return fmt.Errorf("%w: %s", store.ErrNotFound, pe.ConstraintName)
+		case pe.Code == "22021", pe.Code == "22P05": // bytes text cannot hold (NUL, invalid UTF-8)
+			// Identifiers come from requests; such a value names no row.
+			return fmt.Errorf("%w: %s", store.ErrNotFound, pe.Message)
 		case pe.Code == "40001", pe.Code == "40P01", // serialization failure, deadlock
 			len(pe.Code) == 5 && (pe.Code[:2] == "08" || pe.Code[:2] == "53" || pe.Code[:2] == "57" || pe.Code[:2] == "58"):
 			return fmt.Errorf("%w: %w", store.ErrUnavailable, err)

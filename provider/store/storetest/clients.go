@@ -35,6 +35,16 @@ func testNotFound(t *testing.T, newStore factory) {
 			return err
 		}},
 		{"GetGrant", func(ctx context.Context, s store.Store) error { _, err := s.GetGrant(ctx, "nope"); return err }},
+		// Identifiers come from requests: bytes a database cannot store
+		// (NUL, invalid UTF-8) name nothing, they are not a server error.
+		{"GetClient with NUL", func(ctx context.Context, s store.Store) error { _, err := s.GetClient(ctx, "a\x00b"); return err }},
+		{"GetClient with invalid UTF-8", func(ctx context.Context, s store.Store) error { _, err := s.GetClient(ctx, "a\xffb"); return err }},
+		{"GetUserByUsername with NUL", func(ctx context.Context, s store.Store) error {
+			_, err := s.GetUserByUsername(ctx, "bob\x00")
+			return err
+		}},
+		{"GetGrant with invalid UTF-8", func(ctx context.Context, s store.Store) error { _, err := s.GetGrant(ctx, "\xc3\x28"); return err }},
+		{"DeleteClient with NUL", func(ctx context.Context, s store.Store) error { return s.DeleteClient(ctx, "\x00") }},
 		{"RevokeGrant", func(ctx context.Context, s store.Store) error { return s.RevokeGrant(ctx, "nope", now) }},
 		{"GetRefreshToken", func(ctx context.Context, s store.Store) error {
 			_, _, err := s.GetRefreshToken(ctx, randomHash())
