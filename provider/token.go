@@ -204,52 +204,50 @@ func (s *Server) exchangeCode(ctx context.Context, c store.Client, req *tokenReq
 		return nil, oauthErr(errUnauthorizedClient, "the client is not registered for the authorization_code grant")
 	}
 	now := s.opts.Now()
-	code, err := s.store.ConsumeAuthCode(ctx, tokens.Hash(req.code), now)
-	switch {
-	case errors.Is(err, store.ErrCodeReused):
-		s.log.Warn("authorization code replayed; its grant is revoked", "client_id", c.ID)
-		return nil, oauthErr(errInvalidGrant, "the authorization code has already been used")
-	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrExpired), errors.Is(err, store.ErrGrantRevoked):
-		return nil, oauthErr(errInvalidGrant, "the authorization code is invalid or expired")
-	case err != nil:
-		return nil, err
-	}
-	// The code is spent from here on: a failed check revokes the grant it
-	// started, so a stolen code is worth nothing to anyone.
-	fail := func(e *Error) (*tokenResponse, error) {
-		if err := s.store.RevokeGrant(ctx, code.GrantID, now); err != nil && !errors.Is(err, store.ErrNotFound) {
-			s.log.Error("revoking the grant of a failed code exchange", "cause", err)
-		}
-		return nil, e
-	}
-	if code.ClientID != c.ID {
-		return fail(oauthErr(errInvalidGrant, "the authorization code was issued to another client"))
-	}
-	if !redirectMatchesCode(req.redirectURI, code.RedirectURI, c) {
-		return fail(oauthErr(errInvalidGrant, "redirect_uri does not match the authorization request"))
-	}
-	if !pkce.VerifyS256(req.verifier, code.CodeChallenge) {
-		return fail(oauthErr(errInvalidGrant, "code_verifier does not match the code_challenge"))
-	}
-	resources, err := narrowResources(code.Resources, req.resources)
-	if err != nil {
-		return fail(err.(*Error))
-	}
+	// The checks and the refresh token run inside the store's consume
+	// transaction: a code that fails a check is spent and its grant
+	// revoked, so a stolen code is worth nothing to anyone; a database
+	// failure while storing the refresh token leaves the code redeemable,
+	// so the client's retry is not mistaken for a replay.
+	var resources []string
 	resp := &tokenResponse{}
-	if allowedGrant(c, GrantRefreshToken) {
+	code, err := s.store.ConsumeAuthCode(ctx, tokens.Hash(req.code), now, func(code store.AuthCode) (*store.RefreshToken, error) {
+		if code.ClientID != c.ID {
+			return nil, oauthErr(errInvalidGrant, "the authorization code was issued to another client")
+		}
+		if !redirectMatchesCode(req.redirectURI, code.RedirectURI, c) {
+			return nil, oauthErr(errInvalidGrant, "redirect_uri does not match the authorization request")
+		}
+		if !pkce.VerifyS256(req.verifier, code.CodeChallenge) {
+			return nil, oauthErr(errInvalidGrant, "code_verifier does not match the code_challenge")
+		}
+		var err error
+		if resources, err = narrowResources(code.Resources, req.resources); err != nil {
+			return nil, err
+		}
+		if !allowedGrant(c, GrantRefreshToken) {
+			return nil, nil
+		}
 		// The grant was created with the code, so its absolute lifetime
 		// ends GrantTTL after the code's creation.
 		rt, secret, err := s.newRefreshToken(code.GrantID, c.ID, "", now, code.CreatedAt.Add(s.opts.GrantTTL))
 		if err != nil {
 			return nil, err
 		}
-		if err := s.store.CreateRefreshToken(ctx, rt, now); err != nil {
-			if errors.Is(err, store.ErrGrantRevoked) || errors.Is(err, store.ErrNotFound) {
-				return nil, oauthErr(errInvalidGrant, "the authorization was revoked")
-			}
-			return nil, err
-		}
 		resp.RefreshToken = secret
+		return &rt, nil
+	})
+	var oe *Error
+	switch {
+	case errors.Is(err, store.ErrCodeReused):
+		s.log.Warn("authorization code replayed; its grant is revoked", "client_id", c.ID)
+		return nil, oauthErr(errInvalidGrant, "the authorization code has already been used")
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrExpired), errors.Is(err, store.ErrGrantRevoked):
+		return nil, oauthErr(errInvalidGrant, "the authorization code is invalid or expired")
+	case errors.As(err, &oe):
+		return nil, oe
+	case err != nil:
+		return nil, err
 	}
 	return s.completeTokenResponse(ctx, resp, code.UserID, c.ID, code.GrantID, code.Scopes, resources, now)
 }

@@ -320,9 +320,9 @@ func (w *writeCounter) CreateAuthCode(ctx context.Context, c store.AuthCode, g s
 	w.n.Add(1)
 	return w.Store.CreateAuthCode(ctx, c, g)
 }
-func (w *writeCounter) ConsumeAuthCode(ctx context.Context, h []byte, now time.Time) (store.AuthCode, error) {
+func (w *writeCounter) ConsumeAuthCode(ctx context.Context, h []byte, now time.Time, redeem store.RedeemFunc) (store.AuthCode, error) {
 	w.n.Add(1)
-	return w.Store.ConsumeAuthCode(ctx, h, now)
+	return w.Store.ConsumeAuthCode(ctx, h, now, redeem)
 }
 func (w *writeCounter) RevokeGrant(ctx context.Context, id string, now time.Time) error {
 	w.n.Add(1)

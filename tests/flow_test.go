@@ -571,6 +571,15 @@ func TestRefreshRules(t *testing.T) {
 			mustEqual(t, "second", refresh(rt, a.ID, aSecret, nil).Error, "invalid_grant")
 			mustEqual(t, "successor after reuse", refresh(r1.RefreshToken, a.ID, aSecret, nil).Error, "invalid_grant")
 		})
+		t.Run("a replay asking for a wider scope or another resource is still reuse", func(t *testing.T) {
+			for _, extra := range []url.Values{{"scope": {"read admin"}}, {"resource": {"https://nope.example.com"}}} {
+				rt := newRT()
+				r1 := refresh(rt, a.ID, aSecret, nil)
+				mustEqual(t, "first", r1.Status, 200)
+				mustEqual(t, "replay with "+extra.Encode(), refresh(rt, a.ID, aSecret, extra).Error, "invalid_grant")
+				mustEqual(t, "successor after the replay", refresh(r1.RefreshToken, a.ID, aSecret, nil).Error, "invalid_grant")
+			}
+		})
 		t.Run("idle lifetime", func(t *testing.T) {
 			rt := newRT()
 			e.clock.Advance(31 * 24 * time.Hour)

@@ -7,9 +7,12 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/authzd/authz/provider"
+	"github.com/authzd/authz/provider/store"
 	"github.com/authzd/authz/provider/store/postgres"
 	"github.com/authzd/authz/provider/store/postgres/pgtest"
 )
@@ -133,4 +136,62 @@ func TestDatabaseOutageIsNotInvalidGrant(t *testing.T) {
 	}
 	resp.Body.Close()
 	mustEqual(t, "readyz after", resp.StatusCode, 200)
+}
+
+// cutMidRedeem cuts the database connection inside the code-consume
+// transaction, after the code's row was deleted and before the refresh
+// token is stored: the worst moment for a non-atomic exchange.
+type cutMidRedeem struct {
+	*postgres.Store
+	proxy *tcpProxy
+	armed atomic.Bool
+}
+
+func (s *cutMidRedeem) ConsumeAuthCode(ctx context.Context, h []byte, now time.Time, redeem store.RedeemFunc) (store.AuthCode, error) {
+	if redeem == nil || !s.armed.CompareAndSwap(true, false) {
+		return s.Store.ConsumeAuthCode(ctx, h, now, redeem)
+	}
+	return s.Store.ConsumeAuthCode(ctx, h, now, func(c store.AuthCode) (*store.RefreshToken, error) {
+		rt, err := redeem(c)
+		s.proxy.setDown(true)
+		return rt, err
+	})
+}
+
+// TestOutageDuringCodeExchangeKeepsTheCode: the connection drops in the
+// middle of redeeming a code. The client gets 503, not invalid_grant, and
+// its retry with the same code succeeds: the code was not spent without
+// its refresh token, and the retry is not taken for a replay.
+func TestOutageDuringCodeExchangeKeepsTheCode(t *testing.T) {
+	t.Parallel()
+	u, err := url.Parse(pgtest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := newProxy(t, u.Host)
+	u.Host = proxy.ln.Addr().String()
+	pg, err := postgres.Open(context.Background(), u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pg.Close)
+	st := &cutMidRedeem{Store: pg, proxy: proxy}
+	e := start(t, st, nil)
+	user, pw := e.user("petra")
+	c, secret, redirect := e.loopbackClient(false)
+	code := e.codeFor(e.browser(), authRequest{clientID: c.ID, redirectURI: redirect, state: "p", verifier: testVerifier}, user, pw)
+
+	st.armed.Store(true)
+	r := e.postToken(exchangeForm(code, redirect, testVerifier, nil), c.ID, secret)
+	mustEqual(t, "status during the cut", r.Status, http.StatusServiceUnavailable)
+	mustEqual(t, "error during the cut", r.Error, "temporarily_unavailable")
+	if st.armed.Load() {
+		t.Fatal("the cut never happened")
+	}
+
+	proxy.setDown(false)
+	r = e.postToken(exchangeForm(code, redirect, testVerifier, nil), c.ID, secret)
+	mustEqual(t, "retry with the same code", r.Status, 200)
+	r = e.postToken(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {r.RefreshToken}}, c.ID, secret)
+	mustEqual(t, "its refresh token", r.Status, 200)
 }

@@ -199,10 +199,15 @@ type InitialAccessToken struct {
 	ExpiresAt time.Time
 }
 
+// RedeemFunc checks a consumed authorization code and returns the refresh
+// token to store with it, or nil for none. It must not call the store.
+type RedeemFunc func(code AuthCode) (*RefreshToken, error)
+
 // NextRefreshFunc validates the presented refresh token and its grant, and
 // returns the successor to store. It runs inside RotateRefreshToken's
-// transaction, before the win / grace / reuse decision: an error from it
-// aborts the rotation with nothing written, and is returned as is.
+// transaction, after the reuse check and before the win / grace decision:
+// an error from it aborts the rotation with nothing written, and is
+// returned as is.
 type NextRefreshFunc func(old RefreshToken, g Grant) (RefreshToken, error)
 
 // Store is the persistence contract. Every implementation must pass
@@ -240,7 +245,15 @@ type Store interface {
 	// ErrCodeReused and revokes the grant it started; an expired code is
 	// deleted and returns ErrExpired; a code whose grant was revoked returns
 	// ErrGrantRevoked; an unknown code returns ErrNotFound.
-	ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time) (AuthCode, error)
+	//
+	// redeem (may be nil) runs inside the same transaction once the code is
+	// known good. If it returns an error, the code stays spent, its grant is
+	// revoked and the error is returned unchanged. Otherwise the refresh
+	// token it returns (if any) is stored in that transaction: either the
+	// code is spent and the token exists, or neither, so a failure while
+	// storing the token leaves the code redeemable and a retry is not a
+	// replay.
+	ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time, redeem RedeemFunc) (AuthCode, error)
 
 	// Grants.
 	GetGrant(ctx context.Context, id string) (Grant, error)
@@ -258,12 +271,13 @@ type Store interface {
 	// RotateRefreshToken exchanges a refresh token in one transaction:
 	//   - unknown → ErrNotFound; grant revoked or past its lifetime →
 	//     ErrGrantRevoked; token past its idle lifetime → ErrExpired;
+	//   - rotated grace or more ago → the grant is revoked, ErrRefreshReused
+	//     (before next runs: a replay is reuse whatever else it asks for);
 	//   - next(old, grant) runs; its error aborts with nothing written;
 	//   - never rotated → it is marked rotated at now and the successor is
 	//     stored (a win);
 	//   - rotated less than grace ago → the successor is stored and the
-	//     earlier successors stay valid (WithinGrace);
-	//   - rotated grace or more ago → the grant is revoked, ErrRefreshReused.
+	//     earlier successors stay valid (WithinGrace).
 	// The grant's LastUsedAt moves to now on success. Nothing is marked
 	// rotated unless its successor is committed in the same transaction.
 	RotateRefreshToken(ctx context.Context, hash []byte, now time.Time, grace time.Duration, next NextRefreshFunc) (Rotation, error)

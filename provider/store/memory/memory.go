@@ -253,7 +253,7 @@ func (s *Store) CreateAuthCode(_ context.Context, code store.AuthCode, g store.G
 
 // ConsumeAuthCode is the single-use gate. The code is deleted on every
 // outcome but "unknown", so it can be presented successfully at most once.
-func (s *Store) ConsumeAuthCode(_ context.Context, hash []byte, now time.Time) (store.AuthCode, error) {
+func (s *Store) ConsumeAuthCode(_ context.Context, hash []byte, now time.Time, redeem store.RedeemFunc) (store.AuthCode, error) {
 	now = norm(now)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -268,16 +268,37 @@ func (s *Store) ConsumeAuthCode(_ context.Context, hash []byte, now time.Time) (
 		}
 		return store.AuthCode{}, store.ErrNotFound
 	}
-	delete(s.codes, string(hash))
 	if !now.Before(c.ExpiresAt) {
+		delete(s.codes, string(hash))
 		return store.AuthCode{}, store.ErrExpired
 	}
 	g, ok := s.grants[c.GrantID]
 	if !ok || !g.Active(now) {
+		delete(s.codes, string(hash))
 		return store.AuthCode{}, store.ErrGrantRevoked
 	}
+	// Nothing changes until every step below has succeeded, as in one
+	// transaction.
+	var rt *store.RefreshToken
+	if redeem != nil {
+		var err error
+		if rt, err = redeem(cloneCode(c)); err != nil {
+			delete(s.codes, string(hash))
+			s.revokeLocked(g.ID, now)
+			return store.AuthCode{}, err
+		}
+		if rt != nil {
+			if _, dup := s.refresh[string(rt.Hash)]; dup {
+				return store.AuthCode{}, store.ErrAlreadyExists
+			}
+		}
+	}
+	delete(s.codes, string(hash))
 	g.LastUsedAt = now
 	s.grants[g.ID] = g
+	if rt != nil {
+		s.refresh[string(rt.Hash)] = cloneRefresh(*rt)
+	}
 	return cloneCode(c), nil
 }
 
@@ -420,10 +441,24 @@ func (s *Store) RotateRefreshToken(_ context.Context, hash []byte, now time.Time
 		return store.Rotation{}, store.ErrExpired
 	}
 
+	withinGrace := false
+	if !old.RotatedAt.IsZero() {
+		// RFC 9700 §4.14.2: a rotated token presented again means it is in
+		// two hands, so the grant is revoked, unless it comes within the
+		// grace window measured from the first rotation, which allows for
+		// a client that lost the first response or raced itself. Decided
+		// before next, so whatever else the replay asks for, it is reuse.
+		if grace <= 0 || now.Sub(old.RotatedAt) >= grace {
+			s.revokeLocked(g.ID, now)
+			return store.Rotation{}, store.ErrRefreshReused
+		}
+		withinGrace = true
+	}
+
 	// next gets copies: whatever it does with them, our state is unchanged
 	// until we decide below. Its error is returned as is, with nothing
 	// written, so a refused request (another client's token, a scope it may
-	// not have) is never counted as reuse.
+	// not have) does not spend a live token.
 	succ, err := next(cloneRefresh(old), cloneGrant(g))
 	if err != nil {
 		return store.Rotation{}, err
@@ -431,19 +466,6 @@ func (s *Store) RotateRefreshToken(_ context.Context, hash []byte, now time.Time
 	succ = cloneRefresh(succ)
 	if succ.GrantID != old.GrantID {
 		return store.Rotation{}, fmt.Errorf("memory: successor belongs to grant %q, not %q", succ.GrantID, old.GrantID)
-	}
-
-	withinGrace := false
-	if !old.RotatedAt.IsZero() {
-		// RFC 9700 §4.14.2: a rotated token presented again means it is in
-		// two hands, so the grant is revoked, unless it comes within the
-		// grace window measured from the first rotation, which allows for
-		// a client that lost the first response or raced itself.
-		if grace <= 0 || now.Sub(old.RotatedAt) >= grace {
-			s.revokeLocked(g.ID, now)
-			return store.Rotation{}, store.ErrRefreshReused
-		}
-		withinGrace = true
 	}
 	if _, dup := s.refresh[string(succ.Hash)]; dup {
 		return store.Rotation{}, store.ErrAlreadyExists

@@ -47,7 +47,7 @@ func BenchmarkRotateRefreshToken(b *testing.B) {
 			must(s.CreateAuthCode(ctx,
 				store.AuthCode{Hash: code, ClientID: "c", UserID: "u", GrantID: gid, CreatedAt: now, ExpiresAt: now.Add(time.Minute)},
 				store.Grant{ID: gid, ClientID: "c", UserID: "u", CodeHash: code, CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour)}))
-			_, err := s.ConsumeAuthCode(ctx, code, now)
+			_, err := s.ConsumeAuthCode(ctx, code, now, nil)
 			must(err)
 			must(s.CreateRefreshToken(ctx, store.RefreshToken{ID: "rt", Hash: hash(c, 0), GrantID: gid, ClientID: "c", CreatedAt: now, ExpiresAt: now.Add(12 * time.Hour)}, now))
 		}

@@ -61,7 +61,7 @@ func (s *Store) CreateAuthCode(ctx context.Context, code store.AuthCode, g store
 // of concurrent callers exactly one gets the row; the others wait on its row
 // lock, find it gone, and are replays, which revoke the grant (RFC 6749
 // §4.1.2). That revocation is committed even though the call fails.
-func (s *Store) ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time) (store.AuthCode, error) {
+func (s *Store) ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time, redeem store.RedeemFunc) (store.AuthCode, error) {
 	now = ts(now)
 	var code store.AuthCode
 	err := s.tx(ctx, func(tx pgx.Tx) (bool, error) {
@@ -87,6 +87,21 @@ func (s *Store) ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time)
 		}
 		if tag.RowsAffected() == 0 {
 			return true, store.ErrGrantRevoked
+		}
+		if redeem == nil {
+			return false, nil
+		}
+		rt, err := redeem(code)
+		if err != nil {
+			// A code that fails its checks is spent, and so is its grant.
+			if _, rerr := tx.Exec(ctx, `UPDATE grants SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1`, code.GrantID, now); rerr != nil {
+				return false, wrap(rerr)
+			}
+			return true, err
+		}
+		if rt != nil {
+			// The grant row is locked by the UPDATE above.
+			return false, insertRefresh(ctx, tx, *rt)
 		}
 		return false, nil
 	})
@@ -207,18 +222,12 @@ func (s *Store) RotateRefreshToken(ctx context.Context, hash []byte, now time.Ti
 		if !now.Before(old.ExpiresAt) {
 			return false, store.ErrExpired
 		}
-		succ, err := next(old, g)
-		if err != nil {
-			return false, err
-		}
-		if succ.GrantID != old.GrantID {
-			return false, fmt.Errorf("postgres: successor belongs to grant %q, not %q", succ.GrantID, old.GrantID)
-		}
 		within := false
 		if !old.RotatedAt.IsZero() {
 			// RFC 9700 §4.14.2: presented again after rotation means the
 			// token is in two hands, unless inside the grace window
-			// measured from the first rotation.
+			// measured from the first rotation. Decided before next, so
+			// whatever else the replay asks for, it is reuse.
 			if grace <= 0 || now.Sub(old.RotatedAt) >= grace {
 				if _, err := tx.Exec(ctx, `UPDATE grants SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1`, g.ID, now); err != nil {
 					return false, wrap(err)
@@ -226,6 +235,13 @@ func (s *Store) RotateRefreshToken(ctx context.Context, hash []byte, now time.Ti
 				return true, store.ErrRefreshReused
 			}
 			within = true
+		}
+		succ, err := next(old, g)
+		if err != nil {
+			return false, err
+		}
+		if succ.GrantID != old.GrantID {
+			return false, fmt.Errorf("postgres: successor belongs to grant %q, not %q", succ.GrantID, old.GrantID)
 		}
 		rot = store.Rotation{Old: old, WithinGrace: within}
 		if !within {

@@ -31,7 +31,7 @@ func testNotFound(t *testing.T, newStore factory) {
 		{"SetUserPassword", func(ctx context.Context, s store.Store) error { return s.SetUserPassword(ctx, "nope", "x") }},
 		{"DeleteUser", func(ctx context.Context, s store.Store) error { return s.DeleteUser(ctx, "nope") }},
 		{"ConsumeAuthCode", func(ctx context.Context, s store.Store) error {
-			_, err := s.ConsumeAuthCode(ctx, randomHash(), now)
+			_, err := s.ConsumeAuthCode(ctx, randomHash(), now, nil)
 			return err
 		}},
 		{"GetGrant", func(ctx context.Context, s store.Store) error { _, err := s.GetGrant(ctx, "nope"); return err }},

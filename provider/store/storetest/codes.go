@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -21,13 +22,64 @@ func testAuthCodes(t *testing.T, newStore factory) {
 		}
 
 		now := at(30 * time.Second)
-		got, err := e.s.ConsumeAuthCode(e.ctx, c.Hash, now)
+		got, err := e.s.ConsumeAuthCode(e.ctx, c.Hash, now, nil)
 		e.must(err, "ConsumeAuthCode")
 		equal(t, "consumed code", got, c, canonCode)
 
 		// Redemption marks the grant used at now: from here on it is listed.
 		g.LastUsedAt = now
 		equal(t, "grant after redemption", e.getGrant(g.ID), g, canonGrant)
+	})
+
+	// The redemption and the refresh token it yields are one transaction.
+	t.Run("RedeemStoresTheRefreshToken", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		c, g := e.code(e.client("c1").ID, e.user("u1").ID)
+		now := at(10 * time.Second)
+		rt := store.RefreshToken{ID: randomID("rt"), Hash: randomHash(), GrantID: g.ID, ClientID: c.ClientID, CreatedAt: now, ExpiresAt: at(idleTTL)}
+		var seen store.AuthCode
+		got, err := e.s.ConsumeAuthCode(e.ctx, c.Hash, now, func(code store.AuthCode) (*store.RefreshToken, error) {
+			seen = code
+			return &rt, nil
+		})
+		e.must(err, "ConsumeAuthCode with redeem")
+		equal(t, "code given to redeem", seen, c, canonCode)
+		equal(t, "consumed code", got, c, canonCode)
+		equal(t, "stored refresh token", e.getRefresh(rt.Hash), rt, canonRefresh)
+		equalTime(t, "grant LastUsedAt", e.getGrant(g.ID).LastUsedAt, now)
+	})
+	t.Run("RedeemErrorSpendsTheCodeAndRevokesTheGrant", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		c, g := e.code(e.client("c1").ID, e.user("u1").ID)
+		now := at(10 * time.Second)
+		errCheck := errors.New("pkce mismatch")
+		_, err := e.s.ConsumeAuthCode(e.ctx, c.Hash, now, func(store.AuthCode) (*store.RefreshToken, error) { return nil, errCheck })
+		if !errors.Is(err, errCheck) {
+			t.Fatalf("err = %v, want redeem's own error", err)
+		}
+		equalTime(t, "RevokedAt", e.getGrant(g.ID).RevokedAt, now)
+		_, err = e.s.ConsumeAuthCode(e.ctx, c.Hash, at(20*time.Second), nil)
+		wantErr(t, "the code after a failed redemption", err, store.ErrCodeReused)
+	})
+	t.Run("FailedTokenInsertLeavesTheCodeRedeemable", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		c, g := e.code(e.client("c1").ID, e.user("u1").ID)
+		other := e.grant(e.client("c2").ID, e.user("u2").ID)
+		taken := e.refresh(other) // its hash is already stored
+		now := at(10 * time.Second)
+		dup := store.RefreshToken{ID: randomID("rt"), Hash: taken.Hash, GrantID: g.ID, ClientID: c.ClientID, CreatedAt: now, ExpiresAt: at(idleTTL)}
+		_, err := e.s.ConsumeAuthCode(e.ctx, c.Hash, now, func(store.AuthCode) (*store.RefreshToken, error) { return &dup, nil })
+		wantErr(t, "storing a refresh token whose hash exists", err, store.ErrAlreadyExists)
+		// Nothing happened: the code is still good and the grant unused.
+		stored := e.getGrant(g.ID)
+		if !stored.LastUsedAt.IsZero() || !stored.RevokedAt.IsZero() {
+			t.Fatalf("grant after a rolled-back redemption: LastUsedAt=%v RevokedAt=%v", stored.LastUsedAt, stored.RevokedAt)
+		}
+		_, err = e.s.ConsumeAuthCode(e.ctx, c.Hash, at(20*time.Second), nil)
+		e.must(err, "ConsumeAuthCode retry")
 	})
 
 	// RFC 6749 §4.1.2: a code used twice must be refused, and the
@@ -39,7 +91,7 @@ func testAuthCodes(t *testing.T, newStore factory) {
 		rt := e.refresh(g)
 
 		replay := at(2 * time.Minute)
-		_, err := e.s.ConsumeAuthCode(e.ctx, g.CodeHash, replay)
+		_, err := e.s.ConsumeAuthCode(e.ctx, g.CodeHash, replay, nil)
 		wantErr(t, "ConsumeAuthCode replay", err, store.ErrCodeReused)
 
 		got := e.getGrant(g.ID)
@@ -50,7 +102,7 @@ func testAuthCodes(t *testing.T, newStore factory) {
 
 		// A third presentation is still reuse, and the revocation instant
 		// stays the first one.
-		_, err = e.s.ConsumeAuthCode(e.ctx, g.CodeHash, at(4*time.Minute))
+		_, err = e.s.ConsumeAuthCode(e.ctx, g.CodeHash, at(4*time.Minute), nil)
 		wantErr(t, "ConsumeAuthCode third time", err, store.ErrCodeReused)
 		equalTime(t, "RevokedAt after a third presentation", e.getGrant(g.ID).RevokedAt, replay)
 	})
@@ -71,7 +123,7 @@ func testAuthCodes(t *testing.T, newStore factory) {
 				t.Parallel()
 				e := newEnv(t, newStore)
 				c, g := e.code(e.client("c1").ID, e.user("u1").ID)
-				_, err := e.s.ConsumeAuthCode(e.ctx, c.Hash, tt.now)
+				_, err := e.s.ConsumeAuthCode(e.ctx, c.Hash, tt.now, nil)
 				wantErr(t, "ConsumeAuthCode", err, tt.want)
 				if tt.want == nil {
 					equalTime(t, "LastUsedAt", e.getGrant(g.ID).LastUsedAt, tt.now)
@@ -79,7 +131,7 @@ func testAuthCodes(t *testing.T, newStore factory) {
 				}
 				// An expired code is deleted: it never works again, even
 				// presented with an earlier clock, and its grant was never used.
-				_, err = e.s.ConsumeAuthCode(e.ctx, c.Hash, base)
+				_, err = e.s.ConsumeAuthCode(e.ctx, c.Hash, base, nil)
 				wantOneOf(t, "ConsumeAuthCode of a deleted expired code", err, store.ErrNotFound, store.ErrCodeReused, store.ErrExpired)
 				if got, err := e.s.GetGrant(e.ctx, g.ID); err == nil && !got.LastUsedAt.IsZero() {
 					t.Errorf("grant of an expired code has LastUsedAt %v, want zero", got.LastUsedAt)
@@ -117,7 +169,7 @@ func testAuthCodes(t *testing.T, newStore factory) {
 				if tt.setup != nil {
 					tt.setup(e, g)
 				}
-				_, err := e.s.ConsumeAuthCode(e.ctx, c.Hash, tt.now)
+				_, err := e.s.ConsumeAuthCode(e.ctx, c.Hash, tt.now, nil)
 				wantErr(t, "ConsumeAuthCode", err, store.ErrGrantRevoked)
 				if got := e.getGrant(g.ID); !got.LastUsedAt.IsZero() {
 					t.Errorf("LastUsedAt = %v, want zero: the code was refused", got.LastUsedAt)
@@ -137,12 +189,12 @@ func testAuthCodes(t *testing.T, newStore factory) {
 		cl, u := e.client("c1"), e.user("u1")
 		c1, g1 := e.code(cl.ID, u.ID)
 		c2, g2 := e.code(cl.ID, u.ID)
-		_, err := e.s.ConsumeAuthCode(e.ctx, c1.Hash, at(time.Second))
+		_, err := e.s.ConsumeAuthCode(e.ctx, c1.Hash, at(time.Second), nil)
 		e.must(err, "ConsumeAuthCode c1")
-		_, err = e.s.ConsumeAuthCode(e.ctx, c1.Hash, at(2*time.Second))
+		_, err = e.s.ConsumeAuthCode(e.ctx, c1.Hash, at(2*time.Second), nil)
 		wantErr(t, "ConsumeAuthCode c1 again", err, store.ErrCodeReused)
 		// Replaying c1 revokes g1 only.
-		got, err := e.s.ConsumeAuthCode(e.ctx, c2.Hash, at(3*time.Second))
+		got, err := e.s.ConsumeAuthCode(e.ctx, c2.Hash, at(3*time.Second), nil)
 		e.must(err, "ConsumeAuthCode c2")
 		equal(t, "code 2", got, c2, canonCode)
 		if e.getGrant(g1.ID).RevokedAt.IsZero() {
@@ -169,7 +221,7 @@ func testGrants(t *testing.T, newStore factory) {
 		newestCode, newest := e.code(c2, u1, grantCreatedAt(at(2*time.Minute)), longCode)
 		middleCode, middle := e.code(c1, u1, grantCreatedAt(at(time.Minute)), longCode) // the same client again: a second device
 		for i, c := range []store.AuthCode{newestCode, middleCode, oldestCode} {
-			_, err := e.s.ConsumeAuthCode(e.ctx, c.Hash, at(3*time.Minute+time.Duration(i)*time.Second))
+			_, err := e.s.ConsumeAuthCode(e.ctx, c.Hash, at(3*time.Minute+time.Duration(i)*time.Second), nil)
 			e.must(err, "ConsumeAuthCode")
 		}
 		newest.LastUsedAt = at(3 * time.Minute)

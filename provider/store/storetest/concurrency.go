@@ -64,7 +64,7 @@ func testConcurrency(t *testing.T, newStore factory) {
 		c, g := e.code(e.client("c1").ID, e.user("u1").ID)
 		now := at(time.Second)
 		errs := race(func(int) error {
-			_, err := e.s.ConsumeAuthCode(e.ctx, c.Hash, now)
+			_, err := e.s.ConsumeAuthCode(e.ctx, c.Hash, now, nil)
 			return err
 		})
 		n, other := count(errs, store.ErrCodeReused)
@@ -86,7 +86,7 @@ func testConcurrency(t *testing.T, newStore factory) {
 		}
 		now := at(time.Second)
 		errs := race(func(i int) error {
-			got, err := e.s.ConsumeAuthCode(e.ctx, codes[i].Hash, now)
+			got, err := e.s.ConsumeAuthCode(e.ctx, codes[i].Hash, now, nil)
 			if err == nil && got.GrantID != codes[i].GrantID {
 				return errors.New("consumed the wrong code: grant " + got.GrantID)
 			}

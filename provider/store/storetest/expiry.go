@@ -31,7 +31,7 @@ func testDeleteExpired(t *testing.T, newStore factory) {
 	liveCode, livePending := e.code(c, u, codeExpiresAt(live)) // unredeemed, but its code can still be used
 	deadCode, deadPending := e.code(c, u, codeExpiresAt(now))
 	spentCode, spentPending := e.code(c, u) // its code is refused as expired below, and so deleted
-	_, err := e.s.ConsumeAuthCode(e.ctx, spentCode.Hash, at(codeTTL))
+	_, err := e.s.ConsumeAuthCode(e.ctx, spentCode.Hash, at(codeTTL), nil)
 	wantErr(t, "ConsumeAuthCode of an expired code", err, store.ErrExpired)
 
 	liveGrant := e.grant(c, u)
@@ -82,7 +82,7 @@ func testDeleteExpired(t *testing.T, newStore factory) {
 		if revoked, err := e.s.AccessTokenRevoked(e.ctx, "dead-jti", early); err != nil || revoked {
 			t.Errorf("AccessTokenRevoked(dead-jti) = %v, %v; want false, nil", revoked, err)
 		}
-		_, err = e.s.ConsumeAuthCode(e.ctx, deadCode.Hash, early)
+		_, err = e.s.ConsumeAuthCode(e.ctx, deadCode.Hash, early, nil)
 		wantErr(t, "ConsumeAuthCode of a swept code (its grant is gone too)", err, store.ErrNotFound)
 		for name, id := range map[string]string{
 			"grant whose code expired":         deadPending.ID,
@@ -120,7 +120,7 @@ func testDeleteExpired(t *testing.T, newStore factory) {
 		equal(t, "refresh token one microsecond from the grant's end", e.getRefresh(lastRT.Hash), lastRT, canonRefresh)
 
 		// And they still work.
-		got2, err := e.s.ConsumeAuthCode(e.ctx, liveCode.Hash, now)
+		got2, err := e.s.ConsumeAuthCode(e.ctx, liveCode.Hash, now, nil)
 		e.must(err, "ConsumeAuthCode live")
 		equal(t, "live code", got2, liveCode, canonCode)
 		e.rotate(liveRT.Hash, now, grace)

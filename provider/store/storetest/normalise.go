@@ -66,7 +66,7 @@ func testTimeNormalisation(t *testing.T, newStore factory) {
 			c.CreatedAt, c.ExpiresAt = odd(0), odd(codeTTL)
 			g.CreatedAt, g.ExpiresAt = odd(0), odd(grantTTL)
 		})
-		got, err := e.s.ConsumeAuthCode(e.ctx, c.Hash, odd(time.Second))
+		got, err := e.s.ConsumeAuthCode(e.ctx, c.Hash, odd(time.Second), nil)
 		e.must(err, "ConsumeAuthCode")
 		check(t, "code CreatedAt", got.CreatedAt, 0)
 		check(t, "code ExpiresAt", got.ExpiresAt, codeTTL)
@@ -244,7 +244,7 @@ func testNoAliasing(t *testing.T, newStore factory) {
 		wantCode, wantGrant := mk()
 		equal(t, "grant after the caller changed its input", e.getGrant("g1"), wantGrant, canonGrant)
 
-		got, err := e.s.ConsumeAuthCode(e.ctx, fixedHash("code"), at(time.Second))
+		got, err := e.s.ConsumeAuthCode(e.ctx, fixedHash("code"), at(time.Second), nil)
 		e.must(err, "ConsumeAuthCode")
 		equal(t, "code after the caller changed its input", got, wantCode, canonCode)
 		scribbleStrings(got.Scopes)

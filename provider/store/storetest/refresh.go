@@ -291,8 +291,9 @@ func testRefreshTokens(t *testing.T, newStore factory) {
 	})
 
 	// next validates the request (client binding, scope narrowing); when it
-	// refuses, nothing happened: the token is not spent and, crucially, a
-	// refused presentation of a rotated token is not counted as reuse.
+	// refuses, nothing happened: the token is not spent. A rotated token
+	// presented after the grace window is reuse before next is asked, so a
+	// replay cannot dodge detection by also asking for something refused.
 	t.Run("NextErrorWritesNothing", func(t *testing.T) {
 		t.Parallel()
 		errRefused := errors.New("storetest: refused by next")
@@ -307,7 +308,6 @@ func testRefreshTokens(t *testing.T, newStore factory) {
 		}{
 			{"fresh token", -1, 0},
 			{"inside grace", 0, time.Second},
-			{"after grace", 0, grace + time.Hour},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
@@ -336,5 +336,25 @@ func testRefreshTokens(t *testing.T, newStore factory) {
 				}
 			})
 		}
+		t.Run("after grace it is reuse, whatever next would say", func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, newStore)
+			g := e.grant(e.client("c1").ID, e.user("u1").ID)
+			rt := e.refresh(g)
+			succ := e.rotate(rt.Hash, t0, grace).New
+			now := t0.Add(grace + time.Hour)
+			called := false
+			_, err := e.s.RotateRefreshToken(e.ctx, rt.Hash, now, grace, func(store.RefreshToken, store.Grant) (store.RefreshToken, error) {
+				called = true
+				return store.RefreshToken{}, errRefused
+			})
+			wantErr(t, "replay after grace with a refusing next", err, store.ErrRefreshReused)
+			if called {
+				t.Error("next ran for a reused token")
+			}
+			equalTime(t, "RevokedAt", e.getGrant(g.ID).RevokedAt, now)
+			_, err = e.s.RotateRefreshToken(e.ctx, succ.Hash, now.Add(time.Second), grace, successor(now))
+			wantErr(t, "the successor after reuse", err, store.ErrGrantRevoked)
+		})
 	})
 }

@@ -239,7 +239,7 @@ func (e *env) grant(clientID, userID string, opts ...grantOpt) store.Grant {
 	e.t.Helper()
 	c, g := e.code(clientID, userID, opts...)
 	now := g.CreatedAt.Add(redeemAt)
-	_, err := e.s.ConsumeAuthCode(e.ctx, c.Hash, now)
+	_, err := e.s.ConsumeAuthCode(e.ctx, c.Hash, now, nil)
 	e.must(err, "ConsumeAuthCode")
 	g.LastUsedAt = now
 	return g
