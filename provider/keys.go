@@ -80,6 +80,9 @@ func RotateSigningKey(ctx context.Context, st store.Store, encKey []byte, alg st
 	if alg == "" {
 		alg = "ES256"
 	}
+	if r == nil {
+		r = rand.Reader
+	}
 	k, err := tokens.GenerateKey(r, alg)
 	if err != nil {
 		return err

@@ -175,7 +175,15 @@ func (s *Server) Handler() http.Handler {
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		http.Error(w, "not found", http.StatusNotFound)
 	})
-	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The OAuth endpoints that speak JSON answer in JSON even here
+		// (RFC 6749 §5.2), so clients can show the error.
+		for _, p := range []string{PathToken, PathRevoke, PathIntrospect, PathRegister} {
+			if strings.HasPrefix(r.URL.Path, s.issuerPath+p) {
+				s.writeJSONError(w, r, &Error{Code: errInvalidRequest, Description: "method " + r.Method + " is not allowed here", Status: http.StatusMethodNotAllowed})
+				return
+			}
+		}
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 	})
 	return s.recoverer(limitBody(r))

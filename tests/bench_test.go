@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -97,12 +98,19 @@ func BenchmarkCodeExchangePostgres(b *testing.B) {
 func BenchmarkRefreshPostgres(b *testing.B) {
 	e := benchEnv(b)
 	c, secret, redirect := e.loopbackClient(false)
-	codes := e.codes(64, c, redirect)
+	// Each round of RunParallel starts 8×GOMAXPROCS clients, one code each;
+	// the benchmark framework runs a handful of rounds.
+	codes := e.codes(8*runtime.GOMAXPROCS(0)*10, c, redirect)
 	var mu sync.Mutex
 	b.SetParallelism(8)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		mu.Lock()
+		if len(codes) == 0 {
+			mu.Unlock()
+			b.Error("out of authorization codes: raise the count above")
+			return
+		}
 		code := codes[0]
 		codes = codes[1:]
 		mu.Unlock()

@@ -229,6 +229,13 @@ func TestCodeRules(t *testing.T) {
 			return e.codeFor(e.browser(), authRequest{clientID: a.ID, redirectURI: redirect, state: "x", verifier: testVerifier}, user, pw)
 		}
 
+		t.Run("redirect_uri sent to authorize must be sent again", func(t *testing.T) {
+			code := newCode()
+			f := exchangeForm(code, redirect, testVerifier, nil)
+			f.Del("redirect_uri")
+			r := e.postToken(f, a.ID, aSecret)
+			mustEqual(t, "without redirect_uri", r.Error, "invalid_grant")
+		})
 		t.Run("replay fails and revokes the grant of the first redemption", func(t *testing.T) {
 			code := newCode()
 			first := e.postToken(exchangeForm(code, redirect, testVerifier, nil), a.ID, aSecret)
@@ -377,6 +384,9 @@ func TestAuthorizeErrors(t *testing.T) {
 					t.Fatalf("redirected to %q", p.location)
 				}
 				mustEqual(t, "error", loc.Query().Get("error"), tc.error)
+				if loc.Query().Get("error_description") == "" {
+					t.Fatal("error redirect without error_description")
+				}
 				mustEqual(t, "state", loc.Query().Get("state"), "a b&c=d")
 				mustEqual(t, "iss", loc.Query().Get("iss"), e.issuer)
 				if loc.Query().Get("code") != "" {
