@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -70,40 +71,114 @@ type clientView struct {
 	Metadata     store.ClientMetadata `json:"metadata"`
 }
 
+// clientFlags are the client metadata flags of `client create` and
+// `client update`: everything RFC 7591 registration accepts, plus the
+// administrator's allowances (scopes and resources).
+type clientFlags struct {
+	name, appType, authMethod, clientURI, logoURI, tosURI, policyURI string
+	softwareID, softwareVersion, jwksURI, jwks                       string
+	public                                                           bool
+	redirects, scopes, resources, grants, contacts                   listFlag
+}
+
+func (f *clientFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.name, "name", "", "client name shown on the consent page")
+	fs.Var(&f.redirects, "redirect-uri", "redirect URI (repeatable)")
+	fs.BoolVar(&f.public, "public", false, "public client (no secret; PKCE protects it)")
+	fs.Var(&f.scopes, "scope", "scope the client may request (repeatable)")
+	fs.Var(&f.resources, "resource", "resource the client may request tokens for (repeatable; none: every configured resource)")
+	fs.Var(&f.grants, "grant-type", "grant type: authorization_code, refresh_token, client_credentials (repeatable; default the first two)")
+	fs.StringVar(&f.appType, "application-type", "", "web or native (default: native for loopback and private-use scheme redirects)")
+	fs.StringVar(&f.authMethod, "auth-method", "", "token endpoint auth method: client_secret_basic (default), client_secret_post, private_key_jwt, none")
+	fs.StringVar(&f.clientURI, "client-uri", "", "the client's home page")
+	fs.StringVar(&f.logoURI, "logo-uri", "", "logo shown on the consent page")
+	fs.StringVar(&f.tosURI, "tos-uri", "", "terms of service")
+	fs.StringVar(&f.policyURI, "policy-uri", "", "privacy policy")
+	fs.Var(&f.contacts, "contact", "contact address (repeatable)")
+	fs.StringVar(&f.softwareID, "software-id", "", "RFC 7591 software_id")
+	fs.StringVar(&f.softwareVersion, "software-version", "", "RFC 7591 software_version")
+	fs.StringVar(&f.jwksURI, "jwks-uri", "", "URL of the client's JWK Set (private_key_jwt)")
+	fs.StringVar(&f.jwks, "jwks", "", "the client's JWK Set as JSON, or @file (private_key_jwt)")
+}
+
+// apply copies the flags that were given onto m.
+func (f *clientFlags) apply(fs *flag.FlagSet, m *store.ClientMetadata) error {
+	var err error
+	fs.Visit(func(fl *flag.Flag) {
+		switch fl.Name {
+		case "name":
+			m.Name = f.name
+		case "redirect-uri":
+			m.RedirectURIs = f.redirects
+		case "public":
+			if f.public {
+				m.TokenEndpointAuthMethod = store.AuthMethodNone
+			}
+		case "scope":
+			m.Scopes = f.scopes
+		case "resource":
+			m.Resources = f.resources
+		case "grant-type":
+			m.GrantTypes = f.grants
+		case "application-type":
+			m.ApplicationType = f.appType
+		case "auth-method":
+			m.TokenEndpointAuthMethod = f.authMethod
+		case "client-uri":
+			m.ClientURI = f.clientURI
+		case "logo-uri":
+			m.LogoURI = f.logoURI
+		case "tos-uri":
+			m.TOSURI = f.tosURI
+		case "policy-uri":
+			m.PolicyURI = f.policyURI
+		case "contact":
+			m.Contacts = f.contacts
+		case "software-id":
+			m.SoftwareID = f.softwareID
+		case "software-version":
+			m.SoftwareVersion = f.softwareVersion
+		case "jwks-uri":
+			m.JWKSURI = f.jwksURI
+		case "jwks":
+			raw := []byte(f.jwks)
+			if strings.HasPrefix(f.jwks, "@") {
+				raw, err = os.ReadFile(f.jwks[1:])
+			}
+			if err == nil && !json.Valid(raw) {
+				err = errors.New("--jwks is not JSON")
+			}
+			m.JWKS = raw
+		}
+	})
+	if f.public && f.authMethod != "" && f.authMethod != store.AuthMethodNone {
+		return usageError{"--public and --auth-method " + f.authMethod + " contradict each other"}
+	}
+	return err
+}
+
 func (e env) clientCreate(args []string) error {
-	var name, appType, authMethod string
-	var public, asJSON bool
-	var redirects, scopes, resources, grants listFlag
-	st, _, _, err := e.adminCommand("client create", args, func(fs *flag.FlagSet) {
-		fs.StringVar(&name, "name", "", "client name shown on the consent page")
-		fs.Var(&redirects, "redirect-uri", "redirect URI (repeatable)")
-		fs.BoolVar(&public, "public", false, "public client (no secret; PKCE protects it)")
-		fs.Var(&scopes, "scope", "scope the client may request (repeatable)")
-		fs.Var(&resources, "resource", "resource the client may request tokens for (repeatable)")
-		fs.Var(&grants, "grant-type", "grant type (repeatable; default authorization_code and refresh_token)")
-		fs.StringVar(&appType, "application-type", "", "web or native (default: native for loopback and private-use scheme redirects)")
-		fs.StringVar(&authMethod, "auth-method", "", "token endpoint auth method for a confidential client (client_secret_basic or client_secret_post)")
+	var f clientFlags
+	var asJSON bool
+	var fs *flag.FlagSet
+	st, _, _, err := e.adminCommand("client create", args, func(set *flag.FlagSet) {
+		fs = set
+		f.register(fs)
 		fs.BoolVar(&asJSON, "json", false, "print one JSON object")
 	})
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	if name == "" {
+	if f.name == "" {
 		return usageError{"client create needs --name"}
 	}
-	if appType == "" {
-		appType = provider.ApplicationTypeFor(redirects)
-	}
-	if public {
-		authMethod = store.AuthMethodNone
-	}
-	if len(grants) == 0 {
-		grants = listFlag{provider.GrantAuthorizationCode, provider.GrantRefreshToken}
-	}
 	m := store.ClientMetadata{
-		Name: name, RedirectURIs: redirects, TokenEndpointAuthMethod: authMethod, GrantTypes: grants,
-		ApplicationType: appType, Scopes: scopes, Resources: resources,
+		GrantTypes:      []string{provider.GrantAuthorizationCode, provider.GrantRefreshToken},
+		ApplicationType: provider.ApplicationTypeFor(f.redirects),
+	}
+	if err := f.apply(fs, &m); err != nil {
+		return err
 	}
 	c, secret, err := provider.NewClient(m, time.Now(), rand.Reader)
 	if err != nil {
@@ -112,6 +187,10 @@ func (e env) clientCreate(args []string) error {
 	if err := st.CreateClient(e.ctx, c); err != nil {
 		return err
 	}
+	return e.printClient(c, secret, asJSON)
+}
+
+func (e env) printClient(c store.Client, secret string, asJSON bool) error {
 	v := clientView{ClientID: c.ID, ClientSecret: secret, CreatedAt: c.CreatedAt, Metadata: c.Metadata}
 	if asJSON {
 		return json.NewEncoder(e.stdout).Encode(v)
@@ -121,6 +200,63 @@ func (e env) clientCreate(args []string) error {
 		fmt.Fprintf(e.stdout, "client_secret: %s\n(shown once: only its hash is stored)\n", secret)
 	}
 	return nil
+}
+
+// clientUpdate changes the metadata given by flags and keeps the rest. A
+// client stays public or confidential (delete and re-create to change
+// that); moving to a secret method, or --rotate-secret, issues a new
+// secret, shown once; moving to private_key_jwt drops the secret.
+func (e env) clientUpdate(args []string) error {
+	var f clientFlags
+	var asJSON, rotate bool
+	var fs *flag.FlagSet
+	st, pos, _, err := e.adminCommand("client update", args, func(set *flag.FlagSet) {
+		fs = set
+		f.register(fs)
+		fs.BoolVar(&rotate, "rotate-secret", false, "issue a new client secret (the old one stops working)")
+		fs.BoolVar(&asJSON, "json", false, "print one JSON object")
+	})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if len(pos) != 1 {
+		return usageError{"client update needs one client ID"}
+	}
+	c, err := st.GetClient(e.ctx, pos[0])
+	if err != nil {
+		return fmt.Errorf("client %s: %w", pos[0], err)
+	}
+	wasPublic := c.Public()
+	m := c.Metadata
+	if err := f.apply(fs, &m); err != nil {
+		return err
+	}
+	if err := provider.CheckClientMetadata(&m); err != nil {
+		return err
+	}
+	if (m.TokenEndpointAuthMethod == store.AuthMethodNone) != wasPublic {
+		return errors.New("a client cannot switch between public and confidential: delete it and create a new one")
+	}
+	usesSecret := m.TokenEndpointAuthMethod == store.AuthMethodClientSecretBasic || m.TokenEndpointAuthMethod == store.AuthMethodClientSecretPost
+	if rotate && !usesSecret {
+		return errors.New("--rotate-secret: this client does not authenticate with a secret")
+	}
+	var secret string
+	switch {
+	case usesSecret && (c.SecretHash == nil || rotate):
+		if secret, err = tokens.NewSecret(rand.Reader, tokens.PrefixClientSecret); err != nil {
+			return err
+		}
+		c.SecretHash = tokens.Hash(secret)
+	case !usesSecret:
+		c.SecretHash = nil
+	}
+	c.Metadata, c.UpdatedAt = m, time.Now()
+	if err := st.UpdateClient(e.ctx, c); err != nil {
+		return err
+	}
+	return e.printClient(c, secret, asJSON)
 }
 
 func (e env) clientList(args []string) error {

@@ -2,7 +2,7 @@
 //
 //	authz serve [--dev]              run the server
 //	authz migrate                    apply database migrations
-//	authz client create|list|show|delete
+//	authz client create|update|list|show|delete
 //	authz user create|set-password|delete|list
 //	authz keys rotate                make a new signing key current
 //	authz token initial-access create

@@ -22,7 +22,11 @@ Usage:
   authz serve [--dev] [flags]        run the server (--dev seeds a demo user and client)
   authz migrate [flags]              apply database migrations
   authz client create --name N --redirect-uri U [--redirect-uri U2 ...] [--public]
-                      [--scope S ...] [--resource R ...] [--grant-type G ...] [--json]
+                      [--scope S ...] [--resource R ...] [--grant-type G ...]
+                      [--auth-method M] [--jwks JSON|@file | --jwks-uri U] [--json]
+                      (and --application-type, --client-uri, --logo-uri, --tos-uri,
+                      --policy-uri, --contact, --software-id, --software-version)
+  authz client update ID [the same flags] [--rotate-secret] [--json]
   authz client list|show ID|delete ID
   authz user create NAME --password-stdin
   authz user set-password NAME --password-stdin
@@ -84,6 +88,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return e.clientList(rest[1:])
 		case "show":
 			return e.clientShow(rest[1:])
+		case "update":
+			return e.clientUpdate(rest[1:])
 		case "delete":
 			return e.clientDelete(rest[1:])
 		}

@@ -4,11 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,8 +21,10 @@ import (
 	"testing"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/authzd/authz/provider/store"
 	"github.com/authzd/authz/provider/store/postgres/pgtest"
 )
 
@@ -330,5 +336,137 @@ func TestAdminCommandsRefuseMemoryStore(t *testing.T) {
 	_, stderr, code = runCmd(t, nil, "", "frobnicate")
 	if code != 2 || !strings.Contains(stderr, "unknown command") {
 		t.Fatalf("unknown command: %d %q", code, stderr)
+	}
+}
+
+// TestClientAdministration: `authz client` covers what registration does,
+// plus allowances; `authz token initial-access create` feeds the "token"
+// registration policy. Checked against a running server on PostgreSQL.
+func TestClientAdministration(t *testing.T) {
+	t.Parallel()
+	dbURL := pgtest.URL(t)
+	env := []string{"AUTHZ_DATABASE_URL=" + dbURL, "AUTHZ_ENCRYPTION_KEY=" + testEncryptionKey,
+		"AUTHZ_RESOURCES=https://api.example.com,https://mcp.example.com/mcp", "AUTHZ_SCOPES=read,write", "AUTHZ_REGISTRATION=token"}
+	type view struct {
+		ClientID     string               `json:"client_id"`
+		ClientSecret string               `json:"client_secret"`
+		Metadata     store.ClientMetadata `json:"metadata"`
+	}
+	run := func(stdin string, args ...string) view {
+		t.Helper()
+		out, stderr, code := runCmd(t, env, stdin, args...)
+		if code != 0 {
+			t.Fatalf("authz %s: %d %s", strings.Join(args, " "), code, stderr)
+		}
+		var v view
+		if err := json.Unmarshal([]byte(out), &v); err != nil {
+			t.Fatalf("authz %s printed %q", strings.Join(args, " "), out)
+		}
+		return v
+	}
+
+	full := run("", "client", "create", "--name", "Full", "--redirect-uri", "https://app.example.com/cb",
+		"--scope", "read", "--resource", "https://mcp.example.com/mcp", "--auth-method", "client_secret_post",
+		"--client-uri", "https://app.example.com", "--logo-uri", "https://app.example.com/logo.png",
+		"--tos-uri", "https://app.example.com/tos", "--policy-uri", "https://app.example.com/privacy",
+		"--contact", "ops@example.com", "--software-id", "sw-1", "--software-version", "1.2", "--json")
+	m := full.Metadata
+	if m.TokenEndpointAuthMethod != "client_secret_post" || m.ClientURI != "https://app.example.com" || m.LogoURI == "" || m.TOSURI == "" ||
+		m.PolicyURI == "" || len(m.Contacts) != 1 || m.SoftwareID != "sw-1" || m.SoftwareVersion != "1.2" ||
+		len(m.Resources) != 1 || len(m.Scopes) != 1 || m.ApplicationType != "web" || full.ClientSecret == "" {
+		t.Fatalf("created %+v", full)
+	}
+
+	native := run("", "client", "create", "--name", "IDE", "--public", "--redirect-uri", "jetbrains://gateway/cb", "--json")
+	if native.ClientSecret != "" || native.Metadata.TokenEndpointAuthMethod != "none" || native.Metadata.ApplicationType != "native" {
+		t.Fatalf("public client %+v", native)
+	}
+	if _, stderr, code := runCmd(t, env, "", "client", "create", "--name", "x", "--application-type", "web", "--redirect-uri", "jetbrains://x/cb"); code == 0 || !strings.Contains(stderr, "native") {
+		t.Fatalf("web client with a private-use scheme: %d %s", code, stderr)
+	}
+
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key.Public(), KeyID: "k1", Algorithm: "ES256", Use: "sig"}}})
+	jwksFile := t.TempDir() + "/jwks.json"
+	if err := os.WriteFile(jwksFile, jwks, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	signed := run("", "client", "create", "--name", "Signed", "--grant-type", "client_credentials", "--auth-method", "private_key_jwt", "--jwks", "@"+jwksFile, "--json")
+	if signed.ClientSecret != "" || len(signed.Metadata.JWKS) == 0 {
+		t.Fatalf("private_key_jwt client %+v", signed)
+	}
+
+	svc := run("", "client", "create", "--name", "svc", "--grant-type", "client_credentials", "--scope", "read", "--json")
+	s := startServer(t, env)
+	defer s.stop(t)
+	issuer := "http://" + s.addr
+	cc := func(id, secret, resource string) (int, string) {
+		form := url.Values{"grant_type": {"client_credentials"}}
+		if resource != "" {
+			form.Set("resource", resource)
+		}
+		req, _ := http.NewRequest("POST", issuer+"/oauth2/token", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth(id, secret)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body struct {
+			Error string `json:"error"`
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		return resp.StatusCode, body.Error
+	}
+	if status, _ := cc(svc.ClientID, svc.ClientSecret, "https://api.example.com"); status != 200 {
+		t.Fatalf("client_credentials: %d", status)
+	}
+
+	// update: narrow the resources, rotate the secret.
+	upd := run("", "client", "update", svc.ClientID, "--resource", "https://mcp.example.com/mcp", "--name", "svc v2", "--rotate-secret", "--json")
+	if upd.Metadata.Name != "svc v2" || len(upd.Metadata.Resources) != 1 || upd.ClientSecret == "" || upd.ClientSecret == svc.ClientSecret {
+		t.Fatalf("update %+v", upd)
+	}
+	if len(upd.Metadata.Scopes) != 1 || upd.Metadata.Scopes[0] != "read" {
+		t.Fatalf("update dropped flags it was not given: %+v", upd.Metadata)
+	}
+	if status, code := cc(svc.ClientID, svc.ClientSecret, ""); status != 401 || code != "invalid_client" {
+		t.Fatalf("old secret after rotation: %d %s", status, code)
+	}
+	if status, code := cc(upd.ClientID, upd.ClientSecret, "https://api.example.com"); code != "invalid_target" {
+		t.Fatalf("resource removed by update: %d %s", status, code)
+	}
+	if status, _ := cc(upd.ClientID, upd.ClientSecret, "https://mcp.example.com/mcp"); status != 200 {
+		t.Fatalf("allowed resource after update: %d", status)
+	}
+	if _, stderr, code := runCmd(t, env, "", "client", "update", native.ClientID, "--auth-method", "client_secret_basic"); code == 0 || !strings.Contains(stderr, "public and confidential") {
+		t.Fatalf("public to confidential: %d %s", code, stderr)
+	}
+
+	// token initial-access create feeds the "token" registration policy.
+	out, stderr, code := runCmd(t, env, "", "token", "initial-access", "create", "--ttl", "1h")
+	iat := strings.TrimSpace(out)
+	if code != 0 || !strings.HasPrefix(iat, "authz_iat_") {
+		t.Fatalf("initial-access create: %d %q %s", code, out, stderr)
+	}
+	register := func(bearer string) int {
+		req, _ := http.NewRequest("POST", issuer+"/oauth2/register", strings.NewReader(`{"redirect_uris":["https://a.example.com/cb"]}`))
+		req.Header.Set("Content-Type", "application/json")
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := register(""); got != 401 {
+		t.Fatalf("registration without the initial access token: %d", got)
+	}
+	if got := register(iat); got != 201 {
+		t.Fatalf("registration with the initial access token: %d", got)
 	}
 }

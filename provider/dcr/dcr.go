@@ -288,8 +288,14 @@ func checkString(name, v string) *Error {
 	return nil
 }
 
-// dangerousSchemes are never accepted as redirect targets.
-var dangerousSchemes = []string{"javascript", "data", "file", "vbscript", "blob", "about", "filesystem"}
+// dangerousSchemes are never accepted as redirect targets: schemes that
+// run script or read local content, and well-known schemes that belong to
+// other applications (mail, telephony, file transfer, web sockets), which
+// a private-use scheme (RFC 8252 §7.1) must not be.
+var dangerousSchemes = []string{
+	"javascript", "data", "file", "vbscript", "blob", "about", "filesystem", "view-source",
+	"mailto", "tel", "sms", "ftp", "ws", "wss",
+}
 
 // ValidateRedirectURI checks one redirect URI for a client of appType (web
 // or native). Every client may use https and http on a loopback address
