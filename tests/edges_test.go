@@ -276,6 +276,11 @@ func TestConnectedAppsEdges(t *testing.T) {
 		if !strings.Contains(page.body, "https://mcp.example.com/mcp") {
 			t.Fatalf("apps page does not show the grant's resource: %.1500s", page.body)
 		}
+		// When granted and when last used, as the page formats dates.
+		today := e.clock.Now().UTC().Format("2006-01-02")
+		if strings.Count(page.body, today) < 2 {
+			t.Fatalf("apps page does not show when the grant was made and last used (%s): %.1500s", today, page.body)
+		}
 		aliceGrant := regexpForms(page.body)[0].Get("grant_id")
 
 		// Mallory signs in and posts Alice's grant ID with her own CSRF token.

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -461,6 +462,18 @@ func TestRedirectURIKinds(t *testing.T) {
 				t.Fatalf("deny went to %q", p.location)
 			}
 		})
+		for _, host := range []string{"[::1]", "localhost"} {
+			t.Run(host+" loopback on any port", func(t *testing.T) {
+				lc, _ := e.client(store.ClientMetadata{RedirectURIs: []string{"http://" + host + "/callback"}, TokenEndpointAuthMethod: store.AuthMethodNone})
+				redirect := "http://" + host + ":" + strconv.Itoa(freePort(t)) + "/callback"
+				u := e.browser().authorize(authRequest{clientID: lc.ID, redirectURI: redirect, state: "lo", verifier: testVerifier, scope: "read"}.url(e.issuer), user, pw)
+				if !strings.HasPrefix(u.String(), redirect+"?code=") {
+					t.Fatalf("redirected to %q", u)
+				}
+				tr := e.postToken(exchangeForm(u.Query().Get("code"), redirect, testVerifier, url.Values{"client_id": {lc.ID}}), "", "")
+				mustEqual(t, "exchange", tr.Status, 200)
+			})
+		}
 		t.Run("loopback on another port, and consent remembered", func(t *testing.T) {
 			lc, _, _ := e.loopbackClient(true)
 			b := e.browser()

@@ -279,6 +279,8 @@ func TestMCPClientDiscoversFromThe401(t *testing.T) {
 	mustEqual(t, "path-inserted metadata URL", m[1], fmt.Sprintf("http://127.0.0.1:%d/.well-known/oauth-protected-resource/api", port))
 	prm := getJSON(t, m[1])
 	mustEqual(t, "resource", prm["resource"], any(res))
+	// Clients that try the root location first find the same document.
+	mustEqual(t, "root document", getJSON(t, fmt.Sprintf("http://127.0.0.1:%d/.well-known/oauth-protected-resource", port))["resource"], any(res))
 	as := prm["authorization_servers"].([]any)[0].(string)
 	mustEqual(t, "authorization server", as, e.issuer)
 	scope := prm["scopes_supported"].([]any)[0].(string)
