@@ -165,6 +165,9 @@ type keyStore struct {
 	mu          sync.Mutex
 	inflight    *flight
 	lastAttempt time.Time
+	// nextAttempt (Unix ns) lets requests skip the lock while a stale key
+	// set cannot be refreshed yet (the issuer is down, the rate limit holds).
+	nextAttempt atomic.Int64
 }
 
 type flight struct {
@@ -181,7 +184,7 @@ func (ks *keyStore) current(ctx context.Context) (*keySet, error) {
 	if s == nil {
 		return ks.refresh(ctx)
 	}
-	if ks.v.cfg.Now().Sub(s.fetched) >= ks.v.cfg.RefreshInterval {
+	if now := ks.v.cfg.Now(); now.Sub(s.fetched) >= ks.v.cfg.RefreshInterval && now.UnixNano() >= ks.nextAttempt.Load() {
 		ks.start() // background; this request uses the keys it has
 	}
 	return s, nil
@@ -271,6 +274,7 @@ func (ks *keyStore) begin() (*flight, error) {
 		return nil, errRateLimited
 	}
 	ks.lastAttempt = now
+	ks.nextAttempt.Store(now.Add(ks.v.cfg.MinRefreshInterval).UnixNano())
 	f := &flight{done: make(chan struct{})}
 	ks.inflight = f
 	go func() {
