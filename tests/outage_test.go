@@ -64,6 +64,24 @@ func (p *tcpProxy) serve() {
 	}
 }
 
+// proxiedPostgres opens a store on a fresh test schema through a proxy the
+// test can cut.
+func proxiedPostgres(t *testing.T) (*postgres.Store, *tcpProxy) {
+	t.Helper()
+	u, err := url.Parse(pgtest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := newProxy(t, u.Host)
+	u.Host = proxy.ln.Addr().String()
+	st, err := postgres.Open(context.Background(), u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	return st, proxy
+}
+
 // setDown cuts every connection and refuses new ones, or lets them through again.
 func (p *tcpProxy) setDown(down bool) {
 	p.mu.Lock()
@@ -83,17 +101,7 @@ func (p *tcpProxy) setDown(down bool) {
 // refresh token works once the database is back.
 func TestDatabaseOutageIsNotInvalidGrant(t *testing.T) {
 	t.Parallel()
-	u, err := url.Parse(pgtest.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := newProxy(t, u.Host)
-	u.Host = proxy.ln.Addr().String()
-	st, err := postgres.Open(context.Background(), u.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
+	st, proxy := proxiedPostgres(t)
 	e := start(t, st, nil)
 	user, pw := e.user("olga")
 	c, secret, redirect := e.loopbackClient(false)
@@ -164,17 +172,7 @@ func (s *cutMidRedeem) ConsumeAuthCode(ctx context.Context, h []byte, now time.T
 // its refresh token, and the retry is not taken for a replay.
 func TestOutageDuringCodeExchangeKeepsTheCode(t *testing.T) {
 	t.Parallel()
-	u, err := url.Parse(pgtest.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := newProxy(t, u.Host)
-	u.Host = proxy.ln.Addr().String()
-	pg, err := postgres.Open(context.Background(), u.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pg.Close)
+	pg, proxy := proxiedPostgres(t)
 	st := &cutMidRedeem{Store: pg, proxy: proxy}
 	e := start(t, st, nil)
 	user, pw := e.user("petra")
