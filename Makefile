@@ -5,7 +5,7 @@ PKGS      := ./...
 # Every test runs against a real PostgreSQL: AUTHZ_TEST_DATABASE_URL when set,
 # otherwise a throwaway server that scripts/with-postgres.sh starts and stops.
 WITH_PG   := scripts/with-postgres.sh
-TESTFLAGS ?= -count=1 -timeout 15m
+TESTFLAGS ?= -race -count=1 -timeout 15m
 STATICCHECK := v0.8.2
 
 .PHONY: build run test lint bench load clean

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -111,8 +112,27 @@ func TestBadConfigurationExitsWithOneLine(t *testing.T) {
 type server struct {
 	cmd    *exec.Cmd
 	addr   string
-	stdout *bytes.Buffer
+	stdout *syncBuffer
 	done   chan error
+}
+
+// syncBuffer is a bytes.Buffer the child's output goroutine and the test
+// can use at once.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func freeAddr(t *testing.T) string {
@@ -128,7 +148,7 @@ func startServer(t *testing.T, env []string, args ...string) *server {
 	t.Helper()
 	addr := freeAddr(t)
 	cmd := command(append(env, "AUTHZ_ADDR="+addr, "AUTHZ_ISSUER=http://"+addr), append([]string{"serve"}, args...)...)
-	s := &server{cmd: cmd, addr: addr, stdout: &bytes.Buffer{}, done: make(chan error, 1)}
+	s := &server{cmd: cmd, addr: addr, stdout: &syncBuffer{}, done: make(chan error, 1)}
 	cmd.Stdout = s.stdout
 	cmd.Stderr = io.Discard
 	if testing.Verbose() {
