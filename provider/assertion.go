@@ -4,12 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
-	"net/http"
 	"net/url"
 	"slices"
-	"sync"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -64,7 +60,7 @@ func (s *Server) authenticateAssertion(ctx context.Context, form url.Values) (st
 	if c.Metadata.TokenEndpointAuthMethod != store.AuthMethodPrivateKeyJWT {
 		return store.Client{}, errBadClient
 	}
-	keys, err := s.clientKeys(ctx, c)
+	keys, err := s.keysOf(ctx, c)
 	if err != nil {
 		s.log.Warn("client keys unavailable", "client_id", c.ID, "cause", err)
 		return store.Client{}, errBadClient
@@ -115,24 +111,9 @@ func (s *Server) authenticateAssertion(ctx context.Context, form url.Values) (st
 	return c, nil
 }
 
-// jwksCache keeps fetched client key sets for a short while.
-type jwksCache struct {
-	mu      sync.Mutex
-	entries map[string]jwksEntry
-}
-
-type jwksEntry struct {
-	keys    jose.JSONWebKeySet
-	fetched time.Time
-}
-
-const clientJWKSTTL = 5 * time.Minute
-
-var clientJWKS = &jwksCache{entries: map[string]jwksEntry{}}
-
 // clientKeys returns the client's registered public keys, inline (jwks) or
 // fetched from jwks_uri.
-func (s *Server) clientKeys(ctx context.Context, c store.Client) (jose.JSONWebKeySet, error) {
+func (s *Server) keysOf(ctx context.Context, c store.Client) (jose.JSONWebKeySet, error) {
 	var ks jose.JSONWebKeySet
 	if len(c.Metadata.JWKS) > 0 {
 		err := json.Unmarshal(c.Metadata.JWKS, &ks)
@@ -141,32 +122,5 @@ func (s *Server) clientKeys(ctx context.Context, c store.Client) (jose.JSONWebKe
 	if c.Metadata.JWKSURI == "" {
 		return ks, errors.New("the client has no keys")
 	}
-	now := time.Now()
-	clientJWKS.mu.Lock()
-	e, ok := clientJWKS.entries[c.Metadata.JWKSURI]
-	clientJWKS.mu.Unlock()
-	if ok && now.Sub(e.fetched) < clientJWKSTTL {
-		return e.keys, nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Metadata.JWKSURI, nil)
-	if err != nil {
-		return ks, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return ks, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return ks, fmt.Errorf("jwks_uri answered %d", resp.StatusCode)
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 256<<10)).Decode(&ks); err != nil {
-		return ks, err
-	}
-	clientJWKS.mu.Lock()
-	clientJWKS.entries[c.Metadata.JWKSURI] = jwksEntry{keys: ks, fetched: now}
-	clientJWKS.mu.Unlock()
-	return ks, nil
+	return s.fetchClientKeys(ctx, c.Metadata.JWKSURI)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -60,6 +61,11 @@ type Options struct {
 	LoginFailuresPerAccount int
 	LoginFailuresPerIP      int
 	LoginWindow             time.Duration
+
+	// HTTPClient fetches what clients point to (a private_key_jwt client's
+	// jwks_uri). Default: https redirects only, short timeouts, and only
+	// public addresses (no loopback, private or link-local targets).
+	HTTPClient *http.Client
 
 	// Now and Rand are inputs so tests control time and randomness.
 	Now    func() time.Time
@@ -130,6 +136,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = newFetchClient()
 	}
 	if o.Rand == nil {
 		o.Rand = rand.Reader

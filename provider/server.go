@@ -52,6 +52,7 @@ type Server struct {
 	keys         *keyManager
 	pages        *pages
 	limiter      *loginLimiter
+	clientKeys   clientKeyCache
 	issuerPath   string // the issuer URL's path, "" for a bare host
 	secureCookie bool
 	metadata     wellknown.AuthorizationServerMetadata

@@ -5,7 +5,12 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -72,4 +77,96 @@ func TestPrivateKeyJWT(t *testing.T) {
 		// A secret-based method is not accepted for this client.
 		mustEqual(t, "secret for a private_key_jwt client", e.postToken(url.Values{"grant_type": {"client_credentials"}}, id, "authz_cs_guess").Error, "invalid_client")
 	})
+}
+
+// keyServer publishes a client's JWK Set over TLS and counts fetches.
+type keyServer struct {
+	srv  *httptest.Server
+	hits atomic.Int64
+	mu   sync.Mutex
+	set  []byte
+}
+
+func newKeyServer(t *testing.T) *keyServer {
+	ks := &keyServer{}
+	ks.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ks.hits.Add(1)
+		ks.mu.Lock()
+		defer ks.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(ks.set)
+	}))
+	t.Cleanup(ks.srv.Close)
+	return ks
+}
+
+func (ks *keyServer) publish(key *ecdsa.PrivateKey, kid string) {
+	set, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key.Public(), KeyID: kid, Algorithm: "ES256", Use: "sig"}}})
+	ks.mu.Lock()
+	ks.set = set
+	ks.mu.Unlock()
+}
+
+// TestPrivateKeyJWTWithJWKSURI: a client publishing its keys at jwks_uri
+// authenticates with them; the set is cached, and a rotation at the client
+// is picked up once the cache ages out.
+func TestPrivateKeyJWTWithJWKSURI(t *testing.T) {
+	t.Parallel()
+	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		ks := newKeyServer(t)
+		// The test's key server is on loopback, which the default fetch
+		// client refuses; trust it explicitly here.
+		e := start(t, open(t), func(o *provider.Options) { o.HTTPClient = ks.srv.Client() })
+		key1, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		ks.publish(key1, "k1")
+		status, m := e.register(t, map[string]any{
+			"client_name": "Keyed", "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": ks.srv.URL + "/jwks",
+			"grant_types": []string{"client_credentials"},
+		})
+		mustEqual(t, "register", status, 201)
+		id := m["client_id"].(string)
+		n := 0
+		call := func(key *ecdsa.PrivateKey, kid string) tokenResp {
+			n++
+			signer, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: kid}}, nil)
+			a, _ := jwt.Signed(signer).Claims(jwt.Claims{Issuer: id, Subject: id, Audience: jwt.Audience{e.issuer + provider.PathToken},
+				ID: "jti-" + strconv.Itoa(n), Expiry: jwt.NewNumericDate(e.clock.Now().Add(time.Minute))}).Serialize()
+			return e.postToken(url.Values{"grant_type": {"client_credentials"},
+				"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {a}}, "", "")
+		}
+		mustEqual(t, "first", call(key1, "k1").Status, 200)
+		mustEqual(t, "second", call(key1, "k1").Status, 200)
+		mustEqual(t, "fetches for two assertions", ks.hits.Load(), int64(1))
+
+		key2, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		ks.publish(key2, "k2")
+		mustEqual(t, "new key before the cache ages out", call(key2, "k2").Error, "invalid_client")
+		e.clock.Advance(5*time.Minute + time.Second)
+		mustEqual(t, "new key after", call(key2, "k2").Status, 200)
+		mustEqual(t, "old key after the rotation", call(key1, "k1").Error, "invalid_client")
+	})
+}
+
+// TestJWKSURIRefusesPrivateAddresses: with the default fetch client, a
+// jwks_uri on a loopback address is never fetched (SSRF), and the client
+// cannot authenticate.
+func TestJWKSURIRefusesPrivateAddresses(t *testing.T) {
+	t.Parallel()
+	ks := newKeyServer(t)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ks.publish(key, "k1")
+	e := start(t, storeKinds[0].open(t), nil)
+	status, m := e.register(t, map[string]any{
+		"token_endpoint_auth_method": "private_key_jwt", "jwks_uri": ks.srv.URL + "/jwks", "grant_types": []string{"client_credentials"},
+	})
+	mustEqual(t, "register", status, 201)
+	id := m["client_id"].(string)
+	signer, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: "k1"}}, nil)
+	a, _ := jwt.Signed(signer).Claims(jwt.Claims{Issuer: id, Subject: id, Audience: jwt.Audience{e.issuer + provider.PathToken},
+		ID: "j1", Expiry: jwt.NewNumericDate(e.clock.Now().Add(time.Minute))}).Serialize()
+	r := e.postToken(url.Values{"grant_type": {"client_credentials"},
+		"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {a}}, "", "")
+	mustEqual(t, "status", r.Status, 401)
+	mustEqual(t, "error", r.Error, "invalid_client")
+	mustEqual(t, "requests that reached the loopback key server", ks.hits.Load(), int64(0))
 }
