@@ -162,11 +162,11 @@ type keyStore struct {
 	v   *Validator
 	cur atomic.Pointer[keySet]
 
-	mu          sync.Mutex
-	inflight    *flight
-	lastAttempt time.Time
-	// nextAttempt (Unix ns) lets requests skip the lock while a stale key
-	// set cannot be refreshed yet (the issuer is down, the rate limit holds).
+	mu       sync.Mutex
+	inflight *flight
+	// nextAttempt (Unix ns) is the earliest next fetch: the last attempt
+	// plus MinRefreshInterval. It is atomic so requests can skip the lock
+	// while a stale key set cannot be refreshed yet.
 	nextAttempt atomic.Int64
 }
 
@@ -270,10 +270,9 @@ func (ks *keyStore) begin() (*flight, error) {
 		return ks.inflight, nil
 	}
 	now := ks.v.cfg.Now()
-	if !ks.lastAttempt.IsZero() && now.Sub(ks.lastAttempt) < ks.v.cfg.MinRefreshInterval {
+	if now.UnixNano() < ks.nextAttempt.Load() {
 		return nil, errRateLimited
 	}
-	ks.lastAttempt = now
 	ks.nextAttempt.Store(now.Add(ks.v.cfg.MinRefreshInterval).UnixNano())
 	f := &flight{done: make(chan struct{})}
 	ks.inflight = f

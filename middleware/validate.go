@@ -180,16 +180,24 @@ func (v *Validator) verifyJWT(ctx context.Context, raw string, now time.Time) (*
 	if c.Iss != v.cfg.Issuer {
 		return nil, "", invalid("the token was issued by another authorization server")
 	}
+	tok, err := v.accept(&c, payload, now)
+	return tok, h.KeyID, err
+}
+
+// accept checks the times and the audience of a token's claims, whether
+// they came from a verified JWT or an introspection answer, and builds the
+// Token handlers see.
+func (v *Validator) accept(c *jwtClaims, raw json.RawMessage, now time.Time) (*Token, error) {
 	if err := v.checkTimes(c.Exp, c.Nbf, c.Iat, now); err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	if err := v.checkAudience(c.Aud); err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	return &Token{
 		Subject: c.Sub, ClientID: c.ClientID, Scopes: strings.Fields(c.Scope), Audience: c.Aud,
-		Issuer: c.Iss, ID: c.Jti, IssuedAt: timeOrZero(c.Iat), ExpiresAt: c.Exp.time(), Claims: payload,
-	}, h.KeyID, nil
+		Issuer: v.cfg.Issuer, ID: c.Jti, IssuedAt: timeOrZero(c.Iat), ExpiresAt: c.Exp.time(), Claims: raw,
+	}, nil
 }
 
 func timeOrZero(t *jsonTime) time.Time {
@@ -232,19 +240,12 @@ func (v *Validator) checkAudience(aud []string) error {
 	return invalid("the token is for another audience")
 }
 
-// introspection is the RFC 7662 §2.2 answer.
+// introspection is the RFC 7662 §2.2 answer: the token's claims plus
+// whether it is active and what kind of token it is.
 type introspection struct {
-	Active    bool      `json:"active"`
-	Scope     string    `json:"scope"`
-	ClientID  string    `json:"client_id"`
-	Sub       string    `json:"sub"`
-	Aud       audience  `json:"aud"`
-	Iss       string    `json:"iss"`
-	Exp       *jsonTime `json:"exp"`
-	Nbf       *jsonTime `json:"nbf"`
-	Iat       *jsonTime `json:"iat"`
-	Jti       string    `json:"jti"`
-	TokenType string    `json:"token_type"`
+	jwtClaims
+	Active    bool   `json:"active"`
+	TokenType string `json:"token_type"`
 }
 
 // introspect asks the authorization server about raw, through a cache
@@ -274,15 +275,9 @@ func (v *Validator) introspect(ctx context.Context, raw string, now time.Time) (
 	if resp.Iss != "" && resp.Iss != v.cfg.Issuer {
 		return nil, invalid("the token was issued by another authorization server")
 	}
-	if err := v.checkTimes(resp.Exp, resp.Nbf, resp.Iat, now); err != nil {
+	tok, err := v.accept(&resp.jwtClaims, body, now)
+	if err != nil {
 		return nil, err
-	}
-	if err := v.checkAudience(resp.Aud); err != nil {
-		return nil, err
-	}
-	tok := &Token{
-		Subject: resp.Sub, ClientID: resp.ClientID, Scopes: strings.Fields(resp.Scope), Audience: resp.Aud,
-		Issuer: v.cfg.Issuer, ID: resp.Jti, IssuedAt: timeOrZero(resp.Iat), ExpiresAt: resp.Exp.time(), Claims: body,
 	}
 	if exp := tok.ExpiresAt; exp.Before(until) {
 		until = exp

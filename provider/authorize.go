@@ -186,8 +186,7 @@ func isLoopback(uri string) bool {
 	if err != nil || u.Scheme != "http" {
 		return false
 	}
-	h := u.Hostname()
-	return h == "127.0.0.1" || h == "::1" || h == "localhost"
+	return dcr.IsLoopback(u.Hostname())
 }
 
 type hiddenField struct{ Name, Value string }

@@ -26,13 +26,50 @@ func NewClient(m store.ClientMetadata, now time.Time, r io.Reader) (store.Client
 	}
 	c := store.Client{ID: id.String(), Metadata: m, CreatedAt: now, UpdatedAt: now}
 	var secret string
-	if !c.Public() && m.TokenEndpointAuthMethod != store.AuthMethodPrivateKeyJWT {
+	if usesSecret(m) {
 		if secret, err = tokens.NewSecret(r, tokens.PrefixClientSecret); err != nil {
 			return store.Client{}, "", err
 		}
 		c.SecretHash = tokens.Hash(secret)
 	}
 	return c, secret, nil
+}
+
+// UpdateClient replaces c's metadata with m after the registration checks,
+// as an RFC 7592 update and `authz client update` both do. A client stays
+// public or confidential. Its secret follows its authentication method:
+// moving to a secret method (or rotate) issues a new secret, returned once;
+// moving to private_key_jwt drops the stored one so it cannot come back to
+// life. Errors are *dcr.Error.
+func UpdateClient(c *store.Client, m store.ClientMetadata, rotate bool, now time.Time, r io.Reader) (string, error) {
+	if err := CheckClientMetadata(&m); err != nil {
+		return "", err
+	}
+	if (m.TokenEndpointAuthMethod == store.AuthMethodNone) != c.Public() {
+		return "", &dcr.Error{Code: errInvalidClientMetadata, Description: "token_endpoint_auth_method: a client cannot switch between public and confidential"}
+	}
+	usesSecret := usesSecret(m)
+	if rotate && !usesSecret {
+		return "", &dcr.Error{Code: errInvalidClientMetadata, Description: "token_endpoint_auth_method: the client does not authenticate with a secret"}
+	}
+	var secret string
+	switch {
+	case usesSecret && (c.SecretHash == nil || rotate):
+		var err error
+		if secret, err = tokens.NewSecret(r, tokens.PrefixClientSecret); err != nil {
+			return "", err
+		}
+		c.SecretHash = tokens.Hash(secret)
+	case !usesSecret:
+		c.SecretHash = nil
+	}
+	c.Metadata, c.UpdatedAt = m, now
+	return secret, nil
+}
+
+// usesSecret reports whether a client with m authenticates with a secret.
+func usesSecret(m store.ClientMetadata) bool {
+	return m.TokenEndpointAuthMethod == store.AuthMethodClientSecretBasic || m.TokenEndpointAuthMethod == store.AuthMethodClientSecretPost
 }
 
 // CheckClientMetadata applies the registration rules (RFC 7591 §2, OAuth 2.1
@@ -51,7 +88,7 @@ func CheckClientMetadata(m *store.ClientMetadata) error {
 		m.Resources[i] = n
 	}
 	for _, sc := range m.Scopes {
-		if !validScopeToken(sc) {
+		if !dcr.ValidScopeToken(sc) {
 			return &dcr.Error{Code: errInvalidClientMetadata, Description: "scope: invalid scope " + sc}
 		}
 	}

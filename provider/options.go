@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/authzd/authz/provider/dcr"
 	"github.com/authzd/authz/provider/store"
 )
 
@@ -95,7 +96,7 @@ func (o *Options) setDefaults() error {
 		o.Resources[i] = n
 	}
 	for _, s := range o.Scopes {
-		if !validScopeToken(s) {
+		if !dcr.ValidScopeToken(s) {
 			return fmt.Errorf("provider: invalid scope %q", s)
 		}
 	}

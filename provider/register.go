@@ -193,33 +193,17 @@ func (s *Server) updateRegistration(w http.ResponseWriter, r *http.Request, c st
 	if sec, ok := raw["client_secret"].(string); ok && (c.SecretHash == nil || !tokens.Equal(tokens.Hash(sec), c.SecretHash)) {
 		return oauthErr(errInvalidClientMetadata, "client_secret does not match")
 	}
-	wasPublic := c.Public()
-	if err := CheckClientMetadata(&m); err != nil {
-		return metadataError(err)
-	}
-	if (m.TokenEndpointAuthMethod == store.AuthMethodNone) != wasPublic {
-		return oauthErr(errInvalidClientMetadata, "token_endpoint_auth_method: a client cannot switch between public and confidential")
-	}
 	// The administrator's resource allowance is not the client's to change.
 	m.Resources = c.Metadata.Resources
+	secret, err := UpdateClient(&c, m, false, s.opts.Now(), s.opts.Rand)
+	if err != nil {
+		return metadataError(err)
+	}
 	regToken, err := tokens.NewSecret(s.opts.Rand, tokens.PrefixRegistrationToken)
 	if err != nil {
 		return err
 	}
-	// A confidential client may move between secret and key
-	// authentication: moving to a secret issues one (returned once), moving
-	// to private_key_jwt drops the old one so it cannot come back to life.
-	var secret string
-	switch usesSecret := m.TokenEndpointAuthMethod == store.AuthMethodClientSecretBasic || m.TokenEndpointAuthMethod == store.AuthMethodClientSecretPost; {
-	case usesSecret && c.SecretHash == nil:
-		if secret, err = tokens.NewSecret(s.opts.Rand, tokens.PrefixClientSecret); err != nil {
-			return err
-		}
-		c.SecretHash = tokens.Hash(secret)
-	case !usesSecret:
-		c.SecretHash = nil
-	}
-	c.Metadata, c.UpdatedAt, c.RegistrationTokenHash = m, s.opts.Now(), tokens.Hash(regToken)
+	c.RegistrationTokenHash = tokens.Hash(regToken)
 	if err := s.store.UpdateClient(r.Context(), c); err != nil {
 		return err
 	}

@@ -6,22 +6,9 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-)
 
-// validScopeToken reports whether s is one scope-token (RFC 6749 §3.3:
-// 1*( %x21 / %x23-5B / %x5D-7E )).
-func validScopeToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x21 || c == 0x22 || c == 0x5C || c > 0x7E {
-			return false
-		}
-	}
-	return true
-}
+	"github.com/authzd/authz/provider/dcr"
+)
 
 // parseScope splits a scope parameter into distinct tokens, keeping order.
 func parseScope(s string) ([]string, bool) {
@@ -30,7 +17,7 @@ func parseScope(s string) ([]string, bool) {
 		if tok == "" {
 			continue
 		}
-		if !validScopeToken(tok) {
+		if !dcr.ValidScopeToken(tok) {
 			return nil, false
 		}
 		if !slices.Contains(out, tok) {

@@ -237,17 +237,14 @@ func (s *Server) exchangeCode(ctx context.Context, c store.Client, req *tokenReq
 		resp.RefreshToken = secret
 		return &rt, nil
 	})
-	var oe *Error
 	switch {
 	case errors.Is(err, store.ErrCodeReused):
 		s.log.Warn("authorization code replayed; its grant is revoked", "client_id", c.ID)
 		return nil, oauthErr(errInvalidGrant, "the authorization code has already been used")
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrExpired), errors.Is(err, store.ErrGrantRevoked):
 		return nil, oauthErr(errInvalidGrant, "the authorization code is invalid or expired")
-	case errors.As(err, &oe):
-		return nil, oe
 	case err != nil:
-		return nil, err
+		return nil, err // redeem's own *Error, or the store's
 	}
 	return s.completeTokenResponse(ctx, resp, code.UserID, c.ID, code.GrantID, code.Scopes, resources, now)
 }

@@ -227,32 +227,14 @@ func (e env) clientUpdate(args []string) error {
 	if err != nil {
 		return fmt.Errorf("client %s: %w", pos[0], err)
 	}
-	wasPublic := c.Public()
 	m := c.Metadata
 	if err := f.apply(fs, &m); err != nil {
 		return err
 	}
-	if err := provider.CheckClientMetadata(&m); err != nil {
+	secret, err := provider.UpdateClient(&c, m, rotate, time.Now(), rand.Reader)
+	if err != nil {
 		return err
 	}
-	if (m.TokenEndpointAuthMethod == store.AuthMethodNone) != wasPublic {
-		return errors.New("a client cannot switch between public and confidential: delete it and create a new one")
-	}
-	usesSecret := m.TokenEndpointAuthMethod == store.AuthMethodClientSecretBasic || m.TokenEndpointAuthMethod == store.AuthMethodClientSecretPost
-	if rotate && !usesSecret {
-		return errors.New("--rotate-secret: this client does not authenticate with a secret")
-	}
-	var secret string
-	switch {
-	case usesSecret && (c.SecretHash == nil || rotate):
-		if secret, err = tokens.NewSecret(rand.Reader, tokens.PrefixClientSecret); err != nil {
-			return err
-		}
-		c.SecretHash = tokens.Hash(secret)
-	case !usesSecret:
-		c.SecretHash = nil
-	}
-	c.Metadata, c.UpdatedAt = m, time.Now()
 	if err := st.UpdateClient(e.ctx, c); err != nil {
 		return err
 	}

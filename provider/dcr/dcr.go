@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"reflect"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -97,7 +98,11 @@ func Decode(r io.Reader) (Metadata, error) {
 	if err := dec.Decode(&m); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" {
-			return Metadata{}, metaErr(te.Field, "must be a JSON %s", jsonKind(te.Type.String()))
+			want := "string"
+			if te.Type.Kind() == reflect.Slice {
+				want = "array of strings"
+			}
+			return Metadata{}, metaErr(te.Field, "must be a JSON %s", want)
 		}
 		return Metadata{}, &Error{CodeInvalidClientMetadata, "body: not a JSON object"}
 	}
@@ -108,17 +113,6 @@ func Decode(r io.Reader) (Metadata, error) {
 		return Metadata{}, &Error{CodeInvalidClientMetadata, "body: trailing data after the JSON object"}
 	}
 	return m, nil
-}
-
-func jsonKind(goType string) string {
-	switch {
-	case strings.HasPrefix(goType, "[]uint8"), strings.HasPrefix(goType, "json.RawMessage"):
-		return "object"
-	case strings.HasPrefix(goType, "[]"):
-		return "array of strings"
-	default:
-		return "string"
-	}
 }
 
 // Normalize fills the RFC 7591 defaults and checks m against the rules of
@@ -197,7 +191,7 @@ func (m *Metadata) Normalize() error {
 
 	// Scope: space-separated scope tokens (RFC 6749 §3.3).
 	for _, s := range strings.Fields(m.Scope) {
-		if !validScopeToken(s) {
+		if !ValidScopeToken(s) {
 			return metaErr("scope", "invalid scope token %q", s)
 		}
 	}
@@ -388,7 +382,9 @@ func webURL(s string) bool {
 	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" && u.User == nil
 }
 
-func validScopeToken(s string) bool {
+// ValidScopeToken reports whether s is one scope-token (RFC 6749 §3.3:
+// 1*( %x21 / %x23-5B / %x5D-7E )).
+func ValidScopeToken(s string) bool {
 	if s == "" {
 		return false
 	}

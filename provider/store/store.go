@@ -263,8 +263,10 @@ type Store interface {
 	// token of it stops working. ErrNotFound if it does not exist.
 	RevokeGrant(ctx context.Context, id string, now time.Time) error
 
-	// CreateRefreshToken stores the first refresh token of a grant. It fails
-	// with ErrGrantRevoked unless the grant is active at now.
+	// CreateRefreshToken adds a refresh token to an existing grant. It fails
+	// with ErrGrantRevoked unless the grant is active at now. The token
+	// endpoint does not use it: a code's first refresh token is stored by
+	// ConsumeAuthCode's redeem, in the same transaction as the code.
 	CreateRefreshToken(ctx context.Context, rt RefreshToken, now time.Time) error
 	// GetRefreshToken returns a token and its grant, whatever their state.
 	GetRefreshToken(ctx context.Context, hash []byte) (RefreshToken, Grant, error)
