@@ -53,6 +53,9 @@ type Options struct {
 	// KeyRefreshInterval is how often the signing keys are re-read from the
 	// store, so `authz keys rotate` takes effect without a restart. Default 30s.
 	KeyRefreshInterval time.Duration
+	// JanitorInterval is how often RunJanitor runs the periodic jobs
+	// (removing expired records, old signing keys). Default 5m.
+	JanitorInterval time.Duration
 
 	// RegistrationPolicy: RegistrationOpen (default), RegistrationToken or RegistrationOff.
 	RegistrationPolicy string
@@ -115,7 +118,11 @@ func (o *Options) setDefaults() error {
 	def(&o.RefreshGrace, 30*time.Second)
 	def(&o.SessionTTL, 12*time.Hour)
 	def(&o.KeyRefreshInterval, 30*time.Second)
+	def(&o.JanitorInterval, 5*time.Minute)
 	def(&o.LoginWindow, 15*time.Minute)
+	if o.JanitorInterval < 0 || o.KeyRefreshInterval < 0 {
+		return errors.New("provider: the janitor and key-refresh intervals must be positive")
+	}
 	if o.RefreshGrace < 0 {
 		o.RefreshGrace = 0
 	}

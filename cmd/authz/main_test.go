@@ -113,6 +113,7 @@ type server struct {
 	cmd    *exec.Cmd
 	addr   string
 	stdout *syncBuffer
+	stderr *syncBuffer
 	done   chan error
 }
 
@@ -148,11 +149,11 @@ func startServer(t *testing.T, env []string, args ...string) *server {
 	t.Helper()
 	addr := freeAddr(t)
 	cmd := command(append(env, "AUTHZ_ADDR="+addr, "AUTHZ_ISSUER=http://"+addr), append([]string{"serve"}, args...)...)
-	s := &server{cmd: cmd, addr: addr, stdout: &syncBuffer{}, done: make(chan error, 1)}
+	s := &server{cmd: cmd, addr: addr, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1)}
 	cmd.Stdout = s.stdout
-	cmd.Stderr = io.Discard
+	cmd.Stderr = s.stderr
 	if testing.Verbose() {
-		cmd.Stderr = os.Stderr
+		cmd.Stderr = io.MultiWriter(s.stderr, os.Stderr)
 	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -488,5 +489,50 @@ func TestClientAdministration(t *testing.T) {
 	}
 	if got := register(iat); got != 201 {
 		t.Fatalf("registration with the initial access token: %d", got)
+	}
+}
+
+// TestServeSurvivesJanitorTicks runs the real binary with a short janitor
+// interval on both stores and serves requests across at least three ticks:
+// the background jobs must neither crash the process nor log a panic.
+func TestServeSurvivesJanitorTicks(t *testing.T) {
+	t.Parallel()
+	for _, kind := range []string{"memory", "postgres"} {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			env := []string{"AUTHZ_JANITOR_INTERVAL=100ms", "AUTHZ_LOG_LEVEL=debug"}
+			if kind == "postgres" {
+				env = append(env, "AUTHZ_DATABASE_URL="+pgtest.URL(t), "AUTHZ_ENCRYPTION_KEY="+testEncryptionKey)
+			}
+			s := startServer(t, env)
+			deadline := time.Now().Add(60 * time.Second)
+			for strings.Count(s.stderr.String(), "janitor: periodic jobs done") < 3 {
+				select {
+				case err := <-s.done:
+					t.Fatalf("the server exited while its janitor ran: %v\n%s", err, s.stderr.String())
+				default:
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("fewer than three janitor ticks logged:\n%s", s.stderr.String())
+				}
+				for _, path := range []string{"/healthz", "/oauth2/jwks"} {
+					resp, err := http.Get("http://" + s.addr + path)
+					if err != nil {
+						t.Fatalf("GET %s while the janitor runs: %v", path, err)
+					}
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						t.Fatalf("GET %s: %d", path, resp.StatusCode)
+					}
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if log := s.stderr.String(); strings.Contains(log, "panic") || strings.Contains(log, "level=ERROR") {
+				t.Fatalf("the janitor logged an error or a panic:\n%s", log)
+			}
+			if code := s.stop(t); code != 0 {
+				t.Fatalf("exit code %d", code)
+			}
+		})
 	}
 }

@@ -26,7 +26,6 @@ const (
 	writeTimeout      = 60 * time.Second
 	idleTimeout       = 120 * time.Second
 	shutdownTimeout   = 30 * time.Second
-	janitorInterval   = 5 * time.Minute
 )
 
 func (e env) serve(args []string) error {
@@ -83,7 +82,9 @@ func (e env) serve(args []string) error {
 		// in-flight requests finish instead of cancelling them.
 		BaseContext: func(net.Listener) context.Context { return context.Background() },
 	}
-	go janitor(e.ctx, st, opts.Now, log)
+	// The janitor reads its clock and interval from the server's resolved
+	// options (not from opts, whose defaults are applied inside New).
+	go srv.RunJanitor(e.ctx)
 	errc := make(chan error, 1)
 	go func() { errc <- httpSrv.Serve(ln) }()
 	log.Info("authz listening", "addr", ln.Addr().String(), "issuer", srv.Options().Issuer, "persistent", persistent)
@@ -104,25 +105,6 @@ func (e env) serve(args []string) error {
 	}
 	log.Info("stopped")
 	return nil
-}
-
-// janitor removes expired records periodically.
-func janitor(ctx context.Context, st store.Store, now func() time.Time, log *slog.Logger) {
-	t := time.NewTicker(janitorInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			n, err := st.DeleteExpired(ctx, now())
-			if err != nil {
-				log.Warn("deleting expired records failed", "cause", err)
-				continue
-			}
-			log.Debug("deleted expired records", "count", n)
-		}
-	}
 }
 
 const (
