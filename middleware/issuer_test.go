@@ -30,6 +30,8 @@ type testIssuer struct {
 	active  map[string]map[string]any // introspection answers by token
 	jwksErr bool                      // answer the JWKS with 500
 	intErr  bool                      // answer introspection with 500
+	// withdrawn keys are no longer published (an emergency revocation).
+	withdrawn map[string]bool
 
 	jwksHits  atomic.Int64
 	introHits atomic.Int64
@@ -63,6 +65,9 @@ func newTestIssuer(t testing.TB, path string) *testIssuer {
 		}
 		var set jose.JSONWebKeySet
 		for i, k := range ti.keys {
+			if ti.withdrawn[ti.kids[i]] {
+				continue
+			}
 			set.Keys = append(set.Keys, jose.JSONWebKey{Key: &k.PublicKey, KeyID: ti.kids[i], Algorithm: "ES256", Use: "sig"})
 		}
 		writeJSON(w, set)
@@ -107,6 +112,17 @@ func (ti *testIssuer) rotate() string {
 	kid := "k" + string(rune('0'+len(ti.kids)))
 	ti.kids = append(ti.kids, kid)
 	return kid
+}
+
+// withdraw stops publishing the key kid, as an issuer does with a
+// compromised key before the tokens it signed have expired.
+func (ti *testIssuer) withdraw(kid string) {
+	ti.mu.Lock()
+	defer ti.mu.Unlock()
+	if ti.withdrawn == nil {
+		ti.withdrawn = map[string]bool{}
+	}
+	ti.withdrawn[kid] = true
 }
 
 func (ti *testIssuer) setJWKSDown(down bool) {

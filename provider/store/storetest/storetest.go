@@ -54,6 +54,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Sessions", testSessions},
 		{"InitialAccessTokens", testInitialAccessTokens},
 		{"DeleteExpired", testDeleteExpired},
+		{"SweepKeepsEvidence", testSweepKeepsEvidence},
 		{"TimeNormalisation", testTimeNormalisation},
 		{"NoAliasing", testNoAliasing},
 	}
