@@ -7,7 +7,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"debug/buildinfo"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -29,16 +31,47 @@ import (
 	"github.com/authzd/authz/provider/store/postgres/pgtest"
 )
 
-var binary string
+var (
+	binary string
+	// coverDir is where a coverage-instrumented binary writes its counters
+	// (GOCOVERDIR); empty when the tests do not measure coverage.
+	coverDir string
+)
 
 // TestMain builds the real binary once; the tests run it as a user would.
+//
+// Coverage of what only the binary runs (serve.go, the CLI): under
+// `go test -cover ./cmd/authz` the binary is built with `go build -cover`
+// and every child runs with GOCOVERDIR set to this test's
+// -test.gocoverdir, so the counters each child writes when it exits are
+// merged into the percentage and the -coverprofile that `go test` reports.
+// The go command merges only data whose meta-data hash matches the test
+// binary's (golang/go#57924), so the child is instrumented exactly as the
+// test binary is: the test's own -covermode, and only this package. (With
+// -coverpkg the test binary instruments a different set of packages than
+// any build of the command can, so the children's counters are not merged;
+// they are still written to GOCOVERDIR for `go tool covdata`.) A child
+// writes its counters only when it exits on its own, so servers are
+// stopped with SIGTERM, not killed. Without -cover (plain `make test`) this
+// is an ordinary go build.
 func TestMain(m *testing.M) {
+	flag.Parse()
 	dir, err := os.MkdirTemp("", "authz-bin")
 	if err != nil {
 		panic(err)
 	}
 	binary = filepath.Join(dir, "authz")
-	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	args := []string{"build", "-o", binary}
+	if mode := testing.CoverMode(); mode != "" {
+		if f := flag.Lookup("test.gocoverdir"); f != nil {
+			coverDir = f.Value.String()
+		}
+		if coverDir == "" {
+			coverDir = os.Getenv("GOCOVERDIR")
+		}
+		args = append(args, "-cover", "-covermode="+mode, "-coverpkg=github.com/authzd/authz/cmd/authz")
+	}
+	out, err := exec.Command("go", append(args, ".")...).CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "building authz: %v\n%s", err, out)
 		os.Exit(1)
@@ -57,6 +90,9 @@ func command(env []string, args ...string) *exec.Cmd {
 		if !strings.HasPrefix(kv, "AUTHZ_") {
 			cmd.Env = append(cmd.Env, kv)
 		}
+	}
+	if coverDir != "" {
+		cmd.Env = append(cmd.Env, "GOCOVERDIR="+coverDir)
 	}
 	cmd.Env = append(cmd.Env, env...)
 	return cmd
@@ -160,7 +196,15 @@ func startServer(t *testing.T, env []string, args ...string) *server {
 	}
 	go func() { s.done <- cmd.Wait() }()
 	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
+		if cmd.ProcessState != nil {
+			return
+		}
+		// SIGTERM first: a server that exits on its own writes its
+		// coverage counters (see TestMain); kill only one that hangs.
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-s.done:
+		case <-time.After(10 * time.Second):
 			_ = cmd.Process.Kill()
 			<-s.done
 		}
@@ -535,4 +579,48 @@ func TestServeSurvivesJanitorTicks(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestBinaryCoverageFollowsTheTest: the binary the other tests run is
+// instrumented exactly when the tests measure coverage, and then every run
+// of it (a server or a one-shot command) leaves its counters in the test's
+// coverage directory, which is what makes serve.go count in
+// `go test -cover ./cmd/authz` (see TestMain). Without -cover it is a
+// plain build, so `make test` pays nothing for it.
+func TestBinaryCoverageFollowsTheTest(t *testing.T) {
+	t.Parallel()
+	info, err := buildinfo.ReadFile(binary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	instrumented := false
+	for _, s := range info.Settings {
+		if s.Key == "-cover" && s.Value == "true" {
+			instrumented = true
+		}
+	}
+	measuring := testing.CoverMode() != ""
+	if instrumented != measuring {
+		t.Fatalf("binary built with -cover = %v, but the tests measure coverage = %v", instrumented, measuring)
+	}
+	cmd := command(nil, "serve", "--help")
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("authz serve --help: %v", err)
+	}
+	if !measuring {
+		return
+	}
+	// Counter files are named covcounters.<meta hash>.<pid>.<time>.
+	want := fmt.Sprintf(".%d.", cmd.Process.Pid)
+	files, err := filepath.Glob(filepath.Join(coverDir, "covcounters.*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if strings.Contains(filepath.Base(f), want) {
+			return
+		}
+	}
+	t.Fatalf("the binary (pid %d) left no coverage counters in GOCOVERDIR %q: %v", cmd.Process.Pid, coverDir, files)
 }
