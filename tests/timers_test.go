@@ -56,6 +56,32 @@ func TestReuseDetectedAfterASweep(t *testing.T) {
 	})
 }
 
+// TestCodeReplayDetectedAfterASweep: a redeemed authorization code
+// presented again revokes the grant it started (RFC 6749 §4.1.2), even
+// when the janitor's sweep ran in between and the code itself is long
+// expired. Catches a sweep that deletes what replay detection needs (the
+// grant, or its memory of the code).
+func TestCodeReplayDetectedAfterASweep(t *testing.T) {
+	t.Parallel()
+	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		e := start(t, open(t), nil)
+		user, pw := e.user("replayed")
+		c, secret, redirect := e.loopbackClient(false)
+		code := e.codeFor(e.browser(), authRequest{clientID: c.ID, redirectURI: redirect, state: "s", verifier: testVerifier}, user, pw)
+		tr := e.postToken(exchangeForm(code, redirect, testVerifier, nil), c.ID, secret)
+		mustEqual(t, "exchange", tr.Status, 200)
+
+		e.clock.Advance(10 * time.Minute) // the code's 60 s are long gone
+		if _, err := e.store.DeleteExpired(context.Background(), e.clock.Now()); err != nil {
+			t.Fatalf("DeleteExpired: %v", err)
+		}
+		r := e.postToken(exchangeForm(code, redirect, testVerifier, nil), c.ID, secret)
+		mustEqual(t, "replayed code after the sweep", r.Error, "invalid_grant")
+		r = e.postToken(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tr.RefreshToken}}, c.ID, secret)
+		mustEqual(t, "the grant's refresh token after the replay", r.Error, "invalid_grant")
+	})
+}
+
 // keysDown is a real store whose signing keys cannot be read while down is
 // set: the database hiccups exactly when a key reload is due.
 type keysDown struct {

@@ -46,6 +46,29 @@ func testSweepKeepsEvidence(t *testing.T, newStore factory) {
 		wantErr(t, "the winner's successor after the reuse", err, store.ErrGrantRevoked)
 	})
 
+	// A redeemed code is gone, but its grant remembers it: a replay after
+	// a sweep still revokes the grant it started (RFC 6749 §4.1.2).
+	t.Run("RedeemedCode", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		code, g := e.code(e.client("c1").ID, e.user("u1").ID)
+		_, err := e.s.ConsumeAuthCode(e.ctx, code.Hash, at(redeemAt), nil)
+		e.must(err, "ConsumeAuthCode")
+		rt := e.refresh(e.getGrant(g.ID))
+
+		sweep := at(time.Hour) // the code's own expiry is long past
+		_, err = e.s.DeleteExpired(e.ctx, sweep)
+		e.must(err, "DeleteExpired")
+
+		replay := sweep.Add(time.Second)
+		_, err = e.s.ConsumeAuthCode(e.ctx, code.Hash, replay, nil)
+		wantErr(t, "replay of the redeemed code after the sweep", err, store.ErrCodeReused)
+		equalTime(t, "grant RevokedAt", e.getGrant(g.ID).RevokedAt, replay)
+		later := replay.Add(time.Second)
+		_, err = e.s.RotateRefreshToken(e.ctx, rt.Hash, later, grace, successor(later))
+		wantErr(t, "the grant's refresh token after the replay", err, store.ErrGrantRevoked)
+	})
+
 	// A revoked grant inside its lifetime stays, with its tokens: a replay
 	// of its code is still recognised as a replay, and its refresh tokens
 	// still answer "revoked" rather than vanishing.
