@@ -23,10 +23,10 @@ import (
 
 // TestReuseDetectedAfterASweep: a rotated refresh token presented after the
 // grace window is reuse and revokes the grant (RFC 9700 §4.14.2), even when
-// the janitor's sweep (store DeleteExpired) ran in between. Catches a sweep
-// that deletes rotated refresh tokens, which silently turns reuse detection
-// off: the replay would then be a mere "unknown token" and the thief's
-// successor would live on.
+// a janitor tick (Server.RunJobs: store DeleteExpired and the rest) ran in
+// between. Catches a sweep that deletes rotated refresh tokens, which
+// silently turns reuse detection off: the replay would then be a mere
+// "unknown token" and the thief's successor would live on.
 func TestReuseDetectedAfterASweep(t *testing.T) {
 	t.Parallel()
 	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
@@ -42,10 +42,8 @@ func TestReuseDetectedAfterASweep(t *testing.T) {
 		second := refresh(first.RefreshToken)
 		mustEqual(t, "first refresh", second.Status, 200)
 
-		e.clock.Advance(31 * time.Second) // past the grace window
-		if _, err := e.store.DeleteExpired(context.Background(), e.clock.Now()); err != nil {
-			t.Fatalf("DeleteExpired: %v", err)
-		}
+		e.clock.Advance(31 * time.Second)   // past the grace window
+		e.srv.RunJobs(context.Background()) // a janitor tick
 
 		r := refresh(first.RefreshToken)
 		mustEqual(t, "replay of the rotated token after the sweep", r.Error, "invalid_grant")
@@ -58,7 +56,7 @@ func TestReuseDetectedAfterASweep(t *testing.T) {
 
 // TestCodeReplayDetectedAfterASweep: a redeemed authorization code
 // presented again revokes the grant it started (RFC 6749 §4.1.2), even
-// when the janitor's sweep ran in between and the code itself is long
+// when a janitor tick ran in between and the code itself is long
 // expired. Catches a sweep that deletes what replay detection needs (the
 // grant, or its memory of the code).
 func TestCodeReplayDetectedAfterASweep(t *testing.T) {
@@ -71,10 +69,8 @@ func TestCodeReplayDetectedAfterASweep(t *testing.T) {
 		tr := e.postToken(exchangeForm(code, redirect, testVerifier, nil), c.ID, secret)
 		mustEqual(t, "exchange", tr.Status, 200)
 
-		e.clock.Advance(10 * time.Minute) // the code's 60 s are long gone
-		if _, err := e.store.DeleteExpired(context.Background(), e.clock.Now()); err != nil {
-			t.Fatalf("DeleteExpired: %v", err)
-		}
+		e.clock.Advance(10 * time.Minute)   // the code's 60 s are long gone
+		e.srv.RunJobs(context.Background()) // a janitor tick
 		r := e.postToken(exchangeForm(code, redirect, testVerifier, nil), c.ID, secret)
 		mustEqual(t, "replayed code after the sweep", r.Error, "invalid_grant")
 		r = e.postToken(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tr.RefreshToken}}, c.ID, secret)
