@@ -1,0 +1,384 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// The bound modes run the database work of a refresh (bound) or of a code
+// exchange (bound_code) directly through pgx, with no HTTP and no server:
+// the database's own limit for that work on this machine, so every run can
+// show authz's rate as a ratio of it.
+//
+// THE SQL BELOW IS A COPY of provider/store/postgres (grants.go:
+// RotateRefreshToken and ConsumeAuthCode) as of this commit, because that
+// package exports neither its statements nor a function that runs them
+// without the server around it. When it does, use those instead; until
+// then a change to the store's SQL must be mirrored here.
+//
+// Two shapes (-bound-shape):
+//   - pipelined (default): the same statements in two round trips, as pgx
+//     batches inside one transaction: the first takes the locks and reads,
+//     the second writes and commits. This is the shape issue 13 asks the
+//     store for, and the bound it is measured against.
+//   - sequential: one round trip per statement, as the store sends them
+//     today (rotation: BEGIN, 6 statements, COMMIT = 8 round trips).
+const (
+	boundGrantCols   = `id, client_id, user_id, scopes, resources, code_hash, created_at, expires_at, last_used_at, revoked_at`
+	boundRefreshCols = `hash, id, grant_id, client_id, parent_id, created_at, expires_at, rotated_at`
+	boundCodeCols    = `hash, client_id, user_id, grant_id, redirect_uri, code_challenge, scopes, resources, created_at, expires_at`
+
+	sqlRefreshGrantID  = `SELECT grant_id FROM refresh_tokens WHERE hash = $1`
+	sqlLockGrant       = `SELECT ` + boundGrantCols + ` FROM grants WHERE id = $1 FOR UPDATE`
+	sqlLockGrantByHash = `SELECT ` + boundGrantCols + ` FROM grants WHERE id = (SELECT grant_id FROM refresh_tokens WHERE hash = $1) FOR UPDATE`
+	sqlLockRefresh     = `SELECT ` + boundRefreshCols + ` FROM refresh_tokens WHERE hash = $1 FOR UPDATE`
+	sqlMarkRotated     = `UPDATE refresh_tokens SET rotated_at = $2 WHERE hash = $1`
+	sqlInsertRefresh   = `INSERT INTO refresh_tokens (` + boundRefreshCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`
+	sqlGrantUsed       = `UPDATE grants SET last_used_at = $2 WHERE id = $1`
+	sqlConsumeCode     = `DELETE FROM auth_codes WHERE hash = $1 RETURNING ` + boundCodeCols
+	sqlCodeGrantUsed   = `UPDATE grants SET last_used_at = $2 WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2`
+	// The pipelined code exchange cannot wait for the DELETE's grant_id
+	// before sending the UPDATE: it names the grant by its code_hash
+	// (UNIQUE), which is the same row.
+	sqlCodeGrantUsedByHash = `UPDATE grants SET last_used_at = $2 WHERE code_hash = $1 AND revoked_at IS NULL AND expires_at > $2`
+	sqlInsertGrant         = `INSERT INTO grants (` + boundGrantCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
+	sqlInsertCode          = `INSERT INTO auth_codes (` + boundCodeCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
+)
+
+type boundGrant struct {
+	id, client, user  string
+	expires           time.Time
+	revoked           *time.Time
+	scopes, resources []string
+	codeHash          []byte
+	created           time.Time
+	lastUsed          *time.Time
+}
+
+func scanBoundGrant(row pgx.Row) (boundGrant, error) {
+	var g boundGrant
+	err := row.Scan(&g.id, &g.client, &g.user, &g.scopes, &g.resources, &g.codeHash, &g.created, &g.expires, &g.lastUsed, &g.revoked)
+	return g, err
+}
+
+type boundRefresh struct {
+	hash              []byte
+	id, grant, client string
+	parent            string
+	created, expires  time.Time
+	rotated           *time.Time
+}
+
+func scanBoundRefresh(row pgx.Row) (boundRefresh, error) {
+	var r boundRefresh
+	err := row.Scan(&r.hash, &r.id, &r.grant, &r.client, &r.parent, &r.created, &r.expires, &r.rotated)
+	return r, err
+}
+
+// decide is the part of the store's decision a winning rotation needs:
+// an active grant and an unexpired, unrotated token.
+func (r boundRefresh) decide(g boundGrant, now time.Time) error {
+	switch {
+	case g.revoked != nil || !now.Before(g.expires):
+		return errors.New("grant revoked")
+	case !now.Before(r.expires):
+		return errors.New("refresh token expired")
+	case r.rotated != nil:
+		return errors.New("refresh token already rotated")
+	}
+	return nil
+}
+
+func randomBytes() []byte {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return b
+}
+
+func randomID() string {
+	b := randomBytes()
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+func sqlResult(err error) result {
+	if err != nil {
+		msg := strings.ReplaceAll(err.Error(), `"`, `'`)
+		if len(msg) > 60 {
+			msg = msg[:60]
+		}
+		return result{status: 500, body: []byte(`{"error":"sql: ` + msg + `"}`), err: err}
+	}
+	return result{status: 200}
+}
+
+// rotateBound rotates the token whose digest is hash and returns its
+// successor's digest.
+func rotateBound(ctx context.Context, pool *pgxpool.Pool, hash []byte, pipelined bool) ([]byte, error) {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Release()
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	succ := boundRefresh{hash: randomBytes(), id: randomID(), created: now}
+	var g boundGrant
+	var old boundRefresh
+	fail := func(err error) ([]byte, error) {
+		_, _ = conn.Exec(ctx, "ROLLBACK")
+		return nil, err
+	}
+	if pipelined {
+		// Round trip 1: begin, lock the grant, then the token.
+		b := &pgx.Batch{}
+		b.Queue("BEGIN")
+		b.Queue(sqlLockGrantByHash, hash)
+		b.Queue(sqlLockRefresh, hash)
+		br := conn.SendBatch(ctx, b)
+		_, err := br.Exec()
+		if err == nil {
+			g, err = scanBoundGrant(br.QueryRow())
+		}
+		if err == nil {
+			old, err = scanBoundRefresh(br.QueryRow())
+		}
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = old.decide(g, now)
+		}
+		if err != nil {
+			return fail(err)
+		}
+		// Round trip 2: mark rotated, insert the successor, touch the
+		// grant, commit.
+		b = &pgx.Batch{}
+		b.Queue(sqlMarkRotated, hash, now)
+		b.Queue(sqlInsertRefresh, succ.hash, succ.id, old.grant, old.client, old.id, now, old.expires, nil)
+		b.Queue(sqlGrantUsed, g.id, now)
+		b.Queue("COMMIT")
+		if err := conn.SendBatch(ctx, b).Close(); err != nil {
+			return fail(err)
+		}
+		return succ.hash, nil
+	}
+	if _, err := conn.Exec(ctx, "BEGIN"); err != nil {
+		return fail(err)
+	}
+	var gid string
+	if err := conn.QueryRow(ctx, sqlRefreshGrantID, hash).Scan(&gid); err != nil {
+		return fail(err)
+	}
+	if g, err = scanBoundGrant(conn.QueryRow(ctx, sqlLockGrant, gid)); err != nil {
+		return fail(err)
+	}
+	if old, err = scanBoundRefresh(conn.QueryRow(ctx, sqlLockRefresh, hash)); err != nil {
+		return fail(err)
+	}
+	if err := old.decide(g, now); err != nil {
+		return fail(err)
+	}
+	for _, st := range []struct {
+		sql  string
+		args []any
+	}{
+		{sqlMarkRotated, []any{hash, now}},
+		{sqlInsertRefresh, []any{succ.hash, succ.id, old.grant, old.client, old.id, now, old.expires, nil}},
+		{sqlGrantUsed, []any{g.id, now}},
+		{"COMMIT", nil},
+	} {
+		if _, err := conn.Exec(ctx, st.sql, st.args...); err != nil {
+			return fail(err)
+		}
+	}
+	return succ.hash, nil
+}
+
+// boundCodeFixture creates, untimed, a grant and its unredeemed code for
+// the owner of an existing grant (as CreateAuthCode does), and returns the
+// code's digest.
+func boundCodeFixture(ctx context.Context, pool *pgxpool.Pool, client, user string) ([]byte, error) {
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	h := sha256.Sum256(randomBytes())
+	gid := randomID()
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(sqlInsertGrant, gid, client, user, []string{"read"}, []string{}, h[:], now, now.Add(24*time.Hour), nil, nil)
+	b.Queue(sqlInsertCode, h[:], client, user, gid, "http://127.0.0.1/callback", "challenge", []string{"read"}, []string{}, now, now.Add(time.Minute))
+	b.Queue("COMMIT")
+	return h[:], pool.SendBatch(ctx, b).Close()
+}
+
+// consumeBound redeems a code as ConsumeAuthCode does for a valid code:
+// delete it, mark its grant used, insert the first refresh token, commit.
+func consumeBound(ctx context.Context, pool *pgxpool.Pool, hash []byte, pipelined bool) error {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	fail := func(err error) error {
+		_, _ = conn.Exec(ctx, "ROLLBACK")
+		return err
+	}
+	var (
+		hh                                     []byte
+		client, user, gid, redirect, challenge string
+		scopes, resources                      []string
+		created, expires                       time.Time
+	)
+	scan := func(row pgx.Row) error {
+		return row.Scan(&hh, &client, &user, &gid, &redirect, &challenge, &scopes, &resources, &created, &expires)
+	}
+	if pipelined {
+		b := &pgx.Batch{}
+		b.Queue("BEGIN")
+		b.Queue(sqlConsumeCode, hash)
+		b.Queue(sqlCodeGrantUsedByHash, hash, now)
+		br := conn.SendBatch(ctx, b)
+		_, err := br.Exec()
+		if err == nil {
+			err = scan(br.QueryRow())
+		}
+		if err == nil {
+			var tag interface{ RowsAffected() int64 }
+			tag, err = br.Exec()
+			if err == nil && tag.RowsAffected() != 1 {
+				err = errors.New("grant revoked")
+			}
+		}
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil && !now.Before(expires) {
+			err = errors.New("code expired")
+		}
+		if err != nil {
+			return fail(err)
+		}
+		b = &pgx.Batch{}
+		b.Queue(sqlInsertRefresh, randomBytes(), randomID(), gid, client, "", now, now.Add(24*time.Hour), nil)
+		b.Queue("COMMIT")
+		if err := conn.SendBatch(ctx, b).Close(); err != nil {
+			return fail(err)
+		}
+		return nil
+	}
+	if _, err := conn.Exec(ctx, "BEGIN"); err != nil {
+		return fail(err)
+	}
+	if err := scan(conn.QueryRow(ctx, sqlConsumeCode, hash)); err != nil {
+		return fail(err)
+	}
+	if !now.Before(expires) {
+		return fail(errors.New("code expired"))
+	}
+	tag, err := conn.Exec(ctx, sqlCodeGrantUsed, gid, now)
+	if err == nil && tag.RowsAffected() != 1 {
+		err = errors.New("grant revoked")
+	}
+	if err != nil {
+		return fail(err)
+	}
+	if _, err := conn.Exec(ctx, sqlInsertRefresh, randomBytes(), randomID(), gid, client, "", now, now.Add(24*time.Hour), nil); err != nil {
+		return fail(err)
+	}
+	if _, err := conn.Exec(ctx, "COMMIT"); err != nil {
+		return fail(err)
+	}
+	return nil
+}
+
+func init() {
+	// bound: each worker rotates its own chain's tokens in SQL. The chain
+	// is started through the server (login, consent, exchange), so the
+	// rows are exactly what authz writes.
+	flows["bound"] = func(l *loader, _, _ int) (func(context.Context, *recorder), error) {
+		if l.pool == nil {
+			return nil, errors.New("bound mode needs -database-url")
+		}
+		if err := l.needCodeClient(); err != nil {
+			return nil, err
+		}
+		rec0 := newRecorder()
+		rt, ok := l.newChain(rec0)
+		if !ok {
+			return nil, fmt.Errorf("starting a refresh chain: %s", kv(rec0.errors))
+		}
+		h := sha256.Sum256([]byte(rt))
+		hash := h[:]
+		pipelined := l.cfg.boundShape == "pipelined"
+		return func(ctx context.Context, rec *recorder) {
+			for ctx.Err() == nil {
+				rec.timed(func() result {
+					next, err := rotateBound(context.Background(), l.pool, hash, pipelined)
+					if err == nil {
+						hash = next
+					}
+					return sqlResult(err)
+				})
+			}
+		}, nil
+	}
+	// bound_code: each request redeems a code created just before
+	// (untimed) for the user and client a real exchange used.
+	flows["bound_code"] = func(l *loader, _, _ int) (func(context.Context, *recorder), error) {
+		if l.pool == nil {
+			return nil, errors.New("bound_code mode needs -database-url")
+		}
+		if err := l.needCodeClient(); err != nil {
+			return nil, err
+		}
+		rec0 := newRecorder()
+		rt, ok := l.newChain(rec0)
+		if !ok {
+			return nil, fmt.Errorf("starting a grant: %s", kv(rec0.errors))
+		}
+		h := sha256.Sum256([]byte(rt))
+		var client, user string
+		if err := l.pool.QueryRow(context.Background(), `SELECT client_id, user_id FROM grants WHERE id = (`+sqlRefreshGrantID+`)`, h[:]).Scan(&client, &user); err != nil {
+			return nil, err
+		}
+		pipelined := l.cfg.boundShape == "pipelined"
+		return func(ctx context.Context, rec *recorder) {
+			for ctx.Err() == nil {
+				code, err := boundCodeFixture(context.Background(), l.pool, client, user)
+				if !rec.untimed(sqlResult(err)) {
+					continue
+				}
+				rec.timed(func() result { return sqlResult(consumeBound(context.Background(), l.pool, code, pipelined)) })
+			}
+		}, nil
+	}
+}
+
+// pgSettings says what PostgreSQL the numbers were measured on.
+func pgSettings(ctx context.Context, pool *pgxpool.Pool) (string, error) {
+	names := []string{"server_version", "fsync", "synchronous_commit", "full_page_writes", "wal_level", "shared_buffers", "max_connections"}
+	vals := map[string]string{}
+	for _, n := range names {
+		var v string
+		if err := pool.QueryRow(ctx, "SHOW "+n).Scan(&v); err != nil {
+			return "", err
+		}
+		vals[n] = v
+	}
+	durable := "DURABLE"
+	if vals["fsync"] != "on" || vals["synchronous_commit"] == "off" || vals["full_page_writes"] != "on" {
+		durable = "NOT DURABLE (figures are not comparable with a production server)"
+	}
+	parts := make([]string, 0, len(names))
+	for _, n := range names {
+		parts = append(parts, n+"="+vals[n])
+	}
+	return "postgres: " + strings.Join(parts, " ") + " → " + durable, nil
+}

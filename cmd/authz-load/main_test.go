@@ -1,0 +1,179 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/authzd/authz/middleware"
+	"github.com/authzd/authz/provider"
+	"github.com/authzd/authz/provider/store"
+	"github.com/authzd/authz/provider/store/postgres"
+	"github.com/authzd/authz/provider/store/postgres/pgtest"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// testbed is two authz replicas on one PostgreSQL schema, sharing an
+// issuer as production replicas do, and the example resource server's
+// middleware in front of a handler.
+type testbed struct {
+	replicas []string
+	resource string // the protected URL
+	dsn      string
+	args     []string // the flags every run needs
+}
+
+func newTestbed(t *testing.T) testbed {
+	t.Helper()
+	dsn := pgtest.URL(t)
+	pool, err := pgxpool.New(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	st := postgres.New(pool)
+
+	rs := httptest.NewUnstartedServer(nil)
+	resURL := "http://" + rs.Listener.Addr().String() + "/api"
+	a := httptest.NewUnstartedServer(nil)
+	b := httptest.NewUnstartedServer(nil)
+	issuer := "http://" + a.Listener.Addr().String()
+	key := make([]byte, 32) // replicas share the key that encrypts the signing keys
+	_, _ = rand.Read(key)
+	for _, ts := range []*httptest.Server{a, b} {
+		srv, err := provider.New(context.Background(), provider.Options{
+			Issuer: issuer, Store: st, Scopes: []string{"read"}, Resources: []string{resURL}, EncryptionKey: key,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts.Config.Handler = srv.Handler()
+		ts.Start()
+		t.Cleanup(ts.Close)
+	}
+	v, err := middleware.New(middleware.Config{Issuer: issuer, Resource: resURL, ScopesSupported: []string{"read"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs.Config.Handler = v.Require("read")(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("hello")) }))
+	rs.Start()
+	t.Cleanup(rs.Close)
+
+	ctx, now := context.Background(), time.Now()
+	hash, err := provider.HashPassword("load-password", rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateUser(ctx, store.User{ID: "u-load", Username: "load", PasswordHash: hash, CreatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	mk := func(m store.ClientMetadata) (string, string) {
+		m.Name, m.TokenEndpointAuthMethod, m.Scopes = "load", store.AuthMethodClientSecretBasic, []string{"read"}
+		m.ApplicationType = provider.ApplicationTypeFor(m.RedirectURIs)
+		c, secret, err := provider.NewClient(m, now, rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.CreateClient(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		return c.ID, secret
+	}
+	ccID, ccSecret := mk(store.ClientMetadata{GrantTypes: []string{provider.GrantClientCredentials}})
+	codeID, codeSecret := mk(store.ClientMetadata{RedirectURIs: []string{"http://127.0.0.1/callback"},
+		GrantTypes: []string{provider.GrantAuthorizationCode, provider.GrantRefreshToken}})
+	return testbed{
+		replicas: []string{issuer, "http://" + b.Listener.Addr().String()},
+		resource: resURL + "/hello", dsn: dsn,
+		args: []string{"-issuer", issuer, "-client-id", ccID, "-client-secret", ccSecret,
+			"-code-client-id", codeID, "-code-client-secret", codeSecret,
+			"-username", "load", "-password", "load-password", "-database-url", dsn,
+			"-server-pid", strconv.Itoa(os.Getpid())},
+	}
+}
+
+// TestEveryModeRuns runs each mode for a moment at two concurrency levels
+// against two real replicas over HTTP and PostgreSQL: every level completes
+// requests and none fails. It asserts counts, never speed.
+func TestEveryModeRuns(t *testing.T) {
+	tb := newTestbed(t)
+	for _, mode := range modes {
+		for _, shape := range []string{"pipelined", "sequential"} {
+			if shape == "sequential" && !strings.HasPrefix(mode, "bound") {
+				continue
+			}
+			t.Run(mode+"/"+shape, func(t *testing.T) {
+				var out bytes.Buffer
+				args := append(tb.args, "-mode", mode, "-concurrency", "1,2", "-duration", "250ms",
+					"-target", tb.resource, "-replicas", strings.Join(tb.replicas, ","), "-bound-shape", shape)
+				levels, err := run(context.Background(), args, &out)
+				if err != nil {
+					t.Fatalf("run: %v\n%s", err, out.String())
+				}
+				if len(levels) != 2 {
+					t.Fatalf("%d levels reported, want 2:\n%s", len(levels), out.String())
+				}
+				for _, lv := range levels {
+					if lv.OK == 0 || len(lv.Errors) != 0 {
+						t.Fatalf("level %d: ok=%d errors=%v\n%s", lv.Concurrency, lv.OK, lv.Errors, out.String())
+					}
+					if lv.ServerCPU < 0 || len(lv.RSS) != 1 {
+						t.Fatalf("level %d: server CPU and RSS not measured\n%s", lv.Concurrency, out.String())
+					}
+				}
+				if !strings.Contains(out.String(), "postgres: server_version=") {
+					t.Fatalf("PostgreSQL settings not printed:\n%s", out.String())
+				}
+				if mode == "refresh_shared" && levels[1].Notes["pair rounds"] == 0 {
+					t.Fatalf("no pair of concurrent refreshes ran:\n%s", out.String())
+				}
+			})
+		}
+	}
+}
+
+// TestMixedSoakRuns is the soak (make soak) in miniature: every flow at
+// once across both replicas, and a verdict with no 5xx and no grant lost.
+func TestMixedSoakRuns(t *testing.T) {
+	tb := newTestbed(t)
+	var out bytes.Buffer
+	args := append(tb.args, "-mode", "mixed", "-concurrency", "6", "-duration", "1s", "-replicas", strings.Join(tb.replicas, ","))
+	levels, err := run(context.Background(), args, &out)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{"mode=authorization_code", "mode=refresh_shared", "mode=mixed_revoke", "mode=mixed_introspect",
+		"soak: 5xx: 0, no answer: 0, failed checks: 0", "grants revoked that should not have been: 0", "soak: OK"} {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	t.Log(out.String())
+	if levels[0].OK == 0 || levels[0].Notes["grants revoked on purpose"] == 0 {
+		t.Fatalf("ok=%d, grants revoked on purpose=%d\n%s", levels[0].OK, levels[0].Notes["grants revoked on purpose"], out.String())
+	}
+}
+
+// TestRefusesNonLoopback: the program only ever sends traffic to this
+// machine.
+func TestRefusesNonLoopback(t *testing.T) {
+	for _, args := range [][]string{
+		{"-issuer", "http://example.com"},
+		{"-replicas", "http://127.0.0.1:1,http://10.0.0.1:8080"},
+		{"-target", "http://192.0.2.1/api"},
+	} {
+		if _, err := run(context.Background(), args, io.Discard); err == nil || !strings.Contains(err.Error(), "loopback") {
+			t.Fatalf("%v: err = %v, want a loopback refusal", args, err)
+		}
+	}
+}
