@@ -6,9 +6,15 @@ PKGS      := ./...
 # otherwise a throwaway server that scripts/with-postgres.sh starts and stops.
 WITH_PG   := scripts/with-postgres.sh
 TESTFLAGS ?= -race -count=1 -timeout 15m
+# make test runs on a fast, non-durable PostgreSQL; bench, load and soak on
+# a durable one (fsync, synchronous_commit on) unless told otherwise, e.g.
+# `make bench BENCH_PG=` (README, Benchmarks).
+BENCH_PG  ?= --durable
+LOAD_DURATION ?= 5s
+SOAK_DURATION ?= 10m
 STATICCHECK := v0.8.2
 
-.PHONY: build run test lint bench load clean
+.PHONY: build run test lint bench load soak clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/authz
@@ -26,12 +32,19 @@ lint:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK) $(PKGS)
 
 bench:
-	AUTHZ_TEST_REQUIRE_POSTGRES=1 $(WITH_PG) $(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 20m $(PKGS)
+	AUTHZ_TEST_REQUIRE_POSTGRES=1 $(WITH_PG) $(BENCH_PG) $(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 20m $(PKGS)
 
 # A bounded loopback load run: authz on PostgreSQL, the example resource
-# server, and cmd/authz-load against each (scripts/load.sh).
+# server, and cmd/authz-load in every mode at concurrency 1,4,16,64
+# (scripts/load.sh; LOAD_DURATION per level, LOAD_MODES, LOAD_CONCURRENCY).
 load:
-	$(WITH_PG) scripts/load.sh 10s
+	$(WITH_PG) $(BENCH_PG) scripts/load.sh $(LOAD_DURATION)
+
+# Two authz replicas on one PostgreSQL under mixed traffic for
+# SOAK_DURATION, with `authz keys rotate` halfway; fails on any 5xx, lost
+# grant or dead replica (scripts/soak.sh).
+soak:
+	$(WITH_PG) $(BENCH_PG) scripts/soak.sh $(SOAK_DURATION)
 
 clean:
 	rm -rf bin

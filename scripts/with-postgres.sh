@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# with-postgres.sh CMD [ARGS...]
+# with-postgres.sh [--durable] CMD [ARGS...]
 #
 # Runs CMD with AUTHZ_TEST_DATABASE_URL pointing at a PostgreSQL server.
 # When AUTHZ_TEST_DATABASE_URL is already set, CMD runs against it as is.
@@ -7,9 +7,24 @@
 # directory, on a free loopback port, and removed when CMD ends. Works as
 # root (the server runs as an unprivileged user) and as a normal user, and
 # finds the binaries of a Debian install when they are not on PATH.
+#
+# By default the throwaway server is NOT durable (fsync, synchronous_commit
+# and full_page_writes off): `make test` wants speed, not crash safety.
+# --durable keeps PostgreSQL's durable defaults (fsync=on,
+# synchronous_commit=on, full_page_writes=on), as a production server runs:
+# `make bench`, `make load` and `make soak` use it, because commit latency
+# is most of a grant operation's cost. Either way the settings are printed,
+# and AUTHZ_TEST_PG_PID is the postmaster's PID (for CPU accounting).
 set -euo pipefail
 
+durable=""
+if [ "${1:-}" = "--durable" ]; then
+  durable=1
+  shift
+fi
+
 if [ -n "${AUTHZ_TEST_DATABASE_URL:-}" ]; then
+  [ -n "$durable" ] && echo "with-postgres: using AUTHZ_TEST_DATABASE_URL as is (--durable applies only to a throwaway server)" >&2
   exec "$@"
 fi
 
@@ -54,14 +69,20 @@ trap cleanup EXIT INT TERM
 "${run_as[@]}" "$PGBIN/initdb" -D "$dir/data" -U authz --auth=trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 || {
   cat "$dir/initdb.log" >&2; exit 1; }
 
+if [ -n "$durable" ]; then
+  settings="-c fsync=on -c synchronous_commit=on -c full_page_writes=on"
+else
+  # A throwaway test cluster trades durability for speed.
+  settings="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+fi
+
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 started=""
 for _ in $(seq 1 20); do
   port=$(( 20000 + RANDOM % 30000 ))
   port_free "$port" || continue
-  # fsync off: a throwaway test cluster trades durability for speed.
   if "${run_as[@]}" "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-      -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400" \
+      -o "-p $port -k $dir -c listen_addresses=127.0.0.1 $settings -c max_connections=400" \
       start >/dev/null 2>&1; then
     started=1; break
   fi
@@ -73,7 +94,9 @@ if [ -z "$started" ]; then
 fi
 
 export AUTHZ_TEST_DATABASE_URL="postgres://authz@127.0.0.1:$port/postgres?sslmode=disable"
-echo "with-postgres: throwaway PostgreSQL on 127.0.0.1:$port ($PGBIN)" >&2
+AUTHZ_TEST_PG_PID=$(head -n1 "$dir/data/postmaster.pid")
+export AUTHZ_TEST_PG_PID
+echo "with-postgres: throwaway PostgreSQL on 127.0.0.1:$port ($PGBIN), $([ -n "$durable" ] && echo durable || echo NOT durable): ${settings//-c /}" >&2
 set +e
 "$@"
 status=$?

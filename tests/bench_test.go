@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/authzd/authz/provider"
 	"github.com/authzd/authz/provider/store"
@@ -42,8 +45,34 @@ func benchPost(b *testing.B, target string, form url.Values, id, secret string, 
 
 func benchEnv(b *testing.B) *env {
 	b.Helper()
-	st := postgres.New(pgtest.Pool(b))
-	return start(b, st, nil)
+	pool := pgtest.Pool(b)
+	logPostgresSettings(b, pool)
+	return start(b, postgres.New(pool), nil)
+}
+
+// logPostgresSettings states what the figures were measured on: a
+// benchmark's log is always printed. Durable (fsync, synchronous_commit and
+// full_page_writes on) is what production runs; `make bench` starts such a
+// server unless told otherwise (README, Benchmarks).
+func logPostgresSettings(b *testing.B, pool *pgxpool.Pool) {
+	b.Helper()
+	var parts []string
+	durable := true
+	for _, name := range []string{"server_version", "fsync", "synchronous_commit", "full_page_writes", "shared_buffers"} {
+		var v string
+		if err := pool.QueryRow(context.Background(), "SHOW "+name).Scan(&v); err != nil {
+			b.Fatal(err)
+		}
+		if name != "server_version" && name != "shared_buffers" && v == "off" {
+			durable = false
+		}
+		parts = append(parts, name+"="+v)
+	}
+	verdict := "durable"
+	if !durable {
+		verdict = "NOT durable"
+	}
+	b.Logf("PostgreSQL %s: %s", verdict, strings.Join(parts, " "))
 }
 
 // codes makes n authorization codes for one signed-in browser (consent is
