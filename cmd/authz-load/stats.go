@@ -94,14 +94,6 @@ func (rec *recorder) merge(o *recorder) {
 	}
 }
 
-func (rec *recorder) errorCount() int {
-	n := 0
-	for _, v := range rec.errors {
-		n += v
-	}
-	return n
-}
-
 // level is what one concurrency level measured.
 type level struct {
 	Mode        string
