@@ -70,6 +70,9 @@ func (l *loader) base() string {
 func (l *loader) do(req *http.Request, c *http.Client) (result, http.Header) {
 	resp, err := c.Do(req)
 	if err != nil {
+		// No answer (a replica down): pause, so the failure is counted
+		// without the workers spinning on refused connections.
+		time.Sleep(10 * time.Millisecond)
 		return result{err: err}, nil
 	}
 	defer resp.Body.Close()

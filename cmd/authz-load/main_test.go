@@ -8,9 +8,12 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -153,7 +156,7 @@ func TestMixedSoakRuns(t *testing.T) {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
 	for _, want := range []string{"mode=authorization_code", "mode=refresh_shared", "mode=mixed_revoke", "mode=mixed_introspect",
-		"soak: 5xx: 0, no answer: 0, failed checks: 0", "grants revoked that should not have been: 0", "soak: OK"} {
+		"soak: 5xx: 0, no answer: 0, failed checks: 0, other errors: 0", "grants revoked that should not have been: 0", "soak: OK"} {
 		if !strings.Contains(out.String(), want) {
 			t.Fatalf("output lacks %q:\n%s", want, out.String())
 		}
@@ -175,5 +178,41 @@ func TestRefusesNonLoopback(t *testing.T) {
 		if _, err := run(context.Background(), args, io.Discard); err == nil || !strings.Contains(err.Error(), "loopback") {
 			t.Fatalf("%v: err = %v, want a loopback refusal", args, err)
 		}
+	}
+}
+
+// TestMixedSoakFailsOnADeadReplica: the verdict is a failure, with the
+// unanswered requests counted, when a replica stops answering mid-run (as
+// when it crashed at a janitor tick).
+func TestMixedSoakFailsOnADeadReplica(t *testing.T) {
+	tb := newTestbed(t)
+	target, _ := url.Parse(tb.replicas[1])
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	var dead atomic.Bool
+	// Setup (sign-in, first grants) uses the authorize and token endpoints
+	// only; the first introspection or revocation is mid-run, and from then
+	// on this replica drops every connection without an answer.
+	gate := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, pathIntrospect) || strings.HasSuffix(r.URL.Path, pathRevoke) {
+			dead.Store(true)
+		}
+		if dead.Load() {
+			conn, _, err := http.NewResponseController(w).Hijack()
+			if err == nil {
+				conn.Close()
+			}
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(gate.Close)
+	var out bytes.Buffer
+	args := append(tb.args, "-mode", "mixed", "-concurrency", "6", "-duration", "500ms", "-replicas", tb.replicas[0]+","+gate.URL)
+	_, err := run(context.Background(), args, &out)
+	if err == nil || !strings.Contains(err.Error(), "soak failed") {
+		t.Fatalf("err = %v, want the soak to fail\n%s", err, out.String())
+	}
+	if strings.Contains(out.String(), "no answer: 0,") || !strings.Contains(out.String(), "soak: requests by status: 0: ") {
+		t.Fatalf("unanswered requests not reported:\n%s", out.String())
 	}
 }

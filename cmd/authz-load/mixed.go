@@ -82,7 +82,7 @@ func mixedReport(ctx context.Context, l *loader, per map[string]*recorder, w io.
 	for _, name := range slices.Sorted(maps.Keys(per)) {
 		total.merge(per[name])
 	}
-	fivexx, transport, checks, lost := 0, 0, 0, 0
+	fivexx, transport, checks, other, lost := 0, 0, 0, 0, 0
 	for s, n := range total.status {
 		if s >= 500 {
 			fivexx += n
@@ -94,15 +94,20 @@ func mixedReport(ctx context.Context, l *loader, per map[string]*recorder, w io.
 			transport += n
 		case strings.HasPrefix(k, "check:"):
 			checks += n
-		case strings.HasPrefix(k, "prep: 5"):
-			fivexx += n
+		case strings.HasPrefix(k, "5") || strings.HasPrefix(k, "prep: 5"):
+			// counted from the statuses above (prep steps are not)
+			if strings.HasPrefix(k, "prep: ") {
+				fivexx += n
+			}
+		default:
+			other += n // e.g. "200 active=false": a fresh token unknown to a replica
 		}
 		if strings.Contains(k, "invalid_grant") && !strings.HasPrefix(k, "check:") {
 			lost += n // only mixed_revoke revokes, and it checks its own
 		}
 	}
 	fmt.Fprintf(w, "soak: requests by status: %s\n", kv(total.status))
-	fmt.Fprintf(w, "soak: 5xx: %d, no answer: %d, failed checks: %d\n", fivexx, transport, checks)
+	fmt.Fprintf(w, "soak: 5xx: %d, no answer: %d, failed checks: %d, other errors: %d\n", fivexx, transport, checks, other)
 	unexpected := lost
 	if l.pool != nil {
 		var revoked int
@@ -114,8 +119,8 @@ func mixedReport(ctx context.Context, l *loader, per map[string]*recorder, w io.
 		unexpected = max(unexpected, revoked-onPurpose)
 	}
 	fmt.Fprintf(w, "soak: grants revoked that should not have been: %d\n", unexpected)
-	if fivexx+transport+checks+unexpected > 0 {
-		return fmt.Errorf("soak failed: %d 5xx, %d without answer, %d failed checks, %d grants lost", fivexx, transport, checks, unexpected)
+	if fivexx+transport+checks+other+unexpected > 0 {
+		return fmt.Errorf("soak failed: %d 5xx, %d without answer, %d failed checks, %d other errors, %d grants lost", fivexx, transport, checks, other, unexpected)
 	}
 	fmt.Fprintln(w, "soak: OK")
 	return nil
