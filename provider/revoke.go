@@ -58,8 +58,16 @@ func (s *Server) revoke(ctx context.Context, c store.Client, token string) error
 		}
 		return nil
 	}
-	cl, err := s.keys.state(ctx).keySet.Verify(token, s.opts.Issuer, now, 0)
+	// Whichever replica receives the call records the jti in the shared
+	// store, so every replica answers active: false afterwards (RFC 7009
+	// §2.1). A token signed with a key this replica has not loaded yet
+	// makes it reload first; when it cannot tell, or cannot record the
+	// revocation, the caller gets an error, never a 200 that did nothing.
+	cl, ok, err := s.keys.verify(ctx, token, s.opts.Issuer, now)
 	if err != nil {
+		return err
+	}
+	if !ok {
 		// Malformed, foreign or expired: nothing to revoke.
 		return nil
 	}
@@ -136,9 +144,9 @@ func (s *Server) introspect(ctx context.Context, token string) (introspection, e
 			JTI: rt.ID, TokenType: "refresh_token",
 		}, nil
 	}
-	cl, err := s.keys.state(ctx).keySet.Verify(token, s.opts.Issuer, now, 0)
-	if err != nil {
-		return inactive, nil
+	cl, ok, err := s.keys.verify(ctx, token, s.opts.Issuer, now)
+	if err != nil || !ok {
+		return inactive, err
 	}
 	if live, err := s.accessTokenLive(ctx, cl, now); err != nil || !live {
 		return inactive, err

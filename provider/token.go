@@ -328,7 +328,7 @@ func (s *Server) completeTokenResponse(ctx context.Context, resp *tokenResponse,
 	}
 	exp := now.Add(s.opts.AccessTokenTTL)
 	scope := strings.Join(scopes, " ")
-	at, err := s.keys.state(ctx).signer.Sign(tokens.AccessTokenClaims{
+	at, err := s.keys.signer(ctx).Sign(tokens.AccessTokenClaims{
 		Issuer: s.opts.Issuer, Subject: sub, Audience: resources, ClientID: clientID, Scope: scope,
 		ID: jti, GrantID: grantID, IssuedAt: now, NotBefore: now, ExpiresAt: exp,
 	})

@@ -335,11 +335,12 @@ func TestMiddlewarePicksUpRotatedKey(t *testing.T) {
 	}
 
 	cmd := exec.Command(authzBin, "keys", "rotate")
-	cmd.Env = append(os.Environ(), "AUTHZ_DATABASE_URL="+dbURL, "AUTHZ_ENCRYPTION_KEY="+base64.StdEncoding.EncodeToString(encKey), "AUTHZ_ISSUER="+e.issuer)
+	cmd.Env = append(os.Environ(), "AUTHZ_DATABASE_URL="+dbURL, "AUTHZ_ENCRYPTION_KEY="+base64.StdEncoding.EncodeToString(encKey), "AUTHZ_ISSUER="+e.issuer,
+		"AUTHZ_KEY_RELOAD_INTERVAL=50ms") // as the server: the new key signs after 2 × 50ms
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("authz keys rotate: %v\n%s", err, out)
 	}
-	time.Sleep(100 * time.Millisecond) // the server re-reads its keys every 50ms
+	time.Sleep(250 * time.Millisecond) // the key activates after 100ms; the server re-reads every 50ms
 	after := e.ccToken(t, svc.ID, secret, res, "read")
 	if kidOf(t, after) == kidOf(t, before) {
 		t.Fatal("the server did not switch to the new key")

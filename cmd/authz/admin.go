@@ -419,6 +419,9 @@ func (e env) userList(args []string) error {
 	return tw.Flush()
 }
 
+// keysRotate adds a key that every server publishes at its next reload and
+// signs with only after twice the reload interval, so no replica meets a
+// token whose key it has not loaded.
 func (e env) keysRotate(args []string) error {
 	st, _, cfg, err := e.adminCommand("keys rotate", args, nil)
 	if err != nil {
@@ -429,15 +432,41 @@ func (e env) keysRotate(args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := provider.RotateSigningKey(e.ctx, st, key, cfg.SigningAlg, time.Now(), rand.Reader); err != nil {
+	now := time.Now()
+	k, err := provider.RotateSigningKey(e.ctx, st, key, cfg.SigningAlg, now, now.Add(provider.KeyActivationDelay(cfg.KeyReloadInterval)), rand.Reader)
+	if err != nil {
 		return err
 	}
+	fmt.Fprintf(e.stdout, "new signing key %s is published now and signs from %s (after every server has reloaded its keys); older keys stay published until their tokens expire\n",
+		k.ID, k.ActivatesAt.UTC().Format(time.RFC3339))
+	return nil
+}
+
+// keysList shows every stored signing key with its state and dates.
+func (e env) keysList(args []string) error {
+	st, _, cfg, err := e.adminCommand("keys list", args, nil)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
 	keys, err := st.ListSigningKeys(e.ctx)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "new signing key %s is current; older keys stay published until their tokens expire\n", keys[0].ID)
-	return nil
+	now := time.Now()
+	date := func(t time.Time) string {
+		if t.IsZero() {
+			return "-"
+		}
+		return t.UTC().Format(time.RFC3339)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tALGORITHM\tSTATE\tCREATED\tSIGNS FROM\tRETIRED")
+	for _, k := range keys {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Algorithm, provider.KeyState(k, now, cfg.AccessTokenTTL),
+			date(k.CreatedAt), date(k.Activation()), date(k.RetiredAt))
+	}
+	return tw.Flush()
 }
 
 func (e env) initialAccessCreate(args []string) error {

@@ -42,6 +42,7 @@ type config struct {
 	RefreshGrace       time.Duration
 	SessionTTL         time.Duration
 	JanitorInterval    time.Duration
+	KeyReloadInterval  time.Duration
 	RegistrationPolicy string
 	AutoMigrate        bool
 }
@@ -72,6 +73,7 @@ func (c *config) settings() []setting {
 		{flag: "refresh-grace", env: "AUTHZ_REFRESH_GRACE", def: "30s", usage: "how long a rotated refresh token still works (concurrent refreshes); 0 disables", dur: &c.RefreshGrace},
 		{flag: "session-ttl", env: "AUTHZ_SESSION_TTL", def: "12h", usage: "login session lifetime", dur: &c.SessionTTL},
 		{flag: "janitor-interval", env: "AUTHZ_JANITOR_INTERVAL", def: "5m", usage: "how often expired records and old signing keys are removed", dur: &c.JanitorInterval},
+		{flag: "key-reload-interval", env: "AUTHZ_KEY_RELOAD_INTERVAL", def: "30s", usage: "how often signing keys are re-read; `keys rotate` activates a new key after twice this", dur: &c.KeyReloadInterval},
 		{flag: "registration", env: "AUTHZ_REGISTRATION", def: "open", usage: "dynamic client registration: open, token or off", str: &c.RegistrationPolicy},
 		{flag: "auto-migrate", env: "AUTHZ_AUTO_MIGRATE", def: "true", usage: "apply database migrations at start", boolean: &c.AutoMigrate},
 	}
@@ -180,6 +182,7 @@ func (c *config) providerOptions(st store.Store, log *slog.Logger) (provider.Opt
 		EncryptionKey: key, SigningAlgorithm: c.SigningAlg,
 		AccessTokenTTL: c.AccessTokenTTL, AuthCodeTTL: c.AuthCodeTTL, RefreshIdleTTL: c.RefreshIdleTTL,
 		GrantTTL: c.GrantTTL, RefreshGrace: grace, SessionTTL: c.SessionTTL, JanitorInterval: c.JanitorInterval,
+		KeyRefreshInterval: c.KeyReloadInterval,
 		RegistrationPolicy: c.RegistrationPolicy, Logger: log,
 	}, nil
 }
@@ -198,7 +201,7 @@ func (c *config) validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"AUTHZ_ACCESS_TOKEN_TTL", c.AccessTokenTTL}, {"AUTHZ_AUTH_CODE_TTL", c.AuthCodeTTL}, {"AUTHZ_REFRESH_IDLE_TTL", c.RefreshIdleTTL}, {"AUTHZ_GRANT_TTL", c.GrantTTL}, {"AUTHZ_SESSION_TTL", c.SessionTTL}, {"AUTHZ_JANITOR_INTERVAL", c.JanitorInterval}} {
+	}{{"AUTHZ_ACCESS_TOKEN_TTL", c.AccessTokenTTL}, {"AUTHZ_AUTH_CODE_TTL", c.AuthCodeTTL}, {"AUTHZ_REFRESH_IDLE_TTL", c.RefreshIdleTTL}, {"AUTHZ_GRANT_TTL", c.GrantTTL}, {"AUTHZ_SESSION_TTL", c.SessionTTL}, {"AUTHZ_JANITOR_INTERVAL", c.JanitorInterval}, {"AUTHZ_KEY_RELOAD_INTERVAL", c.KeyReloadInterval}} {
 		if d.v <= 0 {
 			return fmt.Errorf("%s must be positive", d.name)
 		}

@@ -31,7 +31,9 @@ Usage:
   authz user create NAME --password-stdin
   authz user set-password NAME --password-stdin
   authz user delete NAME | authz user list
-  authz keys rotate                  make a new signing key current
+  authz keys rotate                  add a signing key (published now, signing after
+                                     twice AUTHZ_KEY_RELOAD_INTERVAL)
+  authz keys list                    show each signing key's algorithm, state and dates
   authz token initial-access create [--ttl D]
                                      make an initial access token (registration policy "token")
 
@@ -105,8 +107,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return e.userList(rest[1:])
 		}
 	case "keys":
-		if sub == "rotate" {
+		switch sub {
+		case "rotate":
 			return e.keysRotate(rest[1:])
+		case "list":
+			return e.keysList(rest[1:])
 		}
 	case "token":
 		if sub == "initial-access" && len(rest) > 1 && rest[1] == "create" {

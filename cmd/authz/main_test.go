@@ -183,6 +183,14 @@ func freeAddr(t *testing.T) string {
 
 func startServer(t *testing.T, env []string, args ...string) *server {
 	t.Helper()
+	s := launchServer(t, env, args...)
+	s.waitHealthy(t)
+	return s
+}
+
+// launchServer starts `authz serve` without waiting for it.
+func launchServer(t *testing.T, env []string, args ...string) *server {
+	t.Helper()
 	addr := freeAddr(t)
 	cmd := command(append(env, "AUTHZ_ADDR="+addr, "AUTHZ_ISSUER=http://"+addr), append([]string{"serve"}, args...)...)
 	s := &server{cmd: cmd, addr: addr, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1)}
@@ -209,13 +217,19 @@ func startServer(t *testing.T, env []string, args ...string) *server {
 			<-s.done
 		}
 	})
+	return s
+}
+
+// waitHealthy waits until the server answers /healthz.
+func (s *server) waitHealthy(t *testing.T) {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + addr + "/healthz")
+		resp, err := http.Get("http://" + s.addr + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return s
+				return
 			}
 		}
 		select {
@@ -225,7 +239,6 @@ func startServer(t *testing.T, env []string, args ...string) *server {
 		}
 	}
 	t.Fatal("server did not become healthy")
-	return nil
 }
 
 // stop sends SIGTERM and returns the exit code.
@@ -381,7 +394,7 @@ func TestClientPersistsOnPostgres(t *testing.T) {
 	}
 
 	// keys rotate works against the same database.
-	if out, stderr, code := runCmd(t, env, "", "keys", "rotate"); code != 0 || !strings.Contains(out, "current") {
+	if out, stderr, code := runCmd(t, env, "", "keys", "rotate"); code != 0 || !strings.Contains(out, "published") {
 		t.Fatalf("keys rotate: %d %s %s", code, out, stderr)
 	}
 	if _, _, code := runCmd(t, env, "", "client", "delete", created.ClientID); code != 0 {
@@ -623,4 +636,64 @@ func TestBinaryCoverageFollowsTheTest(t *testing.T) {
 		}
 	}
 	t.Fatalf("the binary (pid %d) left no coverage counters in GOCOVERDIR %q: %v", cmd.Process.Pid, coverDir, files)
+}
+
+// TestKeysCommands: two real binaries started at once on an empty database
+// make one signing key; `keys rotate` adds a pending key (refusing an
+// encryption key that cannot decrypt the existing ones); `keys list` shows
+// each key's id, algorithm, state and dates.
+func TestKeysCommands(t *testing.T) {
+	t.Parallel()
+	dbURL := pgtest.URL(t)
+	env := []string{"AUTHZ_DATABASE_URL=" + dbURL, "AUTHZ_ENCRYPTION_KEY=" + testEncryptionKey}
+	s1, s2 := launchServer(t, env), launchServer(t, env)
+	s1.waitHealthy(t)
+	s2.waitHealthy(t)
+	kidsOf := func(s *server) []string {
+		resp, err := http.Get("http://" + s.addr + "/oauth2/jwks")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var set jose.JSONWebKeySet
+		if err := json.NewDecoder(resp.Body).Decode(&set); err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, k := range set.Keys {
+			out = append(out, k.KeyID)
+		}
+		return out
+	}
+	k1, k2 := kidsOf(s1), kidsOf(s2)
+	if len(k1) != 1 || len(k2) != 1 || k1[0] != k2[0] {
+		t.Fatalf("two servers started at once publish %v and %v, want one shared key", k1, k2)
+	}
+	first := k1[0]
+
+	out, stderr, code := runCmd(t, env, "", "keys", "list")
+	if code != 0 || !strings.Contains(out, first) || !strings.Contains(out, "ES256") || !strings.Contains(out, "signing") || strings.Count(out, "\n") != 2 {
+		t.Fatalf("keys list: %d %q %s", code, out, stderr)
+	}
+
+	wrongKey := "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=" // 32 other bytes
+	_, stderr, code = runCmd(t, []string{"AUTHZ_DATABASE_URL=" + dbURL, "AUTHZ_ENCRYPTION_KEY=" + wrongKey}, "", "keys", "rotate")
+	if code == 0 || !strings.Contains(stderr, "AUTHZ_ENCRYPTION_KEY") {
+		t.Fatalf("keys rotate with the wrong encryption key: %d %s", code, stderr)
+	}
+	if out, _, _ := runCmd(t, env, "", "keys", "list"); strings.Count(out, "\n") != 2 {
+		t.Fatalf("a refused rotation added a key:\n%s", out)
+	}
+
+	out, stderr, code = runCmd(t, env, "", "keys", "rotate")
+	if code != 0 || !strings.Contains(out, "published") {
+		t.Fatalf("keys rotate: %d %q %s", code, out, stderr)
+	}
+	out, _, _ = runCmd(t, env, "", "keys", "list")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[0], "STATE") || !strings.Contains(lines[1], "pending") || !strings.Contains(lines[2], first) || !strings.Contains(lines[2], "signing") {
+		t.Fatalf("keys list after a rotation:\n%s", out)
+	}
+	s1.stop(t)
+	s2.stop(t)
 }

@@ -176,10 +176,25 @@ type SigningKey struct {
 	Algorithm           string // "ES256" or "EdDSA"
 	PublicJWK           []byte // JSON Web Key of the public key
 	EncryptedPrivateKey []byte
-	CreatedAt           time.Time
-	// RetiredAt is zero for the current key. A retired key no longer signs
-	// but stays published until the tokens it signed have expired.
+	// CreatedAt is when the key was added; it is published from then on.
+	CreatedAt time.Time
+	// ActivatesAt is when the key starts signing. Until then it is only
+	// published, so every replica has loaded it before any token signed
+	// with it exists. Zero means CreatedAt.
+	ActivatesAt time.Time
+	// RetiredAt is zero until a newer key is added, then that key's
+	// ActivatesAt (possibly still ahead): the key signs until then, and
+	// stays published until the tokens it signed have expired.
 	RetiredAt time.Time
+}
+
+// Activation returns when k starts signing: ActivatesAt, or CreatedAt when
+// that is zero.
+func (k SigningKey) Activation() time.Time {
+	if k.ActivatesAt.IsZero() {
+		return k.CreatedAt
+	}
+	return k.ActivatesAt
 }
 
 // Session is a browser login session at the authorization server.
@@ -293,9 +308,15 @@ type Store interface {
 	SaveConsent(ctx context.Context, c Consent) error // insert or replace
 
 	// Signing keys.
-	// RotateSigningKey stores k as the current key and retires every other
-	// unretired key at k.CreatedAt.
+	// RotateSigningKey stores k and retires every other key at
+	// k.Activation(), unless it is retired earlier already: the previous
+	// key signs until k starts to. Rotations are serialised with each
+	// other and with CreateFirstSigningKey.
 	RotateSigningKey(ctx context.Context, k SigningKey) error
+	// CreateFirstSigningKey stores k only when there is no signing key at
+	// all, atomically, and returns ErrAlreadyExists otherwise: replicas
+	// starting at once on an empty database end with one key, not several.
+	CreateFirstSigningKey(ctx context.Context, k SigningKey) error
 	// ListSigningKeys returns every key, newest first.
 	ListSigningKeys(ctx context.Context) ([]SigningKey, error)
 	// DeleteSigningKeysRetiredBefore removes keys retired before t.

@@ -536,17 +536,29 @@ func (s *Store) SaveConsent(_ context.Context, c store.Consent) error {
 
 func (s *Store) RotateSigningKey(_ context.Context, k store.SigningKey) error {
 	k = cloneKey(k)
-	k.RetiredAt = time.Time{} // stored as the current key
+	k.RetiredAt = time.Time{} // stored as the newest key
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.keys[k.ID]; ok {
 		return store.ErrAlreadyExists
 	}
 	for id, old := range s.keys {
-		if old.RetiredAt.IsZero() {
-			old.RetiredAt = k.CreatedAt
+		if old.RetiredAt.IsZero() || old.RetiredAt.After(k.ActivatesAt) {
+			old.RetiredAt = k.ActivatesAt
 			s.keys[id] = old
 		}
+	}
+	s.keys[k.ID] = k
+	return nil
+}
+
+func (s *Store) CreateFirstSigningKey(_ context.Context, k store.SigningKey) error {
+	k = cloneKey(k)
+	k.RetiredAt = time.Time{}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.keys) > 0 {
+		return store.ErrAlreadyExists
 	}
 	s.keys[k.ID] = k
 	return nil
@@ -746,6 +758,6 @@ func cloneConsent(c store.Consent) store.Consent {
 
 func cloneKey(k store.SigningKey) store.SigningKey {
 	k.PublicJWK, k.EncryptedPrivateKey = bytes.Clone(k.PublicJWK), bytes.Clone(k.EncryptedPrivateKey)
-	k.CreatedAt, k.RetiredAt = norm(k.CreatedAt), norm(k.RetiredAt)
+	k.CreatedAt, k.ActivatesAt, k.RetiredAt = norm(k.CreatedAt), norm(k.Activation()), norm(k.RetiredAt)
 	return k
 }

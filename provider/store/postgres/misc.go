@@ -48,21 +48,49 @@ func (s *Store) SaveConsent(ctx context.Context, c store.Consent) error {
 
 // ---- Signing keys ----
 
+// signingKeysLock serialises rotations and first-key creation, per schema
+// (the tests keep several authz schemas in one database).
+const signingKeysLock = `SELECT pg_advisory_xact_lock(hashtextextended('authz.signing_keys:' || current_schema(), 0))`
+
+func insertSigningKey(ctx context.Context, tx pgx.Tx, k store.SigningKey) error {
+	_, err := tx.Exec(ctx, `INSERT INTO signing_keys (id, algorithm, public_jwk, encrypted_private_key, created_at, activates_at, retired_at)
+		VALUES ($1, $2, $3, $4, $5, $6, NULL)`, k.ID, k.Algorithm, string(k.PublicJWK), k.EncryptedPrivateKey, ts(k.CreatedAt), ts(k.Activation()))
+	return wrap(err)
+}
+
 func (s *Store) RotateSigningKey(ctx context.Context, k store.SigningKey) error {
 	return s.tx(ctx, func(tx pgx.Tx) (bool, error) {
-		// Retire first, so the new key is the only unretired one when the
-		// transaction commits.
-		if _, err := tx.Exec(ctx, `UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL`, ts(k.CreatedAt)); err != nil {
+		if _, err := tx.Exec(ctx, signingKeysLock); err != nil {
 			return false, wrap(err)
 		}
-		_, err := tx.Exec(ctx, `INSERT INTO signing_keys (id, algorithm, public_jwk, encrypted_private_key, created_at, retired_at)
-			VALUES ($1, $2, $3, $4, $5, NULL)`, k.ID, k.Algorithm, string(k.PublicJWK), k.EncryptedPrivateKey, ts(k.CreatedAt))
-		return false, wrap(err)
+		// The previous keys sign until the new one starts to.
+		if _, err := tx.Exec(ctx, `UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL OR retired_at > $1`, ts(k.Activation())); err != nil {
+			return false, wrap(err)
+		}
+		return false, insertSigningKey(ctx, tx, k)
+	})
+}
+
+// CreateFirstSigningKey inserts under the same advisory lock as rotations,
+// so a replica that waited for it sees the key another one just made.
+func (s *Store) CreateFirstSigningKey(ctx context.Context, k store.SigningKey) error {
+	return s.tx(ctx, func(tx pgx.Tx) (bool, error) {
+		if _, err := tx.Exec(ctx, signingKeysLock); err != nil {
+			return false, wrap(err)
+		}
+		var exists bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM signing_keys)`).Scan(&exists); err != nil {
+			return false, wrap(err)
+		}
+		if exists {
+			return false, store.ErrAlreadyExists
+		}
+		return false, insertSigningKey(ctx, tx, k)
 	})
 }
 
 func (s *Store) ListSigningKeys(ctx context.Context) ([]store.SigningKey, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id, algorithm, public_jwk, encrypted_private_key, created_at, retired_at
+	rows, err := s.pool.Query(ctx, `SELECT id, algorithm, public_jwk, encrypted_private_key, created_at, activates_at, retired_at
 		FROM signing_keys ORDER BY created_at DESC, id COLLATE "C" DESC`)
 	if err != nil {
 		return nil, wrap(err)
@@ -72,10 +100,10 @@ func (s *Store) ListSigningKeys(ctx context.Context) ([]store.SigningKey, error)
 	for rows.Next() {
 		var k store.SigningKey
 		var retired *time.Time
-		if err := rows.Scan(&k.ID, &k.Algorithm, &k.PublicJWK, &k.EncryptedPrivateKey, &k.CreatedAt, &retired); err != nil {
+		if err := rows.Scan(&k.ID, &k.Algorithm, &k.PublicJWK, &k.EncryptedPrivateKey, &k.CreatedAt, &k.ActivatesAt, &retired); err != nil {
 			return nil, wrap(err)
 		}
-		k.CreatedAt, k.RetiredAt = k.CreatedAt.UTC(), fromNull(retired)
+		k.CreatedAt, k.ActivatesAt, k.RetiredAt = k.CreatedAt.UTC(), k.ActivatesAt.UTC(), fromNull(retired)
 		out = append(out, k)
 	}
 	return out, wrap(rows.Err())

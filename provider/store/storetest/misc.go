@@ -1,6 +1,8 @@
 package storetest
 
 import (
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -120,6 +122,50 @@ func testSigningKeys(t *testing.T, newStore factory) {
 	// The current key is never retired, so it is never deleted.
 	e.must(e.s.DeleteSigningKeysRetiredBefore(e.ctx, at(1000*time.Hour)), "DeleteSigningKeysRetiredBefore far future")
 	list("only the current key left", k3)
+
+	// A key published ahead of its activation: the current key signs until
+	// then, so it is retired at the new key's ActivatesAt, not at its creation.
+	k4 := key("k4", at(3*time.Hour))
+	k4.ActivatesAt = at(3*time.Hour + time.Minute)
+	e.must(e.s.RotateSigningKey(e.ctx, k4), "RotateSigningKey k4 (pending)")
+	k3.RetiredAt = k4.ActivatesAt
+	list("k4 pending, k3 retiring at k4's activation", k4, k3)
+
+	// A second rotation before k4 activates retires k4 too, at the newer
+	// activation, and leaves k3's earlier retirement alone.
+	k5 := key("k5", at(3*time.Hour+time.Second))
+	k5.ActivatesAt = at(3*time.Hour + 2*time.Minute)
+	e.must(e.s.RotateSigningKey(e.ctx, k5), "RotateSigningKey k5 (pending)")
+	k4.RetiredAt = k5.ActivatesAt
+	list("k5 pending after k4", k5, k4, k3)
+
+	// The first key is created only on an empty store.
+	if err := e.s.CreateFirstSigningKey(e.ctx, key("k6", at(4*time.Hour))); !errors.Is(err, store.ErrAlreadyExists) {
+		t.Fatalf("CreateFirstSigningKey with keys present: %v, want ErrAlreadyExists", err)
+	}
+	list("nothing added", k5, k4, k3)
+}
+
+// testFirstSigningKey: replicas starting at once on an empty database each
+// try to create the first key; exactly one succeeds and one key exists.
+func testFirstSigningKey(t *testing.T, newStore factory) {
+	e := newEnv(t, newStore)
+	errs := race(func(i int) error {
+		id := fmt.Sprintf("first-%d", i)
+		return e.s.CreateFirstSigningKey(e.ctx, store.SigningKey{
+			ID: id, Algorithm: "ES256", PublicJWK: []byte(`{"kty":"EC","kid":"` + id + `"}`),
+			EncryptedPrivateKey: randomHash(), CreatedAt: base,
+		})
+	})
+	n, other := count(errs, store.ErrAlreadyExists)
+	if n["ok"] != 1 || n[store.ErrAlreadyExists.Error()] != racers-1 {
+		t.Fatalf("outcomes %v (first unexpected error: %v), want 1 ok and %d ErrAlreadyExists", n, other, racers-1)
+	}
+	keys, err := e.s.ListSigningKeys(e.ctx)
+	e.must(err, "ListSigningKeys")
+	if len(keys) != 1 || !keys[0].RetiredAt.IsZero() {
+		t.Fatalf("keys after the race: %+v, want exactly one unretired key", keys)
+	}
 }
 
 func testSessions(t *testing.T, newStore factory) {

@@ -51,6 +51,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"AccessTokenRevocation", testAccessTokenRevocation},
 		{"Consents", testConsents},
 		{"SigningKeys", testSigningKeys},
+		{"FirstSigningKey", testFirstSigningKey},
 		{"Sessions", testSessions},
 		{"InitialAccessTokens", testInitialAccessTokens},
 		{"DeleteExpired", testDeleteExpired},
@@ -442,7 +443,7 @@ func canonConsent(c store.Consent) store.Consent {
 
 func canonKey(k store.SigningKey) store.SigningKey {
 	k.PublicJWK, k.EncryptedPrivateKey = cJSON(k.PublicJWK), cBytes(k.EncryptedPrivateKey)
-	k.CreatedAt, k.RetiredAt = cTime(k.CreatedAt), cTime(k.RetiredAt)
+	k.CreatedAt, k.ActivatesAt, k.RetiredAt = cTime(k.CreatedAt), cTime(k.Activation()), cTime(k.RetiredAt)
 	return k
 }
 
