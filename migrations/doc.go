@@ -6,5 +6,8 @@
 // transaction-scoped advisory lock keyed by the current schema, so one
 // process applies and the others wait and then find nothing left to do.
 // Each file runs in the same transaction as its bookkeeping row, so a
-// failed migration leaves nothing half-written.
+// failed migration leaves nothing half-written. Each applied file's SHA-256
+// is recorded, and Apply refuses to run when an applied file has changed.
+// Check is the read-only counterpart for commands that must not change the
+// schema (every admin command): it says "run authz migrate" instead.
 package migrations

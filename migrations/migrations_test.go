@@ -2,7 +2,9 @@ package migrations_test
 
 import (
 	"context"
+	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -18,9 +20,15 @@ func TestAllNumberedInOrder(t *testing.T) {
 	if len(all) == 0 {
 		t.Fatal("no migrations embedded")
 	}
+	// Numbers are handed out ahead of time to changes made in parallel, so
+	// a branch may lack a lower number for a while: versions must increase
+	// (All refuses duplicates), starting at 1.
+	if all[0].Version != 1 {
+		t.Errorf("the first migration is %s, want version 1", all[0].Name)
+	}
 	for i, m := range all {
-		if m.Version != i+1 {
-			t.Errorf("migration %d is %s (version %d): versions must run 1, 2, 3 … without gaps", i, m.Name, m.Version)
+		if i > 0 && m.Version <= all[i-1].Version {
+			t.Errorf("migration %s (version %d) does not follow %s", m.Name, m.Version, all[i-1].Name)
 		}
 		if m.SQL == "" {
 			t.Errorf("%s is empty", m.Name)
@@ -139,5 +147,80 @@ func TestSecretsAreDigests(t *testing.T) {
 	}
 	if tz != 0 {
 		t.Fatalf("%d timestamp columns without time zone", tz)
+	}
+}
+
+// TestChecksums: Apply records each file's SHA-256; an applied file that
+// changed makes Apply and Check refuse; rows from before checksums were kept
+// take the file's checksum.
+func TestChecksums(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.Pool(t)
+	first := migrations.All()[0]
+	if err := migrations.Check(ctx, pool); err != nil {
+		t.Fatalf("Check on a migrated schema: %v", err)
+	}
+	var sum string
+	if err := pool.QueryRow(ctx, `SELECT checksum FROM schema_migrations WHERE version = $1`, first.Version).Scan(&sum); err != nil {
+		t.Fatal(err)
+	}
+	mustBe(t, "recorded checksum", sum, first.Checksum())
+
+	if _, err := pool.Exec(ctx, `UPDATE schema_migrations SET checksum = 'deadbeef' WHERE version = $1`, first.Version); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := migrations.Apply(ctx, pool); err == nil || !strings.Contains(err.Error(), first.Name) || !strings.Contains(err.Error(), "changed") {
+		t.Fatalf("Apply with a changed file: %v", err)
+	}
+	if err := migrations.Check(ctx, pool); err == nil || !strings.Contains(err.Error(), first.Name) {
+		t.Fatalf("Check with a changed file: %v", err)
+	}
+
+	if _, err := pool.Exec(ctx, `UPDATE schema_migrations SET checksum = NULL`); err != nil {
+		t.Fatal(err)
+	}
+	if applied, err := migrations.Apply(ctx, pool); err != nil || len(applied) != 0 {
+		t.Fatalf("Apply over rows without checksums: %v %v", applied, err)
+	}
+	if err := pool.QueryRow(ctx, `SELECT checksum FROM schema_migrations WHERE version = $1`, first.Version).Scan(&sum); err != nil {
+		t.Fatal(err)
+	}
+	mustBe(t, "backfilled checksum", sum, first.Checksum())
+}
+
+// TestCheckSaysMigrate: Check changes nothing, and reports a schema that
+// lacks migrations, or has never been migrated, as ErrNotCurrent.
+func TestCheckSaysMigrate(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.Pool(t)
+	all := migrations.All()
+	last := all[len(all)-1]
+	if _, err := pool.Exec(ctx, `DELETE FROM schema_migrations WHERE version = $1`, last.Version); err != nil {
+		t.Fatal(err)
+	}
+	err := migrations.Check(ctx, pool)
+	if !errors.Is(err, migrations.ErrNotCurrent) || !strings.Contains(err.Error(), "run authz migrate") || !strings.Contains(err.Error(), last.Name) {
+		t.Fatalf("Check with %s missing: %v", last.Name, err)
+	}
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	mustBe(t, "rows after Check", n, len(all)-1)
+
+	if _, err := pool.Exec(ctx, `DROP TABLE schema_migrations`); err != nil {
+		t.Fatal(err)
+	}
+	if err := migrations.Check(ctx, pool); !errors.Is(err, migrations.ErrNotCurrent) {
+		t.Fatalf("Check without schema_migrations: %v", err)
+	}
+}
+
+func mustBe[T comparable](t *testing.T, what string, got, want T) {
+	t.Helper()
+	if got != want {
+		t.Fatalf("%s = %v, want %v", what, got, want)
 	}
 }

@@ -38,7 +38,9 @@ func (e env) adminStore(cfg *config) (store.Store, error) {
 	if cfg.DatabaseURL == "" {
 		return nil, errors.New("this command changes the database, but none is configured: set AUTHZ_DATABASE_URL (the in-memory store lives only inside a running server)")
 	}
-	st, _, err := cfg.openStore(e.ctx)
+	// Administrative commands never change the schema: against an older
+	// one they say "run authz migrate" (migrations.Check).
+	st, _, err := cfg.openStore(e.ctx, false)
 	return st, err
 }
 

@@ -148,9 +148,12 @@ func (c *config) encryptionKey() ([]byte, error) {
 	return k, nil
 }
 
-// openStore opens the configured store, applying migrations to PostgreSQL
-// unless disabled. persistent reports whether data outlives the process.
-func (c *config) openStore(ctx context.Context) (st store.Store, persistent bool, err error) {
+// openStore opens the configured store. With migrate it applies pending
+// migrations to PostgreSQL (serve with AUTHZ_AUTO_MIGRATE); without, it
+// only checks that the schema is the one this binary needs, so that no
+// command but `authz migrate` and `authz serve` ever changes the schema.
+// persistent reports whether data outlives the process.
+func (c *config) openStore(ctx context.Context, migrate bool) (st store.Store, persistent bool, err error) {
 	if c.DatabaseURL == "" {
 		return memory.New(), false, nil
 	}
@@ -158,11 +161,17 @@ func (c *config) openStore(ctx context.Context) (st store.Store, persistent bool
 	if err != nil {
 		return nil, false, err
 	}
-	if c.AutoMigrate {
-		if _, err := migrations.Apply(ctx, pg.Pool()); err != nil {
-			pg.Close()
-			return nil, false, fmt.Errorf("applying migrations: %w", err)
+	if migrate {
+		_, err = migrations.Apply(ctx, pg.Pool())
+		if err != nil {
+			err = fmt.Errorf("applying migrations: %w", err)
 		}
+	} else {
+		err = migrations.Check(ctx, pg.Pool())
+	}
+	if err != nil {
+		pg.Close()
+		return nil, false, err
 	}
 	return pg, true, nil
 }

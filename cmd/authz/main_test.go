@@ -27,6 +27,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/authzd/authz/migrations"
 	"github.com/authzd/authz/provider/store"
 	"github.com/authzd/authz/provider/store/postgres/pgtest"
 )
@@ -696,4 +697,66 @@ func TestKeysCommands(t *testing.T) {
 	}
 	s1.stop(t)
 	s2.stop(t)
+}
+
+// TestAdminCommandsNeverMigrate: against a database an older authz made
+// (only the first migration, recorded the old way), admin commands and
+// `serve` with AUTHZ_AUTO_MIGRATE=false refuse with "run authz migrate"
+// and change nothing; `authz migrate` brings it up to date.
+func TestAdminCommandsNeverMigrate(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dbURL := pgtest.URL(t)
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	first := migrations.All()[0]
+	if _, err := conn.Exec(ctx, `DO $$ DECLARE r record; BEGIN
+		FOR r IN SELECT tablename FROM pg_tables WHERE schemaname = current_schema() LOOP
+			EXECUTE 'DROP TABLE ' || quote_ident(r.tablename) || ' CASCADE';
+		END LOOP; END $$`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, first.SQL); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,
+		applied_at timestamptz NOT NULL DEFAULT clock_timestamp());
+		INSERT INTO schema_migrations (version, name) VALUES (1, '`+first.Name+`')`); err != nil {
+		t.Fatal(err)
+	}
+	schema := func() string {
+		var out string
+		if err := conn.QueryRow(ctx, `SELECT string_agg(table_name || '.' || column_name, ',' ORDER BY table_name, column_name)
+			FROM information_schema.columns WHERE table_schema = current_schema()`).Scan(&out); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	before := schema()
+	env := []string{"AUTHZ_DATABASE_URL=" + dbURL, "AUTHZ_ENCRYPTION_KEY=" + testEncryptionKey}
+
+	for _, args := range [][]string{{"user", "list"}, {"client", "list"}, {"keys", "list"}, {"keys", "rotate"}, {"token", "initial-access", "create"}} {
+		_, stderr, code := runCmd(t, env, "", args...)
+		if code == 0 || !strings.Contains(stderr, "run authz migrate") {
+			t.Fatalf("authz %s on an older schema: %d %q", strings.Join(args, " "), code, stderr)
+		}
+	}
+	_, stderr, code := runCmd(t, append(env, "AUTHZ_AUTO_MIGRATE=false", "AUTHZ_ADDR=127.0.0.1:0"), "", "serve")
+	if code == 0 || !strings.Contains(stderr, "run authz migrate") {
+		t.Fatalf("serve without auto-migrate on an older schema: %d %q", code, stderr)
+	}
+	if after := schema(); after != before {
+		t.Fatalf("a command other than migrate changed the schema:\nbefore %s\nafter  %s", before, after)
+	}
+
+	out, stderr, code := runCmd(t, env, "", "migrate")
+	if code != 0 || !strings.Contains(out, "applied") {
+		t.Fatalf("migrate: %d %q %s", code, out, stderr)
+	}
+	if _, stderr, code := runCmd(t, env, "", "user", "list"); code != 0 {
+		t.Fatalf("user list after migrate: %d %s", code, stderr)
+	}
 }

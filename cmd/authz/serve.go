@@ -45,7 +45,7 @@ func (e env) serve(args []string) error {
 	if *dev && cfg.Scopes == "" {
 		cfg.Scopes = "read,write"
 	}
-	st, persistent, err := cfg.openStore(e.ctx)
+	st, persistent, err := cfg.openStore(e.ctx, cfg.AutoMigrate)
 	if err != nil {
 		return err
 	}
