@@ -24,7 +24,7 @@ type appsPage struct {
 func (s *Server) handleApps(w http.ResponseWriter, r *http.Request) {
 	user, ok, err := s.currentUser(r)
 	if err != nil {
-		s.log.Error("connected apps: session lookup failed", "cause", err)
+		s.logFailure(r, "connected apps: session lookup failed", "cause", err)
 		s.renderError(w, http.StatusServiceUnavailable, "Temporarily unavailable", "Please try again shortly.", errTemporarilyUnavailable)
 		return
 	}
@@ -38,7 +38,7 @@ func (s *Server) handleApps(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if err := s.revokeUserGrant(r, user, r.PostForm.Get("grant_id")); err != nil {
-			s.log.Error("connected apps: revoke failed", "cause", err)
+			s.logFailure(r, "connected apps: revoke failed", "cause", err)
 			s.renderError(w, http.StatusServiceUnavailable, "Temporarily unavailable", "The app was not revoked. Please try again shortly.", errTemporarilyUnavailable)
 			return
 		}
@@ -47,7 +47,7 @@ func (s *Server) handleApps(w http.ResponseWriter, r *http.Request) {
 	}
 	grants, err := s.store.ListUserGrants(r.Context(), user.ID, s.opts.Now())
 	if err != nil {
-		s.log.Error("connected apps: listing grants failed", "cause", err)
+		s.logFailure(r, "connected apps: listing grants failed", "cause", err)
 		s.renderError(w, http.StatusServiceUnavailable, "Temporarily unavailable", "Please try again shortly.", errTemporarilyUnavailable)
 		return
 	}

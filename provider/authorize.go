@@ -301,7 +301,7 @@ func (s *Server) authorizeFailed(w http.ResponseWriter, r *http.Request, req *au
 	}
 	if req == nil || req.redirect == "" {
 		oe, _ := asOAuthError(err)
-		s.log.Error("authorization failed before the client was known", "cause", err)
+		s.logFailure(r, "authorization failed before the client was known", "cause", err)
 		s.renderError(w, oe.status(), "Something went wrong", "The request could not be completed. Please try again shortly.", oe.Code)
 		return
 	}

@@ -101,11 +101,24 @@ func asOAuthError(err error) (*Error, bool) {
 	return &Error{Code: errServerError, Description: "internal error", cause: err}, true
 }
 
+// logFailure logs a request that failed on the server's side as an error,
+// except when the client went away first: a disconnect cancels the
+// request's context, so whatever ran next (a store call) failed because
+// nobody was waiting any more. That says nothing about the server's health
+// and is logged at debug level.
+func (s *Server) logFailure(r *http.Request, msg string, args ...any) {
+	if r.Context().Err() != nil {
+		s.log.Debug("client went away before the answer", append([]any{"path", r.URL.Path, "during", msg}, args...)...)
+		return
+	}
+	s.log.Error(msg, append([]any{"path", r.URL.Path}, args...)...)
+}
+
 // writeJSONError writes an RFC 6749 §5.2 error response.
 func (s *Server) writeJSONError(w http.ResponseWriter, r *http.Request, err error) {
 	oe, logIt := asOAuthError(err)
 	if logIt {
-		s.log.Error("request failed", "path", r.URL.Path, "error", oe.Code, "cause", err)
+		s.logFailure(r, "request failed", "error", oe.Code, "cause", err)
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json;charset=UTF-8")
@@ -134,7 +147,7 @@ func (s *Server) writeJSONError(w http.ResponseWriter, r *http.Request, err erro
 func (s *Server) redirectError(w http.ResponseWriter, r *http.Request, redirectURI, state string, err error) {
 	oe, logIt := asOAuthError(err)
 	if logIt {
-		s.log.Error("authorization failed", "error", oe.Code, "cause", err)
+		s.logFailure(r, "authorization failed", "error", oe.Code, "cause", err)
 	}
 	params := url.Values{"error": {oe.Code}}
 	if oe.Description != "" {

@@ -143,7 +143,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	u, err := s.store.GetUserByUsername(r.Context(), username)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		s.log.Error("login lookup failed", "cause", err)
+		s.logFailure(r, "login lookup failed", "cause", err)
 		page.Error = "Sign-in is temporarily unavailable. Please try again shortly."
 		s.render(w, http.StatusServiceUnavailable, "login", page)
 		return
@@ -166,7 +166,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		})
 	}
 	if err != nil {
-		s.log.Error("creating session failed", "cause", err)
+		s.logFailure(r, "creating session failed", "cause", err)
 		page.Error = "Sign-in is temporarily unavailable. Please try again shortly."
 		s.render(w, http.StatusServiceUnavailable, "login", page)
 		return
@@ -182,7 +182,7 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 	}
 	if c, err := r.Cookie(sessionCookie); err == nil && c.Value != "" {
 		if err := s.store.DeleteSession(r.Context(), tokens.Hash(c.Value)); err != nil {
-			s.log.Error("deleting session failed", "cause", err)
+			s.logFailure(r, "deleting session failed", "cause", err)
 		}
 	}
 	s.setCookie(w, sessionCookie, "", -1)

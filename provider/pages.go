@@ -53,6 +53,11 @@ func (s *Server) render(w http.ResponseWriter, status int, name string, data any
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
+	if status == http.StatusServiceUnavailable {
+		// A page answered 503 is a transient failure, as on the JSON
+		// endpoints: say when to retry (RFC 9110 §10.2.3).
+		h.Set("Retry-After", retryAfterSeconds)
+	}
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())
 }
