@@ -51,7 +51,9 @@ type Options struct {
 	RefreshGrace time.Duration
 	SessionTTL   time.Duration // login session, default 12h
 	// KeyRefreshInterval is how often the signing keys are re-read from the
-	// store, so `authz keys rotate` takes effect without a restart. Default 30s.
+	// store, so `authz keys rotate` takes effect without a restart. A rotated
+	// key signs only KeyActivationDelay (twice this) after the rotation, so
+	// every replica must use the same value. Default 30s.
 	KeyRefreshInterval time.Duration
 	// JanitorInterval is how often RunJanitor runs the periodic jobs
 	// (removing expired records, old signing keys). Default 5m.

@@ -173,3 +173,54 @@ func TestJanitorSurvivesAPanic(t *testing.T) {
 		mustEqual(t, "healthz", e.browser().do("GET", "/healthz", nil).status, 200)
 	})
 }
+
+// TestJanitorDeletesOnlyLongRetiredKeys: the janitor removes a retired
+// signing key only well after no token it signed can be valid (access-token
+// lifetime + publishing leeway + a day), and never a signing or pending key.
+func TestJanitorDeletesOnlyLongRetiredKeys(t *testing.T) {
+	t.Parallel()
+	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		ctx := context.Background()
+		key := make([]byte, 32)
+		e := start(t, open(t), func(o *provider.Options) { o.EncryptionKey = key })
+		ids := func() map[string]bool {
+			keys, err := e.store.ListSigningKeys(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := map[string]bool{}
+			for _, k := range keys {
+				out[k.ID] = true
+			}
+			return out
+		}
+		var first string
+		for id := range ids() {
+			first = id
+		}
+		now := e.clock.Now()
+		second, err := provider.RotateSigningKey(ctx, e.store, key, "ES256", now, now.Add(time.Minute), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The first key retires when the second activates, a minute from now.
+		e.clock.Advance(time.Minute + 15*time.Minute + 5*time.Minute + 24*time.Hour - time.Second)
+		pending, err := provider.RotateSigningKey(ctx, e.store, key, "ES256", e.clock.Now(), e.clock.Now().Add(time.Hour), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.srv.RunJobs(ctx)
+		if got := ids(); !got[first] || !got[second.ID] || !got[pending.ID] {
+			t.Fatalf("keys one second before the first may go: %v", got)
+		}
+		e.clock.Advance(2 * time.Second)
+		e.srv.RunJobs(ctx)
+		got := ids()
+		if got[first] {
+			t.Fatalf("the long-retired key %s is still stored: %v", first, got)
+		}
+		if !got[second.ID] || !got[pending.ID] {
+			t.Fatalf("the signing or the pending key was deleted: %v", got)
+		}
+	})
+}
