@@ -33,7 +33,7 @@ func (s *Server) handleApps(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.Method == http.MethodPost {
-		if err := r.ParseForm(); err != nil || !checkCSRF(r, r.PostForm) {
+		if err := r.ParseForm(); err != nil || !s.checkCSRF(r, r.PostForm) {
 			s.renderError(w, http.StatusBadRequest, "Form expired", "Reload the page and try again.", errInvalidRequest)
 			return
 		}
@@ -78,8 +78,10 @@ func (s *Server) handleApps(w http.ResponseWriter, r *http.Request) {
 	s.render(w, http.StatusOK, "apps", page)
 }
 
-// revokeUserGrant revokes a grant if it belongs to user; another user's
-// grant id is ignored, as is an unknown one.
+// revokeUserGrant revokes a grant if it belongs to user, and forgets the
+// user's consent to its client, so the next authorization asks again
+// (revoking an app means "stop trusting it"). Another user's grant id is
+// ignored, as is an unknown one.
 func (s *Server) revokeUserGrant(r *http.Request, user store.User, grantID string) error {
 	if grantID == "" {
 		return nil
@@ -94,5 +96,8 @@ func (s *Server) revokeUserGrant(r *http.Request, user store.User, grantID strin
 	if g.UserID != user.ID {
 		return nil
 	}
-	return s.store.RevokeGrant(r.Context(), g.ID, s.opts.Now())
+	if err := s.store.RevokeGrant(r.Context(), g.ID, s.opts.Now()); err != nil {
+		return err
+	}
+	return s.store.DeleteConsent(r.Context(), user.ID, g.ClientID)
 }

@@ -206,14 +206,29 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// r.Form merges the query with a POST body, as RFC 6749 §3.1 allows.
-	req, err := s.parseAuthorize(r, r.Form)
-	if err != nil {
-		s.authorizeFailed(w, r, req, err)
+	req, perr := s.parseAuthorize(r, r.Form)
+	if perr != nil && (req == nil || req.redirect == "") {
+		s.authorizeFailed(w, r, req, perr)
 		return
 	}
 	user, ok, err := s.currentUser(r)
 	if err != nil {
+		if !req.client.AdminTrusted() {
+			// Not known to be signed in: no redirect to a client nobody vouches for.
+			s.log.Error("authorization: session lookup failed", "cause", err)
+			w.Header().Set("Retry-After", retryAfterSeconds)
+			s.renderError(w, http.StatusServiceUnavailable, "Temporarily unavailable", "Please try again shortly.", errTemporarilyUnavailable)
+			return
+		}
 		s.authorizeFailed(w, r, req, err)
+		return
+	}
+	// RFC 9700 §4.11.2: an error redirect to a client that is not
+	// admin-trusted waits until the user has signed in, so a crafted link
+	// through this server lands on our sign-in page, not on whatever URI
+	// someone registered.
+	if perr != nil && (ok || req.client.AdminTrusted()) {
+		s.authorizeFailed(w, r, req, perr)
 		return
 	}
 	if !ok {
@@ -225,7 +240,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		decision = r.PostForm.Get("decision")
 	}
 	if decision != "" {
-		if !checkCSRF(r, r.PostForm) {
+		if !s.checkCSRF(r, r.PostForm) {
 			s.renderError(w, http.StatusBadRequest, "Form expired", "The consent form expired. Go back to the application and start again.", errInvalidRequest)
 			return
 		}
@@ -240,14 +255,16 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		s.issueCode(w, r, user, req)
 		return
 	}
-	consent, err := s.store.GetConsent(r.Context(), user.ID, req.client.ID)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		s.authorizeFailed(w, r, req, err)
-		return
-	}
-	if err == nil && subset(req.scopes, consent.Scopes) && subset(req.resources, consent.Resources) {
-		s.issueCode(w, r, user, req)
-		return
+	if consentMayBeRemembered(req) {
+		consent, err := s.store.GetConsent(r.Context(), user.ID, req.client.ID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			s.authorizeFailed(w, r, req, err)
+			return
+		}
+		if err == nil && subset(req.scopes, consent.Scopes) && subset(req.resources, consent.Resources) {
+			s.issueCode(w, r, user, req)
+			return
+		}
 	}
 	csrf, err := s.csrfToken(w, r)
 	if err != nil {
@@ -308,25 +325,30 @@ func (s *Server) authorizeFailed(w http.ResponseWriter, r *http.Request, req *au
 	s.redirectError(w, r, req.redirect, req.state, err)
 }
 
-// rememberConsent records the decision so the same request later skips the
-// page, adding to what the user allowed before.
+// consentMayBeRemembered reports whether a remembered consent may skip the
+// page for req. Only when the redirect proves who receives the code: a
+// confidential client authenticates at the token endpoint, and an https
+// redirect belongs to its domain's owner. Any app on the machine can listen
+// on a loopback port or claim a private-use scheme, so a public client there
+// is asked every time (RFC 8252 §8.6).
+func consentMayBeRemembered(req *authorizeRequest) bool {
+	if !req.client.Public() {
+		return true
+	}
+	u, err := url.Parse(req.redirect)
+	return err == nil && u.Scheme == "https"
+}
+
+// rememberConsent adds the decision to what the user allowed the client
+// before, in one atomic store operation (concurrent consents both count).
+// Nothing is kept where it could never be used.
 func (s *Server) rememberConsent(r *http.Request, user store.User, req *authorizeRequest) error {
-	c, err := s.store.GetConsent(r.Context(), user.ID, req.client.ID)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return err
+	if !consentMayBeRemembered(req) {
+		return nil
 	}
-	c.UserID, c.ClientID, c.UpdatedAt = user.ID, req.client.ID, s.opts.Now()
-	for _, sc := range req.scopes {
-		if !slices.Contains(c.Scopes, sc) {
-			c.Scopes = append(c.Scopes, sc)
-		}
-	}
-	for _, rs := range req.resources {
-		if !slices.Contains(c.Resources, rs) {
-			c.Resources = append(c.Resources, rs)
-		}
-	}
-	return s.store.SaveConsent(r.Context(), c)
+	return s.store.AddConsent(r.Context(), store.Consent{
+		UserID: user.ID, ClientID: req.client.ID, Scopes: req.scopes, Resources: req.resources, UpdatedAt: s.opts.Now(),
+	})
 }
 
 // issueCode starts a new grant (one per completed authorization, so a second

@@ -4,8 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"math"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/authzd/authz/provider/store"
 )
@@ -60,7 +63,10 @@ type Error struct {
 	// Status overrides the table (used for 403 from the registration endpoint
 	// and 404 from RFC 7592); zero means statusByCode.
 	Status int
-	cause  error
+	// RetryAfter, when set, is the Retry-After of a 429 or 503 (a limit
+	// says exactly when it lifts); zero means retryAfterSeconds.
+	RetryAfter time.Duration
+	cause      error
 }
 
 func (e *Error) Error() string {
@@ -114,6 +120,14 @@ func (s *Server) logFailure(r *http.Request, msg string, args ...any) {
 	s.log.Error(msg, append([]any{"path", r.URL.Path}, args...)...)
 }
 
+// retryAfter is a Retry-After value in whole seconds, rounded up.
+func retryAfter(d time.Duration) string {
+	if d <= 0 {
+		return retryAfterSeconds
+	}
+	return strconv.Itoa(int(math.Ceil(d.Seconds())))
+}
+
 // writeJSONError writes an RFC 6749 §5.2 error response.
 func (s *Server) writeJSONError(w http.ResponseWriter, r *http.Request, err error) {
 	oe, logIt := asOAuthError(err)
@@ -132,7 +146,7 @@ func (s *Server) writeJSONError(w http.ResponseWriter, r *http.Request, err erro
 	case errInvalidToken:
 		h.Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 	case errTemporarilyUnavailable, errSlowDown:
-		h.Set("Retry-After", retryAfterSeconds)
+		h.Set("Retry-After", retryAfter(oe.RetryAfter))
 	}
 	w.WriteHeader(oe.status())
 	body := map[string]string{"error": oe.Code}

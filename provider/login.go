@@ -1,11 +1,13 @@
 package provider
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"math"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -20,52 +22,104 @@ const (
 	csrfField     = "csrf_token"
 )
 
+// cookieName is name itself over http, and __Host-name when the issuer is
+// https: the browser then accepts the cookie only from this origin, Secure
+// and with Path=/, so a sibling subdomain or a network attacker cannot plant
+// one (RFC 6265bis §4.1.3.2).
+func (s *Server) cookieName(name string) string {
+	if s.secureCookie {
+		return "__Host-" + name
+	}
+	return name
+}
+
 func (s *Server) cookiePath() string {
-	if s.issuerPath == "" {
-		return "/"
+	if s.issuerPath == "" || s.secureCookie {
+		return "/" // __Host- cookies must have Path=/
 	}
 	return s.issuerPath + "/"
 }
 
 func (s *Server) setCookie(w http.ResponseWriter, name, value string, maxAge int) {
 	http.SetCookie(w, &http.Cookie{
-		Name: name, Value: value, Path: s.cookiePath(), MaxAge: maxAge,
+		Name: s.cookieName(name), Value: value, Path: s.cookiePath(), MaxAge: maxAge,
 		HttpOnly: true, Secure: s.secureCookie, SameSite: http.SameSiteLaxMode,
 	})
 }
 
-// csrfToken returns the browser's CSRF token, setting one when it has none.
-// Forms echo it in a hidden field (double-submit): a cross-site page can
-// neither read the cookie nor make the browser send a matching field.
+// cookie returns the value of one of our cookies, "" when absent.
+func (s *Server) cookie(r *http.Request, name string) string {
+	c, err := r.Cookie(s.cookieName(name))
+	if err != nil {
+		return ""
+	}
+	return c.Value
+}
+
+// deriveKey is HMAC-SHA256(key, label): a key for one purpose from the
+// server's encryption key, the same on every replica that shares it.
+func deriveKey(key []byte, label string) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(label))
+	return m.Sum(nil)
+}
+
+// csrfToken returns the CSRF token forms must echo. It is bound to the
+// browser's session: an HMAC, under a server key, of the session cookie when
+// there is one, else of a random pre-session cookie (set here when missing,
+// for the sign-in form). A cross-site page can neither read the cookie nor
+// compute the token, and a planted cookie/field pair is refused because the
+// field is not an HMAC of the cookie.
 func (s *Server) csrfToken(w http.ResponseWriter, r *http.Request) (string, error) {
-	if c, err := r.Cookie(csrfCookie); err == nil && strings.HasPrefix(c.Value, tokens.PrefixCSRF) {
-		return c.Value, nil
+	if v := s.csrfBinding(r); v != "" {
+		return s.csrfFor(v), nil
 	}
 	v, err := tokens.NewSecret(s.opts.Rand, tokens.PrefixCSRF)
 	if err != nil {
 		return "", err
 	}
 	s.setCookie(w, csrfCookie, v, 0)
-	return v, nil
+	return s.csrfFor("pre:" + v), nil
 }
 
-// checkCSRF reports whether a POST carries the browser's CSRF token.
-func checkCSRF(r *http.Request, form url.Values) bool {
-	c, err := r.Cookie(csrfCookie)
-	if err != nil || c.Value == "" {
+// csrfBinding is what the browser's CSRF token is bound to, "" for none.
+func (s *Server) csrfBinding(r *http.Request) string {
+	if v := s.cookie(r, sessionCookie); v != "" {
+		return "session:" + v
+	}
+	if v := s.cookie(r, csrfCookie); strings.HasPrefix(v, tokens.PrefixCSRF) {
+		return "pre:" + v
+	}
+	return ""
+}
+
+func (s *Server) csrfFor(binding string) string {
+	m := hmac.New(sha256.New, s.csrfKey)
+	m.Write([]byte(binding))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// checkCSRF reports whether a POST is same-origin (net/http's
+// CrossOriginProtection: Sec-Fetch-Site or Origin) and carries the token
+// bound to the browser's session, compared in constant time.
+func (s *Server) checkCSRF(r *http.Request, form url.Values) bool {
+	if s.crossOrigin.Check(r) != nil {
 		return false
 	}
-	got := form.Get(csrfField)
-	return subtle.ConstantTimeCompare([]byte(got), []byte(c.Value)) == 1
+	b := s.csrfBinding(r)
+	if b == "" {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(form.Get(csrfField)), []byte(s.csrfFor(b))) == 1
 }
 
 // currentUser returns the signed-in user, or ok=false when there is none.
 func (s *Server) currentUser(r *http.Request) (store.User, bool, error) {
-	c, err := r.Cookie(sessionCookie)
-	if err != nil || c.Value == "" {
+	v := s.cookie(r, sessionCookie)
+	if v == "" {
 		return store.User{}, false, nil
 	}
-	sess, err := s.store.GetSession(r.Context(), tokens.Hash(c.Value), s.opts.Now())
+	sess, err := s.store.GetSession(r.Context(), tokens.Hash(v), s.opts.Now())
 	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrExpired) {
 		return store.User{}, false, nil
 	}
@@ -104,6 +158,8 @@ func (s *Server) loginURL(returnTo string) string {
 type loginPage struct {
 	pageData
 	Action, CSRF, ReturnTo, Username, Error, ClientName string
+	// ForAccount: the sign-in leads to the account pages, not to an app.
+	ForAccount bool
 }
 
 func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
@@ -119,33 +175,43 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	page := loginPage{
 		pageData: pageData{Title: "Sign in"}, Action: s.issuerPath + PathLogin,
-		CSRF: csrf, ReturnTo: returnTo, ClientName: s.clientNameFor(r, returnTo),
+		CSRF: csrf, ReturnTo: returnTo, ForAccount: returnTo == s.issuerPath+PathApps,
 	}
+	page.ClientName = s.clientNameFor(r, returnTo)
 	if r.Method == http.MethodGet {
 		s.render(w, http.StatusOK, "login", page)
 		return
 	}
-	if !checkCSRF(r, r.PostForm) {
+	if !s.checkCSRF(r, r.PostForm) {
 		page.Error = "Your session expired. Please try again."
 		s.render(w, http.StatusBadRequest, "login", page)
 		return
 	}
 	username := strings.TrimSpace(r.PostForm.Get("username"))
 	page.Username = username
-	ip := clientIP(r)
+	ip := limitKey(s.clientIP(r))
 	now := s.opts.Now()
-	if blocked, wait := s.limiter.blocked(username, ip, now); blocked {
+	unavailable := func(what string, err error) {
+		s.logFailure(r, what, "cause", err)
+		page.Error = "Sign-in is temporarily unavailable. Please try again shortly."
+		s.render(w, http.StatusServiceUnavailable, "login", page)
+	}
+	blocked, wait, err := s.limiter.blocked(r.Context(), username, ip, now)
+	if err != nil {
+		unavailable("login limit lookup failed", err)
+		return
+	}
+	if blocked {
 		minutes := int(math.Ceil(wait.Minutes()))
-		w.Header().Set("Retry-After", fmt.Sprint(int(math.Ceil(wait.Seconds()))))
-		page.Error = fmt.Sprintf("Too many failed sign-in attempts. Try again in %d minute(s).", minutes)
+		w.Header().Set("Retry-After", retryAfter(wait))
+		page.Error = fmt.Sprintf("Too many failed sign-in attempts. Try again in %d minute(s), after %s.",
+			minutes, now.Add(wait).UTC().Format("15:04 UTC"))
 		s.render(w, http.StatusTooManyRequests, "login", page)
 		return
 	}
 	u, err := s.store.GetUserByUsername(r.Context(), username)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		s.logFailure(r, "login lookup failed", "cause", err)
-		page.Error = "Sign-in is temporarily unavailable. Please try again shortly."
-		s.render(w, http.StatusServiceUnavailable, "login", page)
+		unavailable("login lookup failed", err)
 		return
 	}
 	hash := dummyHash
@@ -153,12 +219,27 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		hash = u.PasswordHash
 	}
 	if !checkPassword(hash, r.PostForm.Get("password")) || err != nil {
-		s.limiter.fail(username, ip, now)
+		if err := s.limiter.fail(r.Context(), username, ip, now); err != nil {
+			unavailable("recording a failed login failed", err)
+			return
+		}
 		page.Error = "Wrong username or password."
 		s.render(w, http.StatusUnauthorized, "login", page)
 		return
 	}
-	s.limiter.succeed(username)
+	if err := s.limiter.succeed(r.Context(), username); err != nil {
+		unavailable("clearing login failures failed", err)
+		return
+	}
+	// A sign-in replaces the browser's earlier session (whoever it was
+	// for): a session planted before sign-in, or left by another user of
+	// this browser, never outlives it.
+	if old := s.cookie(r, sessionCookie); old != "" {
+		if err := s.store.DeleteSession(r.Context(), tokens.Hash(old)); err != nil {
+			unavailable("deleting the earlier session failed", err)
+			return
+		}
+	}
 	secret, err := tokens.NewSecret(s.opts.Rand, tokens.PrefixSession)
 	if err == nil {
 		err = s.store.CreateSession(r.Context(), store.Session{
@@ -166,9 +247,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		})
 	}
 	if err != nil {
-		s.logFailure(r, "creating session failed", "cause", err)
-		page.Error = "Sign-in is temporarily unavailable. Please try again shortly."
-		s.render(w, http.StatusServiceUnavailable, "login", page)
+		unavailable("creating session failed", err)
 		return
 	}
 	s.setCookie(w, sessionCookie, secret, int(s.opts.SessionTTL.Seconds()))
@@ -176,12 +255,12 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil || !checkCSRF(r, r.PostForm) {
+	if err := r.ParseForm(); err != nil || !s.checkCSRF(r, r.PostForm) {
 		s.renderError(w, http.StatusBadRequest, "Bad request", "The form expired. Go back, reload the page and try again.", errInvalidRequest)
 		return
 	}
-	if c, err := r.Cookie(sessionCookie); err == nil && c.Value != "" {
-		if err := s.store.DeleteSession(r.Context(), tokens.Hash(c.Value)); err != nil {
+	if v := s.cookie(r, sessionCookie); v != "" {
+		if err := s.store.DeleteSession(r.Context(), tokens.Hash(v)); err != nil {
 			s.logFailure(r, "deleting session failed", "cause", err)
 		}
 	}
@@ -189,22 +268,21 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, s.issuerPath+PathLogin, http.StatusSeeOther)
 }
 
-// clientNameFor names the app a login will continue to, when returnTo is an
-// authorization request.
+// clientNameFor names the app a sign-in will continue to. The name comes
+// from the authorization request returnTo carries, and only when that
+// request is valid (known client, registered redirect, every parameter
+// acceptable): a crafted return_to cannot put an arbitrary app's name on
+// our sign-in page.
 func (s *Server) clientNameFor(r *http.Request, returnTo string) string {
 	u, err := url.Parse(returnTo)
 	if err != nil || u.Path != s.issuerPath+PathAuthorize {
 		return ""
 	}
-	id := u.Query().Get("client_id")
-	if id == "" {
-		return ""
-	}
-	c, err := s.store.GetClient(r.Context(), id)
+	req, err := s.parseAuthorize(r, u.Query())
 	if err != nil {
 		return ""
 	}
-	return clientDisplayName(c)
+	return clientDisplayName(req.client)
 }
 
 func clientDisplayName(c store.Client) string {
@@ -212,14 +290,4 @@ func clientDisplayName(c store.Client) string {
 		return c.Metadata.Name
 	}
 	return c.ID
-}
-
-// clientIP is the peer address. Proxy headers are not trusted: behind a
-// reverse proxy, limits apply per proxy address (README, "Scaling out").
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -62,11 +63,21 @@ type Options struct {
 	// RegistrationPolicy: RegistrationOpen (default), RegistrationToken or RegistrationOff.
 	RegistrationPolicy string
 
-	// Failed logins allowed per account and per client IP in LoginWindow
-	// before further attempts get 429. Defaults 5 and 20 in 15 minutes.
+	// Failed logins allowed per (account, client IP) and per client IP in
+	// LoginWindow before further attempts from there get 429. Counted in
+	// the store, so replicas share them. Defaults 5 and 20 in 15 minutes.
 	LoginFailuresPerAccount int
 	LoginFailuresPerIP      int
 	LoginWindow             time.Duration
+
+	// RegistrationsPerIP dynamic registrations are allowed per client IP in
+	// RegistrationWindow; more get 429. Defaults 10 per hour.
+	RegistrationsPerIP int
+	RegistrationWindow time.Duration
+
+	// TrustedProxies are the peers whose X-Forwarded-For / Forwarded headers
+	// name the client IP that limits count. Default none: the peer address.
+	TrustedProxies []netip.Prefix
 
 	// HTTPClient fetches what clients point to (a private_key_jwt client's
 	// jwks_uri). Default: https redirects only, short timeouts, and only
@@ -122,6 +133,7 @@ func (o *Options) setDefaults() error {
 	def(&o.KeyRefreshInterval, 30*time.Second)
 	def(&o.JanitorInterval, 5*time.Minute)
 	def(&o.LoginWindow, 15*time.Minute)
+	def(&o.RegistrationWindow, time.Hour)
 	if o.JanitorInterval < 0 || o.KeyRefreshInterval < 0 {
 		return errors.New("provider: the janitor and key-refresh intervals must be positive")
 	}
@@ -136,6 +148,12 @@ func (o *Options) setDefaults() error {
 	}
 	if o.LoginFailuresPerIP == 0 {
 		o.LoginFailuresPerIP = 20
+	}
+	if o.RegistrationsPerIP == 0 {
+		o.RegistrationsPerIP = 10
+	}
+	if o.LoginFailuresPerAccount < 0 || o.LoginFailuresPerIP < 0 || o.RegistrationsPerIP < 0 || o.LoginWindow < 0 || o.RegistrationWindow < 0 {
+		return errors.New("provider: login and registration limits must be positive")
 	}
 	switch o.RegistrationPolicy {
 	case "":

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/gorilla/mux"
 
@@ -70,6 +71,11 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) error {
 	switch s.opts.RegistrationPolicy {
 	case RegistrationOff:
 		return &Error{Code: errAccessDenied, Description: "dynamic client registration is disabled", Status: http.StatusForbidden}
+	}
+	if err := s.registrationAllowed(r); err != nil {
+		return err
+	}
+	switch s.opts.RegistrationPolicy {
 	case RegistrationToken:
 		tok, ok := bearerToken(r)
 		if !ok {
@@ -96,10 +102,28 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	c.RegistrationTokenHash = tokens.Hash(regToken)
+	c.Trust = store.TrustRegistered // RFC 9700 §4.11.2: anyone may have made it
 	if err := s.store.CreateClient(r.Context(), c); err != nil {
 		return err
 	}
 	writeTokenJSON(w, http.StatusCreated, s.registrationView(c, secret, regToken))
+	return nil
+}
+
+// registrationAllowed counts a registration attempt against the client IP's
+// limit, in the store so every replica shares it (one atomic hit: no read
+// then write). Open registration means anyone on the internet can make
+// clients; the limit keeps that from filling the database.
+func (s *Server) registrationAllowed(r *http.Request) error {
+	now := s.opts.Now()
+	c, err := s.store.HitCounter(r.Context(), "register:ip:"+limitKey(s.clientIP(r)), s.opts.RegistrationWindow, now)
+	if err != nil {
+		return err
+	}
+	if c.Count > s.opts.RegistrationsPerIP {
+		return &Error{Code: errSlowDown, Status: http.StatusTooManyRequests, RetryAfter: c.ExpiresAt.Sub(now),
+			Description: "too many registrations from this address; retry after " + c.ExpiresAt.UTC().Format(time.RFC3339)}
+	}
 	return nil
 }
 

@@ -55,6 +55,11 @@ type Server struct {
 	clientKeys   clientKeyCache
 	issuerPath   string // the issuer URL's path, "" for a bare host
 	secureCookie bool
+	// csrfKey binds CSRF tokens to the browser's session (login.go).
+	csrfKey []byte
+	// crossOrigin refuses cross-origin browser POSTs to the HTML forms,
+	// in addition to SameSite cookies and the CSRF token.
+	crossOrigin *http.CrossOriginProtection
 	metadata     wellknown.AuthorizationServerMetadata
 }
 
@@ -70,7 +75,14 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		log:          opts.Logger,
 		issuerPath:   strings.TrimSuffix(u.Path, "/"),
 		secureCookie: u.Scheme == "https",
-		limiter:      newLoginLimiter(opts.LoginFailuresPerAccount, opts.LoginFailuresPerIP, opts.LoginWindow),
+		limiter: &loginLimiter{st: opts.Store, log: opts.Logger, perAccount: opts.LoginFailuresPerAccount,
+			perIP: opts.LoginFailuresPerIP, window: opts.LoginWindow},
+		crossOrigin: http.NewCrossOriginProtection(),
+	}
+	// Behind a proxy that rewrites Host, the issuer's own origin is still
+	// same-origin for browsers that send Origin but not Sec-Fetch-Site.
+	if err := s.crossOrigin.AddTrustedOrigin(u.Scheme + "://" + u.Host); err != nil {
+		return nil, err
 	}
 	var err error
 	if s.pages, err = newPages(); err != nil {
@@ -79,6 +91,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if s.keys, err = newKeyManager(ctx, opts); err != nil {
 		return nil, err
 	}
+	s.csrfKey = deriveKey(s.keys.encKey, "authz csrf v1")
 	s.metadata = s.buildMetadata()
 	return s, nil
 }

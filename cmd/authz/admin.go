@@ -186,6 +186,7 @@ func (e env) clientCreate(args []string) error {
 	if err != nil {
 		return err
 	}
+	c.Trust = store.TrustAdmin // an administrator vouches for it
 	if err := st.CreateClient(e.ctx, c); err != nil {
 		return err
 	}
@@ -400,6 +401,30 @@ func (e env) userDelete(args []string) error {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "deleted user %s and revoked their grants\n", pos[0])
+	return nil
+}
+
+// userUnlock clears a user's failed-login counts from every address, so a
+// locked-out user can sign in at once (the counts live in the store, so
+// every replica sees the unlock).
+func (e env) userUnlock(args []string) error {
+	st, pos, _, err := e.adminCommand("user unlock", args, nil)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if len(pos) != 1 {
+		return usageError{"usage: authz user unlock NAME"}
+	}
+	u, err := st.GetUserByUsername(e.ctx, pos[0])
+	if err != nil {
+		return fmt.Errorf("user %q: %w", pos[0], err)
+	}
+	n, err := provider.UnlockUser(e.ctx, st, u.Username)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "unlocked user %s (%d failed-sign-in counter(s) cleared)\n", u.Username, n)
 	return nil
 }
 

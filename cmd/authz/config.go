@@ -45,6 +45,13 @@ type config struct {
 	KeyReloadInterval  time.Duration
 	RegistrationPolicy string
 	AutoMigrate        bool
+
+	LoginFailuresPerAccount int
+	LoginFailuresPerIP      int
+	LoginWindow             time.Duration
+	RegistrationLimit       int
+	RegistrationWindow      time.Duration
+	TrustedProxies          string
 }
 
 // setting is one row of the configuration table.
@@ -53,16 +60,20 @@ type setting struct {
 	str                   *string
 	dur                   *time.Duration
 	boolean               *bool
+	integer               *int
+	// secret: the value is never shown (not as the flag's default in -h or
+	// in a usage error, not in an error message).
+	secret bool
 }
 
 func (c *config) settings() []setting {
 	return []setting{
 		{flag: "issuer", env: "AUTHZ_ISSUER", def: "http://localhost:8080", usage: "issuer URL (RFC 8414); every endpoint lives under it", str: &c.Issuer},
 		{flag: "addr", env: "AUTHZ_ADDR", def: "127.0.0.1:8080", usage: "listen address", str: &c.Addr},
-		{flag: "database-url", env: "AUTHZ_DATABASE_URL", def: "", usage: "PostgreSQL URL; empty runs on the in-memory store (data lost on exit)", str: &c.DatabaseURL},
+		{flag: "database-url", env: "AUTHZ_DATABASE_URL", def: "", usage: "PostgreSQL URL; empty runs on the in-memory store (data lost on exit)", str: &c.DatabaseURL, secret: true},
 		{flag: "log-level", env: "AUTHZ_LOG_LEVEL", def: "info", usage: "debug, info, warn or error", str: &c.LogLevel},
 		{flag: "log-format", env: "AUTHZ_LOG_FORMAT", def: "text", usage: "text or json", str: &c.LogFormat},
-		{flag: "encryption-key", env: "AUTHZ_ENCRYPTION_KEY", def: "", usage: "base64 of 32 bytes encrypting signing keys at rest (required with PostgreSQL; make one with: openssl rand -base64 32)", str: &c.EncryptionKey},
+		{flag: "encryption-key", env: "AUTHZ_ENCRYPTION_KEY", def: "", usage: "base64 of 32 bytes encrypting signing keys at rest (required with PostgreSQL; make one with: openssl rand -base64 32)", str: &c.EncryptionKey, secret: true},
 		{flag: "signing-alg", env: "AUTHZ_SIGNING_ALG", def: "ES256", usage: "access-token signing algorithm: ES256 or EdDSA", str: &c.SigningAlg},
 		{flag: "resources", env: "AUTHZ_RESOURCES", def: "", usage: "comma-separated protected resource URLs (RFC 8707); default: the issuer", str: &c.Resources},
 		{flag: "scopes", env: "AUTHZ_SCOPES", def: "", usage: "comma-separated scopes the server offers", str: &c.Scopes},
@@ -76,6 +87,12 @@ func (c *config) settings() []setting {
 		{flag: "key-reload-interval", env: "AUTHZ_KEY_RELOAD_INTERVAL", def: "30s", usage: "how often signing keys are re-read; `keys rotate` activates a new key after twice this", dur: &c.KeyReloadInterval},
 		{flag: "registration", env: "AUTHZ_REGISTRATION", def: "open", usage: "dynamic client registration: open, token or off", str: &c.RegistrationPolicy},
 		{flag: "auto-migrate", env: "AUTHZ_AUTO_MIGRATE", def: "true", usage: "apply database migrations at start", boolean: &c.AutoMigrate},
+		{flag: "login-failures-per-account", env: "AUTHZ_LOGIN_FAILURES_PER_ACCOUNT", def: "5", usage: "failed sign-ins allowed per account from one client IP per login window", integer: &c.LoginFailuresPerAccount},
+		{flag: "login-failures-per-ip", env: "AUTHZ_LOGIN_FAILURES_PER_IP", def: "20", usage: "failed sign-ins allowed per client IP per login window", integer: &c.LoginFailuresPerIP},
+		{flag: "login-window", env: "AUTHZ_LOGIN_WINDOW", def: "15m", usage: "window of the sign-in limits (and how long a lockout lasts at most)", dur: &c.LoginWindow},
+		{flag: "registration-limit", env: "AUTHZ_REGISTRATION_LIMIT", def: "10", usage: "dynamic registrations allowed per client IP per registration window", integer: &c.RegistrationLimit},
+		{flag: "registration-window", env: "AUTHZ_REGISTRATION_WINDOW", def: "1h", usage: "window of the registration limit", dur: &c.RegistrationWindow},
+		{flag: "trusted-proxies", env: "AUTHZ_TRUSTED_PROXIES", def: "", usage: "comma-separated CIDRs of reverse proxies whose X-Forwarded-For / Forwarded name the client IP; empty: the peer address", str: &c.TrustedProxies},
 	}
 }
 
@@ -89,8 +106,19 @@ func (c *config) register(fs *flag.FlagSet) error {
 			def = v
 		}
 		switch {
+		case s.str != nil && s.secret:
+			// The flag's default is what -h and usage errors print: keep it
+			// empty and put the environment's value in place afterwards.
+			fs.StringVar(s.str, s.flag, "", s.usage+" ($"+s.env+"; its value is never shown)")
+			*s.str = def
 		case s.str != nil:
 			fs.StringVar(s.str, s.flag, def, s.usage+" ($"+s.env+")")
+		case s.integer != nil:
+			n, err := strconv.Atoi(def)
+			if err != nil {
+				return fmt.Errorf("%s=%q is not a whole number", s.env, def)
+			}
+			fs.IntVar(s.integer, s.flag, n, s.usage+" ($"+s.env+")")
 		case s.dur != nil:
 			d, err := time.ParseDuration(def)
 			if err != nil {
@@ -186,6 +214,10 @@ func (c *config) providerOptions(st store.Store, log *slog.Logger) (provider.Opt
 	if grace == 0 {
 		grace = -1 // provider: negative disables, zero means default
 	}
+	proxies, err := provider.ParseTrustedProxies(c.TrustedProxies)
+	if err != nil {
+		return provider.Options{}, fmt.Errorf("AUTHZ_TRUSTED_PROXIES: %w", err)
+	}
 	return provider.Options{
 		Issuer: c.Issuer, Store: st, Resources: splitList(c.Resources), Scopes: splitList(c.Scopes),
 		EncryptionKey: key, SigningAlgorithm: c.SigningAlg,
@@ -193,6 +225,8 @@ func (c *config) providerOptions(st store.Store, log *slog.Logger) (provider.Opt
 		GrantTTL: c.GrantTTL, RefreshGrace: grace, SessionTTL: c.SessionTTL, JanitorInterval: c.JanitorInterval,
 		KeyRefreshInterval: c.KeyReloadInterval,
 		RegistrationPolicy: c.RegistrationPolicy, Logger: log,
+		LoginFailuresPerAccount: c.LoginFailuresPerAccount, LoginFailuresPerIP: c.LoginFailuresPerIP, LoginWindow: c.LoginWindow,
+		RegistrationsPerIP: c.RegistrationLimit, RegistrationWindow: c.RegistrationWindow, TrustedProxies: proxies,
 	}, nil
 }
 
@@ -204,16 +238,34 @@ func (c *config) validate() error {
 	}
 	if c.DatabaseURL != "" {
 		if _, err := pgxpool.ParseConfig(c.DatabaseURL); err != nil {
-			return fmt.Errorf("AUTHZ_DATABASE_URL is not a valid PostgreSQL URL (example: postgres://user:pass@localhost:5432/authz): %v", err)
+			// pgx quotes the connection string (password masked); say only
+			// what is wrong with it, so no part of the value is printed.
+			msg := err.Error()
+			if i := strings.LastIndex(msg, "`: "); i >= 0 {
+				msg = msg[i+3:]
+			}
+			return fmt.Errorf("AUTHZ_DATABASE_URL is not a valid PostgreSQL URL (example: postgres://user:pass@localhost:5432/authz): %s", msg)
 		}
 	}
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"AUTHZ_ACCESS_TOKEN_TTL", c.AccessTokenTTL}, {"AUTHZ_AUTH_CODE_TTL", c.AuthCodeTTL}, {"AUTHZ_REFRESH_IDLE_TTL", c.RefreshIdleTTL}, {"AUTHZ_GRANT_TTL", c.GrantTTL}, {"AUTHZ_SESSION_TTL", c.SessionTTL}, {"AUTHZ_JANITOR_INTERVAL", c.JanitorInterval}, {"AUTHZ_KEY_RELOAD_INTERVAL", c.KeyReloadInterval}} {
+	}{{"AUTHZ_ACCESS_TOKEN_TTL", c.AccessTokenTTL}, {"AUTHZ_AUTH_CODE_TTL", c.AuthCodeTTL}, {"AUTHZ_REFRESH_IDLE_TTL", c.RefreshIdleTTL}, {"AUTHZ_GRANT_TTL", c.GrantTTL}, {"AUTHZ_SESSION_TTL", c.SessionTTL}, {"AUTHZ_JANITOR_INTERVAL", c.JanitorInterval}, {"AUTHZ_KEY_RELOAD_INTERVAL", c.KeyReloadInterval},
+		{"AUTHZ_LOGIN_WINDOW", c.LoginWindow}, {"AUTHZ_REGISTRATION_WINDOW", c.RegistrationWindow}} {
 		if d.v <= 0 {
 			return fmt.Errorf("%s must be positive", d.name)
 		}
+	}
+	for _, n := range []struct {
+		name string
+		v    int
+	}{{"AUTHZ_LOGIN_FAILURES_PER_ACCOUNT", c.LoginFailuresPerAccount}, {"AUTHZ_LOGIN_FAILURES_PER_IP", c.LoginFailuresPerIP}, {"AUTHZ_REGISTRATION_LIMIT", c.RegistrationLimit}} {
+		if n.v <= 0 {
+			return fmt.Errorf("%s must be a positive whole number", n.name)
+		}
+	}
+	if _, err := provider.ParseTrustedProxies(c.TrustedProxies); err != nil {
+		return fmt.Errorf("AUTHZ_TRUSTED_PROXIES: %w", err)
 	}
 	if c.RefreshGrace < 0 {
 		return errors.New("AUTHZ_REFRESH_GRACE must not be negative (0 disables the grace window)")

@@ -31,6 +31,7 @@ Usage:
   authz user create NAME --password-stdin
   authz user set-password NAME --password-stdin
   authz user delete NAME | authz user list
+  authz user unlock NAME             clear NAME's failed sign-ins (every client IP)
   authz keys rotate                  add a signing key (published now, signing after
                                      twice AUTHZ_KEY_RELOAD_INTERVAL)
   authz keys list                    show each signing key's algorithm, state and dates
@@ -105,6 +106,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return e.userDelete(rest[1:])
 		case "list":
 			return e.userList(rest[1:])
+		case "unlock":
+			return e.userUnlock(rest[1:])
 		}
 	case "keys":
 		switch sub {

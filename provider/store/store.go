@@ -42,9 +42,25 @@ type Client struct {
 	// token; nil for clients not managed through the registration endpoint.
 	RegistrationTokenHash []byte
 	Metadata              ClientMetadata
-	CreatedAt             time.Time
-	UpdatedAt             time.Time
+	// Trust records how the client came to exist (TrustAdmin,
+	// TrustRegistered, TrustMetadataDocument). Empty means TrustAdmin:
+	// clients made before trust levels existed were made by an administrator
+	// unless they carry a registration access token (migration 0006).
+	Trust     string
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
+
+// Trust levels: how a client came to exist. Only an administrator's client
+// is trusted before a user has signed in (RFC 9700 §4.11.2).
+const (
+	TrustAdmin            = "admin"             // made with the CLI
+	TrustRegistered       = "registered"        // RFC 7591 dynamic registration
+	TrustMetadataDocument = "metadata-document" // a client ID metadata document
+)
+
+// AdminTrusted reports whether an administrator made the client.
+func (c Client) AdminTrusted() bool { return c.Trust == "" || c.Trust == TrustAdmin }
 
 // Public reports whether the client authenticates with "none".
 func (c Client) Public() bool { return c.Metadata.TokenEndpointAuthMethod == AuthMethodNone }
@@ -167,6 +183,15 @@ type Consent struct {
 	Scopes    []string
 	Resources []string
 	UpdatedAt time.Time
+}
+
+// Counter is a fixed-window counter shared by every replica (failed logins,
+// registrations per client IP). It counts from its first hit until
+// ExpiresAt; the next hit after that starts a new window at one.
+type Counter struct {
+	Key       string
+	Count     int
+	ExpiresAt time.Time
 }
 
 // SigningKey is a key pair for access tokens. The private key is encrypted
@@ -305,7 +330,25 @@ type Store interface {
 
 	// Consents.
 	GetConsent(ctx context.Context, userID, clientID string) (Consent, error)
-	SaveConsent(ctx context.Context, c Consent) error // insert or replace
+	// AddConsent adds c's scopes and resources to what the user already
+	// allowed the client (a union, in one atomic step, so two consents given
+	// at once both count) and sets UpdatedAt. ErrNotFound (wrapped) when the
+	// user or client does not exist.
+	AddConsent(ctx context.Context, c Consent) error
+	// DeleteConsent forgets what the user allowed the client (idempotent).
+	DeleteConsent(ctx context.Context, userID, clientID string) error
+
+	// Counters (rate limits shared by replicas).
+	// HitCounter adds one to the counter key in one atomic step and returns
+	// it: a counter that does not exist or expired at now restarts at one
+	// with ExpiresAt now+window.
+	HitCounter(ctx context.Context, key string, window time.Duration, now time.Time) (Counter, error)
+	// GetCounter returns the live counter key at now; ErrNotFound when there
+	// is none or it has expired.
+	GetCounter(ctx context.Context, key string, now time.Time) (Counter, error)
+	// DeleteCounters removes every counter whose key starts with prefix and
+	// returns how many it removed.
+	DeleteCounters(ctx context.Context, prefix string) (int64, error)
 
 	// Signing keys.
 	// RotateSigningKey stores k and retires every other key at
@@ -332,7 +375,7 @@ type Store interface {
 	GetInitialAccessToken(ctx context.Context, hash []byte, now time.Time) (InitialAccessToken, error) // ErrNotFound, ErrExpired
 
 	// DeleteExpired removes what can no longer be used at now: expired codes,
-	// sessions, initial access tokens, revoked-JWT entries, refresh tokens past
+	// sessions, initial access tokens, revoked-JWT entries, counters, refresh tokens past
 	// their idle lifetime, grants past their absolute lifetime (with their
 	// tokens), and grants never redeemed whose code is gone. It returns how
 	// many records it removed.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,6 +38,7 @@ type Store struct {
 	keys        map[string]store.SigningKey
 	sessions    map[string]store.Session            // by string(hash)
 	iats        map[string]store.InitialAccessToken // by string(hash)
+	counters    map[string]store.Counter
 }
 
 type consentKey struct{ userID, clientID string }
@@ -58,6 +60,7 @@ func New() *Store {
 		keys:        map[string]store.SigningKey{},
 		sessions:    map[string]store.Session{},
 		iats:        map[string]store.InitialAccessToken{},
+		counters:    map[string]store.Counter{},
 	}
 }
 
@@ -519,7 +522,9 @@ func (s *Store) GetConsent(_ context.Context, userID, clientID string) (store.Co
 	return cloneConsent(c), nil
 }
 
-func (s *Store) SaveConsent(_ context.Context, c store.Consent) error {
+// AddConsent merges under the one mutex, so concurrent consents never lose
+// each other's scopes.
+func (s *Store) AddConsent(_ context.Context, c store.Consent) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.users[c.UserID]; !ok {
@@ -528,8 +533,73 @@ func (s *Store) SaveConsent(_ context.Context, c store.Consent) error {
 	if _, ok := s.clients[c.ClientID]; !ok {
 		return fmt.Errorf("memory: client %q: %w", c.ClientID, store.ErrNotFound)
 	}
-	s.consents[consentKey{c.UserID, c.ClientID}] = cloneConsent(c)
+	k := consentKey{c.UserID, c.ClientID}
+	cur, ok := s.consents[k]
+	if !ok {
+		cur = store.Consent{UserID: c.UserID, ClientID: c.ClientID}
+	}
+	cur.Scopes = union(cur.Scopes, c.Scopes)
+	cur.Resources = union(cur.Resources, c.Resources)
+	cur.UpdatedAt = c.UpdatedAt
+	s.consents[k] = cloneConsent(cur)
 	return nil
+}
+
+// union appends to a the elements of b it lacks, keeping a's order.
+func union(a, b []string) []string {
+	out := slices.Clone(a)
+	for _, v := range b {
+		if !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func (s *Store) DeleteConsent(_ context.Context, userID, clientID string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.consents, consentKey{userID, clientID})
+	return nil
+}
+
+// ---- Counters ----
+
+func (s *Store) HitCounter(_ context.Context, key string, window time.Duration, now time.Time) (store.Counter, error) {
+	now = norm(now)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.counters[key]
+	if !ok || !now.Before(c.ExpiresAt) {
+		c = store.Counter{Key: key, ExpiresAt: norm(now.Add(window))}
+	}
+	c.Count++
+	s.counters[key] = c
+	return c, nil
+}
+
+func (s *Store) GetCounter(_ context.Context, key string, now time.Time) (store.Counter, error) {
+	now = norm(now)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.counters[key]
+	if !ok || !now.Before(c.ExpiresAt) {
+		return store.Counter{}, store.ErrNotFound
+	}
+	return c, nil
+}
+
+func (s *Store) DeleteCounters(_ context.Context, prefix string) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n int64
+	for k := range s.counters {
+		if strings.HasPrefix(k, prefix) {
+			delete(s.counters, k)
+			n++
+		}
+	}
+	return n, nil
 }
 
 // ---- Signing keys ----
@@ -703,6 +773,12 @@ func (s *Store) DeleteExpired(_ context.Context, now time.Time) (int64, error) {
 	for jti, exp := range s.revokedJTIs {
 		if !now.Before(exp) {
 			delete(s.revokedJTIs, jti)
+			n++
+		}
+	}
+	for k, c := range s.counters {
+		if !now.Before(c.ExpiresAt) {
+			delete(s.counters, k)
 			n++
 		}
 	}

@@ -39,11 +39,61 @@ func (s *Store) GetConsent(ctx context.Context, userID, clientID string) (store.
 	return c, nil
 }
 
-func (s *Store) SaveConsent(ctx context.Context, c store.Consent) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO consents (user_id, client_id, scopes, resources, updated_at) VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (user_id, client_id) DO UPDATE SET scopes = EXCLUDED.scopes, resources = EXCLUDED.resources, updated_at = EXCLUDED.updated_at`,
+// AddConsent merges in one statement: ON CONFLICT DO UPDATE locks the row,
+// so a concurrent consent waits and then adds to what this one wrote.
+func (s *Store) AddConsent(ctx context.Context, c store.Consent) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO consents (user_id, client_id, scopes, resources, updated_at)
+		VALUES ($1, $2, ARRAY(SELECT v FROM unnest($3::text[]) WITH ORDINALITY AS x(v, i) GROUP BY v ORDER BY min(i)),
+		        ARRAY(SELECT v FROM unnest($4::text[]) WITH ORDINALITY AS x(v, i) GROUP BY v ORDER BY min(i)), $5)
+		ON CONFLICT (user_id, client_id) DO UPDATE SET
+			scopes = consents.scopes || ARRAY(SELECT v FROM unnest(EXCLUDED.scopes) AS v WHERE v <> ALL (consents.scopes)),
+			resources = consents.resources || ARRAY(SELECT v FROM unnest(EXCLUDED.resources) AS v WHERE v <> ALL (consents.resources)),
+			updated_at = EXCLUDED.updated_at`,
 		c.UserID, c.ClientID, arr(c.Scopes), arr(c.Resources), ts(c.UpdatedAt))
 	return wrap(err)
+}
+
+func (s *Store) DeleteConsent(ctx context.Context, userID, clientID string) error {
+	_, err := s.pool.Exec(ctx, `DELETE FROM consents WHERE user_id = $1 AND client_id = $2`, userID, clientID)
+	return wrap(err)
+}
+
+// ---- Counters ----
+
+// HitCounter is one upsert: the row lock serialises concurrent hits across
+// replicas, and an expired window restarts at one.
+func (s *Store) HitCounter(ctx context.Context, key string, window time.Duration, now time.Time) (store.Counter, error) {
+	now = ts(now)
+	c := store.Counter{Key: key}
+	err := s.pool.QueryRow(ctx, `INSERT INTO rate_counters (key, count, expires_at) VALUES ($1, 1, $3)
+		ON CONFLICT (key) DO UPDATE SET
+			count = CASE WHEN rate_counters.expires_at <= $2 THEN 1 ELSE rate_counters.count + 1 END,
+			expires_at = CASE WHEN rate_counters.expires_at <= $2 THEN EXCLUDED.expires_at ELSE rate_counters.expires_at END
+		RETURNING count, expires_at`, key, now, ts(now.Add(window))).Scan(&c.Count, &c.ExpiresAt)
+	if err != nil {
+		return store.Counter{}, wrap(err)
+	}
+	c.ExpiresAt = c.ExpiresAt.UTC()
+	return c, nil
+}
+
+func (s *Store) GetCounter(ctx context.Context, key string, now time.Time) (store.Counter, error) {
+	c := store.Counter{Key: key}
+	err := s.pool.QueryRow(ctx, `SELECT count, expires_at FROM rate_counters WHERE key = $1 AND expires_at > $2`, key, ts(now)).
+		Scan(&c.Count, &c.ExpiresAt)
+	if err != nil {
+		return store.Counter{}, wrap(err)
+	}
+	c.ExpiresAt = c.ExpiresAt.UTC()
+	return c, nil
+}
+
+func (s *Store) DeleteCounters(ctx context.Context, prefix string) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM rate_counters WHERE starts_with(key, $1)`, prefix)
+	if err != nil {
+		return 0, wrap(err)
+	}
+	return tag.RowsAffected(), nil
 }
 
 // ---- Signing keys ----
@@ -194,6 +244,7 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time) (int64, error)
 			`WITH d AS (DELETE FROM sessions WHERE expires_at <= $1 RETURNING 1) SELECT count(*) FROM d`,
 			`WITH d AS (DELETE FROM initial_access_tokens WHERE expires_at IS NOT NULL AND expires_at <= $1 RETURNING 1) SELECT count(*) FROM d`,
 			`WITH d AS (DELETE FROM revoked_access_tokens WHERE expires_at <= $1 RETURNING 1) SELECT count(*) FROM d`,
+			`WITH d AS (DELETE FROM rate_counters WHERE expires_at <= $1 RETURNING 1) SELECT count(*) FROM d`,
 		} {
 			var c int64
 			if err := tx.QueryRow(ctx, q, now).Scan(&c); err != nil {

@@ -144,13 +144,13 @@ func arr(s []string) []string {
 
 // ---- Clients ----
 
-const clientCols = `id, secret_hash, secret_expires_at, registration_token_hash, metadata, created_at, updated_at`
+const clientCols = `id, secret_hash, secret_expires_at, registration_token_hash, metadata, trust, created_at, updated_at`
 
 func scanClient(row pgx.Row) (store.Client, error) {
 	var c store.Client
 	var secExp *time.Time
 	var meta []byte
-	if err := row.Scan(&c.ID, &c.SecretHash, &secExp, &c.RegistrationTokenHash, &meta, &c.CreatedAt, &c.UpdatedAt); err != nil {
+	if err := row.Scan(&c.ID, &c.SecretHash, &secExp, &c.RegistrationTokenHash, &meta, &c.Trust, &c.CreatedAt, &c.UpdatedAt); err != nil {
 		return store.Client{}, wrap(err)
 	}
 	if err := json.Unmarshal(meta, &c.Metadata); err != nil {
@@ -165,8 +165,12 @@ func (s *Store) CreateClient(ctx context.Context, c store.Client) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO clients (`+clientCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		c.ID, c.SecretHash, nullTS(c.SecretExpiresAt), c.RegistrationTokenHash, string(meta), ts(c.CreatedAt), ts(c.UpdatedAt))
+	trust := c.Trust
+	if trust == "" {
+		trust = store.TrustAdmin
+	}
+	_, err = s.pool.Exec(ctx, `INSERT INTO clients (`+clientCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		c.ID, c.SecretHash, nullTS(c.SecretExpiresAt), c.RegistrationTokenHash, string(meta), trust, ts(c.CreatedAt), ts(c.UpdatedAt))
 	return wrap(err)
 }
 

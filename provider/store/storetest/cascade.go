@@ -17,7 +17,7 @@ func (e *env) consent(userID, clientID string) store.Consent {
 		Resources: []string{"https://api.example.com/"},
 		UpdatedAt: base,
 	}
-	e.must(e.s.SaveConsent(e.ctx, c), "SaveConsent")
+	e.must(e.s.AddConsent(e.ctx, c), "AddConsent")
 	return c
 }
 

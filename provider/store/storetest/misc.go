@@ -3,6 +3,7 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -72,15 +73,126 @@ func testConsents(t *testing.T, newStore factory) {
 	e.must(err, "GetConsent")
 	equal(t, "consent", got, first, canonConsent)
 
-	// Save replaces: fewer scopes afterwards means fewer, not a union.
-	second := store.Consent{UserID: u, ClientID: c1, Scopes: []string{"profile"}, Resources: nil, UpdatedAt: at(time.Hour)}
-	e.must(e.s.SaveConsent(e.ctx, second), "SaveConsent again")
+	// AddConsent adds: the union, in first-seen order, never fewer scopes.
+	e.must(e.s.AddConsent(e.ctx, store.Consent{UserID: u, ClientID: c1, Scopes: []string{"profile", "read", "profile"},
+		Resources: []string{"https://files.example.com/"}, UpdatedAt: at(time.Hour)}), "AddConsent again")
 	got, err = e.s.GetConsent(e.ctx, u, c1)
-	e.must(err, "GetConsent after replace")
-	equal(t, "replaced consent", got, second, canonConsent)
+	e.must(err, "GetConsent after adding")
+	want := store.Consent{UserID: u, ClientID: c1, Scopes: []string{"openid", "read", "profile"},
+		Resources: []string{"https://api.example.com/", "https://files.example.com/"}, UpdatedAt: at(time.Hour)}
+	equal(t, "merged consent", got, want, canonConsent)
 
 	_, err = e.s.GetConsent(e.ctx, u, c2)
 	wantErr(t, "GetConsent for another client", err, store.ErrNotFound)
+	e.consent(u, c2)
+
+	err = e.s.AddConsent(e.ctx, store.Consent{UserID: u, ClientID: "no-such-client", Scopes: []string{"read"}, UpdatedAt: base})
+	wantErr(t, "AddConsent for an unknown client", err, store.ErrNotFound)
+
+	// DeleteConsent forgets one client's consent, idempotently.
+	e.must(e.s.DeleteConsent(e.ctx, u, c1), "DeleteConsent")
+	e.must(e.s.DeleteConsent(e.ctx, u, c1), "DeleteConsent again")
+	_, err = e.s.GetConsent(e.ctx, u, c1)
+	wantErr(t, "GetConsent after DeleteConsent", err, store.ErrNotFound)
+	_, err = e.s.GetConsent(e.ctx, u, c2)
+	e.must(err, "GetConsent of the other client after DeleteConsent")
+
+	// Concurrent consents for different scopes all count: remembering is
+	// one atomic step, not a read followed by a write (issue 16).
+	c3 := e.client("c3").ID
+	errs := race(func(i int) error {
+		return e.s.AddConsent(e.ctx, store.Consent{UserID: u, ClientID: c3,
+			Scopes: []string{fmt.Sprintf("s%02d", i)}, Resources: []string{fmt.Sprintf("https://r%02d.example.com/", i)}, UpdatedAt: base})
+	})
+	for i, err := range errs {
+		e.must(err, fmt.Sprintf("concurrent AddConsent %d", i))
+	}
+	got, err = e.s.GetConsent(e.ctx, u, c3)
+	e.must(err, "GetConsent after concurrent adds")
+	if len(got.Scopes) != racers || len(got.Resources) != racers {
+		t.Fatalf("after %d concurrent AddConsent: %d scopes, %d resources; consents were lost", racers, len(got.Scopes), len(got.Resources))
+	}
+}
+
+// Counters are the rate limits every replica shares: fixed windows that a
+// hit after expiry restarts, and that concurrent hits never undercount.
+func testCounters(t *testing.T, newStore factory) {
+	e := newEnv(t, newStore)
+	window := 10 * time.Minute
+
+	_, err := e.s.GetCounter(e.ctx, "login:ip:192.0.2.1", base)
+	wantErr(t, "GetCounter before any hit", err, store.ErrNotFound)
+
+	for i := 1; i <= 3; i++ {
+		c, err := e.s.HitCounter(e.ctx, "login:ip:192.0.2.1", window, at(time.Duration(i)*time.Minute))
+		e.must(err, "HitCounter")
+		mustCounter(t, fmt.Sprintf("hit %d", i), c, i, at(time.Minute+window))
+	}
+	c, err := e.s.GetCounter(e.ctx, "login:ip:192.0.2.1", at(time.Minute+window-time.Microsecond))
+	e.must(err, "GetCounter within the window")
+	mustCounter(t, "GetCounter", c, 3, at(time.Minute+window))
+	// At ExpiresAt the window is over.
+	_, err = e.s.GetCounter(e.ctx, "login:ip:192.0.2.1", at(time.Minute+window))
+	wantErr(t, "GetCounter at the window's end", err, store.ErrNotFound)
+	c, err = e.s.HitCounter(e.ctx, "login:ip:192.0.2.1", window, at(time.Minute+window))
+	e.must(err, "HitCounter after the window")
+	mustCounter(t, "first hit of a new window", c, 1, at(time.Minute+2*window))
+
+	// Prefix deletion (authz user unlock): only the matching keys go.
+	for _, k := range []string{"login:a:alice:192.0.2.1", "login:a:alice:192.0.2.2", "login:a:alice2:192.0.2.1", "login:a:al%ce:x"} {
+		_, err := e.s.HitCounter(e.ctx, k, window, base)
+		e.must(err, "HitCounter "+k)
+	}
+	n, err := e.s.DeleteCounters(e.ctx, "login:a:alice:")
+	e.must(err, "DeleteCounters")
+	mustEqual(t, "counters deleted", n, int64(2))
+	for k, want := range map[string]error{"login:a:alice:192.0.2.1": store.ErrNotFound, "login:a:alice2:192.0.2.1": nil, "login:a:al%ce:x": nil} {
+		_, err := e.s.GetCounter(e.ctx, k, base)
+		wantErr(t, "GetCounter "+k+" after DeleteCounters", err, want)
+	}
+	n, err = e.s.DeleteCounters(e.ctx, "login:a:al_ce")
+	e.must(err, "DeleteCounters with a LIKE wildcard")
+	mustEqual(t, "counters deleted by a prefix with _", n, int64(0))
+
+	// Concurrent hits: every one is counted, each sees a distinct count.
+	seen := make([]int, racers)
+	for _, err := range race(func(i int) error {
+		c, err := e.s.HitCounter(e.ctx, "register:ip:198.51.100.7", time.Hour, base)
+		seen[i] = c.Count
+		return err
+	}) {
+		e.must(err, "concurrent HitCounter")
+	}
+	slices.Sort(seen)
+	for i, v := range seen {
+		if v != i+1 {
+			t.Fatalf("concurrent hits saw counts %v, want 1..%d each once", seen, racers)
+		}
+	}
+
+	// DeleteExpired removes counters whose window is over.
+	before, err := e.s.DeleteExpired(e.ctx, at(time.Hour+time.Microsecond))
+	e.must(err, "DeleteExpired")
+	if before < 1 {
+		t.Errorf("DeleteExpired removed %d records, want the expired counters", before)
+	}
+	c, err = e.s.HitCounter(e.ctx, "register:ip:198.51.100.7", time.Hour, base)
+	e.must(err, "HitCounter after DeleteExpired")
+	mustEqual(t, "count after the expired counter was deleted", c.Count, 1)
+}
+
+func mustCounter(t *testing.T, what string, c store.Counter, count int, expires time.Time) {
+	t.Helper()
+	if c.Count != count || !c.ExpiresAt.Equal(expires) {
+		t.Fatalf("%s: count %d expires %v, want %d and %v", what, c.Count, c.ExpiresAt, count, expires)
+	}
+}
+
+func mustEqual[T comparable](t *testing.T, what string, got, want T) {
+	t.Helper()
+	if got != want {
+		t.Fatalf("%s = %v, want %v", what, got, want)
+	}
 }
 
 func testSigningKeys(t *testing.T, newStore factory) {

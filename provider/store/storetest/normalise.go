@@ -113,7 +113,7 @@ func testTimeNormalisation(t *testing.T, newStore factory) {
 		e := newEnv(t, newStore)
 		c, u := e.client("c1").ID, e.user("u1").ID
 
-		e.must(e.s.SaveConsent(e.ctx, store.Consent{UserID: u, ClientID: c, Scopes: []string{"read"}, UpdatedAt: odd(time.Minute)}), "SaveConsent")
+		e.must(e.s.AddConsent(e.ctx, store.Consent{UserID: u, ClientID: c, Scopes: []string{"read"}, UpdatedAt: odd(time.Minute)}), "AddConsent")
 		con, err := e.s.GetConsent(e.ctx, u, c)
 		e.must(err, "GetConsent")
 		check(t, "consent UpdatedAt", con.UpdatedAt, time.Minute)
@@ -298,7 +298,7 @@ func testNoAliasing(t *testing.T, newStore factory) {
 			return store.Consent{UserID: u, ClientID: c, Scopes: []string{"read"}, Resources: []string{"https://api.example.com/"}, UpdatedAt: base}
 		}
 		in := mkConsent()
-		e.must(e.s.SaveConsent(e.ctx, in), "SaveConsent")
+		e.must(e.s.AddConsent(e.ctx, in), "AddConsent")
 		scribbleStrings(in.Scopes)
 		scribbleStrings(in.Resources)
 		got, err := e.s.GetConsent(e.ctx, u, c)

@@ -50,6 +50,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Cascades", testCascades},
 		{"AccessTokenRevocation", testAccessTokenRevocation},
 		{"Consents", testConsents},
+		{"Counters", testCounters},
 		{"SigningKeys", testSigningKeys},
 		{"FirstSigningKey", testFirstSigningKey},
 		{"Sessions", testSessions},
@@ -122,6 +123,7 @@ func sampleClient(id string, created time.Time) store.Client {
 		SecretHash:            randomHash(),
 		SecretExpiresAt:       created.Add(90 * 24 * time.Hour),
 		RegistrationTokenHash: randomHash(),
+		Trust:                 store.TrustRegistered,
 		Metadata: store.ClientMetadata{
 			Name:                    "Example App " + id,
 			RedirectURIs:            []string{"https://app.example.com/cb", "http://127.0.0.1/cb"},
@@ -396,6 +398,9 @@ func cJSON(b []byte) []byte {
 }
 
 func canonClient(c store.Client) store.Client {
+	if c.Trust == "" {
+		c.Trust = store.TrustAdmin // the documented meaning of empty
+	}
 	c.SecretHash, c.RegistrationTokenHash = cBytes(c.SecretHash), cBytes(c.RegistrationTokenHash)
 	c.SecretExpiresAt, c.CreatedAt, c.UpdatedAt = cTime(c.SecretExpiresAt), cTime(c.CreatedAt), cTime(c.UpdatedAt)
 	m := &c.Metadata

@@ -1,0 +1,127 @@
+package provider
+
+import (
+	"fmt"
+	"net/http"
+	"net/netip"
+	"strings"
+)
+
+// ParseTrustedProxies parses a comma-separated list of CIDRs (or single
+// addresses) for Options.TrustedProxies.
+func ParseTrustedProxies(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if !strings.Contains(f, "/") {
+			a, err := netip.ParseAddr(f)
+			if err != nil {
+				return nil, fmt.Errorf("trusted proxy %q is not an address or CIDR (example: 10.0.0.0/8)", f)
+			}
+			a = a.Unmap()
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return nil, fmt.Errorf("trusted proxy %q is not a CIDR (example: 10.0.0.0/8)", f)
+		}
+		if p.Addr().Is4In6() {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// clientIP is the address limits are counted for. It is the peer address,
+// unless the peer is a trusted proxy (Options.TrustedProxies): then the
+// forwarding chain is walked from the right (the entries our own proxies
+// appended) to the first address that is not a trusted proxy. Entries
+// further left were written by the client and are never believed, so a
+// forged X-Forwarded-For cannot pick the address that gets counted.
+//
+// X-Forwarded-For is read when present, otherwise Forwarded (RFC 7239 §5.2):
+// a proxy that speaks only Forwarded must drop X-Forwarded-For from requests.
+func (s *Server) clientIP(r *http.Request) netip.Addr {
+	peer, ok := parseHop(r.RemoteAddr)
+	if !ok || !s.trustedProxy(peer) {
+		return peer
+	}
+	chain := forwardedFor(r.Header)
+	ip := peer
+	for i := len(chain) - 1; i >= 0; i-- {
+		hop, ok := parseHop(chain[i])
+		if !ok {
+			break // an obfuscated or "unknown" hop: the last address we trust stands
+		}
+		ip = hop
+		if !s.trustedProxy(hop) {
+			break
+		}
+	}
+	return ip
+}
+
+func (s *Server) trustedProxy(a netip.Addr) bool {
+	for _, p := range s.opts.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// forwardedFor returns the client chain of X-Forwarded-For, or of
+// Forwarded's for= parameters, oldest first, across every header line.
+func forwardedFor(h http.Header) []string {
+	var out []string
+	if xff := h.Values("X-Forwarded-For"); len(xff) > 0 {
+		for _, line := range xff {
+			for _, v := range strings.Split(line, ",") {
+				out = append(out, strings.TrimSpace(v))
+			}
+		}
+		return out
+	}
+	for _, line := range h.Values("Forwarded") {
+		for _, elem := range strings.Split(line, ",") {
+			for _, pair := range strings.Split(elem, ";") {
+				k, v, ok := strings.Cut(strings.TrimSpace(pair), "=")
+				if ok && strings.EqualFold(k, "for") {
+					out = append(out, strings.Trim(v, `"`))
+				}
+			}
+		}
+	}
+	return out
+}
+
+// parseHop reads "addr", "addr:port", "[v6]" or "[v6]:port".
+func parseHop(v string) (netip.Addr, bool) {
+	if ap, err := netip.ParseAddrPort(v); err == nil {
+		return ap.Addr().Unmap(), true
+	}
+	v = strings.TrimSuffix(strings.TrimPrefix(v, "["), "]")
+	if a, err := netip.ParseAddr(v); err == nil {
+		return a.Unmap(), true
+	}
+	return netip.Addr{}, false
+}
+
+// limitKey is the part of a rate-limit key that names a client address.
+// IPv6 clients are counted per /64: one host usually holds a whole /64, so
+// counting single addresses would let it rotate past any limit.
+func limitKey(a netip.Addr) string {
+	switch {
+	case !a.IsValid():
+		return "unknown"
+	case a.Is6():
+		p, _ := a.Prefix(64)
+		return p.String()
+	}
+	return a.String()
+}
