@@ -345,9 +345,21 @@ func (w *writeCounter) RevokeAccessToken(ctx context.Context, jti string, exp ti
 	w.n.Add(1)
 	return w.Store.RevokeAccessToken(ctx, jti, exp)
 }
-func (w *writeCounter) SaveConsent(ctx context.Context, c store.Consent) error {
+func (w *writeCounter) AddConsent(ctx context.Context, c store.Consent) error {
 	w.n.Add(1)
-	return w.Store.SaveConsent(ctx, c)
+	return w.Store.AddConsent(ctx, c)
+}
+func (w *writeCounter) DeleteConsent(ctx context.Context, userID, clientID string) error {
+	w.n.Add(1)
+	return w.Store.DeleteConsent(ctx, userID, clientID)
+}
+func (w *writeCounter) HitCounter(ctx context.Context, key string, window time.Duration, now time.Time) (store.Counter, error) {
+	w.n.Add(1)
+	return w.Store.HitCounter(ctx, key, window, now)
+}
+func (w *writeCounter) DeleteCounters(ctx context.Context, prefix string) (int64, error) {
+	w.n.Add(1)
+	return w.Store.DeleteCounters(ctx, prefix)
 }
 func (w *writeCounter) RotateSigningKey(ctx context.Context, k store.SigningKey) error {
 	w.n.Add(1)

@@ -475,7 +475,9 @@ func TestRedirectURIKinds(t *testing.T) {
 			})
 		}
 		t.Run("loopback on another port, and consent remembered", func(t *testing.T) {
-			lc, _, _ := e.loopbackClient(true)
+			// Confidential: its consent may be remembered (RFC 8252 §8.6; a
+			// public loopback client is asked every time, abuse_test.go).
+			lc, _, _ := e.loopbackClient(false)
 			b := e.browser()
 			for i, port := range []int{freePort(t), freePort(t)} {
 				redirect := fmt.Sprintf("http://127.0.0.1:%d/callback", port)

@@ -93,6 +93,9 @@ func start(t testing.TB, st store.Store, mutate func(o *provider.Options)) *env 
 		Resources: []string{issuer + "/api", "https://mcp.example.com/mcp", "https://other.example.com"},
 		Now:       clk.Now,
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+		// Every test registers from one loopback address; the registration
+		// limit's own test (abuse_test.go) sets it back to the default.
+		RegistrationsPerIP: 100_000,
 	}
 	if mutate != nil {
 		mutate(&o)
@@ -153,6 +156,8 @@ type browser struct {
 	t    testing.TB
 	e    *env
 	http *http.Client
+	// header is added to every request (X-Forwarded-For, Sec-Fetch-Site).
+	header http.Header
 }
 
 func (e *env) browser() *browser {
@@ -186,6 +191,9 @@ func (b *browser) do(method, target string, form url.Values) page {
 	}
 	if form != nil {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	for k, v := range b.header {
+		req.Header[k] = v
 	}
 	resp, err := b.http.Do(req)
 	if err != nil {
