@@ -3,8 +3,8 @@ package provider
 import (
 	"encoding/json"
 	"errors"
-	"net/http"
 	"math"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"

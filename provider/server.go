@@ -60,7 +60,7 @@ type Server struct {
 	// crossOrigin refuses cross-origin browser POSTs to the HTML forms,
 	// in addition to SameSite cookies and the CSRF token.
 	crossOrigin *http.CrossOriginProtection
-	metadata     wellknown.AuthorizationServerMetadata
+	metadata    wellknown.AuthorizationServerMetadata
 }
 
 // New validates opts, loads (or creates) the signing keys and returns a Server.

@@ -14,10 +14,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -129,6 +131,9 @@ func TestBadConfigurationExitsWithOneLine(t *testing.T) {
 		{"postgres without encryption key", []string{"AUTHZ_DATABASE_URL=postgres://localhost/db"}, "openssl rand -base64 32"},
 		{"bad encryption key", []string{"AUTHZ_ENCRYPTION_KEY=short"}, "AUTHZ_ENCRYPTION_KEY"},
 		{"bad registration policy", []string{"AUTHZ_REGISTRATION=sometimes"}, "registration"},
+		{"bad trusted proxy", []string{"AUTHZ_TRUSTED_PROXIES=10.0.0.0/8,not-a-cidr"}, "AUTHZ_TRUSTED_PROXIES"},
+		{"login limit not a number", []string{"AUTHZ_LOGIN_FAILURES_PER_ACCOUNT=many"}, "AUTHZ_LOGIN_FAILURES_PER_ACCOUNT"},
+		{"registration limit zero", []string{"AUTHZ_REGISTRATION_LIMIT=0"}, "AUTHZ_REGISTRATION_LIMIT"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -758,5 +763,94 @@ func TestAdminCommandsNeverMigrate(t *testing.T) {
 	}
 	if _, stderr, code := runCmd(t, env, "", "user", "list"); code != 0 {
 		t.Fatalf("user list after migrate: %d %s", code, stderr)
+	}
+}
+
+// Issue 11 point 8: help and usage errors never print a secret setting's
+// value, whether it came from the environment or the command line.
+func TestSecretsNeverPrinted(t *testing.T) {
+	t.Parallel()
+	const dbPassword, keyValue = "Pa55w0rdInTheURL", testEncryptionKey
+	env := []string{"AUTHZ_DATABASE_URL=postgres://authz:" + dbPassword + "@db.internal:5432/authz", "AUTHZ_ENCRYPTION_KEY=" + keyValue}
+	for _, tc := range []struct {
+		name string
+		env  []string
+		args []string
+	}{
+		{"serve -h", env, []string{"serve", "-h"}},
+		{"serve --help", env, []string{"serve", "--help"}},
+		{"a mistyped flag", env, []string{"serve", "--databse-url", "x"}},
+		{"a bad flag value", env, []string{"serve", "--login-window", "soon"}},
+		{"secrets on the command line, then a mistyped flag", nil, []string{"serve", "--database-url", "postgres://authz:" + dbPassword + "@db/authz",
+			"--encryption-key", keyValue, "--bogus"}},
+		{"an unparseable database URL", []string{"AUTHZ_DATABASE_URL=postgres://authz:" + dbPassword + "@db.internal:notaport/authz", "AUTHZ_ENCRYPTION_KEY=" + keyValue}, []string{"serve"}},
+		{"client create -h", env, []string{"client", "create", "-h"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			out, stderr, _ := runCmd(t, tc.env, "", tc.args...)
+			all := out + stderr
+			if !strings.Contains(all, "database-url") && !strings.Contains(all, "AUTHZ_DATABASE_URL") {
+				t.Fatalf("output does not look like help or an error: %q", all)
+			}
+			for _, secret := range []string{dbPassword, keyValue} {
+				if strings.Contains(all, secret) {
+					t.Fatalf("output shows a secret value:\n%s", all)
+				}
+			}
+		})
+	}
+}
+
+// authz user unlock clears a lockout that a running server (on the same
+// PostgreSQL) counted, and the server honours it at once.
+func TestUserUnlock(t *testing.T) {
+	t.Parallel()
+	dbURL := pgtest.URL(t)
+	env := []string{"AUTHZ_DATABASE_URL=" + dbURL, "AUTHZ_ENCRYPTION_KEY=" + testEncryptionKey, "AUTHZ_LOGIN_FAILURES_PER_ACCOUNT=2"}
+	if _, stderr, code := runCmd(t, env, "a-long-enough-password\n", "user", "create", "carol", "--password-stdin"); code != 0 {
+		t.Fatalf("user create: %s", stderr)
+	}
+	s := startServer(t, env)
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	base := "http://" + s.addr
+	csrfRe := regexp.MustCompile(`name="csrf_token" value="([^"]+)"`)
+	login := func(password string) int {
+		t.Helper()
+		resp, err := c.Get(base + "/login")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		m := csrfRe.FindSubmatch(body)
+		if m == nil {
+			t.Fatalf("no CSRF field on the login page: %s", body)
+		}
+		resp, err = c.PostForm(base+"/login", url.Values{"csrf_token": {string(m[1])}, "username": {"carol"}, "password": {password}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for range 2 {
+		if got := login("wrong"); got != http.StatusUnauthorized {
+			t.Fatalf("failed login = %d", got)
+		}
+	}
+	if got := login("a-long-enough-password"); got != http.StatusTooManyRequests {
+		t.Fatalf("locked login = %d, want 429", got)
+	}
+	out, stderr, code := runCmd(t, env, "", "user", "unlock", "carol")
+	if code != 0 || !strings.Contains(out, "unlocked user carol") {
+		t.Fatalf("user unlock: %d %q %q", code, out, stderr)
+	}
+	if got := login("a-long-enough-password"); got != http.StatusSeeOther {
+		t.Fatalf("login after unlock = %d, want 303", got)
+	}
+	if _, stderr, code := runCmd(t, env, "", "user", "unlock", "nobody"); code == 0 || !strings.Contains(stderr, "nobody") {
+		t.Fatalf("unlocking an unknown user: %d %q", code, stderr)
 	}
 }
