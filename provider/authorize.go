@@ -213,7 +213,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	}
 	user, ok, err := s.currentUser(r)
 	if err != nil {
-		if !req.client.AdminTrusted() {
+		if req.client.Trust != store.TrustAdmin {
 			// Not known to be signed in: no redirect to a client nobody vouches for.
 			s.log.Error("authorization: session lookup failed", "cause", err)
 			w.Header().Set("Retry-After", retryAfterSeconds)
@@ -227,7 +227,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	// admin-trusted waits until the user has signed in, so a crafted link
 	// through this server lands on our sign-in page, not on whatever URI
 	// someone registered.
-	if perr != nil && (ok || req.client.AdminTrusted()) {
+	if perr != nil && (ok || req.client.Trust == store.TrustAdmin) {
 		s.authorizeFailed(w, r, req, perr)
 		return
 	}

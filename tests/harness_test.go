@@ -125,7 +125,8 @@ func (e *env) user(name string) (string, string) {
 	return name, pw
 }
 
-// client registers a client; public clients get no secret.
+// client creates a client as an administrator would; public clients get no
+// secret.
 func (e *env) client(m store.ClientMetadata) (store.Client, string) {
 	e.t.Helper()
 	if m.Name == "" {
@@ -144,6 +145,7 @@ func (e *env) client(m store.ClientMetadata) (store.Client, string) {
 	if err != nil {
 		e.t.Fatalf("NewClient: %v", err)
 	}
+	c.Trust = store.TrustAdmin // as `authz client create` makes it
 	if err := e.store.CreateClient(context.Background(), c); err != nil {
 		e.t.Fatal(err)
 	}

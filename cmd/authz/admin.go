@@ -186,7 +186,7 @@ func (e env) clientCreate(args []string) error {
 	if err != nil {
 		return err
 	}
-	c.Trust = store.TrustAdmin // an administrator vouches for it
+	c.Trust = store.TrustAdmin
 	if err := st.CreateClient(e.ctx, c); err != nil {
 		return err
 	}

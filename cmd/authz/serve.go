@@ -145,7 +145,7 @@ func seedDev(e env, o provider.Options, st store.Store, addr string) error {
 		if err != nil {
 			return err
 		}
-		c.ID = demoClientID
+		c.ID, c.Trust = demoClientID, store.TrustAdmin
 		if err := st.CreateClient(ctx, c); err != nil {
 			return err
 		}

@@ -31,9 +31,25 @@ var (
 	ErrUnavailable = errors.New("store: unavailable")
 )
 
+// Trust levels: how a client came to exist. Only an administrator's
+// clients are trusted beyond what RFC 7591 lets anyone claim (issue 11).
+const (
+	// TrustAdmin: created by an administrator (`authz client create`).
+	TrustAdmin = "admin"
+	// TrustRegistered: created through dynamic registration (RFC 7591) by
+	// anyone who could reach the endpoint.
+	TrustRegistered = "registered"
+	// TrustMetadataDocument: a client ID metadata document (an https URL
+	// as client_id), known only by what that document says.
+	TrustMetadataDocument = "metadata-document"
+)
+
 // Client is a registered OAuth client.
 type Client struct {
 	ID string
+	// Trust is one of the Trust* constants. The provider treats anything
+	// other than TrustAdmin, the empty string included, as untrusted.
+	Trust string
 	// SecretHash is SHA-256 of the client secret; nil for public clients.
 	SecretHash []byte
 	// SecretExpiresAt is when the secret stops working; zero means never.
@@ -42,25 +58,9 @@ type Client struct {
 	// token; nil for clients not managed through the registration endpoint.
 	RegistrationTokenHash []byte
 	Metadata              ClientMetadata
-	// Trust records how the client came to exist (TrustAdmin,
-	// TrustRegistered, TrustMetadataDocument). Empty means TrustAdmin:
-	// clients made before trust levels existed were made by an administrator
-	// unless they carry a registration access token (migration 0006).
-	Trust     string
-	CreatedAt time.Time
-	UpdatedAt time.Time
+	CreatedAt             time.Time
+	UpdatedAt             time.Time
 }
-
-// Trust levels: how a client came to exist. Only an administrator's client
-// is trusted before a user has signed in (RFC 9700 §4.11.2).
-const (
-	TrustAdmin            = "admin"             // made with the CLI
-	TrustRegistered       = "registered"        // RFC 7591 dynamic registration
-	TrustMetadataDocument = "metadata-document" // a client ID metadata document
-)
-
-// AdminTrusted reports whether an administrator made the client.
-func (c Client) AdminTrusted() bool { return c.Trust == "" || c.Trust == TrustAdmin }
 
 // Public reports whether the client authenticates with "none".
 func (c Client) Public() bool { return c.Metadata.TokenEndpointAuthMethod == AuthMethodNone }

@@ -165,12 +165,8 @@ func (s *Store) CreateClient(ctx context.Context, c store.Client) error {
 	if err != nil {
 		return err
 	}
-	trust := c.Trust
-	if trust == "" {
-		trust = store.TrustAdmin
-	}
 	_, err = s.pool.Exec(ctx, `INSERT INTO clients (`+clientCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		c.ID, c.SecretHash, nullTS(c.SecretExpiresAt), c.RegistrationTokenHash, string(meta), trust, ts(c.CreatedAt), ts(c.UpdatedAt))
+		c.ID, c.SecretHash, nullTS(c.SecretExpiresAt), c.RegistrationTokenHash, string(meta), c.Trust, ts(c.CreatedAt), ts(c.UpdatedAt))
 	return wrap(err)
 }
 

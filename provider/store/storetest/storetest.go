@@ -398,9 +398,6 @@ func cJSON(b []byte) []byte {
 }
 
 func canonClient(c store.Client) store.Client {
-	if c.Trust == "" {
-		c.Trust = store.TrustAdmin // the documented meaning of empty
-	}
 	c.SecretHash, c.RegistrationTokenHash = cBytes(c.SecretHash), cBytes(c.RegistrationTokenHash)
 	c.SecretExpiresAt, c.CreatedAt, c.UpdatedAt = cTime(c.SecretExpiresAt), cTime(c.CreatedAt), cTime(c.UpdatedAt)
 	m := &c.Metadata
