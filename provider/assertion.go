@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"net/url"
@@ -32,6 +33,9 @@ func assertionAlgNames() []string {
 // maxAssertionLifetime bounds how far in the future an assertion's exp may
 // be, so the replay cache stays small.
 const maxAssertionLifetime = 10 * time.Minute
+
+// assertionLeeway is the clock skew allowed on an assertion's exp, nbf and iat.
+const assertionLeeway = 30 * time.Second
 
 // authenticateAssertion authenticates a client with a JWT assertion
 // (private_key_jwt, RFC 7523 §2.2 and §3).
@@ -88,24 +92,25 @@ func (s *Server) authenticateAssertion(ctx context.Context, form url.Values) (st
 	if cl.Subject != c.ID || !audOK || cl.Expiry == nil || cl.ID == "" {
 		return store.Client{}, errBadClient
 	}
-	if err := cl.ValidateWithLeeway(jwt.Expected{Time: now}, 30*time.Second); err != nil {
+	if err := cl.ValidateWithLeeway(jwt.Expected{Time: now}, assertionLeeway); err != nil {
 		return store.Client{}, errBadClient
 	}
 	exp := cl.Expiry.Time()
 	if exp.After(now.Add(maxAssertionLifetime)) {
 		return store.Client{}, oauthErr(errInvalidClient, "the client assertion lives too long")
 	}
-	// A jti is single use (RFC 7523 §3 item 7): kept in the revoked-JWT
-	// table until the assertion expires.
-	replayKey := "assertion:" + c.ID + ":" + cl.ID
-	used, err := s.store.AccessTokenRevoked(ctx, replayKey, now)
-	if err != nil {
-		return store.Client{}, err
-	}
-	if used {
+	// A jti is single use (RFC 7523 §3 item 7). One atomic store operation
+	// checks and records it, so concurrent copies of one assertion cannot all
+	// pass. The record outlives the last instant the assertion is accepted
+	// (exp + leeway, inclusive) by a second.
+	jti := sha256.Sum256([]byte(cl.ID))
+	err = s.store.UseClientAssertion(ctx, store.ClientAssertion{
+		ClientID: c.ID, JTIHash: jti[:], ExpiresAt: exp.Add(assertionLeeway + time.Second),
+	}, now)
+	if errors.Is(err, store.ErrAlreadyExists) {
 		return store.Client{}, oauthErr(errInvalidClient, "the client assertion was already used")
 	}
-	if err := s.store.RevokeAccessToken(ctx, replayKey, exp); err != nil {
+	if err != nil {
 		return store.Client{}, err
 	}
 	return c, nil

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -169,4 +170,72 @@ func TestJWKSURIRefusesPrivateAddresses(t *testing.T) {
 	mustEqual(t, "status", r.Status, 401)
 	mustEqual(t, "error", r.Error, "invalid_client")
 	mustEqual(t, "requests that reached the loopback key server", ks.hits.Load(), int64(0))
+}
+
+// TestConcurrentAssertionReplay: 30 requests racing with one client
+// assertion get exactly one token (RFC 7523 §3 item 7: a jti is accepted
+// once). The check and the record are one store operation, so no two
+// requests can both see the jti unused.
+func TestConcurrentAssertionReplay(t *testing.T) {
+	t.Parallel()
+	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		e := start(t, open(t), nil)
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key.Public(), KeyID: "k1", Algorithm: "ES256", Use: "sig"}}})
+		status, m := e.register(t, map[string]any{
+			"client_name": "Signed", "token_endpoint_auth_method": "private_key_jwt", "jwks": json.RawMessage(jwks),
+			"grant_types": []string{"client_credentials"}, "response_types": []string{}, "redirect_uris": []string{},
+		})
+		mustEqual(t, "register", status, 201)
+		id := m["client_id"].(string)
+		signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: "k1"}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		assertion, err := jwt.Signed(signer).Claims(jwt.Claims{
+			Issuer: id, Subject: id, Audience: jwt.Audience{e.issuer + provider.PathToken}, ID: "one-jti",
+			Expiry: jwt.NewNumericDate(e.clock.Now().Add(time.Minute)), IssuedAt: jwt.NewNumericDate(e.clock.Now()),
+		}).Serialize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := url.Values{
+			"grant_type": {"client_credentials"}, "client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"},
+			"client_assertion": {assertion},
+		}.Encode()
+
+		const n = 30
+		statuses := make([]int, n)
+		errs := make([]error, n)
+		client := &http.Client{Timeout: time.Minute}
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				<-start
+				resp, err := client.Post(e.issuer+provider.PathToken, "application/x-www-form-urlencoded", strings.NewReader(body))
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				resp.Body.Close()
+				statuses[i] = resp.StatusCode
+			})
+		}
+		close(start)
+		wg.Wait()
+		count := map[int]int{}
+		for i := range n {
+			if errs[i] != nil {
+				t.Fatalf("request %d: %v", i, errs[i])
+			}
+			count[statuses[i]]++
+		}
+		if count[http.StatusOK] != 1 || count[http.StatusUnauthorized] != n-1 {
+			t.Fatalf("statuses %v, want exactly one 200 and %d × 401 invalid_client", count, n-1)
+		}
+	})
 }

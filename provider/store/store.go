@@ -230,6 +230,19 @@ type Session struct {
 	ExpiresAt time.Time
 }
 
+// ClientAssertion is a private_key_jwt assertion that has been used (RFC 7523
+// §3 item 7: a jti is accepted once), remembered until it can no longer be
+// accepted anyway.
+type ClientAssertion struct {
+	ClientID string
+	// JTIHash is SHA-256 of the assertion's jti. The jti is whatever the
+	// client chose; a digest keeps what is stored small and plain bytes.
+	JTIHash []byte
+	// ExpiresAt is when the assertion stops being acceptable (its exp plus
+	// the allowed clock skew); the record is kept until then.
+	ExpiresAt time.Time
+}
+
 // InitialAccessToken authorizes dynamic client registration under the
 // "token" registration policy (RFC 7591 §3).
 type InitialAccessToken struct {
@@ -328,6 +341,14 @@ type Store interface {
 	RevokeAccessToken(ctx context.Context, jti string, expiresAt time.Time) error // idempotent
 	AccessTokenRevoked(ctx context.Context, jti string, now time.Time) (bool, error)
 
+	// UseClientAssertion is the single-use gate for client assertions, one
+	// atomic insert-if-absent: it records a and returns nil when no live
+	// record with the same ClientID and JTIHash exists at now, and returns
+	// ErrAlreadyExists, writing nothing, when one does. However many callers
+	// race with one assertion, exactly one gets nil. A record is live while
+	// now < ExpiresAt; an expired one counts as absent and is replaced.
+	UseClientAssertion(ctx context.Context, a ClientAssertion, now time.Time) error
+
 	// Consents.
 	GetConsent(ctx context.Context, userID, clientID string) (Consent, error)
 	// AddConsent adds c's scopes and resources to what the user already
@@ -375,10 +396,10 @@ type Store interface {
 	GetInitialAccessToken(ctx context.Context, hash []byte, now time.Time) (InitialAccessToken, error) // ErrNotFound, ErrExpired
 
 	// DeleteExpired removes what can no longer be used at now: expired codes,
-	// sessions, initial access tokens, revoked-JWT entries, counters, refresh tokens past
-	// their idle lifetime, grants past their absolute lifetime (with their
-	// tokens), and grants never redeemed whose code is gone. It returns how
-	// many records it removed.
+	// sessions, initial access tokens, revoked-JWT entries, counters, used
+	// client assertions, refresh tokens past their idle lifetime, grants past
+	// their absolute lifetime (with their tokens), and grants never redeemed
+	// whose code is gone. It returns how many records it removed.
 	DeleteExpired(ctx context.Context, now time.Time) (int64, error)
 
 	// Close releases resources.

@@ -34,6 +34,7 @@ type Store struct {
 	grantByCode map[string]string
 	refresh     map[string]store.RefreshToken // by string(hash)
 	revokedJTIs map[string]time.Time          // JWT ID → the token's expiry
+	assertions  map[assertionKey]time.Time    // used client assertion → its expiry
 	consents    map[consentKey]store.Consent
 	keys        map[string]store.SigningKey
 	sessions    map[string]store.Session            // by string(hash)
@@ -42,6 +43,8 @@ type Store struct {
 }
 
 type consentKey struct{ userID, clientID string }
+
+type assertionKey struct{ clientID, jtiHash string }
 
 var _ store.Store = (*Store)(nil)
 
@@ -56,6 +59,7 @@ func New() *Store {
 		grantByCode: map[string]string{},
 		refresh:     map[string]store.RefreshToken{},
 		revokedJTIs: map[string]time.Time{},
+		assertions:  map[assertionKey]time.Time{},
 		consents:    map[consentKey]store.Consent{},
 		keys:        map[string]store.SigningKey{},
 		sessions:    map[string]store.Session{},
@@ -510,6 +514,22 @@ func (s *Store) AccessTokenRevoked(_ context.Context, jti string, now time.Time)
 	return ok && now.Before(exp), nil
 }
 
+// ---- Client assertions (RFC 7523 §3 item 7) ----
+
+// UseClientAssertion checks and records under the one mutex, so of many
+// concurrent uses of one assertion exactly one wins.
+func (s *Store) UseClientAssertion(_ context.Context, a store.ClientAssertion, now time.Time) error {
+	now = norm(now)
+	k := assertionKey{a.ClientID, string(a.JTIHash)}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if exp, ok := s.assertions[k]; ok && now.Before(exp) {
+		return store.ErrAlreadyExists
+	}
+	s.assertions[k] = norm(a.ExpiresAt)
+	return nil
+}
+
 // ---- Consents ----
 
 func (s *Store) GetConsent(_ context.Context, userID, clientID string) (store.Consent, error) {
@@ -779,6 +799,12 @@ func (s *Store) DeleteExpired(_ context.Context, now time.Time) (int64, error) {
 	for k, c := range s.counters {
 		if !now.Before(c.ExpiresAt) {
 			delete(s.counters, k)
+			n++
+		}
+	}
+	for k, exp := range s.assertions {
+		if !now.Before(exp) {
+			delete(s.assertions, k)
 			n++
 		}
 	}

@@ -245,6 +245,7 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time) (int64, error)
 			`WITH d AS (DELETE FROM initial_access_tokens WHERE expires_at IS NOT NULL AND expires_at <= $1 RETURNING 1) SELECT count(*) FROM d`,
 			`WITH d AS (DELETE FROM revoked_access_tokens WHERE expires_at <= $1 RETURNING 1) SELECT count(*) FROM d`,
 			`WITH d AS (DELETE FROM rate_counters WHERE expires_at <= $1 RETURNING 1) SELECT count(*) FROM d`,
+			`WITH d AS (DELETE FROM client_assertions WHERE expires_at <= $1 RETURNING 1) SELECT count(*) FROM d`,
 		} {
 			var c int64
 			if err := tx.QueryRow(ctx, q, now).Scan(&c); err != nil {

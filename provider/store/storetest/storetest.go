@@ -49,6 +49,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Concurrency", testConcurrency},
 		{"Cascades", testCascades},
 		{"AccessTokenRevocation", testAccessTokenRevocation},
+		{"ClientAssertions", testClientAssertions},
 		{"Consents", testConsents},
 		{"Counters", testCounters},
 		{"SigningKeys", testSigningKeys},
