@@ -60,6 +60,12 @@ type Options struct {
 	// (removing expired records, old signing keys). Default 5m.
 	JanitorInterval time.Duration
 
+	// StoreTimeout bounds every store call (default 5s): when the database
+	// hangs, a request answers 503 temporarily_unavailable with Retry-After
+	// after this long instead of waiting as long as it hangs. New wraps Store
+	// with store.WithDeadline, so Options() returns the bounded store.
+	StoreTimeout time.Duration
+
 	// RegistrationPolicy: RegistrationOpen (default), RegistrationToken or RegistrationOff.
 	RegistrationPolicy string
 
@@ -134,9 +140,14 @@ func (o *Options) setDefaults() error {
 	def(&o.JanitorInterval, 5*time.Minute)
 	def(&o.LoginWindow, 15*time.Minute)
 	def(&o.RegistrationWindow, time.Hour)
+	def(&o.StoreTimeout, 5*time.Second)
 	if o.JanitorInterval < 0 || o.KeyRefreshInterval < 0 {
 		return errors.New("provider: the janitor and key-refresh intervals must be positive")
 	}
+	if o.StoreTimeout < 0 {
+		return fmt.Errorf("provider: store timeout %s must be positive", o.StoreTimeout)
+	}
+	o.Store = store.WithDeadline(o.Store, o.StoreTimeout)
 	if o.RefreshGrace < 0 {
 		o.RefreshGrace = 0
 	}

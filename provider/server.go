@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/gorilla/mux"
@@ -212,9 +213,16 @@ func (s *Server) jsonEndpoint(h func(http.ResponseWriter, *http.Request) error) 
 	})
 }
 
+// readyTimeout is /readyz's own deadline, shorter than StoreTimeout: a load
+// balancer's health check must get an answer within its own timeout, and a
+// store that takes longer than this to answer a ping is not ready.
+const readyTimeout = time.Second
+
 func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain")
-	if err := s.store.Ping(r.Context()); err != nil {
+	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
 		s.log.Warn("readiness check failed", "cause", err)
 		w.Header().Set("Retry-After", retryAfterSeconds)
 		w.WriteHeader(http.StatusServiceUnavailable)

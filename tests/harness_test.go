@@ -312,6 +312,10 @@ func (e *env) postToken(form url.Values, basicID, basicSecret string) tokenResp 
 	return postForm(e.t, e.issuer+provider.PathToken, form, basicID, basicSecret)
 }
 
+// testClient bounds every request a test makes: a server that hangs fails
+// that test instead of stalling the whole run until go test's timeout.
+var testClient = &http.Client{Timeout: time.Minute}
+
 func postForm(t testing.TB, target string, form url.Values, basicID, basicSecret string) tokenResp {
 	t.Helper()
 	req, _ := http.NewRequest("POST", target, strings.NewReader(form.Encode()))
@@ -319,7 +323,7 @@ func postForm(t testing.TB, target string, form url.Values, basicID, basicSecret
 	if basicID != "" {
 		req.SetBasicAuth(url.QueryEscape(basicID), url.QueryEscape(basicSecret))
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testClient.Do(req)
 	if err != nil {
 		t.Fatalf("POST %s: %v", target, err)
 	}

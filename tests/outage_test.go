@@ -2,14 +2,18 @@ package tests
 
 import (
 	"context"
-	"io"
+	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/authzd/authz/provider"
 	"github.com/authzd/authz/provider/store"
@@ -18,14 +22,18 @@ import (
 )
 
 // tcpProxy forwards loopback connections to a real PostgreSQL, and can cut
-// them to simulate an outage without touching the database itself.
+// them (a refusing database) or stall them (a hung one: connections are
+// accepted and kept open, nothing is forwarded) without touching the
+// database itself.
 type tcpProxy struct {
 	ln     net.Listener
 	target string
 
-	mu    sync.Mutex
-	down  bool
-	conns map[net.Conn]bool
+	mu      sync.Mutex
+	down    bool
+	hung    bool
+	resumed *sync.Cond // broadcast when hung turns false
+	conns   map[net.Conn]bool
 }
 
 func newProxy(t testing.TB, target string) *tcpProxy {
@@ -34,9 +42,43 @@ func newProxy(t testing.TB, target string) *tcpProxy {
 		t.Fatal(err)
 	}
 	p := &tcpProxy{ln: ln, target: target, conns: map[net.Conn]bool{}}
-	t.Cleanup(func() { ln.Close(); p.setDown(true) })
+	p.resumed = sync.NewCond(&p.mu)
+	t.Cleanup(func() { ln.Close(); p.setHung(false); p.setDown(true) })
 	go p.serve()
 	return p
+}
+
+// pipe copies src to dst, holding each chunk while the proxy is hung.
+func (p *tcpProxy) pipe(dst, src net.Conn) {
+	defer dst.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			for p.hung {
+				p.resumed.Wait()
+			}
+			p.mu.Unlock()
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// setHung stalls every connection, open and new (the database hangs), or
+// lets what was held through.
+func (p *tcpProxy) setHung(hung bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.hung = hung
+	if !hung {
+		p.resumed.Broadcast()
+	}
 }
 
 func (p *tcpProxy) serve() {
@@ -59,8 +101,8 @@ func (p *tcpProxy) serve() {
 		}
 		p.conns[c], p.conns[up] = true, true
 		p.mu.Unlock()
-		go func() { _, _ = io.Copy(up, c); up.Close() }()
-		go func() { _, _ = io.Copy(c, up); c.Close() }()
+		go p.pipe(up, c)
+		go p.pipe(c, up)
 	}
 }
 
@@ -79,6 +121,9 @@ func proxiedPostgres(t *testing.T) (*postgres.Store, *tcpProxy) {
 		t.Fatal(err)
 	}
 	t.Cleanup(st.Close)
+	// Cleanups run last-in first-out: let held traffic through before the
+	// pool closes, so a test that fails while the proxy is hung ends quickly.
+	t.Cleanup(func() { proxy.setHung(false) })
 	return st, proxy
 }
 
@@ -192,4 +237,207 @@ func TestOutageDuringCodeExchangeKeepsTheCode(t *testing.T) {
 	mustEqual(t, "retry with the same code", r.Status, 200)
 	r = e.postToken(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {r.RefreshToken}}, c.ID, secret)
 	mustEqual(t, "its refresh token", r.Status, 200)
+}
+
+// ready returns the status of /readyz.
+func (e *env) ready() int {
+	e.t.Helper()
+	resp, err := testClient.Get(e.issuer + provider.PathReadyz)
+	if err != nil {
+		e.t.Fatalf("GET %s: %v", provider.PathReadyz, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestHungDatabaseAnswers503: a database that accepts connections and then
+// never answers costs a token request StoreTimeout (AUTHZ_DB_TIMEOUT), after
+// which it is answered 503 temporarily_unavailable with Retry-After, never
+// invalid_grant; /readyz answers 503 on its own short deadline even when
+// StoreTimeout is long. Once the database answers again, so does everything.
+func TestHungDatabaseAnswers503(t *testing.T) {
+	t.Parallel()
+	st, proxy := proxiedPostgres(t)
+	key := make([]byte, 32) // both servers read the signing keys the first one made
+	e := start(t, st, func(o *provider.Options) { o.StoreTimeout, o.EncryptionKey = 300*time.Millisecond, key })
+	// A second server on the same store whose store deadline is far longer
+	// than /readyz's: readiness must not wait for it.
+	patient := start(t, st, func(o *provider.Options) { o.StoreTimeout, o.EncryptionKey = 10*time.Minute, key })
+	user, pw := e.user("quinn")
+	c, secret, redirect := e.loopbackClient(false)
+	code := e.codeFor(e.browser(), authRequest{clientID: c.ID, redirectURI: redirect, state: "q", verifier: testVerifier}, user, pw)
+	tr := e.postToken(exchangeForm(code, redirect, testVerifier, nil), c.ID, secret)
+	mustEqual(t, "status", tr.Status, 200)
+	code2 := e.codeFor(e.browser(), authRequest{clientID: c.ID, redirectURI: redirect, state: "q2", verifier: testVerifier}, user, pw)
+	refresh := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tr.RefreshToken}}
+
+	proxy.setHung(true)
+	for _, tc := range []struct {
+		name string
+		form url.Values
+	}{
+		{"refresh", refresh},
+		{"code exchange", exchangeForm(code2, redirect, testVerifier, nil)},
+	} {
+		// testClient's timeout is the bound: without a store deadline the
+		// request would wait as long as the database hangs.
+		r := e.postToken(tc.form, c.ID, secret)
+		mustEqual(t, tc.name+" status", r.Status, http.StatusServiceUnavailable)
+		mustEqual(t, tc.name+" error", r.Error, "temporarily_unavailable")
+		if r.Header.Get("Retry-After") == "" {
+			t.Fatalf("%s: no Retry-After", tc.name)
+		}
+	}
+	mustEqual(t, "readyz while hung", e.ready(), http.StatusServiceUnavailable)
+	mustEqual(t, "readyz while hung, long store deadline", patient.ready(), http.StatusServiceUnavailable)
+
+	proxy.setHung(false)
+	mustEqual(t, "refresh once the database answers", e.postToken(refresh, c.ID, secret).Status, 200)
+	mustEqual(t, "code once the database answers", e.postToken(exchangeForm(code2, redirect, testVerifier, nil), c.ID, secret).Status, 200)
+	mustEqual(t, "readyz once the database answers", e.ready(), http.StatusOK)
+}
+
+// TestStoreDeadlineOnEveryMethod: every method of store.WithDeadline, on a
+// PostgreSQL that hangs, returns ErrUnavailable once the deadline passes
+// (so no store call can hold a request longer). A caller that cancels its
+// own context gets its cancellation back, not ErrUnavailable: a client that
+// went away is not an outage.
+func TestStoreDeadlineOnEveryMethod(t *testing.T) {
+	t.Parallel()
+	pg, proxy := proxiedPostgres(t)
+	proxy.setHung(true)
+
+	st := reflect.ValueOf(store.WithDeadline(pg, 200*time.Millisecond))
+	iface := reflect.TypeFor[store.Store]()
+	errType := reflect.TypeFor[error]()
+	var wg sync.WaitGroup
+	for i := range iface.NumMethod() {
+		m := iface.Method(i)
+		if m.Type.NumIn() == 0 || m.Type.In(0) != reflect.TypeFor[context.Context]() {
+			continue // Close
+		}
+		if m.Name == "DeleteExpired" {
+			continue // bounded by max(d, 1m): checked below with a shorter caller deadline
+		}
+		wg.Go(func() {
+			args := []reflect.Value{reflect.ValueOf(context.Background())}
+			for j := 1; j < m.Type.NumIn(); j++ {
+				args = append(args, reflect.Zero(m.Type.In(j)))
+			}
+			out := st.MethodByName(m.Name).Call(args)
+			last := out[len(out)-1]
+			if last.Type() != errType {
+				t.Errorf("%s: last result is %s, not error", m.Name, last.Type())
+				return
+			}
+			err, _ := last.Interface().(error)
+			if !errors.Is(err, store.ErrUnavailable) {
+				t.Errorf("%s on a hung database: %v, want ErrUnavailable", m.Name, err)
+			}
+		})
+	}
+	wg.Go(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		if _, err := st.Interface().(store.Store).DeleteExpired(ctx, time.Now()); !errors.Is(err, store.ErrUnavailable) {
+			t.Errorf("DeleteExpired under the caller's deadline on a hung database: %v, want ErrUnavailable", err)
+		}
+	})
+	wg.Go(func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(100*time.Millisecond, cancel)
+		_, err := store.WithDeadline(pg, 10*time.Minute).GetClient(ctx, "c")
+		if !errors.Is(err, context.Canceled) || errors.Is(err, store.ErrUnavailable) {
+			t.Errorf("GetClient cancelled by its caller: %v, want context.Canceled and not ErrUnavailable", err)
+		}
+	})
+	wg.Wait()
+}
+
+// TestDeadConnectionRetriedForReads: when the pool's connections have died
+// (a restart, a dropped network path) a read is run again on a new
+// connection and succeeds; a write is not retried, since it may have
+// reached the database, and answers ErrUnavailable (503) instead.
+func TestDeadConnectionRetriedForReads(t *testing.T) {
+	t.Parallel()
+	u, err := url.Parse(pgtest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := newProxy(t, u.Host)
+	u.Host = proxy.ln.Addr().String()
+	cfg, err := pgxpool.ParseConfig(u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// pgxpool pings a connection idle for over a second before handing it
+	// out; switch that off so the test meets the dead connection however
+	// slowly it runs, as a busy server would.
+	cfg.ShouldPing = func(context.Context, pgxpool.ShouldPingParams) bool { return false }
+	ctx := context.Background()
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	st := postgres.New(pool)
+	client := store.Client{ID: "c1", Metadata: store.ClientMetadata{RedirectURIs: []string{"https://app.example.com/cb"}, TokenEndpointAuthMethod: store.AuthMethodNone}, CreatedAt: time.Now(), UpdatedAt: time.Now()}
+	if err := st.CreateClient(ctx, client); err != nil {
+		t.Fatal(err)
+	}
+	// killAll fills the pool with several fresh connections, then cuts them
+	// all while the database itself stays up.
+	killAll := func() {
+		t.Helper()
+		pool.Reset()
+		var held []*pgxpool.Conn
+		defer func() {
+			for _, c := range held {
+				c.Release()
+			}
+		}()
+		for range 3 {
+			c, err := pool.Acquire(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			held = append(held, c)
+			if err := c.Ping(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, c := range held {
+			c.Release()
+		}
+		held = nil
+		proxy.setDown(true)
+		proxy.setDown(false)
+	}
+
+	for _, tc := range []struct {
+		name string
+		read func() error
+	}{
+		{"GetClient", func() error { _, err := st.GetClient(ctx, client.ID); return err }},
+		{"ListClients", func() error {
+			cs, err := st.ListClients(ctx)
+			if err == nil && len(cs) != 1 {
+				return fmt.Errorf("listed %d clients, want 1", len(cs))
+			}
+			return err
+		}},
+		{"Ping", func() error { return st.Ping(ctx) }},
+	} {
+		killAll()
+		if err := tc.read(); err != nil {
+			t.Errorf("%s after the pool's connections died: %v, want it retried on a new connection", tc.name, err)
+		}
+	}
+
+	killAll()
+	c2 := client
+	c2.ID = "c2"
+	if err := st.CreateClient(ctx, c2); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("CreateClient on a dead connection: %v, want ErrUnavailable (a write is never retried)", err)
+	}
 }

@@ -45,6 +45,7 @@ type config struct {
 	KeyReloadInterval  time.Duration
 	RegistrationPolicy string
 	AutoMigrate        bool
+	DBTimeout          time.Duration
 
 	LoginFailuresPerAccount int
 	LoginFailuresPerIP      int
@@ -87,6 +88,7 @@ func (c *config) settings() []setting {
 		{flag: "key-reload-interval", env: "AUTHZ_KEY_RELOAD_INTERVAL", def: "30s", usage: "how often signing keys are re-read; `keys rotate` activates a new key after twice this", dur: &c.KeyReloadInterval},
 		{flag: "registration", env: "AUTHZ_REGISTRATION", def: "open", usage: "dynamic client registration: open, token or off", str: &c.RegistrationPolicy},
 		{flag: "auto-migrate", env: "AUTHZ_AUTO_MIGRATE", def: "true", usage: "apply database migrations at start", boolean: &c.AutoMigrate},
+		{flag: "db-timeout", env: "AUTHZ_DB_TIMEOUT", def: "5s", usage: "deadline of every database call; past it a request answers 503 temporarily_unavailable", dur: &c.DBTimeout},
 		{flag: "login-failures-per-account", env: "AUTHZ_LOGIN_FAILURES_PER_ACCOUNT", def: "5", usage: "failed sign-ins allowed per account from one client IP per login window", integer: &c.LoginFailuresPerAccount},
 		{flag: "login-failures-per-ip", env: "AUTHZ_LOGIN_FAILURES_PER_IP", def: "20", usage: "failed sign-ins allowed per client IP per login window", integer: &c.LoginFailuresPerIP},
 		{flag: "login-window", env: "AUTHZ_LOGIN_WINDOW", def: "15m", usage: "window of the sign-in limits (and how long a lockout lasts at most)", dur: &c.LoginWindow},
@@ -224,7 +226,7 @@ func (c *config) providerOptions(st store.Store, log *slog.Logger) (provider.Opt
 		AccessTokenTTL: c.AccessTokenTTL, AuthCodeTTL: c.AuthCodeTTL, RefreshIdleTTL: c.RefreshIdleTTL,
 		GrantTTL: c.GrantTTL, RefreshGrace: grace, SessionTTL: c.SessionTTL, JanitorInterval: c.JanitorInterval,
 		KeyRefreshInterval: c.KeyReloadInterval,
-		RegistrationPolicy: c.RegistrationPolicy, Logger: log,
+		RegistrationPolicy: c.RegistrationPolicy, StoreTimeout: c.DBTimeout, Logger: log,
 		LoginFailuresPerAccount: c.LoginFailuresPerAccount, LoginFailuresPerIP: c.LoginFailuresPerIP, LoginWindow: c.LoginWindow,
 		RegistrationsPerIP: c.RegistrationLimit, RegistrationWindow: c.RegistrationWindow, TrustedProxies: proxies,
 	}, nil
@@ -251,7 +253,7 @@ func (c *config) validate() error {
 		name string
 		v    time.Duration
 	}{{"AUTHZ_ACCESS_TOKEN_TTL", c.AccessTokenTTL}, {"AUTHZ_AUTH_CODE_TTL", c.AuthCodeTTL}, {"AUTHZ_REFRESH_IDLE_TTL", c.RefreshIdleTTL}, {"AUTHZ_GRANT_TTL", c.GrantTTL}, {"AUTHZ_SESSION_TTL", c.SessionTTL}, {"AUTHZ_JANITOR_INTERVAL", c.JanitorInterval}, {"AUTHZ_KEY_RELOAD_INTERVAL", c.KeyReloadInterval},
-		{"AUTHZ_LOGIN_WINDOW", c.LoginWindow}, {"AUTHZ_REGISTRATION_WINDOW", c.RegistrationWindow}} {
+		{"AUTHZ_LOGIN_WINDOW", c.LoginWindow}, {"AUTHZ_REGISTRATION_WINDOW", c.RegistrationWindow}, {"AUTHZ_DB_TIMEOUT", c.DBTimeout}} {
 		if d.v <= 0 {
 			return fmt.Errorf("%s must be positive", d.name)
 		}

@@ -112,26 +112,13 @@ func (s *Store) ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time,
 }
 
 func (s *Store) GetGrant(ctx context.Context, id string) (store.Grant, error) {
-	return scanGrant(s.pool.QueryRow(ctx, `SELECT `+grantCols+` FROM grants WHERE id = $1`, id))
+	return scanGrant(s.readRow(ctx, `SELECT `+grantCols+` FROM grants WHERE id = $1`, id))
 }
 
 func (s *Store) ListUserGrants(ctx context.Context, userID string, now time.Time) ([]store.Grant, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+grantCols+` FROM grants
+	return readRows(s, ctx, scanGrant, `SELECT `+grantCols+` FROM grants
 		WHERE user_id = $1 AND last_used_at IS NOT NULL AND revoked_at IS NULL AND expires_at > $2
 		ORDER BY created_at DESC, id COLLATE "C"`, userID, ts(now))
-	if err != nil {
-		return nil, wrap(err)
-	}
-	defer rows.Close()
-	var out []store.Grant
-	for rows.Next() {
-		g, err := scanGrant(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, g)
-	}
-	return out, wrap(rows.Err())
 }
 
 // RevokeGrant keeps the first revocation instant.
@@ -183,7 +170,7 @@ func (s *Store) CreateRefreshToken(ctx context.Context, rt store.RefreshToken, n
 }
 
 func (s *Store) GetRefreshToken(ctx context.Context, hash []byte) (store.RefreshToken, store.Grant, error) {
-	rt, err := scanRefresh(s.pool.QueryRow(ctx, `SELECT `+refreshCols+` FROM refresh_tokens WHERE hash = $1`, hash))
+	rt, err := scanRefresh(s.readRow(ctx, `SELECT `+refreshCols+` FROM refresh_tokens WHERE hash = $1`, hash))
 	if err != nil {
 		return store.RefreshToken{}, store.Grant{}, err
 	}

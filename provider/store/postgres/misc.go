@@ -22,7 +22,7 @@ func (s *Store) RevokeAccessToken(ctx context.Context, jti string, expiresAt tim
 
 func (s *Store) AccessTokenRevoked(ctx context.Context, jti string, now time.Time) (bool, error) {
 	var revoked bool
-	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM revoked_access_tokens WHERE jti = $1 AND expires_at > $2)`, jti, ts(now)).Scan(&revoked)
+	err := s.readRow(ctx, `SELECT EXISTS (SELECT 1 FROM revoked_access_tokens WHERE jti = $1 AND expires_at > $2)`, jti, ts(now)).Scan(&revoked)
 	return revoked, wrap(err)
 }
 
@@ -30,7 +30,7 @@ func (s *Store) AccessTokenRevoked(ctx context.Context, jti string, now time.Tim
 
 func (s *Store) GetConsent(ctx context.Context, userID, clientID string) (store.Consent, error) {
 	c := store.Consent{UserID: userID, ClientID: clientID}
-	err := s.pool.QueryRow(ctx, `SELECT scopes, resources, updated_at FROM consents WHERE user_id = $1 AND client_id = $2`, userID, clientID).
+	err := s.readRow(ctx, `SELECT scopes, resources, updated_at FROM consents WHERE user_id = $1 AND client_id = $2`, userID, clientID).
 		Scan(&c.Scopes, &c.Resources, &c.UpdatedAt)
 	if err != nil {
 		return store.Consent{}, wrap(err)
@@ -79,7 +79,7 @@ func (s *Store) HitCounter(ctx context.Context, key string, window time.Duration
 
 func (s *Store) GetCounter(ctx context.Context, key string, now time.Time) (store.Counter, error) {
 	c := store.Counter{Key: key}
-	err := s.pool.QueryRow(ctx, `SELECT count, expires_at FROM rate_counters WHERE key = $1 AND expires_at > $2`, key, ts(now)).
+	err := s.readRow(ctx, `SELECT count, expires_at FROM rate_counters WHERE key = $1 AND expires_at > $2`, key, ts(now)).
 		Scan(&c.Count, &c.ExpiresAt)
 	if err != nil {
 		return store.Counter{}, wrap(err)
@@ -140,23 +140,18 @@ func (s *Store) CreateFirstSigningKey(ctx context.Context, k store.SigningKey) e
 }
 
 func (s *Store) ListSigningKeys(ctx context.Context) ([]store.SigningKey, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id, algorithm, public_jwk, encrypted_private_key, created_at, activates_at, retired_at
+	return readRows(s, ctx, scanSigningKey, `SELECT id, algorithm, public_jwk, encrypted_private_key, created_at, activates_at, retired_at
 		FROM signing_keys ORDER BY created_at DESC, id COLLATE "C" DESC`)
-	if err != nil {
-		return nil, wrap(err)
+}
+
+func scanSigningKey(row pgx.Row) (store.SigningKey, error) {
+	var k store.SigningKey
+	var retired *time.Time
+	if err := row.Scan(&k.ID, &k.Algorithm, &k.PublicJWK, &k.EncryptedPrivateKey, &k.CreatedAt, &k.ActivatesAt, &retired); err != nil {
+		return store.SigningKey{}, wrap(err)
 	}
-	defer rows.Close()
-	var out []store.SigningKey
-	for rows.Next() {
-		var k store.SigningKey
-		var retired *time.Time
-		if err := rows.Scan(&k.ID, &k.Algorithm, &k.PublicJWK, &k.EncryptedPrivateKey, &k.CreatedAt, &k.ActivatesAt, &retired); err != nil {
-			return nil, wrap(err)
-		}
-		k.CreatedAt, k.ActivatesAt, k.RetiredAt = k.CreatedAt.UTC(), k.ActivatesAt.UTC(), fromNull(retired)
-		out = append(out, k)
-	}
-	return out, wrap(rows.Err())
+	k.CreatedAt, k.ActivatesAt, k.RetiredAt = k.CreatedAt.UTC(), k.ActivatesAt.UTC(), fromNull(retired)
+	return k, nil
 }
 
 func (s *Store) DeleteSigningKeysRetiredBefore(ctx context.Context, t time.Time) error {
@@ -174,7 +169,7 @@ func (s *Store) CreateSession(ctx context.Context, se store.Session) error {
 
 func (s *Store) GetSession(ctx context.Context, hash []byte, now time.Time) (store.Session, error) {
 	var se store.Session
-	err := s.pool.QueryRow(ctx, `SELECT hash, user_id, created_at, expires_at FROM sessions WHERE hash = $1`, hash).
+	err := s.readRow(ctx, `SELECT hash, user_id, created_at, expires_at FROM sessions WHERE hash = $1`, hash).
 		Scan(&se.Hash, &se.UserID, &se.CreatedAt, &se.ExpiresAt)
 	if err != nil {
 		return store.Session{}, wrap(err)
@@ -202,7 +197,7 @@ func (s *Store) CreateInitialAccessToken(ctx context.Context, t store.InitialAcc
 func (s *Store) GetInitialAccessToken(ctx context.Context, hash []byte, now time.Time) (store.InitialAccessToken, error) {
 	var t store.InitialAccessToken
 	var exp *time.Time
-	if err := s.pool.QueryRow(ctx, `SELECT hash, created_at, expires_at FROM initial_access_tokens WHERE hash = $1`, hash).
+	if err := s.readRow(ctx, `SELECT hash, created_at, expires_at FROM initial_access_tokens WHERE hash = $1`, hash).
 		Scan(&t.Hash, &t.CreatedAt, &exp); err != nil {
 		return store.InitialAccessToken{}, wrap(err)
 	}

@@ -57,7 +57,9 @@ func (s *Store) Close() {
 }
 
 // Ping reports whether the database answers.
-func (s *Store) Ping(ctx context.Context) error { return wrap(s.pool.Ping(ctx)) }
+func (s *Store) Ping(ctx context.Context) error {
+	return wrap(s.read(ctx, func() error { return s.pool.Ping(ctx) }))
+}
 
 // wrap translates a pgx error into the store's vocabulary. Constraint
 // violations become ErrAlreadyExists / ErrNotFound. Everything that is not
@@ -171,24 +173,11 @@ func (s *Store) CreateClient(ctx context.Context, c store.Client) error {
 }
 
 func (s *Store) GetClient(ctx context.Context, id string) (store.Client, error) {
-	return scanClient(s.pool.QueryRow(ctx, `SELECT `+clientCols+` FROM clients WHERE id = $1`, id))
+	return scanClient(s.readRow(ctx, `SELECT `+clientCols+` FROM clients WHERE id = $1`, id))
 }
 
 func (s *Store) ListClients(ctx context.Context) ([]store.Client, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+clientCols+` FROM clients ORDER BY created_at, id`)
-	if err != nil {
-		return nil, wrap(err)
-	}
-	defer rows.Close()
-	var out []store.Client
-	for rows.Next() {
-		c, err := scanClient(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	return out, wrap(rows.Err())
+	return readRows(s, ctx, scanClient, `SELECT `+clientCols+` FROM clients ORDER BY created_at, id`)
 }
 
 // UpdateClient replaces what the contract names and keeps CreatedAt and
@@ -240,28 +229,15 @@ func (s *Store) CreateUser(ctx context.Context, u store.User) error {
 }
 
 func (s *Store) GetUser(ctx context.Context, id string) (store.User, error) {
-	return scanUser(s.pool.QueryRow(ctx, `SELECT id, username, password_hash, created_at FROM users WHERE id = $1`, id))
+	return scanUser(s.readRow(ctx, `SELECT id, username, password_hash, created_at FROM users WHERE id = $1`, id))
 }
 
 func (s *Store) GetUserByUsername(ctx context.Context, username string) (store.User, error) {
-	return scanUser(s.pool.QueryRow(ctx, `SELECT id, username, password_hash, created_at FROM users WHERE username = $1`, username))
+	return scanUser(s.readRow(ctx, `SELECT id, username, password_hash, created_at FROM users WHERE username = $1`, username))
 }
 
 func (s *Store) ListUsers(ctx context.Context) ([]store.User, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id, username, password_hash, created_at FROM users ORDER BY username COLLATE "C"`)
-	if err != nil {
-		return nil, wrap(err)
-	}
-	defer rows.Close()
-	var out []store.User
-	for rows.Next() {
-		u, err := scanUser(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, u)
-	}
-	return out, wrap(rows.Err())
+	return readRows(s, ctx, scanUser, `SELECT id, username, password_hash, created_at FROM users ORDER BY username COLLATE "C"`)
 }
 
 func (s *Store) SetUserPassword(ctx context.Context, id, passwordHash string) error {
