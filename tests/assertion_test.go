@@ -22,30 +22,37 @@ import (
 	"github.com/authzd/authz/provider/store"
 )
 
+// keyClient registers a private_key_jwt client (client_credentials) with an
+// inline ES256 key and returns its id and a signer for its assertions.
+func (e *env) keyClient(t *testing.T) (string, jose.Signer) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key.Public(), KeyID: "k1", Algorithm: "ES256", Use: "sig"}}})
+	status, m := e.register(t, map[string]any{
+		"client_name": "Signed", "token_endpoint_auth_method": "private_key_jwt", "jwks": json.RawMessage(jwks),
+		"grant_types": []string{"client_credentials"}, "response_types": []string{}, "redirect_uris": []string{},
+	})
+	mustEqual(t, "register", status, 201)
+	if _, has := m["client_secret"]; has {
+		t.Fatal("a private_key_jwt client got a client_secret")
+	}
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: "k1"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m["client_id"].(string), signer
+}
+
 // TestPrivateKeyJWT: a client registered with private_key_jwt authenticates
 // with a signed assertion (RFC 7523 §2.2); each assertion works once.
 func TestPrivateKeyJWT(t *testing.T) {
 	t.Parallel()
 	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
 		e := start(t, open(t), nil)
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key.Public(), KeyID: "k1", Algorithm: "ES256", Use: "sig"}}})
-		status, m := e.register(t, map[string]any{
-			"client_name": "Signed", "token_endpoint_auth_method": "private_key_jwt", "jwks": json.RawMessage(jwks),
-			"grant_types": []string{"client_credentials"}, "response_types": []string{}, "redirect_uris": []string{},
-		})
-		mustEqual(t, "register", status, 201)
-		if _, has := m["client_secret"]; has {
-			t.Fatal("a private_key_jwt client got a client_secret")
-		}
-		id := m["client_id"].(string)
-		signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: "k1"}}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		id, signer := e.keyClient(t)
 		assertion := func(jti, aud string, exp time.Time) string {
 			s, err := jwt.Signed(signer).Claims(jwt.Claims{
 				Issuer: id, Subject: id, Audience: jwt.Audience{aud}, ID: jti,
@@ -180,21 +187,7 @@ func TestConcurrentAssertionReplay(t *testing.T) {
 	t.Parallel()
 	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
 		e := start(t, open(t), nil)
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key.Public(), KeyID: "k1", Algorithm: "ES256", Use: "sig"}}})
-		status, m := e.register(t, map[string]any{
-			"client_name": "Signed", "token_endpoint_auth_method": "private_key_jwt", "jwks": json.RawMessage(jwks),
-			"grant_types": []string{"client_credentials"}, "response_types": []string{}, "redirect_uris": []string{},
-		})
-		mustEqual(t, "register", status, 201)
-		id := m["client_id"].(string)
-		signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: "k1"}}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		id, signer := e.keyClient(t)
 		assertion, err := jwt.Signed(signer).Claims(jwt.Claims{
 			Issuer: id, Subject: id, Audience: jwt.Audience{e.issuer + provider.PathToken}, ID: "one-jti",
 			Expiry: jwt.NewNumericDate(e.clock.Now().Add(time.Minute)), IssuedAt: jwt.NewNumericDate(e.clock.Now()),

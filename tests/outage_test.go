@@ -148,47 +148,63 @@ func TestDatabaseOutageIsNotInvalidGrant(t *testing.T) {
 	t.Parallel()
 	st, proxy := proxiedPostgres(t)
 	e := start(t, st, nil)
-	user, pw := e.user("olga")
-	c, secret, redirect := e.loopbackClient(false)
-	code := e.codeFor(e.browser(), authRequest{clientID: c.ID, redirectURI: redirect, state: "o", verifier: testVerifier}, user, pw)
-	tr := e.postToken(exchangeForm(code, redirect, testVerifier, nil), c.ID, secret)
-	mustEqual(t, "status", tr.Status, 200)
-	code2 := e.codeFor(e.browser(), authRequest{clientID: c.ID, redirectURI: redirect, state: "o2", verifier: testVerifier}, user, pw)
+	pending := prepareTokenRequests(e, "olga")
 
 	proxy.setDown(true)
-	refresh := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tr.RefreshToken}}
-	for _, tc := range []struct {
-		name string
-		form url.Values
-	}{
-		{"refresh", refresh},
-		{"code exchange", exchangeForm(code2, redirect, testVerifier, nil)},
-	} {
-		r := e.postToken(tc.form, c.ID, secret)
-		mustEqual(t, tc.name+" status", r.Status, http.StatusServiceUnavailable)
-		mustEqual(t, tc.name+" error", r.Error, "temporarily_unavailable")
-		if r.Header.Get("Retry-After") == "" {
-			t.Fatalf("%s: no Retry-After", tc.name)
-		}
-	}
-	resp, err := http.Get(e.issuer + provider.PathReadyz)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	mustEqual(t, "readyz while down", resp.StatusCode, http.StatusServiceUnavailable)
+	pending.mustBeUnavailable(t)
+	mustEqual(t, "readyz while down", e.ready(), http.StatusServiceUnavailable)
 
 	proxy.setDown(false)
-	r := e.postToken(refresh, c.ID, secret)
-	mustEqual(t, "refresh after the outage", r.Status, 200)
-	r = e.postToken(exchangeForm(code2, redirect, testVerifier, nil), c.ID, secret)
-	mustEqual(t, "code after the outage", r.Status, 200)
-	resp, err = http.Get(e.issuer + provider.PathReadyz)
-	if err != nil {
-		t.Fatal(err)
+	pending.mustSucceed(t)
+	mustEqual(t, "readyz after", e.ready(), http.StatusOK)
+}
+
+// tokenRequests are a refresh and a code exchange prepared while the
+// database is up, to be sent during an outage and again after it.
+type tokenRequests struct {
+	e              *env
+	client, secret string
+	names          []string
+	forms          []url.Values
+}
+
+func prepareTokenRequests(e *env, username string) tokenRequests {
+	e.t.Helper()
+	user, pw := e.user(username)
+	c, secret, redirect := e.loopbackClient(false)
+	code := e.codeFor(e.browser(), authRequest{clientID: c.ID, redirectURI: redirect, state: "s1", verifier: testVerifier}, user, pw)
+	tr := e.postToken(exchangeForm(code, redirect, testVerifier, nil), c.ID, secret)
+	mustEqual(e.t, "first exchange", tr.Status, 200)
+	code2 := e.codeFor(e.browser(), authRequest{clientID: c.ID, redirectURI: redirect, state: "s2", verifier: testVerifier}, user, pw)
+	return tokenRequests{e: e, client: c.ID, secret: secret,
+		names: []string{"refresh", "code exchange"},
+		forms: []url.Values{
+			{"grant_type": {"refresh_token"}, "refresh_token": {tr.RefreshToken}},
+			exchangeForm(code2, redirect, testVerifier, nil),
+		}}
+}
+
+// mustBeUnavailable: each request is 503 temporarily_unavailable with
+// Retry-After, never invalid_grant (which clients treat as "log in again").
+func (p tokenRequests) mustBeUnavailable(t *testing.T) {
+	t.Helper()
+	for i, form := range p.forms {
+		r := p.e.postToken(form, p.client, p.secret)
+		mustEqual(t, p.names[i]+" status", r.Status, http.StatusServiceUnavailable)
+		mustEqual(t, p.names[i]+" error", r.Error, "temporarily_unavailable")
+		if r.Header.Get("Retry-After") == "" {
+			t.Fatalf("%s: no Retry-After", p.names[i])
+		}
 	}
-	resp.Body.Close()
-	mustEqual(t, "readyz after", resp.StatusCode, 200)
+}
+
+// mustSucceed: the same requests work once the database answers: the
+// outage spent neither the refresh token nor the code.
+func (p tokenRequests) mustSucceed(t *testing.T) {
+	t.Helper()
+	for i, form := range p.forms {
+		mustEqual(t, p.names[i]+" after the outage", p.e.postToken(form, p.client, p.secret).Status, 200)
+	}
 }
 
 // cutMidRedeem cuts the database connection inside the code-consume
@@ -263,37 +279,17 @@ func TestHungDatabaseAnswers503(t *testing.T) {
 	// A second server on the same store whose store deadline is far longer
 	// than /readyz's: readiness must not wait for it.
 	patient := start(t, st, func(o *provider.Options) { o.StoreTimeout, o.EncryptionKey = 10*time.Minute, key })
-	user, pw := e.user("quinn")
-	c, secret, redirect := e.loopbackClient(false)
-	code := e.codeFor(e.browser(), authRequest{clientID: c.ID, redirectURI: redirect, state: "q", verifier: testVerifier}, user, pw)
-	tr := e.postToken(exchangeForm(code, redirect, testVerifier, nil), c.ID, secret)
-	mustEqual(t, "status", tr.Status, 200)
-	code2 := e.codeFor(e.browser(), authRequest{clientID: c.ID, redirectURI: redirect, state: "q2", verifier: testVerifier}, user, pw)
-	refresh := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tr.RefreshToken}}
+	pending := prepareTokenRequests(e, "quinn")
 
 	proxy.setHung(true)
-	for _, tc := range []struct {
-		name string
-		form url.Values
-	}{
-		{"refresh", refresh},
-		{"code exchange", exchangeForm(code2, redirect, testVerifier, nil)},
-	} {
-		// testClient's timeout is the bound: without a store deadline the
-		// request would wait as long as the database hangs.
-		r := e.postToken(tc.form, c.ID, secret)
-		mustEqual(t, tc.name+" status", r.Status, http.StatusServiceUnavailable)
-		mustEqual(t, tc.name+" error", r.Error, "temporarily_unavailable")
-		if r.Header.Get("Retry-After") == "" {
-			t.Fatalf("%s: no Retry-After", tc.name)
-		}
-	}
+	// testClient's timeout bounds each request: without a store deadline it
+	// would wait as long as the database hangs.
+	pending.mustBeUnavailable(t)
 	mustEqual(t, "readyz while hung", e.ready(), http.StatusServiceUnavailable)
 	mustEqual(t, "readyz while hung, long store deadline", patient.ready(), http.StatusServiceUnavailable)
 
 	proxy.setHung(false)
-	mustEqual(t, "refresh once the database answers", e.postToken(refresh, c.ID, secret).Status, 200)
-	mustEqual(t, "code once the database answers", e.postToken(exchangeForm(code2, redirect, testVerifier, nil), c.ID, secret).Status, 200)
+	pending.mustSucceed(t)
 	mustEqual(t, "readyz once the database answers", e.ready(), http.StatusOK)
 }
 
