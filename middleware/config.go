@@ -4,11 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/authzd/authz/internal/resourceid"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
-	"strings"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -112,7 +112,7 @@ func New(cfg Config) (*Validator, error) {
 	if cfg.Issuer == "" || err != nil || (iss.Scheme != "https" && iss.Scheme != "http") || iss.Host == "" || iss.RawQuery != "" || iss.Fragment != "" {
 		return nil, fmt.Errorf("middleware: Issuer %q must be an absolute http(s) URL without query or fragment", cfg.Issuer)
 	}
-	res, err := normalizeURL(cfg.Resource)
+	res, err := resourceid.Canonical(cfg.Resource)
 	if err != nil {
 		return nil, fmt.Errorf("middleware: Resource %q: %w", cfg.Resource, err)
 	}
@@ -163,13 +163,12 @@ func New(cfg Config) (*Validator, error) {
 
 	// RFC 9728 §3.1: the metadata lives at the well-known path inserted
 	// between the host and the resource's path.
-	ru, _ := url.Parse(cfg.Resource)
-	p := strings.TrimSuffix(ru.EscapedPath(), "/")
+	inserted, _ := resourceid.WellKnownPath(res, WellKnownPath)
 	v.metaPaths = []string{WellKnownPath}
-	if p != "" {
-		v.metaPaths = append([]string{WellKnownPath + p}, v.metaPaths...)
+	if inserted != WellKnownPath {
+		v.metaPaths = append([]string{inserted}, v.metaPaths...)
 	}
-	v.metadataURL = ru.Scheme + "://" + ru.Host + v.metaPaths[0]
+	v.metadataURL, _ = resourceid.WellKnownURL(res, WellKnownPath)
 	doc := map[string]any{
 		"resource":                 cfg.Resource,
 		"authorization_servers":    []string{cfg.Issuer},
@@ -183,37 +182,4 @@ func New(cfg Config) (*Validator, error) {
 	}
 	v.metadataJSON, _ = json.Marshal(doc)
 	return v, nil
-}
-
-// normalizeURL puts an absolute URL in the form audiences are compared
-// in: lower-case scheme and host, no default port, no trailing slash on
-// the path, no fragment.
-func normalizeURL(s string) (string, error) {
-	u, err := url.Parse(s)
-	if err != nil || !u.IsAbs() || u.Host == "" {
-		return "", errors.New("not an absolute URL")
-	}
-	if u.Fragment != "" || strings.Contains(s, "#") {
-		return "", errors.New("has a fragment")
-	}
-	if u.User != nil {
-		return "", errors.New("has user information")
-	}
-	scheme := strings.ToLower(u.Scheme)
-	host := strings.ToLower(u.Hostname())
-	port := u.Port()
-	if (scheme == "https" && port == "443") || (scheme == "http" && port == "80") {
-		port = ""
-	}
-	if strings.Contains(host, ":") {
-		host = "[" + host + "]"
-	}
-	if port != "" {
-		host += ":" + port
-	}
-	out := scheme + "://" + host + strings.TrimSuffix(u.EscapedPath(), "/")
-	if u.RawQuery != "" {
-		out += "?" + u.RawQuery
-	}
-	return out, nil
 }

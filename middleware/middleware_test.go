@@ -689,25 +689,42 @@ func TestConfigErrors(t *testing.T) {
 }
 
 // TestImportsOnlyStdlibAndJose pins the package's promise to the teams
-// that import it: no pgx, no gorilla, nothing of the server.
+// that import it: no pgx, no gorilla, nothing of the server. The module's
+// internal packages it shares with the server are held to the same rule.
 func TestImportsOnlyStdlibAndJose(t *testing.T) {
 	t.Parallel()
-	files, _ := filepath.Glob("*.go")
-	fset := token.NewFileSet()
-	for _, f := range files {
-		if strings.HasSuffix(f, "_test.go") {
-			continue
+	const internal = "github.com/authzd/authz/internal/"
+	seen := map[string]bool{}
+	var check func(dir string)
+	check = func(dir string) {
+		if seen[dir] {
+			return
 		}
-		af, err := parser.ParseFile(fset, f, nil, parser.ImportsOnly)
-		if err != nil {
-			t.Fatal(err)
+		seen[dir] = true
+		files, _ := filepath.Glob(filepath.Join(dir, "*.go"))
+		if len(files) == 0 {
+			t.Fatalf("no Go files in %s", dir)
 		}
-		for _, imp := range af.Imports {
-			p, _ := strconv.Unquote(imp.Path.Value)
-			first := strings.SplitN(p, "/", 2)[0]
-			if strings.Contains(first, ".") && !strings.HasPrefix(p, "github.com/go-jose/go-jose/v4") {
-				t.Errorf("%s imports %s", f, p)
+		fset := token.NewFileSet()
+		for _, f := range files {
+			if strings.HasSuffix(f, "_test.go") {
+				continue
+			}
+			af, err := parser.ParseFile(fset, f, nil, parser.ImportsOnly)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, imp := range af.Imports {
+				p, _ := strconv.Unquote(imp.Path.Value)
+				first := strings.SplitN(p, "/", 2)[0]
+				switch {
+				case strings.HasPrefix(p, internal):
+					check(filepath.Join("..", "internal", strings.TrimPrefix(p, internal)))
+				case strings.Contains(first, ".") && !strings.HasPrefix(p, "github.com/go-jose/go-jose/v4"):
+					t.Errorf("%s imports %s", f, p)
+				}
 			}
 		}
 	}
+	check(".")
 }

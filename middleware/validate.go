@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"github.com/authzd/authz/internal/resourceid"
 	"strings"
 	"time"
 
@@ -233,7 +234,9 @@ func (v *Validator) checkAudience(aud []string) error {
 		if a == v.cfg.Resource || a == v.resource {
 			return nil
 		}
-		if n, err := normalizeURL(a); err == nil && n == v.resource {
+		// The server's own rule (internal/resource): the same canonical
+		// form, and a final "/" alone does not make it another resource.
+		if _, ok, _ := resourceid.Match(a, []string{v.resource}); ok {
 			return nil
 		}
 	}

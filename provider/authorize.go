@@ -2,6 +2,7 @@ package provider
 
 import (
 	"errors"
+	"github.com/authzd/authz/internal/resourceid"
 	"net/http"
 	"net/url"
 	"slices"
@@ -149,11 +150,11 @@ func (s *Server) requestedResources(c store.Client, values []string) ([]string, 
 	}
 	var out []string
 	for _, v := range values {
-		n, err := normalizeResource(v)
+		n, ok, err := resourceid.Match(v, allowed)
 		if err != nil {
 			return nil, oauthErr(errInvalidTarget, err.Error())
 		}
-		if !slices.Contains(allowed, n) {
+		if !ok {
 			return nil, oauthErr(errInvalidTarget, "unknown or not permitted resource: "+v)
 		}
 		if !slices.Contains(out, n) {
@@ -172,7 +173,7 @@ func (s *Server) clientResources(c store.Client) []string {
 	var out []string
 	for _, r := range s.opts.Resources {
 		for _, cr := range c.Metadata.Resources {
-			if n, err := normalizeResource(cr); err == nil && n == r {
+			if _, ok, _ := resourceid.Match(cr, []string{r}); ok {
 				out = append(out, r)
 				break
 			}

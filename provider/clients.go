@@ -2,6 +2,7 @@ package provider
 
 import (
 	"errors"
+	"github.com/authzd/authz/internal/resourceid"
 	"io"
 	"net/url"
 	"strings"
@@ -81,7 +82,7 @@ func CheckClientMetadata(m *store.ClientMetadata) error {
 		return err
 	}
 	for i, r := range m.Resources {
-		n, err := normalizeResource(r)
+		n, err := resourceid.Canonical(r)
 		if err != nil {
 			return &dcr.Error{Code: errInvalidClientMetadata, Description: "resources: " + err.Error()}
 		}

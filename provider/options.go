@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/authzd/authz/internal/resourceid"
 	"io"
 	"log/slog"
 	"net/http"
@@ -111,7 +112,7 @@ func (o *Options) setDefaults() error {
 		o.Resources = []string{o.Issuer}
 	}
 	for i, r := range o.Resources {
-		n, err := normalizeResource(r)
+		n, err := resourceid.Canonical(r)
 		if err != nil {
 			return fmt.Errorf("provider: resource %q: %w", r, err)
 		}

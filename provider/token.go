@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/authzd/authz/internal/resourceid"
 	"net/http"
 	"net/url"
 	"slices"
@@ -380,11 +381,11 @@ func narrowResources(authorized, requested []string) ([]string, error) {
 	}
 	var out []string
 	for _, r := range requested {
-		n, err := normalizeResource(r)
+		n, ok, err := resourceid.Match(r, authorized)
 		if err != nil {
 			return nil, oauthErr(errInvalidTarget, err.Error())
 		}
-		if !slices.Contains(authorized, n) {
+		if !ok {
 			return nil, oauthErr(errInvalidTarget, "resource was not authorized: "+r)
 		}
 		if !slices.Contains(out, n) {

@@ -2,9 +2,8 @@ package wellknown
 
 import (
 	"encoding/json"
+	"github.com/authzd/authz/internal/resourceid"
 	"net/http"
-	"net/url"
-	"strings"
 )
 
 // Well-known URI suffixes.
@@ -52,25 +51,12 @@ type ProtectedResourceMetadata struct {
 // (an issuer or a resource URL): suffix, followed by the identifier's path
 // when it has one (RFC 8414 §3.1, RFC 9728 §3.1).
 func InsertedPath(identifier, suffix string) (string, error) {
-	u, err := url.Parse(identifier)
-	if err != nil {
-		return "", err
-	}
-	p := strings.TrimSuffix(u.EscapedPath(), "/")
-	return suffix + p, nil
+	return resourceid.WellKnownPath(identifier, suffix)
 }
 
 // InsertedURL returns the absolute URL of the well-known document for identifier.
 func InsertedURL(identifier, suffix string) (string, error) {
-	u, err := url.Parse(identifier)
-	if err != nil {
-		return "", err
-	}
-	p, err := InsertedPath(identifier, suffix)
-	if err != nil {
-		return "", err
-	}
-	return u.Scheme + "://" + u.Host + p, nil
+	return resourceid.WellKnownURL(identifier, suffix)
 }
 
 // JSON returns a handler that serves doc as JSON. Discovery documents are
