@@ -125,9 +125,13 @@ func (s *Server) requestedScopes(c store.Client, values []string) ([]string, err
 	if !ok {
 		return nil, oauthErr(errInvalidScope, "scope is malformed")
 	}
+	scopes = dropUnhandled(scopes)
 	for _, sc := range scopes {
 		if !slices.Contains(s.opts.Scopes, sc) {
 			return nil, oauthErr(errInvalidScope, "unknown scope: "+sc)
+		}
+		if sc == ScopeOfflineAccess {
+			continue // about the grant, not a permission: any client may ask
 		}
 		if len(c.Metadata.Scopes) > 0 && !slices.Contains(c.Metadata.Scopes, sc) {
 			return nil, oauthErr(errInvalidScope, "the client may not request scope "+sc)
@@ -195,7 +199,8 @@ type hiddenField struct{ Name, Value string }
 type consentPage struct {
 	pageData
 	Action, CSRF, ClientName, RedirectHost, Username string
-	Scopes, Resources                                []string
+	Scopes                                           []scopeLabel
+	Resources                                        []string
 	Hidden                                           []hiddenField
 }
 
@@ -276,7 +281,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		pageData: pageData{Title: "Authorize " + clientDisplayName(req.client)},
 		Action:   s.issuerPath + PathAuthorize, CSRF: csrf,
 		ClientName: clientDisplayName(req.client), RedirectHost: redirectHost(req.redirect),
-		Username: user.Username, Scopes: req.scopes, Resources: req.resources,
+		Username: user.Username, Scopes: scopeLabels(req.scopes), Resources: req.resources,
 	}
 	for name, vals := range stripConsentFields(r.Form) {
 		for _, v := range vals {

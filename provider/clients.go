@@ -4,7 +4,6 @@ import (
 	"errors"
 	"github.com/authzd/authz/internal/resourceid"
 	"io"
-	"net/url"
 	"strings"
 	"time"
 
@@ -120,20 +119,11 @@ func fromDCR(m *store.ClientMetadata, d dcr.Metadata) {
 	}
 }
 
-// ApplicationTypeFor guesses the RFC 7591 application_type for redirect URIs
-// given on the command line: native when any is a private-use scheme or a
-// loopback address, web otherwise.
+// ApplicationTypeFor is the RFC 7591 application_type for redirect URIs
+// given without one (on the command line, in a registration or a metadata
+// document): the one inference rule of dcr.InferApplicationType.
 func ApplicationTypeFor(redirectURIs []string) string {
-	for _, r := range redirectURIs {
-		u, err := url.Parse(r)
-		if err != nil {
-			continue
-		}
-		if (u.Scheme != "http" && u.Scheme != "https") || isLoopback(r) {
-			return "native"
-		}
-	}
-	return "web"
+	return dcr.InferApplicationType(redirectURIs)
 }
 
 // ErrClientMetadata reports whether err is a client metadata error.

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,7 +35,7 @@ type Options struct {
 	// for. Default: the issuer URL alone. The first is used when a request
 	// names none, so a token never has an empty audience.
 	Resources []string
-	// Scopes the server offers.
+	// Scopes the server offers. offline_access is always added.
 	Scopes []string
 	// EncryptionKey (32 bytes) encrypts signing keys at rest. When nil a
 	// random key is made, so keys do not survive a restart (memory store only;
@@ -122,6 +123,11 @@ func (o *Options) setDefaults() error {
 		if !dcr.ValidScopeToken(s) {
 			return fmt.Errorf("provider: invalid scope %q", s)
 		}
+	}
+	// offline_access is always offered: clients ask for it by habit, and
+	// refusing it breaks them (see scope.go).
+	if !slices.Contains(o.Scopes, ScopeOfflineAccess) {
+		o.Scopes = append(slices.Clone(o.Scopes), ScopeOfflineAccess)
 	}
 	if o.SigningAlgorithm == "" {
 		o.SigningAlgorithm = "ES256"

@@ -33,3 +33,46 @@ func subset(a, b []string) bool {
 	}
 	return true
 }
+
+// Scopes clients send by habit whatever the server advertises (Cline adds
+// openid to every request; some DCR clients ask for offline_access). Neither
+// may fail a request.
+const (
+	// ScopeOfflineAccess asks for a refresh token (OpenID Connect Core §11).
+	// It is always offered and shown on consent as staying signed in; it
+	// names no API permission, so protected resources never list it.
+	ScopeOfflineAccess = "offline_access"
+	// ScopeOpenID asks for an ID token (OpenID Connect Core §3.1.2.1).
+	ScopeOpenID = "openid"
+)
+
+// unhandledScopes are dropped from requests rather than refused. This is the
+// one place that decides it: an OpenID Connect layer that answers openid
+// takes it off this list (and a server with that layer switched off keeps
+// it here).
+var unhandledScopes = []string{ScopeOpenID}
+
+// dropUnhandled removes the scopes no layer of this server answers.
+func dropUnhandled(scopes []string) []string {
+	return slices.DeleteFunc(slices.Clone(scopes), func(sc string) bool { return slices.Contains(unhandledScopes, sc) })
+}
+
+// resourceScopes are the offered scopes a protected resource advertises
+// (RFC 9728 §2): offline_access is about the grant, not the resource.
+func resourceScopes(offered []string) []string {
+	return slices.DeleteFunc(slices.Clone(offered), func(sc string) bool { return sc == ScopeOfflineAccess })
+}
+
+// scopeLabel is how the consent page shows a scope.
+type scopeLabel struct{ Name, Label string }
+
+func scopeLabels(scopes []string) []scopeLabel {
+	out := make([]scopeLabel, len(scopes))
+	for i, sc := range scopes {
+		out[i] = scopeLabel{Name: sc}
+		if sc == ScopeOfflineAccess {
+			out[i].Label = "stay signed in: keep access while you are away, until you revoke it"
+		}
+	}
+	return out
+}

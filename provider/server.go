@@ -183,7 +183,7 @@ func (s *Server) Handler() http.Handler {
 		r.Handle(path, wellknown.JSON(wellknown.ProtectedResourceMetadata{
 			Resource:               res,
 			AuthorizationServers:   []string{s.opts.Issuer},
-			ScopesSupported:        s.opts.Scopes,
+			ScopesSupported:        resourceScopes(s.opts.Scopes),
 			BearerMethodsSupported: []string{"header"},
 		}))
 	}

@@ -367,6 +367,7 @@ func narrowScopes(granted []string, scope string, sent bool) ([]string, error) {
 	if !ok {
 		return nil, oauthErr(errInvalidScope, "scope is malformed")
 	}
+	req = dropUnhandled(req)
 	if !subset(req, granted) {
 		return nil, oauthErr(errInvalidScope, "scope exceeds what was granted")
 	}

@@ -70,6 +70,11 @@ type Metadata struct {
 	SoftwareVersion         string          `json:"software_version,omitempty"`
 	JWKSURI                 string          `json:"jwks_uri,omitempty"`
 	JWKS                    json.RawMessage `json:"jwks,omitempty"`
+	// TokenEndpointAuthMethodsSupported is the "RP metadata choices" form
+	// some clients publish instead of token_endpoint_auth_method (ChatGPT's
+	// documents: ["none","private_key_jwt"]). Normalize picks one and
+	// clears it.
+	TokenEndpointAuthMethodsSupported []string `json:"token_endpoint_auth_methods_supported,omitempty"`
 }
 
 // Error is a registration error: Code is one of the RFC 7591 §3.2.2 codes and
@@ -122,7 +127,16 @@ func (m *Metadata) Normalize() error {
 		return err
 	}
 
-	// Authentication method.
+	// Authentication method. A client that lists the methods it can use
+	// gets none (public) when it lists it, else private_key_jwt: never a
+	// shared secret it did not ask for.
+	if m.TokenEndpointAuthMethod == "" && len(m.TokenEndpointAuthMethodsSupported) > 0 {
+		m.TokenEndpointAuthMethod = AuthPrivateKeyJWT
+		if slices.Contains(m.TokenEndpointAuthMethodsSupported, AuthNone) {
+			m.TokenEndpointAuthMethod = AuthNone
+		}
+	}
+	m.TokenEndpointAuthMethodsSupported = nil
 	if m.TokenEndpointAuthMethod == "" {
 		m.TokenEndpointAuthMethod = AuthClientSecretBasic
 	}
@@ -130,15 +144,17 @@ func (m *Metadata) Normalize() error {
 		return metaErr("token_endpoint_auth_method", "unsupported value %q (supported: %s)", m.TokenEndpointAuthMethod, strings.Join(AuthMethods, ", "))
 	}
 
-	// Grant and response types.
+	// Grant and response types. Grant types this server does not support
+	// are ignored, not fatal: shipping clients list extras by habit
+	// (claude.ai: urn:ietf:params:oauth:grant-type:jwt-bearer) and get the
+	// supported ones.
 	if len(m.GrantTypes) == 0 {
 		m.GrantTypes = []string{GrantAuthorizationCode}
 	}
-	m.GrantTypes = dedupe(m.GrantTypes)
-	for _, g := range m.GrantTypes {
-		if !slices.Contains(GrantTypes, g) {
-			return metaErr("grant_types", "unsupported grant type %q (supported: %s)", g, strings.Join(GrantTypes, ", "))
-		}
+	listed := m.GrantTypes
+	m.GrantTypes = slices.DeleteFunc(dedupe(m.GrantTypes), func(g string) bool { return !slices.Contains(GrantTypes, g) })
+	if len(m.GrantTypes) == 0 {
+		return metaErr("grant_types", "no supported grant type among %q (supported: %s)", listed, strings.Join(GrantTypes, ", "))
 	}
 	code := slices.Contains(m.GrantTypes, GrantAuthorizationCode)
 	if slices.Contains(m.GrantTypes, GrantClientCredentials) && m.TokenEndpointAuthMethod == AuthNone {
@@ -160,9 +176,10 @@ func (m *Metadata) Normalize() error {
 		return metaErr("response_types", "response type code goes with grant type authorization_code and only with it")
 	}
 
-	// Application type and redirect URIs.
+	// Application type and redirect URIs. A missing application_type is
+	// inferred, since clients publish none (Claude Code's document).
 	if m.ApplicationType == "" {
-		m.ApplicationType = AppWeb
+		m.ApplicationType = InferApplicationType(m.RedirectURIs)
 	}
 	if m.ApplicationType != AppWeb && m.ApplicationType != AppNative {
 		return metaErr("application_type", "must be web or native, not %q", m.ApplicationType)
@@ -338,6 +355,30 @@ func ValidateRedirectURI(uri, appType string) error {
 	return nil
 }
 
+// InferApplicationType is the application_type of a client that gave none:
+// native when every redirect URI is on this computer (loopback http) or a
+// private-use scheme (RFC 8252 §7.1, §7.3), web otherwise.
+func InferApplicationType(redirectURIs []string) string {
+	if len(redirectURIs) == 0 {
+		return AppWeb
+	}
+	for _, r := range redirectURIs {
+		u, err := url.Parse(r)
+		if err != nil {
+			return AppWeb
+		}
+		switch strings.ToLower(u.Scheme) {
+		case "https":
+			return AppWeb
+		case "http":
+			if !IsLoopback(u.Hostname()) {
+				return AppWeb
+			}
+		}
+	}
+	return AppNative
+}
+
 // IsLoopback reports whether host (without port or brackets) names the
 // loopback interface.
 func IsLoopback(host string) bool {
@@ -349,9 +390,11 @@ func IsLoopback(host string) bool {
 }
 
 // MatchRedirectURI finds requested among the registered redirect URIs. The
-// comparison is an exact string match, except that an http loopback
-// redirect matches with any port (RFC 8252 §7.3). It returns the URI to
-// redirect to.
+// comparison is an exact string match, except for http loopback redirects
+// (RFC 8252 §7.3): any port matches, including a registered URI without a
+// port, and localhost, 127.0.0.1 and [::1] are the same host (Claude Code
+// publishes http://localhost/callback and sends
+// http://127.0.0.1:52163/callback). It returns the URI to redirect to.
 func MatchRedirectURI(registered []string, requested string) (string, bool) {
 	// A fragment, even an empty one, would swallow the response
 	// parameters (RFC 6749 §3.1.2).
@@ -370,7 +413,7 @@ func MatchRedirectURI(registered []string, requested string) (string, bool) {
 		if err != nil || u.Scheme != "http" {
 			continue
 		}
-		if u.Hostname() == ru.Hostname() && u.EscapedPath() == ru.EscapedPath() && u.RawQuery == ru.RawQuery {
+		if IsLoopback(u.Hostname()) && u.User == nil && u.EscapedPath() == ru.EscapedPath() && u.RawQuery == ru.RawQuery {
 			return requested, true
 		}
 	}

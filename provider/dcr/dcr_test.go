@@ -64,7 +64,7 @@ func TestNormalizeErrors(t *testing.T) {
 	}{
 		{"unknown auth method", Metadata{RedirectURIs: web, TokenEndpointAuthMethod: "client_secret_jwt"},
 			CodeInvalidClientMetadata, "token_endpoint_auth_method"},
-		{"unknown grant type", Metadata{RedirectURIs: web, GrantTypes: []string{GrantAuthorizationCode, "implicit"}},
+		{"only unsupported grant types", Metadata{RedirectURIs: web, GrantTypes: []string{"implicit", "password"}},
 			CodeInvalidClientMetadata, "grant_types"},
 		{"client_credentials with none", Metadata{GrantTypes: []string{GrantClientCredentials}, TokenEndpointAuthMethod: AuthNone},
 			CodeInvalidClientMetadata, "grant_types"},
@@ -318,7 +318,11 @@ func TestMatchRedirectURI(t *testing.T) {
 		{"loopback same query", []string{"http://127.0.0.1/cb?a=1"}, "http://127.0.0.1:1234/cb?a=1", true},
 		{"loopback different path", []string{"http://127.0.0.1/cb"}, "http://127.0.0.1:53121/other", false},
 		{"loopback different query", []string{"http://127.0.0.1/cb?a=1"}, "http://127.0.0.1:1234/cb?a=2", false},
-		{"loopback different host", []string{"http://127.0.0.1/cb"}, "http://localhost:53121/cb", false},
+		{"loopback localhost for 127.0.0.1", []string{"http://127.0.0.1/cb"}, "http://localhost:53121/cb", true},
+		{"claude code: localhost published, 127.0.0.1 sent", []string{"http://localhost/callback"}, "http://127.0.0.1:52163/callback", true},
+		{"loopback [::1] for localhost", []string{"http://localhost/callback"}, "http://[::1]:52163/callback", true},
+		{"loopback any port, different path", []string{"http://localhost/callback"}, "http://127.0.0.1:52163/callback/", false},
+		{"loopback https is not loopback http", []string{"http://localhost/cb"}, "https://127.0.0.1:52163/cb", false},
 		{"loopback with userinfo", []string{"http://127.0.0.1/cb"}, "http://u@127.0.0.1:53121/cb", false},
 		{"loopback with fragment", []string{"http://127.0.0.1/cb"}, "http://127.0.0.1:53121/cb#x", false},
 		{"loopback with empty fragment", []string{"http://127.0.0.1/cb"}, "http://127.0.0.1:53121/cb#", false},
@@ -403,6 +407,45 @@ func TestDecode(t *testing.T) {
 				t.Fatalf("Decode: %v", err)
 			}
 			tt.check(t, m)
+		})
+	}
+}
+
+// TestInteropProfile pins what shipping clients send (issue "MCP clients as
+// they ship"): each row is a real client's habit that must not fail.
+func TestInteropProfile(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		body      string
+		app, auth string
+		grants    []string
+	}{
+		{"claude code: no application_type, loopback only", `{"client_name":"Claude Code","redirect_uris":["http://localhost/callback"],"token_endpoint_auth_method":"none","grant_types":["authorization_code","refresh_token"]}`,
+			AppNative, AuthNone, []string{GrantAuthorizationCode, GrantRefreshToken}},
+		{"claude.ai: jwt-bearer grant ignored", `{"client_name":"Claude","redirect_uris":["https://claude.ai/api/mcp/auth_callback"],"token_endpoint_auth_method":"none","grant_types":["authorization_code","refresh_token","urn:ietf:params:oauth:grant-type:jwt-bearer"]}`,
+			AppWeb, AuthNone, []string{GrantAuthorizationCode, GrantRefreshToken}},
+		{"chatgpt: methods list with none, unknown fields", `{"client_name":"ChatGPT","redirect_uris":["https://chatgpt.com/connector_platform_oauth_redirect"],"token_endpoint_auth_methods_supported":["none","private_key_jwt"],"x_openai_thing":{"a":1},"grant_types":["authorization_code","refresh_token"]}`,
+			AppWeb, AuthNone, []string{GrantAuthorizationCode, GrantRefreshToken}},
+		{"methods list without none", `{"client_name":"K","redirect_uris":["https://k.example/cb"],"token_endpoint_auth_methods_supported":["private_key_jwt","client_secret_basic"],"jwks_uri":"https://k.example/jwks"}`,
+			AppWeb, AuthPrivateKeyJWT, []string{GrantAuthorizationCode}},
+		{"vs code: loopback and https", `{"client_name":"Visual Studio Code","redirect_uris":["http://127.0.0.1:33418","https://vscode.dev/redirect"],"token_endpoint_auth_method":"none"}`,
+			AppWeb, AuthNone, []string{GrantAuthorizationCode}},
+		{"private-use scheme only", `{"client_name":"IDE","redirect_uris":["com.example.ide:/cb","http://[::1]/cb"],"token_endpoint_auth_method":"none"}`,
+			AppNative, AuthNone, []string{GrantAuthorizationCode}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := Decode(strings.NewReader(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := m.Normalize(); err != nil {
+				t.Fatalf("Normalize: %v", err)
+			}
+			if m.ApplicationType != tc.app || m.TokenEndpointAuthMethod != tc.auth || !slices.Equal(m.GrantTypes, tc.grants) || m.TokenEndpointAuthMethodsSupported != nil {
+				t.Fatalf("got application_type %q, auth %q, grants %v, methods %v; want %q, %q, %v",
+					m.ApplicationType, m.TokenEndpointAuthMethod, m.GrantTypes, m.TokenEndpointAuthMethodsSupported, tc.app, tc.auth, tc.grants)
+			}
 		})
 	}
 }
