@@ -103,6 +103,10 @@ func (w *deadlineStore) DeleteClient(ctx context.Context, id string) error {
 	return w.do(ctx, func(ctx context.Context) error { return w.s.DeleteClient(ctx, id) })
 }
 
+func (w *deadlineStore) SaveMetadataDocumentClient(ctx context.Context, c Client) error {
+	return w.do(ctx, func(ctx context.Context) error { return w.s.SaveMetadataDocumentClient(ctx, c) })
+}
+
 func (w *deadlineStore) CreateUser(ctx context.Context, u User) error {
 	return w.do(ctx, func(ctx context.Context) error { return w.s.CreateUser(ctx, u) })
 }

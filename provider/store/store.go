@@ -1,9 +1,12 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"reflect"
+	"slices"
 	"time"
 )
 
@@ -58,8 +61,31 @@ type Client struct {
 	// token; nil for clients not managed through the registration endpoint.
 	RegistrationTokenHash []byte
 	Metadata              ClientMetadata
-	CreatedAt             time.Time
-	UpdatedAt             time.Time
+	// DocumentExpiresAt is, for a TrustMetadataDocument client, when its
+	// cached metadata document must be fetched again; zero otherwise.
+	DocumentExpiresAt time.Time
+	CreatedAt         time.Time
+	UpdatedAt         time.Time
+}
+
+// DocumentIdentityChanged reports whether a client metadata document
+// changed what a user's consent relied on: where codes go (redirect URIs)
+// or the keys that authenticate the client. Consent given to the old
+// document must then be asked for again. Both stores call this one rule.
+func DocumentIdentityChanged(old, cur ClientMetadata) bool {
+	return !slices.Equal(old.RedirectURIs, cur.RedirectURIs) || old.JWKSURI != cur.JWKSURI ||
+		!jsonEqual(old.JWKS, cur.JWKS) || old.TokenEndpointAuthMethod != cur.TokenEndpointAuthMethod
+}
+
+func jsonEqual(a, b json.RawMessage) bool {
+	if len(a) == 0 || len(b) == 0 {
+		return len(a) == len(b)
+	}
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return bytes.Equal(a, b)
+	}
+	return reflect.DeepEqual(x, y)
 }
 
 // Public reports whether the client authenticates with "none".
@@ -279,6 +305,14 @@ type Store interface {
 	// DeleteClient removes the client with its codes, grants, refresh tokens
 	// and consents.
 	DeleteClient(ctx context.Context, id string) error
+	// SaveMetadataDocumentClient inserts or replaces c, a client whose
+	// identity is its metadata document (c.Trust is TrustMetadataDocument),
+	// keeping an existing row's CreatedAt so its grants keep their foreign
+	// keys. When DocumentIdentityChanged(stored, c) every consent given to
+	// the client is dropped in the same operation. A client with that ID
+	// that is not a metadata-document client is never replaced:
+	// ErrAlreadyExists.
+	SaveMetadataDocumentClient(ctx context.Context, c Client) error
 
 	// Users.
 	CreateUser(ctx context.Context, u User) error // ErrAlreadyExists on ID or Username

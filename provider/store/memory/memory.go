@@ -144,6 +144,29 @@ func (s *Store) DeleteClient(_ context.Context, id string) error {
 	return nil
 }
 
+// SaveMetadataDocumentClient upserts a metadata-document client, dropping
+// its consents when the document's redirect URIs or keys changed.
+func (s *Store) SaveMetadataDocumentClient(_ context.Context, c store.Client) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := cloneClient(c)
+	if cur, ok := s.clients[c.ID]; ok {
+		if cur.Trust != store.TrustMetadataDocument {
+			return store.ErrAlreadyExists
+		}
+		n.CreatedAt = cur.CreatedAt
+		if store.DocumentIdentityChanged(cur.Metadata, n.Metadata) {
+			for k := range s.consents {
+				if k.clientID == c.ID {
+					delete(s.consents, k)
+				}
+			}
+		}
+	}
+	s.clients[c.ID] = n
+	return nil
+}
+
 // ---- Users ----
 
 func (s *Store) CreateUser(_ context.Context, u store.User) error {
@@ -828,6 +851,7 @@ func norm(t time.Time) time.Time {
 func cloneClient(c store.Client) store.Client {
 	c.SecretHash, c.RegistrationTokenHash = bytes.Clone(c.SecretHash), bytes.Clone(c.RegistrationTokenHash)
 	c.SecretExpiresAt, c.CreatedAt, c.UpdatedAt = norm(c.SecretExpiresAt), norm(c.CreatedAt), norm(c.UpdatedAt)
+	c.DocumentExpiresAt = norm(c.DocumentExpiresAt)
 	m := &c.Metadata
 	m.RedirectURIs, m.GrantTypes, m.ResponseTypes = slices.Clone(m.RedirectURIs), slices.Clone(m.GrantTypes), slices.Clone(m.ResponseTypes)
 	m.Scopes, m.Resources, m.Contacts = slices.Clone(m.Scopes), slices.Clone(m.Resources), slices.Clone(m.Contacts)

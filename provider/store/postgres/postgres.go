@@ -146,19 +146,20 @@ func arr(s []string) []string {
 
 // ---- Clients ----
 
-const clientCols = `id, secret_hash, secret_expires_at, registration_token_hash, metadata, trust, created_at, updated_at`
+const clientCols = `id, secret_hash, secret_expires_at, registration_token_hash, metadata, trust, created_at, updated_at, document_expires_at`
 
 func scanClient(row pgx.Row) (store.Client, error) {
 	var c store.Client
-	var secExp *time.Time
+	var secExp, docExp *time.Time
 	var meta []byte
-	if err := row.Scan(&c.ID, &c.SecretHash, &secExp, &c.RegistrationTokenHash, &meta, &c.Trust, &c.CreatedAt, &c.UpdatedAt); err != nil {
+	if err := row.Scan(&c.ID, &c.SecretHash, &secExp, &c.RegistrationTokenHash, &meta, &c.Trust, &c.CreatedAt, &c.UpdatedAt, &docExp); err != nil {
 		return store.Client{}, wrap(err)
 	}
 	if err := json.Unmarshal(meta, &c.Metadata); err != nil {
 		return store.Client{}, fmt.Errorf("postgres: client %s metadata: %w", c.ID, err)
 	}
 	c.SecretExpiresAt, c.CreatedAt, c.UpdatedAt = fromNull(secExp), c.CreatedAt.UTC(), c.UpdatedAt.UTC()
+	c.DocumentExpiresAt = fromNull(docExp)
 	return c, nil
 }
 
@@ -167,9 +168,43 @@ func (s *Store) CreateClient(ctx context.Context, c store.Client) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO clients (`+clientCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		c.ID, c.SecretHash, nullTS(c.SecretExpiresAt), c.RegistrationTokenHash, string(meta), c.Trust, ts(c.CreatedAt), ts(c.UpdatedAt))
+	_, err = s.pool.Exec(ctx, `INSERT INTO clients (`+clientCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		c.ID, c.SecretHash, nullTS(c.SecretExpiresAt), c.RegistrationTokenHash, string(meta), c.Trust, ts(c.CreatedAt), ts(c.UpdatedAt),
+		nullTS(c.DocumentExpiresAt))
 	return wrap(err)
+}
+
+// SaveMetadataDocumentClient locks the stored row (if any), decides with
+// store.DocumentIdentityChanged whether consents go, and upserts, all in
+// one transaction.
+func (s *Store) SaveMetadataDocumentClient(ctx context.Context, c store.Client) error {
+	meta, err := json.Marshal(c.Metadata)
+	if err != nil {
+		return err
+	}
+	return s.tx(ctx, func(tx pgx.Tx) (bool, error) {
+		cur, err := scanClient(tx.QueryRow(ctx, `SELECT `+clientCols+` FROM clients WHERE id = $1 FOR UPDATE`, c.ID))
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			_, err = tx.Exec(ctx, `INSERT INTO clients (`+clientCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+				c.ID, c.SecretHash, nullTS(c.SecretExpiresAt), c.RegistrationTokenHash, string(meta), c.Trust, ts(c.CreatedAt), ts(c.UpdatedAt),
+				nullTS(c.DocumentExpiresAt))
+			return false, wrap(err)
+		case err != nil:
+			return false, err
+		case cur.Trust != store.TrustMetadataDocument:
+			return false, store.ErrAlreadyExists
+		}
+		if store.DocumentIdentityChanged(cur.Metadata, c.Metadata) {
+			if _, err := tx.Exec(ctx, `DELETE FROM consents WHERE client_id = $1`, c.ID); err != nil {
+				return false, wrap(err)
+			}
+		}
+		_, err = tx.Exec(ctx, `UPDATE clients SET secret_hash = $2, secret_expires_at = $3, registration_token_hash = $4, metadata = $5,
+			updated_at = $6, trust = $7, document_expires_at = $8 WHERE id = $1`,
+			c.ID, c.SecretHash, nullTS(c.SecretExpiresAt), c.RegistrationTokenHash, string(meta), ts(c.UpdatedAt), c.Trust, nullTS(c.DocumentExpiresAt))
+		return false, wrap(err)
+	})
 }
 
 func (s *Store) GetClient(ctx context.Context, id string) (store.Client, error) {

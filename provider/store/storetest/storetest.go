@@ -52,6 +52,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ClientAssertions", testClientAssertions},
 		{"Consents", testConsents},
 		{"Counters", testCounters},
+		{"MetadataDocumentClients", testMetadataDocumentClients},
 		{"SigningKeys", testSigningKeys},
 		{"FirstSigningKey", testFirstSigningKey},
 		{"Sessions", testSessions},
@@ -401,6 +402,7 @@ func cJSON(b []byte) []byte {
 func canonClient(c store.Client) store.Client {
 	c.SecretHash, c.RegistrationTokenHash = cBytes(c.SecretHash), cBytes(c.RegistrationTokenHash)
 	c.SecretExpiresAt, c.CreatedAt, c.UpdatedAt = cTime(c.SecretExpiresAt), cTime(c.CreatedAt), cTime(c.UpdatedAt)
+	c.DocumentExpiresAt = cTime(c.DocumentExpiresAt)
 	m := &c.Metadata
 	m.RedirectURIs, m.GrantTypes, m.ResponseTypes = cStrings(m.RedirectURIs), cStrings(m.GrantTypes), cStrings(m.ResponseTypes)
 	m.Scopes, m.Resources, m.Contacts = cStrings(m.Scopes), cStrings(m.Resources), cStrings(m.Contacts)
