@@ -54,9 +54,12 @@ func (s *Server) authenticateAssertion(ctx context.Context, form url.Values) (st
 	if id := form.Get("client_id"); id != "" && id != unverified.Issuer {
 		return store.Client{}, errBadClient
 	}
-	c, err := s.store.GetClient(ctx, unverified.Issuer)
+	c, err := s.lookupClient(ctx, unverified.Issuer)
 	if errors.Is(err, store.ErrNotFound) {
 		return store.Client{}, errBadClient
+	}
+	if de := (*documentError)(nil); errors.As(err, &de) {
+		return store.Client{}, oauthErr(errInvalidClient, de.Error())
 	}
 	if err != nil {
 		return store.Client{}, err

@@ -51,9 +51,14 @@ func (s *Server) parseAuthorize(r *http.Request, form url.Values) (*authorizeReq
 	if clientID == "" {
 		return nil, &untrusted{"Invalid request", "The request names no client (client_id is missing)."}
 	}
-	c, err := s.store.GetClient(r.Context(), clientID)
+	c, err := s.lookupClient(r.Context(), clientID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, &untrusted{"Unknown application", "The application that sent you here is not registered with this server."}
+	}
+	var de *documentError
+	if errors.As(err, &de) {
+		return nil, &untrusted{"Application not recognised", "The application that sent you here identifies itself by " + clientID +
+			", but its metadata document was refused: " + de.rule + "."}
 	}
 	if err != nil {
 		return nil, err
@@ -199,6 +204,13 @@ type hiddenField struct{ Name, Value string }
 type consentPage struct {
 	pageData
 	Action, CSRF, ClientName, RedirectHost, Username string
+	// DocumentHost is, for a client identified by its metadata document,
+	// the host that published it: the one thing about the client that is
+	// not self-asserted, so the page shows it prominently.
+	DocumentHost string
+	// LoopbackOnly warns that every redirect URI is on this computer: any
+	// local program could be behind such a client, whatever host it names.
+	LoopbackOnly bool
 	Scopes                                           []scopeLabel
 	Resources                                        []string
 	Hidden                                           []hiddenField
@@ -282,6 +294,12 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		Action:   s.issuerPath + PathAuthorize, CSRF: csrf,
 		ClientName: clientDisplayName(req.client), RedirectHost: redirectHost(req.redirect),
 		Username: user.Username, Scopes: scopeLabels(req.scopes), Resources: req.resources,
+	}
+	if req.client.Trust == store.TrustMetadataDocument {
+		if u, err := url.Parse(req.client.ID); err == nil {
+			page.DocumentHost = u.Hostname()
+		}
+		page.LoopbackOnly = !slices.ContainsFunc(req.client.Metadata.RedirectURIs, func(r string) bool { return !isLoopback(r) })
 	}
 	for name, vals := range stripConsentFields(r.Form) {
 		for _, v := range vals {

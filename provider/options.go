@@ -2,6 +2,7 @@ package provider
 
 import (
 	"crypto/rand"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"github.com/authzd/authz/internal/resourceid"
@@ -88,9 +89,22 @@ type Options struct {
 	TrustedProxies []netip.Prefix
 
 	// HTTPClient fetches what clients point to (a private_key_jwt client's
-	// jwks_uri). Default: https redirects only, short timeouts, and only
-	// public addresses (no loopback, private or link-local targets).
+	// jwks_uri, a client ID metadata document). Redirects are never
+	// followed, whatever the client says. Default: TLS verified against
+	// FetchRootCAs, short timeouts, and only public addresses (the IANA
+	// special-purpose registries are refused on the address dialled), plus
+	// loopback when the issuer's own host is loopback (local development).
+	// A client given here bypasses that address check.
 	HTTPClient *http.Client
+	// FetchRootCAs are the roots the default HTTPClient trusts; nil means
+	// the system roots (SSL_CERT_FILE and SSL_CERT_DIR are honoured).
+	FetchRootCAs *x509.CertPool
+
+	// DisableClientMetadataDocuments turns off Client ID Metadata Documents
+	// (an https client_id naming the client's metadata document,
+	// draft-ietf-oauth-client-id-metadata-document). On by default: MCP
+	// clients (Claude, ChatGPT, VS Code, opencode) identify themselves so.
+	DisableClientMetadataDocuments bool
 
 	// Now and Rand are inputs so tests control time and randomness.
 	Now    func() time.Time
@@ -182,9 +196,6 @@ func (o *Options) setDefaults() error {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
-	}
-	if o.HTTPClient == nil {
-		o.HTTPClient = newFetchClient()
 	}
 	if o.Rand == nil {
 		o.Rand = rand.Reader

@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/gorilla/mux"
 
+	"github.com/authzd/authz/provider/dcr"
 	"github.com/authzd/authz/provider/store"
 	"github.com/authzd/authz/wellknown"
 )
@@ -54,6 +55,7 @@ type Server struct {
 	pages        *pages
 	limiter      *loginLimiter
 	clientKeys   clientKeyCache
+	fetch        *fetcher
 	issuerPath   string // the issuer URL's path, "" for a bare host
 	secureCookie bool
 	// csrfKey binds CSRF tokens to the browser's session (login.go).
@@ -85,6 +87,11 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if err := s.crossOrigin.AddTrustedOrigin(u.Scheme + "://" + u.Host); err != nil {
 		return nil, err
 	}
+	fetchClient := opts.HTTPClient
+	if fetchClient == nil {
+		fetchClient = newFetchClient(opts.FetchRootCAs, addressPolicy{allowLoopback: dcr.IsLoopback(u.Hostname())})
+	}
+	s.fetch = newFetcher(fetchClient, opts.Now)
 	var err error
 	if s.pages, err = newPages(); err != nil {
 		return nil, err
@@ -126,6 +133,7 @@ func (s *Server) buildMetadata() wellknown.AuthorizationServerMetadata {
 		IntrospectionEndpoint:                      s.url(PathIntrospect),
 		IntrospectionEndpointAuthMethodsSupported:  confidential,
 		TokenEndpointAuthSigningAlgValuesSupported: assertionAlgNames(),
+		ClientIDMetadataDocumentSupported:          !s.opts.DisableClientMetadataDocuments,
 	}
 	if s.opts.RegistrationPolicy != RegistrationOff {
 		m.RegistrationEndpoint = s.url(PathRegister)

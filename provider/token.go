@@ -141,9 +141,12 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (store.Cli
 	if id == "" {
 		return store.Client{}, errBadClient
 	}
-	c, err := s.store.GetClient(r.Context(), id)
+	c, err := s.lookupClient(r.Context(), id)
 	if errors.Is(err, store.ErrNotFound) {
 		return store.Client{}, errBadClient
+	}
+	if de := (*documentError)(nil); errors.As(err, &de) {
+		return store.Client{}, oauthErr(errInvalidClient, de.Error())
 	}
 	if err != nil {
 		return store.Client{}, err

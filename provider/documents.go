@@ -1,0 +1,212 @@
+package provider
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/authzd/authz/provider/dcr"
+	"github.com/authzd/authz/provider/store"
+)
+
+// Client ID Metadata Documents (draft-ietf-oauth-client-id-metadata-document;
+// MCP authorization, "Client ID Metadata Documents"): a client_id that is
+// an https URL names a JSON document, published by the client, that is its
+// registration. The document is fetched through the outbound fetcher (public
+// addresses only, no redirects), checked, and kept as a client row with
+// trust metadata-document, so grants keep their foreign keys, until its
+// HTTP cache lifetime (bounded to [minDocumentTTL, maxDocumentTTL]) ends.
+
+const (
+	maxDocumentBytes = 5 << 10
+	minDocumentTTL   = 5 * time.Minute
+	maxDocumentTTL   = 24 * time.Hour
+)
+
+// documentError is a metadata document that cannot be used; the message
+// says which rule it broke. It is shown on the authorization page and is
+// invalid_client at the token endpoint.
+type documentError struct{ rule string }
+
+func (e *documentError) Error() string { return "client metadata document: " + e.rule }
+
+func docErr(format string, args ...any) *documentError {
+	return &documentError{fmt.Sprintf(format, args...)}
+}
+
+// isDocumentClientID reports whether client_id is meant as a metadata
+// document URL (https). checkDocumentURL then says whether it is a valid one.
+func isDocumentClientID(id string) bool {
+	return len(id) > len("https://") && strings.EqualFold(id[:len("https://")], "https://")
+}
+
+// checkDocumentURL applies the draft's rules for the client_id URL (§3): https,
+// a path, no fragment, no user information, no "." or ".." segments.
+func checkDocumentURL(id string) error {
+	if strings.Contains(id, "#") {
+		return docErr("the client_id URL must not have a fragment")
+	}
+	u, err := url.Parse(id)
+	if err != nil || u.Scheme != "https" || u.Host == "" || u.Opaque != "" {
+		return docErr("the client_id must be an https URL")
+	}
+	if u.User != nil {
+		return docErr("the client_id URL must not carry user information")
+	}
+	if u.Path == "" || u.Path == "/" {
+		return docErr("the client_id URL must have a path")
+	}
+	for _, seg := range strings.Split(u.EscapedPath(), "/") {
+		if seg == "." || seg == ".." || strings.EqualFold(seg, "%2e") || strings.EqualFold(seg, "%2e%2e") ||
+			strings.EqualFold(seg, ".%2e") || strings.EqualFold(seg, "%2e.") {
+			return docErr("the client_id URL must not have . or .. path segments")
+		}
+	}
+	return nil
+}
+
+// lookupClient finds the client a request names: a metadata-document
+// client for an https client_id (when enabled), else a stored client.
+func (s *Server) lookupClient(ctx context.Context, id string) (store.Client, error) {
+	if s.opts.DisableClientMetadataDocuments || !isDocumentClientID(id) {
+		return s.store.GetClient(ctx, id)
+	}
+	if err := checkDocumentURL(id); err != nil {
+		return store.Client{}, err
+	}
+	now := s.opts.Now()
+	c, err := s.store.GetClient(ctx, id)
+	switch {
+	case err == nil && (c.Trust != store.TrustMetadataDocument || now.Before(c.DocumentExpiresAt)):
+		return c, nil
+	case err != nil && !errors.Is(err, store.ErrNotFound):
+		return store.Client{}, err
+	}
+	return s.fetchDocumentClient(ctx, id, now)
+}
+
+// fetchDocumentClient fetches, checks and stores the document at id. A
+// failure is never stored; the fetcher remembers it briefly.
+func (s *Server) fetchDocumentClient(ctx context.Context, id string, now time.Time) (store.Client, error) {
+	f, err := s.fetch.get(ctx, id, maxDocumentBytes)
+	if err != nil {
+		var de *documentError
+		if errors.As(err, &de) {
+			return store.Client{}, de
+		}
+		return store.Client{}, docErr("it could not be fetched: %s", strings.TrimPrefix(err.Error(), errFetch.Error()+": "))
+	}
+	m, err := parseDocument(id, f.body)
+	if err != nil {
+		s.fetch.remember(id, err)
+		return store.Client{}, err
+	}
+	c := store.Client{
+		ID: id, Trust: store.TrustMetadataDocument, Metadata: m,
+		DocumentExpiresAt: now.Add(documentTTL(f.header, now)), CreatedAt: now, UpdatedAt: now,
+	}
+	if err := s.store.SaveMetadataDocumentClient(ctx, c); err != nil {
+		if errors.Is(err, store.ErrAlreadyExists) {
+			return store.Client{}, docErr("the client_id is already taken by another client")
+		}
+		return store.Client{}, err
+	}
+	s.log.Info("client metadata document fetched", "client_id", id, "expires", c.DocumentExpiresAt)
+	return c, nil
+}
+
+// parseDocument checks a fetched document (draft §4) and applies the
+// registration rules and interop profile (provider/dcr), as for RFC 7591.
+func parseDocument(id string, body []byte) (store.ClientMetadata, error) {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(body, &raw); err != nil || raw == nil {
+		return store.ClientMetadata{}, docErr("it is not a JSON object")
+	}
+	var docID string
+	if err := json.Unmarshal(raw["client_id"], &docID); err != nil || docID == "" {
+		return store.ClientMetadata{}, docErr("client_id is missing")
+	}
+	// Simple string comparison (draft §4.1; RFC 3986 §6.2.1): no
+	// normalisation, so one document cannot speak for another URL.
+	if docID != id {
+		return store.ClientMetadata{}, docErr("client_id in the document (%q) is not the URL it was fetched from", docID)
+	}
+	for _, f := range []string{"client_secret", "client_secret_expires_at"} {
+		if _, ok := raw[f]; ok {
+			return store.ClientMetadata{}, docErr("%s must not appear: a published document cannot hold a shared secret", f)
+		}
+	}
+	d, err := dcr.Decode(bytes.NewReader(body))
+	if err != nil {
+		return store.ClientMetadata{}, docErr("%s", dcrDescription(err))
+	}
+	switch d.TokenEndpointAuthMethod {
+	case dcr.AuthClientSecretBasic, dcr.AuthClientSecretPost, "client_secret_jwt":
+		return store.ClientMetadata{}, docErr("token_endpoint_auth_method %s uses a shared secret, which a published document cannot hold", d.TokenEndpointAuthMethod)
+	case "":
+		if len(d.TokenEndpointAuthMethodsSupported) == 0 {
+			d.TokenEndpointAuthMethod = dcr.AuthNone
+		}
+	}
+	if d.ClientName == "" {
+		return store.ClientMetadata{}, docErr("client_name is missing")
+	}
+	if len(d.RedirectURIs) == 0 {
+		return store.ClientMetadata{}, docErr("redirect_uris is missing")
+	}
+	// A document client acts for users only; client_credentials needs an
+	// administrator's trust.
+	d.GrantTypes = slices.DeleteFunc(d.GrantTypes, func(g string) bool { return g == dcr.GrantClientCredentials })
+	if err := d.Normalize(); err != nil {
+		return store.ClientMetadata{}, docErr("%s", dcrDescription(err))
+	}
+	var m store.ClientMetadata
+	fromDCR(&m, d)
+	return m, nil
+}
+
+func dcrDescription(err error) string {
+	var de *dcr.Error
+	if errors.As(err, &de) {
+		return de.Description
+	}
+	return err.Error()
+}
+
+// documentTTL is how long a fetched document is used: its HTTP cache
+// lifetime (RFC 9111 §4.2.1: max-age, else Expires − Date), bounded to
+// [minDocumentTTL, maxDocumentTTL]. no-store and no-cache get the minimum:
+// the row must exist for the grant's sake, and is re-fetched soon.
+func documentTTL(h http.Header, now time.Time) time.Duration {
+	ttl := time.Duration(0)
+	found := false
+	for _, dir := range strings.Split(h.Get("Cache-Control"), ",") {
+		k, v, _ := strings.Cut(strings.TrimSpace(strings.ToLower(dir)), "=")
+		switch k {
+		case "no-store", "no-cache":
+			return minDocumentTTL
+		case "max-age":
+			if n, err := strconv.ParseInt(strings.Trim(v, `"`), 10, 64); err == nil && n >= 0 {
+				ttl, found = time.Duration(min(n, int64(maxDocumentTTL/time.Second)))*time.Second, true
+			}
+		}
+	}
+	if !found {
+		if exp, err := http.ParseTime(h.Get("Expires")); err == nil {
+			base := now
+			if d, err := http.ParseTime(h.Get("Date")); err == nil {
+				base = d
+			}
+			ttl = exp.Sub(base)
+		}
+	}
+	return min(max(ttl, minDocumentTTL), maxDocumentTTL)
+}
