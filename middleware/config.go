@@ -63,9 +63,15 @@ type Config struct {
 	CacheSize int
 
 	// ScopesSupported and ResourceName go into the protected resource
-	// metadata (RFC 9728 §2).
+	// metadata (RFC 9728 §2). offline_access is never listed: it is about
+	// the grant (a refresh token), not a permission of this resource.
 	ScopesSupported []string
 	ResourceName    string
+
+	// ScopeImplies declares which scopes this service treats as including
+	// others, e.g. {"write": {"read"}}: Require("read") then accepts a token
+	// that carries write. It is followed transitively.
+	ScopeImplies map[string][]string
 
 	// HTTPClient talks to the authorization server. Default: a client with
 	// a 10s timeout.
@@ -174,12 +180,22 @@ func New(cfg Config) (*Validator, error) {
 		"authorization_servers":    []string{cfg.Issuer},
 		"bearer_methods_supported": []string{"header"},
 	}
-	if len(cfg.ScopesSupported) > 0 {
-		doc["scopes_supported"] = cfg.ScopesSupported
+	if ss := withoutOfflineAccess(cfg.ScopesSupported); len(ss) > 0 {
+		doc["scopes_supported"] = ss
 	}
 	if cfg.ResourceName != "" {
 		doc["resource_name"] = cfg.ResourceName
 	}
 	v.metadataJSON, _ = json.Marshal(doc)
 	return v, nil
+}
+
+// offlineAccess (OpenID Connect Core §11) asks the authorization server for
+// a refresh token. A resource never needs it, so it never appears in a
+// challenge or in the metadata: a client that copied it from there would
+// ask for a refresh token it may not be allowed.
+const offlineAccess = "offline_access"
+
+func withoutOfflineAccess(scopes []string) []string {
+	return slices.DeleteFunc(slices.Clone(scopes), func(s string) bool { return s == offlineAccess })
 }

@@ -110,9 +110,13 @@ func isToken68(s string) bool {
 }
 
 // Require returns middleware that lets a request through only with a valid
-// token for this resource carrying every scope in scopes. The token is then
-// available through TokenFromContext.
+// token for this resource carrying every scope in scopes, directly or
+// through Config.ScopeImplies. The token is then available through
+// TokenFromContext. A token that lacks any of them gets one 403
+// insufficient_scope challenge naming all of them in one scope value (RFC
+// 6750 §3.1), so a client re-authorizes once, not once per missing scope.
 func (v *Validator) Require(scopes ...string) func(http.Handler) http.Handler {
+	scopes = withoutOfflineAccess(scopes)
 	scope := strings.Join(scopes, " ")
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -127,7 +131,7 @@ func (v *Validator) Require(scopes ...string) func(http.Handler) http.Handler {
 				return
 			}
 			for _, s := range scopes {
-				if !tok.HasScope(s) {
+				if !v.grants(tok, s) {
 					v.challenge(w, http.StatusForbidden, "insufficient_scope", "the token lacks a scope this resource needs", scope)
 					return
 				}
@@ -135,6 +139,33 @@ func (v *Validator) Require(scopes ...string) func(http.Handler) http.Handler {
 			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, tok)))
 		})
 	}
+}
+
+// grants reports whether tok carries scope s or a scope that implies it.
+func (v *Validator) grants(tok *Token, s string) bool {
+	if tok.HasScope(s) {
+		return true
+	}
+	if len(v.cfg.ScopeImplies) == 0 {
+		return false
+	}
+	seen := map[string]bool{}
+	todo := append([]string(nil), tok.Scopes...)
+	for len(todo) > 0 {
+		have := todo[len(todo)-1]
+		todo = todo[:len(todo)-1]
+		if seen[have] {
+			continue
+		}
+		seen[have] = true
+		for _, implied := range v.cfg.ScopeImplies[have] {
+			if implied == s {
+				return true
+			}
+			todo = append(todo, implied)
+		}
+	}
+	return false
 }
 
 func (v *Validator) fail(w http.ResponseWriter, err error, scope string) {

@@ -728,3 +728,46 @@ func TestImportsOnlyStdlibAndJose(t *testing.T) {
 	}
 	check(".")
 }
+
+// TestScopeChallengeForMCP: one 403 names every scope the operation needs
+// (so a client re-authorizes once), scope implication declared by the
+// service is honoured, and offline_access appears neither in a challenge
+// nor in the protected resource metadata.
+func TestScopeChallengeForMCP(t *testing.T) {
+	t.Parallel()
+	ti := newTestIssuer(t, "")
+	v, clk := newValidator(t, ti, func(c *Config) {
+		c.ScopeImplies = map[string][]string{"admin": {"write"}, "write": {"read"}}
+		c.ScopesSupported = []string{"read", "write", "admin", "offline_access"}
+	})
+	onlyRead := ti.claims(resource, clk.Now())
+	onlyRead["scope"] = "read"
+	adminOnly := ti.claims(resource, clk.Now())
+	adminOnly["scope"], adminOnly["jti"] = "admin", "jti-admin"
+	req := func(tok string) *http.Request {
+		r := httptest.NewRequest("GET", "https://api.example.com/mcp", nil)
+		r.Header.Set("Authorization", "Bearer "+tok)
+		return r
+	}
+	rec, _ := serve(v, req(ti.sign(onlyRead, nil)), "read", "write", "admin", "offline_access")
+	wa := rec.Header().Get("WWW-Authenticate")
+	if rec.Code != http.StatusForbidden || !strings.Contains(wa, `error="insufficient_scope"`) || !strings.Contains(wa, `scope="read write admin"`) {
+		t.Fatalf("status %d, WWW-Authenticate %q: want one 403 naming read write admin", rec.Code, wa)
+	}
+	if strings.Contains(wa, "offline_access") || !strings.Contains(wa, "resource_metadata=") {
+		t.Fatalf("challenge %q", wa)
+	}
+	// admin implies write implies read: a token with admin alone passes.
+	if rec, _ := serve(v, req(ti.sign(adminOnly, nil)), "read", "write"); rec.Code != http.StatusOK {
+		t.Fatalf("implied scopes refused: %d %s", rec.Code, rec.Header().Get("WWW-Authenticate"))
+	}
+	// Implication goes one way only.
+	if rec, _ := serve(v, req(ti.sign(onlyRead, nil)), "write"); rec.Code != http.StatusForbidden {
+		t.Fatalf("read was taken to imply write: %d", rec.Code)
+	}
+	mrec := httptest.NewRecorder()
+	v.ProtectedResourceMetadata().ServeHTTP(mrec, httptest.NewRequest("GET", "https://api.example.com"+WellKnownPath+"/mcp", nil))
+	if body := mrec.Body.String(); strings.Contains(body, "offline_access") || !strings.Contains(body, `"admin"`) {
+		t.Fatalf("metadata %s", body)
+	}
+}

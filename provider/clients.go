@@ -4,6 +4,7 @@ import (
 	"errors"
 	"github.com/authzd/authz/internal/resourceid"
 	"io"
+	"net/url"
 	"strings"
 	"time"
 
@@ -119,11 +120,23 @@ func fromDCR(m *store.ClientMetadata, d dcr.Metadata) {
 	}
 }
 
-// ApplicationTypeFor is the RFC 7591 application_type for redirect URIs
-// given without one (on the command line, in a registration or a metadata
-// document): the one inference rule of dcr.InferApplicationType.
+// ApplicationTypeFor guesses the RFC 7591 application_type for redirect URIs
+// given on the command line: native when any is a private-use scheme or a
+// loopback address, web otherwise. An administrator mixing https and a
+// private-use scheme means a native app; registrations and metadata
+// documents, which nobody vouches for, use the stricter
+// dcr.InferApplicationType (native only when every URI is).
 func ApplicationTypeFor(redirectURIs []string) string {
-	return dcr.InferApplicationType(redirectURIs)
+	for _, r := range redirectURIs {
+		u, err := url.Parse(r)
+		if err != nil {
+			continue
+		}
+		if (u.Scheme != "http" && u.Scheme != "https") || isLoopback(r) {
+			return dcr.AppNative
+		}
+	}
+	return dcr.AppWeb
 }
 
 // ErrClientMetadata reports whether err is a client metadata error.

@@ -123,7 +123,7 @@ func TestRegistration(t *testing.T) {
 			code  string
 			field string // the description names it (RFC 7591 §3.2.2)
 		}{
-			{"web client with a custom scheme", map[string]any{"redirect_uris": []string{"jetbrains://x/cb"}}, "invalid_redirect_uri", "redirect_uris"},
+			{"web client with a custom scheme", map[string]any{"redirect_uris": []string{"jetbrains://x/cb"}, "application_type": "web"}, "invalid_redirect_uri", "redirect_uris"},
 			{"web client with plain http", map[string]any{"redirect_uris": []string{"http://app.example.com/cb"}}, "invalid_redirect_uri", "redirect_uris"},
 			{"native client with non-loopback http", map[string]any{"application_type": "native", "redirect_uris": []string{"http://app.example.com/cb"}}, "invalid_redirect_uri", "redirect_uris"},
 			{"fragment", map[string]any{"redirect_uris": []string{"https://app.example.com/cb#x"}}, "invalid_redirect_uri", "redirect_uris"},
@@ -526,7 +526,7 @@ func TestDiscovery(t *testing.T) {
 			t.Fatalf("auth methods %v lack %s", m["token_endpoint_auth_methods_supported"], want)
 		}
 	}
-	if !slices.Equal(strs("response_types_supported"), []string{"code"}) || !slices.Equal(strs("scopes_supported"), []string{"read", "write", "admin"}) {
+	if !slices.Equal(strs("response_types_supported"), []string{"code"}) || !slices.Equal(strs("scopes_supported"), []string{"read", "write", "admin", "offline_access"}) {
 		t.Fatalf("metadata %v", m)
 	}
 	mustEqual(t, "iss parameter", m["authorization_response_iss_parameter_supported"].(bool), true)

@@ -44,6 +44,7 @@ type config struct {
 	JanitorInterval    time.Duration
 	KeyReloadInterval  time.Duration
 	RegistrationPolicy string
+	MetadataDocuments  string
 	AutoMigrate        bool
 	DBTimeout          time.Duration
 
@@ -87,6 +88,7 @@ func (c *config) settings() []setting {
 		{flag: "janitor-interval", env: "AUTHZ_JANITOR_INTERVAL", def: "5m", usage: "how often expired records and old signing keys are removed", dur: &c.JanitorInterval},
 		{flag: "key-reload-interval", env: "AUTHZ_KEY_RELOAD_INTERVAL", def: "30s", usage: "how often signing keys are re-read; `keys rotate` activates a new key after twice this", dur: &c.KeyReloadInterval},
 		{flag: "registration", env: "AUTHZ_REGISTRATION", def: "open", usage: "dynamic client registration: open, token or off", str: &c.RegistrationPolicy},
+		{flag: "client-metadata-documents", env: "AUTHZ_CLIENT_METADATA_DOCUMENTS", def: "on", usage: "accept an https client_id naming its client metadata document (MCP clients): on or off", str: &c.MetadataDocuments},
 		{flag: "auto-migrate", env: "AUTHZ_AUTO_MIGRATE", def: "true", usage: "apply database migrations at start", boolean: &c.AutoMigrate},
 		{flag: "db-timeout", env: "AUTHZ_DB_TIMEOUT", def: "5s", usage: "deadline of every database call; past it a request answers 503 temporarily_unavailable", dur: &c.DBTimeout},
 		{flag: "login-failures-per-account", env: "AUTHZ_LOGIN_FAILURES_PER_ACCOUNT", def: "5", usage: "failed sign-ins allowed per account from one client IP per login window", integer: &c.LoginFailuresPerAccount},
@@ -229,6 +231,7 @@ func (c *config) providerOptions(st store.Store, log *slog.Logger) (provider.Opt
 		RegistrationPolicy: c.RegistrationPolicy, StoreTimeout: c.DBTimeout, Logger: log,
 		LoginFailuresPerAccount: c.LoginFailuresPerAccount, LoginFailuresPerIP: c.LoginFailuresPerIP, LoginWindow: c.LoginWindow,
 		RegistrationsPerIP: c.RegistrationLimit, RegistrationWindow: c.RegistrationWindow, TrustedProxies: proxies,
+		DisableClientMetadataDocuments: c.MetadataDocuments == "off",
 	}, nil
 }
 
@@ -277,6 +280,9 @@ func (c *config) validate() error {
 	default:
 		return fmt.Errorf("AUTHZ_REGISTRATION %q: the registration policy must be %s, %s or %s", c.RegistrationPolicy,
 			provider.RegistrationOpen, provider.RegistrationToken, provider.RegistrationOff)
+	}
+	if c.MetadataDocuments != "on" && c.MetadataDocuments != "off" {
+		return fmt.Errorf("AUTHZ_CLIENT_METADATA_DOCUMENTS %q: must be on or off", c.MetadataDocuments)
 	}
 	_, err := c.encryptionKey()
 	return err
