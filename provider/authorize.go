@@ -211,9 +211,9 @@ type consentPage struct {
 	// LoopbackOnly warns that every redirect URI is on this computer: any
 	// local program could be behind such a client, whatever host it names.
 	LoopbackOnly bool
-	Scopes                                           []scopeLabel
-	Resources                                        []string
-	Hidden                                           []hiddenField
+	Scopes       []scopeLabel
+	Resources    []string
+	Hidden       []hiddenField
 }
 
 // handleAuthorize serves GET (start or resume an authorization) and POST

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"flag"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -29,5 +31,42 @@ func TestRefreshGraceMapping(t *testing.T) {
 		if !tc.disabled && o.RefreshGrace != tc.in {
 			t.Errorf("grace %v: provider RefreshGrace %v", tc.in, o.RefreshGrace)
 		}
+	}
+}
+
+// TestClientMetadataDocumentsSetting: on by default, "off" turns it off,
+// anything else is refused by name.
+func TestClientMetadataDocumentsSetting(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in       string
+		disabled bool
+		bad      bool
+	}{{"on", false, false}, {"off", true, false}, {"maybe", false, true}, {"", false, true}} {
+		c := config{Issuer: "http://localhost:8080", AccessTokenTTL: time.Minute, AuthCodeTTL: time.Minute, RefreshIdleTTL: time.Hour,
+			GrantTTL: time.Hour, SessionTTL: time.Hour, RegistrationPolicy: "open", MetadataDocuments: tc.in}
+		if err := c.validate(); (err != nil) != tc.bad {
+			t.Errorf("%q: validate() = %v", tc.in, err)
+		} else if err != nil && !strings.Contains(err.Error(), "AUTHZ_CLIENT_METADATA_DOCUMENTS") {
+			t.Errorf("%q: the error does not name the variable: %v", tc.in, err)
+		}
+		if tc.bad {
+			continue
+		}
+		o, err := c.providerOptions(memory.New(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.DisableClientMetadataDocuments != tc.disabled {
+			t.Errorf("%q: DisableClientMetadataDocuments = %v", tc.in, o.DisableClientMetadataDocuments)
+		}
+	}
+	var c config
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	if err := c.register(fs); err != nil {
+		t.Fatal(err)
+	}
+	if c.MetadataDocuments != "on" {
+		t.Fatalf("default %q, want on", c.MetadataDocuments)
 	}
 }
