@@ -38,13 +38,23 @@ func TestRefreshGraceMapping(t *testing.T) {
 // anything else is refused by name.
 func TestClientMetadataDocumentsSetting(t *testing.T) {
 	t.Parallel()
+	defaults := func() config {
+		var c config
+		if err := c.register(flag.NewFlagSet("x", flag.ContinueOnError)); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if c := defaults(); c.MetadataDocuments != "on" {
+		t.Fatalf("default %q, want on", c.MetadataDocuments)
+	}
 	for _, tc := range []struct {
 		in       string
 		disabled bool
 		bad      bool
 	}{{"on", false, false}, {"off", true, false}, {"maybe", false, true}, {"", false, true}} {
-		c := config{Issuer: "http://localhost:8080", AccessTokenTTL: time.Minute, AuthCodeTTL: time.Minute, RefreshIdleTTL: time.Hour,
-			GrantTTL: time.Hour, SessionTTL: time.Hour, RegistrationPolicy: "open", MetadataDocuments: tc.in}
+		c := defaults()
+		c.MetadataDocuments = tc.in
 		if err := c.validate(); (err != nil) != tc.bad {
 			t.Errorf("%q: validate() = %v", tc.in, err)
 		} else if err != nil && !strings.Contains(err.Error(), "AUTHZ_CLIENT_METADATA_DOCUMENTS") {
@@ -60,13 +70,5 @@ func TestClientMetadataDocumentsSetting(t *testing.T) {
 		if o.DisableClientMetadataDocuments != tc.disabled {
 			t.Errorf("%q: DisableClientMetadataDocuments = %v", tc.in, o.DisableClientMetadataDocuments)
 		}
-	}
-	var c config
-	fs := flag.NewFlagSet("x", flag.ContinueOnError)
-	if err := c.register(fs); err != nil {
-		t.Fatal(err)
-	}
-	if c.MetadataDocuments != "on" {
-		t.Fatalf("default %q, want on", c.MetadataDocuments)
 	}
 }
