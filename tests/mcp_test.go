@@ -20,6 +20,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/authzd/authz/middleware"
 	"github.com/authzd/authz/provider"
 	"github.com/authzd/authz/provider/store"
 )
@@ -609,4 +610,34 @@ func TestOneShotInsufficientScope(t *testing.T) {
 	mustEqual(t, "scope in the challenge", needed, "read write")
 	status, wa, _ = svc.call(t, token(needed), "")
 	mustEqual(t, "after one re-authorization: "+wa, status, 200)
+}
+
+// TestResourceEncodedSlash: %2F is not "/" (RFC 3986 §2.2). The server and
+// the middleware used to disagree here (the server decoded it), so a
+// service at https://mcp.example.com/a%2Fb refused the server's tokens.
+func TestResourceEncodedSlash(t *testing.T) {
+	t.Parallel()
+	const res = "https://mcp.example.com/a%2Fb"
+	e := start(t, storeKinds[0].open(t), func(o *provider.Options) { o.Resources = []string{res, "https://mcp.example.com/a/b"} })
+	user, pw := e.user("encoded")
+	c, _, redirect := e.loopbackClient(true)
+	v, err := middleware.New(middleware.Config{Issuer: e.issuer, Resource: res})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ requested, aud string }{
+		{"https://mcp.example.com/a%2fb", res},
+		{"https://mcp.example.com/a/b", "https://mcp.example.com/a/b"},
+	} {
+		code := e.codeFor(e.browser(), authRequest{clientID: c.ID, redirectURI: redirect, state: "s", verifier: testVerifier, resources: []string{tc.requested}}, user, pw)
+		tr := e.postToken(exchangeForm(code, redirect, testVerifier, url.Values{"client_id": {c.ID}}), "", "")
+		mustEqual(t, "exchange: "+tr.ErrorDescription, tr.Status, 200)
+		if aud := audience(t, tr.AccessToken); !slices.Equal(aud, []string{tc.aud}) {
+			t.Fatalf("%s: aud = %v, want %s", tc.requested, aud, tc.aud)
+		}
+		_, err := v.Validate(t.Context(), tr.AccessToken)
+		if accepted := err == nil; accepted != (tc.aud == res) {
+			t.Fatalf("%s: the service at %s accepted = %v (%v)", tc.requested, res, accepted, err)
+		}
+	}
 }

@@ -183,13 +183,16 @@ func (s *Store) SaveMetadataDocumentClient(ctx context.Context, c store.Client) 
 		return err
 	}
 	return s.tx(ctx, func(tx pgx.Tx) (bool, error) {
+		// Insert-or-lock: two first fetches of one document at once must
+		// both succeed, so the insert never fails on the other's row.
+		tag, err := tx.Exec(ctx, `INSERT INTO clients (`+clientCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING`,
+			c.ID, c.SecretHash, nullTS(c.SecretExpiresAt), c.RegistrationTokenHash, string(meta), c.Trust, ts(c.CreatedAt), ts(c.UpdatedAt),
+			nullTS(c.DocumentExpiresAt))
+		if err != nil || tag.RowsAffected() == 1 {
+			return false, wrap(err)
+		}
 		cur, err := scanClient(tx.QueryRow(ctx, `SELECT `+clientCols+` FROM clients WHERE id = $1 FOR UPDATE`, c.ID))
 		switch {
-		case errors.Is(err, store.ErrNotFound):
-			_, err = tx.Exec(ctx, `INSERT INTO clients (`+clientCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-				c.ID, c.SecretHash, nullTS(c.SecretExpiresAt), c.RegistrationTokenHash, string(meta), c.Trust, ts(c.CreatedAt), ts(c.UpdatedAt),
-				nullTS(c.DocumentExpiresAt))
-			return false, wrap(err)
 		case err != nil:
 			return false, err
 		case cur.Trust != store.TrustMetadataDocument:

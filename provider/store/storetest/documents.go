@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"sync"
 	"testing"
 	"time"
 
@@ -64,6 +65,25 @@ func testMetadataDocumentClients(t *testing.T, newStore factory) {
 	e.must(e.s.SaveMetadataDocumentClient(e.ctx, keyed), "SaveMetadataDocumentClient (new keys)")
 	_, err = e.s.GetConsent(e.ctx, u, id)
 	wantErr(t, "consent after the keys changed", err, store.ErrNotFound)
+
+	// Many first fetches of one new document at once all succeed.
+	const fresh = "https://app.example.com/oauth/fresh.json"
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := doc("http://localhost/callback", base)
+			c.ID = fresh
+			errs <- e.s.SaveMetadataDocumentClient(e.ctx, c)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		e.must(err, "concurrent SaveMetadataDocumentClient")
+	}
 
 	// Never replaces a client that is not a metadata-document client.
 	admin := e.client("https://admin.example.com/client")
