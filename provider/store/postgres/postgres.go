@@ -163,14 +163,20 @@ func scanClient(row pgx.Row) (store.Client, error) {
 	return c, nil
 }
 
+const insertClient = `INSERT INTO clients (` + clientCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`
+
+// clientValues are c's columns in clientCols order.
+func clientValues(c store.Client, meta []byte) []any {
+	return []any{c.ID, c.SecretHash, nullTS(c.SecretExpiresAt), c.RegistrationTokenHash, string(meta), c.Trust,
+		ts(c.CreatedAt), ts(c.UpdatedAt), nullTS(c.DocumentExpiresAt)}
+}
+
 func (s *Store) CreateClient(ctx context.Context, c store.Client) error {
 	meta, err := json.Marshal(c.Metadata)
 	if err != nil {
 		return err
 	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO clients (`+clientCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		c.ID, c.SecretHash, nullTS(c.SecretExpiresAt), c.RegistrationTokenHash, string(meta), c.Trust, ts(c.CreatedAt), ts(c.UpdatedAt),
-		nullTS(c.DocumentExpiresAt))
+	_, err = s.pool.Exec(ctx, insertClient, clientValues(c, meta)...)
 	return wrap(err)
 }
 
@@ -185,9 +191,7 @@ func (s *Store) SaveMetadataDocumentClient(ctx context.Context, c store.Client) 
 	return s.tx(ctx, func(tx pgx.Tx) (bool, error) {
 		// Insert-or-lock: two first fetches of one document at once must
 		// both succeed, so the insert never fails on the other's row.
-		tag, err := tx.Exec(ctx, `INSERT INTO clients (`+clientCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING`,
-			c.ID, c.SecretHash, nullTS(c.SecretExpiresAt), c.RegistrationTokenHash, string(meta), c.Trust, ts(c.CreatedAt), ts(c.UpdatedAt),
-			nullTS(c.DocumentExpiresAt))
+		tag, err := tx.Exec(ctx, insertClient+` ON CONFLICT (id) DO NOTHING`, clientValues(c, meta)...)
 		if err != nil || tag.RowsAffected() == 1 {
 			return false, wrap(err)
 		}
