@@ -333,10 +333,6 @@ func (w *writeCounter) RevokeGrant(ctx context.Context, id string, now time.Time
 	w.n.Add(1)
 	return w.Store.RevokeGrant(ctx, id, now)
 }
-func (w *writeCounter) CreateRefreshToken(ctx context.Context, rt store.RefreshToken, now time.Time) error {
-	w.n.Add(1)
-	return w.Store.CreateRefreshToken(ctx, rt, now)
-}
 func (w *writeCounter) RotateRefreshToken(ctx context.Context, h []byte, now time.Time, grace time.Duration, next store.NextRefreshFunc) (store.Rotation, error) {
 	w.n.Add(1)
 	return w.Store.RotateRefreshToken(ctx, h, now, grace, next)

@@ -284,9 +284,11 @@ type RedeemFunc func(code AuthCode) (*RefreshToken, error)
 
 // NextRefreshFunc validates the presented refresh token and its grant, and
 // returns the successor to store. It runs inside RotateRefreshToken's
-// transaction, after the reuse check and before the win / grace decision:
-// an error from it aborts the rotation with nothing written, and is
-// returned as is.
+// transaction, after the reuse check and before anything is written: an
+// error from it aborts the rotation with nothing written, and is returned
+// as is. It must derive the successor's hash deterministically from the
+// presented token (one successor per token, see RotateRefreshToken) and
+// must not call the store.
 type NextRefreshFunc func(old RefreshToken, g Grant) (RefreshToken, error)
 
 // Store is the persistence contract. Every implementation must pass
@@ -324,11 +326,11 @@ type Store interface {
 	DeleteUser(ctx context.Context, id string) error
 
 	// CreateAuthCode stores a code together with the (not yet redeemed) grant
-	// it will start. code.GrantID must equal grant.ID and grant.CodeHash must
-	// equal code.Hash.
+	// it will start. They must pass CheckCodeGrant.
 	CreateAuthCode(ctx context.Context, code AuthCode, grant Grant) error
 	// ConsumeAuthCode is the single-use gate: it deletes the code and returns
-	// it, marking its grant used at now. A code already consumed returns
+	// it, marking its grant used at now. The outcome is DecideRedemption's,
+	// taken with the grant and the code locked. A code already consumed returns
 	// ErrCodeReused and revokes the grant it started; an expired code is
 	// deleted and returns ErrExpired; a code whose grant was revoked returns
 	// ErrGrantRevoked; an unknown code returns ErrNotFound.
@@ -339,7 +341,8 @@ type Store interface {
 	// token it returns (if any) is stored in that transaction: either the
 	// code is spent and the token exists, or neither, so a failure while
 	// storing the token leaves the code redeemable and a retry is not a
-	// replay.
+	// replay. A lost commit acknowledgement is resolved by the store: if
+	// the transaction committed, the call succeeds.
 	ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time, redeem RedeemFunc) (AuthCode, error)
 
 	// Grants.
@@ -350,25 +353,31 @@ type Store interface {
 	// token of it stops working. ErrNotFound if it does not exist.
 	RevokeGrant(ctx context.Context, id string, now time.Time) error
 
-	// CreateRefreshToken adds a refresh token to an existing grant. It fails
-	// with ErrGrantRevoked unless the grant is active at now. The token
-	// endpoint does not use it: a code's first refresh token is stored by
-	// ConsumeAuthCode's redeem, in the same transaction as the code.
-	CreateRefreshToken(ctx context.Context, rt RefreshToken, now time.Time) error
 	// GetRefreshToken returns a token and its grant, whatever their state.
 	GetRefreshToken(ctx context.Context, hash []byte) (RefreshToken, Grant, error)
-	// RotateRefreshToken exchanges a refresh token in one transaction:
+	// RotateRefreshToken exchanges a refresh token in one transaction,
+	// deciding with store.DecideRotation once the grant and the token are
+	// locked:
 	//   - unknown → ErrNotFound; grant revoked or past its lifetime →
 	//     ErrGrantRevoked; token past its idle lifetime → ErrExpired;
 	//   - rotated grace or more ago → the grant is revoked, ErrRefreshReused
 	//     (before next runs: a replay is reuse whatever else it asks for);
-	//   - next(old, grant) runs; its error aborts with nothing written;
+	//   - next(old, grant) runs; its error aborts with nothing written; what
+	//     it returns must pass CheckSuccessor;
 	//   - never rotated → it is marked rotated at now and the successor is
 	//     stored (a win);
-	//   - rotated less than grace ago → the successor is stored and the
-	//     earlier successors stay valid (WithinGrace).
-	// The grant's LastUsedAt moves to now on success. Nothing is marked
-	// rotated unless its successor is committed in the same transaction.
+	//   - rotated less than grace ago → WithinGrace: one successor per
+	//     token. next derives the successor deterministically from the
+	//     presented token, so it proposes the same hash as at the first
+	//     rotation; the store answers with the successor stored then
+	//     (Rotation.New is that record) and stores the proposal only if no
+	//     token has its hash. A stored token under that hash that is not
+	//     old's successor fails SameSuccessor.
+	// The grant's LastUsedAt moves to now on success when TouchDue says so
+	// (at most once per LastUsedGranularity). Nothing is marked rotated
+	// unless its successor is committed in the same transaction. A lost
+	// commit acknowledgement is resolved by the store: if the transaction
+	// committed, the call succeeds.
 	RotateRefreshToken(ctx context.Context, hash []byte, now time.Time, grace time.Duration, next NextRefreshFunc) (Rotation, error)
 
 	// Access-token revocation by JWT ID (RFC 7009), kept until the token's expiry.

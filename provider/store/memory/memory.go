@@ -257,9 +257,8 @@ func (s *Store) DeleteUser(_ context.Context, id string) error {
 // CreateAuthCode stores a code and the grant it will start, as one record
 // pair: the grant exists (unredeemed) from the moment the code does.
 func (s *Store) CreateAuthCode(_ context.Context, code store.AuthCode, g store.Grant) error {
-	if code.GrantID != g.ID || !bytes.Equal(code.Hash, g.CodeHash) ||
-		code.ClientID != g.ClientID || code.UserID != g.UserID {
-		return errors.New("memory: CreateAuthCode: the code and the grant do not belong together")
+	if err := store.CheckCodeGrant(code, g); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -283,30 +282,36 @@ func (s *Store) CreateAuthCode(_ context.Context, code store.AuthCode, g store.G
 
 // ConsumeAuthCode is the single-use gate. The code is deleted on every
 // outcome but "unknown", so it can be presented successfully at most once.
+// The decision is store.DecideRedemption's, taken under the mutex.
 func (s *Store) ConsumeAuthCode(_ context.Context, hash []byte, now time.Time, redeem store.RedeemFunc) (store.AuthCode, error) {
 	now = norm(now)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, ok := s.codes[string(hash)]
-	if !ok {
-		// The code is gone but its grant remembers it: this is a replay.
-		// RFC 6749 §4.1.2: the server should revoke every token issued
-		// from the code, i.e. the whole grant.
-		if gid, ok := s.grantByCode[string(hash)]; ok {
-			s.revokeLocked(gid, now)
-			return store.AuthCode{}, store.ErrCodeReused
+	var code *store.AuthCode
+	if c, ok := s.codes[string(hash)]; ok {
+		code = &c
+	}
+	var grant *store.Grant
+	if gid, ok := s.grantByCode[string(hash)]; ok {
+		if g, ok := s.grants[gid]; ok {
+			grant = &g
 		}
-		return store.AuthCode{}, store.ErrNotFound
 	}
-	if !now.Before(c.ExpiresAt) {
+	outcome, err := store.DecideRedemption(code, grant, now)
+	switch outcome {
+	case store.RedeemReplay:
+		// RFC 6749 §4.1.2: revoke every token issued from the code, i.e.
+		// the whole grant.
+		s.revokeLocked(grant.ID, now)
+		return store.AuthCode{}, err
+	case store.RedeemRefuse:
 		delete(s.codes, string(hash))
-		return store.AuthCode{}, store.ErrExpired
+		return store.AuthCode{}, err
+	case store.RedeemOK:
+	default:
+		return store.AuthCode{}, err
 	}
-	g, ok := s.grants[c.GrantID]
-	if !ok || !g.Active(now) {
-		delete(s.codes, string(hash))
-		return store.AuthCode{}, store.ErrGrantRevoked
-	}
+	c, g := *code, *grant
 	// Nothing changes until every step below has succeeded, as in one
 	// transaction.
 	var rt *store.RefreshToken
@@ -417,24 +422,6 @@ func (s *Store) dropGrantsLocked(match func(store.Grant) bool) int64 {
 
 // ---- Refresh tokens ----
 
-func (s *Store) CreateRefreshToken(_ context.Context, rt store.RefreshToken, now time.Time) error {
-	now = norm(now)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	g, ok := s.grants[rt.GrantID]
-	if !ok {
-		return fmt.Errorf("memory: grant %q: %w", rt.GrantID, store.ErrNotFound)
-	}
-	if !g.Active(now) {
-		return store.ErrGrantRevoked
-	}
-	if _, ok := s.refresh[string(rt.Hash)]; ok {
-		return store.ErrAlreadyExists
-	}
-	s.refresh[string(rt.Hash)] = cloneRefresh(rt)
-	return nil
-}
-
 func (s *Store) GetRefreshToken(_ context.Context, hash []byte) (store.RefreshToken, store.Grant, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -449,68 +436,66 @@ func (s *Store) GetRefreshToken(_ context.Context, hash []byte) (store.RefreshTo
 	return cloneRefresh(rt), cloneGrant(g), nil
 }
 
-// RotateRefreshToken decides win, grace or reuse under the mutex, so two
-// presentations of one token are strictly ordered. next runs with the mutex
-// held and must not call the store.
+// RotateRefreshToken decides win, grace or reuse (store.DecideRotation)
+// under the mutex, so two presentations of one token are strictly ordered.
+// next runs with the mutex held and must not call the store.
 func (s *Store) RotateRefreshToken(_ context.Context, hash []byte, now time.Time, grace time.Duration, next store.NextRefreshFunc) (store.Rotation, error) {
 	now = norm(now)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	old, ok := s.refresh[string(hash)]
-	if !ok {
-		return store.Rotation{}, store.ErrNotFound
-	}
-	g, ok := s.grants[old.GrantID]
-	if !ok {
-		return store.Rotation{}, store.ErrNotFound
-	}
-	if !g.Active(now) {
-		return store.Rotation{}, store.ErrGrantRevoked
-	}
-	if !now.Before(old.ExpiresAt) {
-		return store.Rotation{}, store.ErrExpired
-	}
-
-	withinGrace := false
-	if !old.RotatedAt.IsZero() {
-		// RFC 9700 §4.14.2: a rotated token presented again means it is in
-		// two hands, so the grant is revoked, unless it comes within the
-		// grace window measured from the first rotation, which allows for
-		// a client that lost the first response or raced itself. Decided
-		// before next, so whatever else the replay asks for, it is reuse.
-		if grace <= 0 || now.Sub(old.RotatedAt) >= grace {
-			s.revokeLocked(g.ID, now)
-			return store.Rotation{}, store.ErrRefreshReused
+	var old *store.RefreshToken
+	var grant *store.Grant
+	if rt, ok := s.refresh[string(hash)]; ok {
+		old = &rt
+		if g, ok := s.grants[rt.GrantID]; ok {
+			grant = &g
 		}
-		withinGrace = true
 	}
+	outcome, err := store.DecideRotation(old, grant, now, grace)
+	if errors.Is(err, store.ErrRefreshReused) {
+		s.revokeLocked(grant.ID, now)
+	}
+	if err != nil {
+		return store.Rotation{}, err
+	}
+	o, g := *old, *grant
 
 	// next gets copies: whatever it does with them, our state is unchanged
 	// until we decide below. Its error is returned as is, with nothing
 	// written, so a refused request (another client's token, a scope it may
 	// not have) does not spend a live token.
-	succ, err := next(cloneRefresh(old), cloneGrant(g))
+	succ, err := next(cloneRefresh(o), cloneGrant(g))
 	if err != nil {
 		return store.Rotation{}, err
 	}
 	succ = cloneRefresh(succ)
-	if succ.GrantID != old.GrantID {
-		return store.Rotation{}, fmt.Errorf("memory: successor belongs to grant %q, not %q", succ.GrantID, old.GrantID)
+	if err := store.CheckSuccessor(o, succ); err != nil {
+		return store.Rotation{}, err
 	}
-	if _, dup := s.refresh[string(succ.Hash)]; dup {
+	stored, exists := s.refresh[string(succ.Hash)]
+	switch {
+	case exists && outcome == store.RotateWithinGrace:
+		// One successor per token: the one the first rotation stored.
+		if err := store.SameSuccessor(o, stored); err != nil {
+			return store.Rotation{}, err
+		}
+		succ = stored
+	case exists:
 		return store.Rotation{}, store.ErrAlreadyExists
+	default:
+		s.refresh[string(succ.Hash)] = succ
 	}
-
-	rot := store.Rotation{Old: cloneRefresh(old), WithinGrace: withinGrace}
-	if !withinGrace {
+	rot := store.Rotation{Old: cloneRefresh(o), WithinGrace: outcome == store.RotateWithinGrace}
+	if outcome == store.RotateWin {
 		// RotatedAt records the first exchange only, so the grace window
 		// cannot be stretched by presenting the token again and again.
-		old.RotatedAt = now
-		s.refresh[string(hash)] = old
+		o.RotatedAt = now
+		s.refresh[string(hash)] = o
 	}
-	s.refresh[string(succ.Hash)] = succ
-	g.LastUsedAt = now
-	s.grants[g.ID] = g
+	if store.TouchDue(g.LastUsedAt, now) {
+		g.LastUsedAt = now
+		s.grants[g.ID] = g
+	}
 	rot.Grant, rot.New = cloneGrant(g), cloneRefresh(succ)
 	return rot, nil
 }

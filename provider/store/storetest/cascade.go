@@ -56,12 +56,10 @@ func testCascades(t *testing.T, newStore factory) {
 		t.Parallel()
 		e := newEnv(t, newStore)
 		c1, c2, u := e.client("c1").ID, e.client("c2").ID, e.user("u1").ID
-		redeemed := e.grant(c1, u)
-		rt := e.refresh(redeemed)
+		redeemed, rt := e.grantRT(c1, u)
 		code, pending := e.code(c1, u, codeExpiresAt(at(time.Hour)))
 		e.consent(u, c1)
-		other := e.grant(c2, u)
-		otherRT := e.refresh(other)
+		other, otherRT := e.grantRT(c2, u)
 		otherConsent := e.consent(u, c2)
 
 		now := at(time.Minute)
@@ -93,13 +91,11 @@ func testCascades(t *testing.T, newStore factory) {
 		t.Parallel()
 		e := newEnv(t, newStore)
 		c, u1, u2 := e.client("c1").ID, e.user("u1"), e.user("u2").ID
-		redeemed := e.grant(c, u1.ID)
-		rt := e.refresh(redeemed)
+		redeemed, rt := e.grantRT(c, u1.ID)
 		code, pending := e.code(c, u1.ID, codeExpiresAt(at(time.Hour)))
 		sess := e.session(u1.ID, at(time.Hour))
 		e.consent(u1.ID, c)
-		other := e.grant(c, u2)
-		otherRT := e.refresh(other)
+		other, otherRT := e.grantRT(c, u2)
 		otherSess := e.session(u2, at(time.Hour))
 		otherConsent := e.consent(u2, c)
 

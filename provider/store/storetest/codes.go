@@ -67,8 +67,7 @@ func testAuthCodes(t *testing.T, newStore factory) {
 		t.Parallel()
 		e := newEnv(t, newStore)
 		c, g := e.code(e.client("c1").ID, e.user("u1").ID)
-		other := e.grant(e.client("c2").ID, e.user("u2").ID)
-		taken := e.refresh(other) // its hash is already stored
+		_, taken := e.grantRT(e.client("c2").ID, e.user("u2").ID) // its hash is already stored
 		now := at(10 * time.Second)
 		dup := store.RefreshToken{ID: randomID("rt"), Hash: taken.Hash, GrantID: g.ID, ClientID: c.ClientID, CreatedAt: now, ExpiresAt: at(idleTTL)}
 		_, err := e.s.ConsumeAuthCode(e.ctx, c.Hash, now, func(store.AuthCode) (*store.RefreshToken, error) { return &dup, nil })
@@ -87,8 +86,7 @@ func testAuthCodes(t *testing.T, newStore factory) {
 	t.Run("ReuseRevokesTheGrant", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, newStore)
-		g := e.grant(e.client("c1").ID, e.user("u1").ID)
-		rt := e.refresh(g)
+		g, rt := e.grantRT(e.client("c1").ID, e.user("u1").ID)
 
 		replay := at(2 * time.Minute)
 		_, err := e.s.ConsumeAuthCode(e.ctx, g.CodeHash, replay, nil)
@@ -261,9 +259,8 @@ func testGrants(t *testing.T, newStore factory) {
 		t.Parallel()
 		e := newEnv(t, newStore)
 		c, u := e.client("c1").ID, e.user("u1").ID
-		phone := e.grant(c, u)
-		laptop := e.grant(c, u, grantCreatedAt(at(time.Second)))
-		phoneRT, laptopRT := e.refresh(phone), e.refresh(laptop)
+		phone, phoneRT := e.grantRT(c, u)
+		laptop, laptopRT := e.grantRT(c, u, grantCreatedAt(at(time.Second)))
 
 		now := at(time.Minute)
 		e.must(e.s.RevokeGrant(e.ctx, phone.ID, now), "RevokeGrant phone")

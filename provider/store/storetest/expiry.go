@@ -7,18 +7,6 @@ import (
 	"github.com/authzd/authz/provider/store"
 )
 
-// refreshUntil stores a refresh token of g with the given idle expiry.
-func (e *env) refreshUntil(g store.Grant, expires time.Time) store.RefreshToken {
-	e.t.Helper()
-	created := g.CreatedAt.Add(redeemAt)
-	rt := store.RefreshToken{
-		ID: randomID("rt"), Hash: randomHash(), GrantID: g.ID, ClientID: g.ClientID,
-		CreatedAt: created, ExpiresAt: expires,
-	}
-	e.must(e.s.CreateRefreshToken(e.ctx, rt, created), "CreateRefreshToken")
-	return rt
-}
-
 // testDeleteExpired puts one record of each kind on either side of now: the
 // ones that expire exactly at now must go, the ones that expire a
 // microsecond later must stay.
@@ -34,13 +22,10 @@ func testDeleteExpired(t *testing.T, newStore factory) {
 	_, err := e.s.ConsumeAuthCode(e.ctx, spentCode.Hash, at(codeTTL), nil)
 	wantErr(t, "ConsumeAuthCode of an expired code", err, store.ErrExpired)
 
-	liveGrant := e.grant(c, u)
-	liveRT := e.refreshUntil(liveGrant, live)
-	idleRT := e.refreshUntil(liveGrant, now)
-	lastGrant := e.grant(c, u, grantExpiresAt(live))
-	lastRT := e.refreshUntil(lastGrant, live)
-	deadGrant := e.grant(c, u, grantExpiresAt(now))
-	deadGrantRT := e.refreshUntil(deadGrant, now)
+	liveGrant, liveRT := e.grantRTUntil(c, u, live)
+	idleGrant, idleRT := e.grantRTUntil(c, u, now) // the grant lives on, its token does not
+	lastGrant, lastRT := e.grantRTUntil(c, u, live, grantExpiresAt(live))
+	deadGrant, deadGrantRT := e.grantRTUntil(c, u, now, grantExpiresAt(now))
 
 	liveSess, deadSess := e.session(u, live), e.session(u, now)
 
@@ -115,6 +100,7 @@ func testDeleteExpired(t *testing.T, newStore factory) {
 		}
 		equal(t, "unredeemed grant with a live code", e.getGrant(livePending.ID), livePending, canonGrant)
 		equal(t, "live grant", e.getGrant(liveGrant.ID), liveGrant, canonGrant)
+		equal(t, "live grant whose token expired", e.getGrant(idleGrant.ID), idleGrant, canonGrant)
 		equal(t, "grant one microsecond from its end", e.getGrant(lastGrant.ID), lastGrant, canonGrant)
 		equal(t, "live refresh token", e.getRefresh(liveRT.Hash), liveRT, canonRefresh)
 		equal(t, "refresh token one microsecond from the grant's end", e.getRefresh(lastRT.Hash), lastRT, canonRefresh)

@@ -66,7 +66,13 @@ func testTimeNormalisation(t *testing.T, newStore factory) {
 			c.CreatedAt, c.ExpiresAt = odd(0), odd(codeTTL)
 			g.CreatedAt, g.ExpiresAt = odd(0), odd(grantTTL)
 		})
-		got, err := e.s.ConsumeAuthCode(e.ctx, c.Hash, odd(time.Second), nil)
+		rt := store.RefreshToken{
+			ID: "rt1", Hash: randomHash(), GrantID: g.ID, ClientID: cl.ID,
+			CreatedAt: odd(time.Second), ExpiresAt: odd(time.Hour),
+		}
+		got, err := e.s.ConsumeAuthCode(e.ctx, c.Hash, odd(time.Second), func(store.AuthCode) (*store.RefreshToken, error) {
+			return &rt, nil
+		})
 		e.must(err, "ConsumeAuthCode")
 		check(t, "code CreatedAt", got.CreatedAt, 0)
 		check(t, "code ExpiresAt", got.ExpiresAt, codeTTL)
@@ -75,16 +81,11 @@ func testTimeNormalisation(t *testing.T, newStore factory) {
 		check(t, "grant ExpiresAt", gg.ExpiresAt, grantTTL)
 		check(t, "grant LastUsedAt (from now)", gg.LastUsedAt, time.Second)
 
-		rt := store.RefreshToken{
-			ID: "rt1", Hash: randomHash(), GrantID: g.ID, ClientID: cl.ID,
-			CreatedAt: odd(time.Second), ExpiresAt: odd(time.Hour),
-		}
-		e.must(e.s.CreateRefreshToken(e.ctx, rt, odd(time.Second)), "CreateRefreshToken")
-		rot, err := e.s.RotateRefreshToken(e.ctx, rt.Hash, odd(time.Minute), grace,
+		rot, err := e.s.RotateRefreshToken(e.ctx, rt.Hash, odd(2*time.Minute), grace,
 			func(old store.RefreshToken, g store.Grant) (store.RefreshToken, error) {
 				return store.RefreshToken{
 					ID: "rt2", Hash: randomHash(), GrantID: g.ID, ClientID: old.ClientID, ParentID: old.ID,
-					CreatedAt: odd(time.Minute), ExpiresAt: odd(2 * time.Hour),
+					CreatedAt: odd(2 * time.Minute), ExpiresAt: odd(2 * time.Hour),
 				}, nil
 			})
 		e.must(err, "RotateRefreshToken")
@@ -93,11 +94,11 @@ func testTimeNormalisation(t *testing.T, newStore factory) {
 		old := e.getRefresh(rt.Hash)
 		check(t, "refresh CreatedAt", old.CreatedAt, time.Second)
 		check(t, "refresh ExpiresAt", old.ExpiresAt, time.Hour)
-		check(t, "refresh RotatedAt (from now)", old.RotatedAt, time.Minute)
+		check(t, "refresh RotatedAt (from now)", old.RotatedAt, 2*time.Minute)
 		next := e.getRefresh(rot.New.Hash)
-		check(t, "successor CreatedAt", next.CreatedAt, time.Minute)
+		check(t, "successor CreatedAt", next.CreatedAt, 2*time.Minute)
 		check(t, "successor ExpiresAt", next.ExpiresAt, 2*time.Hour)
-		check(t, "grant LastUsedAt after rotation", e.getGrant(g.ID).LastUsedAt, time.Minute)
+		check(t, "grant LastUsedAt after rotation", e.getGrant(g.ID).LastUsedAt, 2*time.Minute)
 
 		e.must(e.s.RevokeGrant(e.ctx, g.ID, odd(time.Hour)), "RevokeGrant")
 		list, err := e.s.ListUserGrants(e.ctx, u.ID, odd(time.Minute))
@@ -244,7 +245,11 @@ func testNoAliasing(t *testing.T, newStore factory) {
 		wantCode, wantGrant := mk()
 		equal(t, "grant after the caller changed its input", e.getGrant("g1"), wantGrant, canonGrant)
 
-		got, err := e.s.ConsumeAuthCode(e.ctx, fixedHash("code"), at(time.Second), nil)
+		rt := store.RefreshToken{ID: "rt1", Hash: fixedHash("rt1"), GrantID: "g1", ClientID: "c1", CreatedAt: at(time.Second), ExpiresAt: at(time.Hour)}
+		got, err := e.s.ConsumeAuthCode(e.ctx, fixedHash("code"), at(time.Second), func(store.AuthCode) (*store.RefreshToken, error) {
+			out := rt
+			return &out, nil
+		})
 		e.must(err, "ConsumeAuthCode")
 		equal(t, "code after the caller changed its input", got, wantCode, canonCode)
 		scribbleStrings(got.Scopes)
@@ -258,16 +263,14 @@ func testNoAliasing(t *testing.T, newStore factory) {
 		}
 		equal(t, "grant after the caller changed its outputs", e.getGrant("g1"), wantGrant, canonGrant)
 
-		rt := store.RefreshToken{ID: "rt1", Hash: fixedHash("rt1"), GrantID: "g1", ClientID: "c1", CreatedAt: at(time.Second), ExpiresAt: at(time.Hour)}
-		e.must(e.s.CreateRefreshToken(e.ctx, rt, at(time.Second)), "CreateRefreshToken")
 		scribbleBytes(rt.Hash)
 		var made store.RefreshToken
-		rot, err := e.s.RotateRefreshToken(e.ctx, fixedHash("rt1"), at(time.Minute), grace,
+		rot, err := e.s.RotateRefreshToken(e.ctx, fixedHash("rt1"), at(2*time.Minute), grace,
 			func(old store.RefreshToken, g store.Grant) (store.RefreshToken, error) {
 				scribbleBytes(old.Hash) // next gets copies too
 				scribbleGrant(g)
 				made = store.RefreshToken{ID: "rt2", Hash: fixedHash("rt2"), GrantID: "g1", ClientID: "c1", ParentID: "rt1",
-					CreatedAt: at(time.Minute), ExpiresAt: at(2 * time.Hour)}
+					CreatedAt: at(2 * time.Minute), ExpiresAt: at(2 * time.Hour)}
 				return made, nil
 			})
 		e.must(err, "RotateRefreshToken")
@@ -277,10 +280,10 @@ func testNoAliasing(t *testing.T, newStore factory) {
 		scribbleGrant(rot.Grant)
 		old, g, err := e.s.GetRefreshToken(e.ctx, fixedHash("rt1"))
 		e.must(err, "GetRefreshToken rt1")
-		if old.ID != "rt1" || !bytes.Equal(old.Hash, fixedHash("rt1")) || !old.RotatedAt.Equal(at(time.Minute)) {
-			t.Errorf("rt1 = %+v, want rotated at %v", old, at(time.Minute))
+		if old.ID != "rt1" || !bytes.Equal(old.Hash, fixedHash("rt1")) || !old.RotatedAt.Equal(at(2*time.Minute)) {
+			t.Errorf("rt1 = %+v, want rotated at %v", old, at(2*time.Minute))
 		}
-		wantGrant.LastUsedAt = at(time.Minute)
+		wantGrant.LastUsedAt = at(2 * time.Minute)
 		equal(t, "grant after next and the caller changed copies", g, wantGrant, canonGrant)
 		next, _, err := e.s.GetRefreshToken(e.ctx, fixedHash("rt2"))
 		e.must(err, "GetRefreshToken rt2")

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -9,53 +10,12 @@ import (
 )
 
 func testRefreshTokens(t *testing.T, newStore factory) {
-	t.Run("CreateNeedsAnActiveGrant", func(t *testing.T) {
-		t.Parallel()
-		tests := []struct {
-			name   string
-			opts   []grantOpt
-			revoke bool
-			now    time.Time
-			want   error
-		}{
-			{"active grant", nil, false, at(time.Minute), nil},
-			{"one microsecond before the grant's lifetime ends", []grantOpt{grantExpiresAt(at(time.Hour))}, false, at(time.Hour - time.Microsecond), nil},
-			{"at the grant's ExpiresAt", []grantOpt{grantExpiresAt(at(time.Hour))}, false, at(time.Hour), store.ErrGrantRevoked},
-			{"revoked grant", nil, true, at(time.Minute), store.ErrGrantRevoked},
-		}
-		for _, tt := range tests {
-			t.Run(tt.name, func(t *testing.T) {
-				t.Parallel()
-				e := newEnv(t, newStore)
-				g := e.grant(e.client("c1").ID, e.user("u1").ID, tt.opts...)
-				if tt.revoke {
-					e.must(e.s.RevokeGrant(e.ctx, g.ID, at(10*time.Second)), "RevokeGrant")
-				}
-				rt := store.RefreshToken{
-					ID: "rt1", Hash: randomHash(), GrantID: g.ID, ClientID: g.ClientID,
-					CreatedAt: tt.now, ExpiresAt: g.ExpiresAt,
-				}
-				err := e.s.CreateRefreshToken(e.ctx, rt, tt.now)
-				wantErr(t, "CreateRefreshToken", err, tt.want)
-				got, gotGrant, err := e.s.GetRefreshToken(e.ctx, rt.Hash)
-				if tt.want != nil {
-					wantErr(t, "GetRefreshToken of a refused token", err, store.ErrNotFound)
-					return
-				}
-				e.must(err, "GetRefreshToken")
-				equal(t, "refresh token", got, rt, canonRefresh)
-				equal(t, "its grant", gotGrant, g, canonGrant)
-			})
-		}
-	})
-
 	// GetRefreshToken serves revocation (RFC 7009), which must find a token
 	// whatever state it and its grant are in.
 	t.Run("GetWhateverTheState", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, newStore)
-		g := e.grant(e.client("c1").ID, e.user("u1").ID)
-		rt := e.refresh(g)
+		g, rt := e.grantRT(e.client("c1").ID, e.user("u1").ID)
 		t0 := at(time.Hour)
 		e.rotate(rt.Hash, t0, grace)
 		e.must(e.s.RevokeGrant(e.ctx, g.ID, t0.Add(time.Second)), "RevokeGrant")
@@ -72,8 +32,7 @@ func testRefreshTokens(t *testing.T, newStore factory) {
 	t.Run("RotateWins", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, newStore)
-		g := e.grant(e.client("c1").ID, e.user("u1").ID)
-		rt := e.refresh(g)
+		g, rt := e.grantRT(e.client("c1").ID, e.user("u1").ID)
 		now := at(time.Hour)
 		var rec recorder
 		rot, err := e.s.RotateRefreshToken(e.ctx, rt.Hash, now, grace, rec.next(successor(now)))
@@ -114,12 +73,13 @@ func testRefreshTokens(t *testing.T, newStore factory) {
 	})
 
 	// A client that lost the response of a refresh (or raced itself) may
-	// present the same token again for a short while; both successors work.
-	t.Run("ReplayInsideGrace", func(t *testing.T) {
+	// present the same token again for a short while. It gets the same
+	// successor as the first presentation (one successor per token), so
+	// two holders share one chain and a later divergence is reuse.
+	t.Run("ReplayInsideGraceGetsTheSameSuccessor", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, newStore)
-		g := e.grant(e.client("c1").ID, e.user("u1").ID)
-		rt := e.refresh(g)
+		g, rt := e.grantRT(e.client("c1").ID, e.user("u1").ID)
 		t0 := at(time.Hour)
 		first := e.rotate(rt.Hash, t0, grace)
 
@@ -134,24 +94,72 @@ func testRefreshTokens(t *testing.T, newStore factory) {
 		rotated.RotatedAt = t0
 		equal(t, "Rotation.Old", second.Old, rotated, canonRefresh)
 		equal(t, "next's old token", rec.old, rotated, canonRefresh)
-		equal(t, "Rotation.New", second.New, rec.made, canonRefresh)
+		// The stored successor, as the first rotation made it, not the
+		// fresh ID and times next proposed this time.
+		equal(t, "Rotation.New of the replay", second.New, first.New, canonRefresh)
+		equal(t, "stored successor", e.getRefresh(first.New.Hash), first.New, canonRefresh)
 		// RotatedAt records the first exchange, so the window never slides.
 		equal(t, "old token after a grace replay", e.getRefresh(rt.Hash), rotated, canonRefresh)
-		equal(t, "second successor", e.getRefresh(rec.made.Hash), rec.made, canonRefresh)
-		equalTime(t, "LastUsedAt", e.getGrant(g.ID).LastUsedAt, t1)
+		// LastUsedAt is written at most once a minute.
+		equalTime(t, "LastUsedAt 10s after the last write", e.getGrant(g.ID).LastUsedAt, t0)
 
-		// A loser never wipes the winner: the first successor still wins,
-		// and so does the second.
+		// One chain: the successor wins once; its holders' later
+		// presentations inside its own window get its one successor too.
 		t2 := t0.Add(20 * time.Second)
-		if r := e.rotate(first.New.Hash, t2, grace); r.WithinGrace {
-			t.Errorf("first successor's rotation WithinGrace = true")
+		r1 := e.rotate(first.New.Hash, t2, grace)
+		if r1.WithinGrace {
+			t.Errorf("the successor's first rotation WithinGrace = true")
 		}
-		if r := e.rotate(second.New.Hash, t2, grace); r.WithinGrace {
-			t.Errorf("second successor's rotation WithinGrace = true")
+		r2 := e.rotate(first.New.Hash, t2.Add(time.Second), grace)
+		if !r2.WithinGrace || !slices.Equal(r2.New.Hash, r1.New.Hash) {
+			t.Errorf("second holder of the successor: WithinGrace %v, same successor %v; want true, true",
+				r2.WithinGrace, slices.Equal(r2.New.Hash, r1.New.Hash))
 		}
 		if r := e.getGrant(g.ID).RevokedAt; !r.IsZero() {
 			t.Errorf("grant revoked at %v by replays inside grace", r)
 		}
+		// After the window the chains diverge: reuse, grant revoked.
+		late := t2.Add(grace)
+		_, err = e.s.RotateRefreshToken(e.ctx, first.New.Hash, late, grace, successor(late))
+		wantErr(t, "the successor presented after its window", err, store.ErrRefreshReused)
+		equalTime(t, "RevokedAt", e.getGrant(g.ID).RevokedAt, late)
+	})
+
+	// Inside the grace window the store answers with the stored successor;
+	// a proposal whose hash names some other token is an error, never a
+	// second successor or somebody else's token.
+	t.Run("GraceReplayNeverForks", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		c, u := e.client("c1").ID, e.user("u1").ID
+		_, rt := e.grantRT(c, u)
+		_, stranger := e.grantRT(c, u)
+		t0 := at(time.Hour)
+		e.rotate(rt.Hash, t0, grace)
+		t1 := t0.Add(time.Second)
+		_, err := e.s.RotateRefreshToken(e.ctx, rt.Hash, t1, grace, func(old store.RefreshToken, g store.Grant) (store.RefreshToken, error) {
+			return store.RefreshToken{ID: randomID("rt"), Hash: stranger.Hash, GrantID: g.ID, ClientID: old.ClientID, ParentID: old.ID,
+				CreatedAt: t1, ExpiresAt: at(idleTTL)}, nil
+		})
+		wantErr(t, "a grace replay proposing another token's hash", err, store.ErrAlreadyExists)
+		equal(t, "the other token", e.getRefresh(stranger.Hash), stranger, canonRefresh)
+	})
+
+	// LastUsedAt is for people ("last used"); a busy grant writes it at most
+	// once per LastUsedGranularity.
+	t.Run("LastUsedAtOncePerMinute", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		g, rt := e.grantRT(e.client("c1").ID, e.user("u1").ID)
+		redeemed := g.LastUsedAt
+		t1 := redeemed.Add(store.LastUsedGranularity - time.Microsecond)
+		r1 := e.rotate(rt.Hash, t1, grace)
+		equalTime(t, "LastUsedAt just under a minute after redemption", e.getGrant(g.ID).LastUsedAt, redeemed)
+		equalTime(t, "Rotation.Grant.LastUsedAt", r1.Grant.LastUsedAt, redeemed)
+		t2 := redeemed.Add(store.LastUsedGranularity)
+		r2 := e.rotate(r1.New.Hash, t2, grace)
+		equalTime(t, "LastUsedAt a minute after", e.getGrant(g.ID).LastUsedAt, t2)
+		equalTime(t, "Rotation.Grant.LastUsedAt", r2.Grant.LastUsedAt, t2)
 	})
 
 	// RFC 9700 §4.14.2: a rotated refresh token presented again means two
@@ -175,8 +183,7 @@ func testRefreshTokens(t *testing.T, newStore factory) {
 			t.Run(tt.name, func(t *testing.T) {
 				t.Parallel()
 				e := newEnv(t, newStore)
-				g := e.grant(e.client("c1").ID, e.user("u1").ID)
-				rt := e.refresh(g)
+				g, rt := e.grantRT(e.client("c1").ID, e.user("u1").ID)
 				t0 := at(time.Hour)
 				first := e.rotate(rt.Hash, t0, tt.grace)
 
@@ -232,8 +239,7 @@ func testRefreshTokens(t *testing.T, newStore factory) {
 			t.Run(tt.name, func(t *testing.T) {
 				t.Parallel()
 				e := newEnv(t, newStore)
-				g := e.grant(e.client("c1").ID, e.user("u1").ID)
-				rt := e.refresh(g)
+				g, rt := e.grantRT(e.client("c1").ID, e.user("u1").ID)
 				if !rt.ExpiresAt.Before(g.ExpiresAt) {
 					t.Fatalf("fixture: idle expiry %v must come before the grant's %v", rt.ExpiresAt, g.ExpiresAt)
 				}
@@ -270,8 +276,7 @@ func testRefreshTokens(t *testing.T, newStore factory) {
 			t.Run(tt.name, func(t *testing.T) {
 				t.Parallel()
 				e := newEnv(t, newStore)
-				g := e.grant(e.client("c1").ID, e.user("u1").ID, grantExpiresAt(grantEnd))
-				rt := e.refresh(g)
+				g, rt := e.grantRT(e.client("c1").ID, e.user("u1").ID, grantExpiresAt(grantEnd))
 				if tt.revoke {
 					e.must(e.s.RevokeGrant(e.ctx, g.ID, at(30*time.Second)), "RevokeGrant")
 				}
@@ -313,8 +318,7 @@ func testRefreshTokens(t *testing.T, newStore factory) {
 			t.Run(tt.name, func(t *testing.T) {
 				t.Parallel()
 				e := newEnv(t, newStore)
-				g := e.grant(e.client("c1").ID, e.user("u1").ID)
-				rt := e.refresh(g)
+				g, rt := e.grantRT(e.client("c1").ID, e.user("u1").ID)
 				if tt.rotateAt >= 0 {
 					e.rotate(rt.Hash, t0.Add(tt.rotateAt), grace)
 				}
@@ -339,8 +343,7 @@ func testRefreshTokens(t *testing.T, newStore factory) {
 		t.Run("after grace it is reuse, whatever next would say", func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, newStore)
-			g := e.grant(e.client("c1").ID, e.user("u1").ID)
-			rt := e.refresh(g)
+			g, rt := e.grantRT(e.client("c1").ID, e.user("u1").ID)
 			succ := e.rotate(rt.Hash, t0, grace).New
 			now := t0.Add(grace + time.Hour)
 			called := false

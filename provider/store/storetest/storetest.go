@@ -251,17 +251,34 @@ func (e *env) grant(clientID, userID string, opts ...grantOpt) store.Grant {
 	return g
 }
 
-// refresh stores the first refresh token of g, created when g was redeemed.
-func (e *env) refresh(g store.Grant) store.RefreshToken {
+// grantRT is e.grant with the grant's first refresh token, stored the one
+// way production stores it: by ConsumeAuthCode's redeem, in the same
+// transaction as the code. It is idle-limited to idleTTL after redemption.
+func (e *env) grantRT(clientID, userID string, opts ...grantOpt) (store.Grant, store.RefreshToken) {
 	e.t.Helper()
-	created := g.CreatedAt.Add(redeemAt)
+	return e.grantRTUntil(clientID, userID, time.Time{}, opts...)
+}
+
+// grantRTUntil is grantRT with the refresh token's idle expiry given
+// (zero: the default).
+func (e *env) grantRTUntil(clientID, userID string, expires time.Time, opts ...grantOpt) (store.Grant, store.RefreshToken) {
+	e.t.Helper()
+	c, g := e.code(clientID, userID, opts...)
+	now := g.CreatedAt.Add(redeemAt)
+	if expires.IsZero() {
+		expires = minTime(now.Add(idleTTL), g.ExpiresAt)
+	}
 	rt := store.RefreshToken{
 		ID: randomID("rt"), Hash: randomHash(), GrantID: g.ID, ClientID: g.ClientID,
-		CreatedAt: created,
-		ExpiresAt: minTime(created.Add(idleTTL), g.ExpiresAt),
+		CreatedAt: now, ExpiresAt: expires,
 	}
-	e.must(e.s.CreateRefreshToken(e.ctx, rt, created), "CreateRefreshToken")
-	return rt
+	_, err := e.s.ConsumeAuthCode(e.ctx, c.Hash, now, func(store.AuthCode) (*store.RefreshToken, error) {
+		out := rt
+		return &out, nil
+	})
+	e.must(err, "ConsumeAuthCode with a refresh token")
+	g.LastUsedAt = now
+	return g, rt
 }
 
 func (e *env) getGrant(id string) store.Grant {
@@ -295,15 +312,24 @@ func minTime(a, b time.Time) time.Time {
 
 // successor is the NextRefreshFunc a token endpoint would pass: a fresh
 // token of the same grant, linked to old, idle-limited by the grant's
-// lifetime. It is safe for concurrent use.
+// lifetime. Its hash is derived from old's, as the token endpoint derives
+// the successor's secret from the presented one, so every call for one
+// token proposes the same successor (one successor per token); its ID is
+// fresh each call. It is safe for concurrent use.
 func successor(now time.Time) store.NextRefreshFunc {
 	return func(old store.RefreshToken, g store.Grant) (store.RefreshToken, error) {
 		return store.RefreshToken{
-			ID: randomID("rt"), Hash: randomHash(), GrantID: g.ID, ClientID: old.ClientID, ParentID: old.ID,
+			ID: randomID("rt"), Hash: successorHash(old.Hash), GrantID: g.ID, ClientID: old.ClientID, ParentID: old.ID,
 			CreatedAt: now,
 			ExpiresAt: minTime(now.Add(idleTTL), g.ExpiresAt),
 		}, nil
 	}
+}
+
+// successorHash stands for HMAC(server key, presented secret).
+func successorHash(h []byte) []byte {
+	sum := sha256.Sum256(append([]byte("storetest successor\x00"), h...))
+	return sum[:]
 }
 
 // recorder wraps a NextRefreshFunc and remembers its last call.
