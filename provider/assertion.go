@@ -54,7 +54,7 @@ func (s *Server) authenticateAssertion(ctx context.Context, form url.Values) (st
 	if id := form.Get("client_id"); id != "" && id != unverified.Issuer {
 		return store.Client{}, errBadClient
 	}
-	c, err := s.lookupClient(ctx, unverified.Issuer)
+	c, _, err := s.clients.get(ctx, unverified.Issuer)
 	if errors.Is(err, store.ErrNotFound) {
 		return store.Client{}, errBadClient
 	}

@@ -52,8 +52,8 @@ var statusByCode = map[string]int{
 	errSlowDown:                http.StatusTooManyRequests,
 }
 
-// retryAfterSeconds is what a client is told to wait after a transient failure.
-const retryAfterSeconds = "5"
+// retryAfterSeconds is RetryAfter as the header says it.
+var retryAfterSeconds = strconv.Itoa(int(RetryAfter / time.Second))
 
 // Error is the one OAuth error type. Handlers return it; writeJSONError and
 // redirectError turn it into a response.

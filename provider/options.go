@@ -49,9 +49,13 @@ type Options struct {
 	AuthCodeTTL    time.Duration // default 60s, at most 10m
 	RefreshIdleTTL time.Duration // default 30 days
 	GrantTTL       time.Duration // absolute grant lifetime, default 90 days
-	// RefreshGrace is how long a rotated refresh token may still be exchanged
-	// (concurrent refreshes all win). Zero means the default 30s; a negative
-	// value disables the grace window.
+	// RefreshGrace is how long after its first rotation a refresh token
+	// may still be exchanged, for the same successor (concurrent refreshes,
+	// a lost response). Zero means no grace window: every second
+	// presentation is reuse. Unlike the other durations zero is not "the
+	// default": callers set DefaultRefreshGrace explicitly, as cmd/authz
+	// does. Otherwise it must be at least RetryAfter (see
+	// CheckRefreshGrace).
 	RefreshGrace time.Duration
 	SessionTTL   time.Duration // login session, default 12h
 	// KeyRefreshInterval is how often the signing keys are re-read from the
@@ -114,6 +118,31 @@ type Options struct {
 
 const maxAuthCodeTTL = 10 * time.Minute
 
+// DefaultRefreshGrace is the grace window cmd/authz and the tests use:
+// long enough for a client to retry after RetryAfter, short enough that a
+// stolen, already-rotated token is worth little.
+const DefaultRefreshGrace = 30 * time.Second
+
+// RetryAfter is what a client is told to wait (Retry-After) after a
+// transient failure such as a database outage.
+const RetryAfter = 5 * time.Second
+
+// CheckRefreshGrace accepts 0 (no grace window) or a window of at least
+// RetryAfter. A shorter window would punish the client that does what the
+// server asked: a refresh whose commit the server could not confirm is
+// answered 503 with Retry-After, and its retry presents the same token,
+// which must then still be inside the window to get the same successor
+// rather than be taken for reuse and revoke the grant (RFC 9700 §4.14.2).
+func CheckRefreshGrace(d time.Duration) error {
+	switch {
+	case d < 0:
+		return fmt.Errorf("refresh grace %s is negative (0 disables the grace window)", d)
+	case d > 0 && d < RetryAfter:
+		return fmt.Errorf("refresh grace %s is shorter than the %s Retry-After sent on a transient failure; use 0 (off) or at least %s", d, RetryAfter, RetryAfter)
+	}
+	return nil
+}
+
 func (o *Options) setDefaults() error {
 	if o.Store == nil {
 		return errors.New("provider: Options.Store is required")
@@ -155,7 +184,6 @@ func (o *Options) setDefaults() error {
 	def(&o.AuthCodeTTL, 60*time.Second)
 	def(&o.RefreshIdleTTL, 30*24*time.Hour)
 	def(&o.GrantTTL, 90*24*time.Hour)
-	def(&o.RefreshGrace, 30*time.Second)
 	def(&o.SessionTTL, 12*time.Hour)
 	def(&o.KeyRefreshInterval, 30*time.Second)
 	def(&o.JanitorInterval, 5*time.Minute)
@@ -169,8 +197,8 @@ func (o *Options) setDefaults() error {
 		return fmt.Errorf("provider: store timeout %s must be positive", o.StoreTimeout)
 	}
 	o.Store = store.WithDeadline(o.Store, o.StoreTimeout)
-	if o.RefreshGrace < 0 {
-		o.RefreshGrace = 0
+	if err := CheckRefreshGrace(o.RefreshGrace); err != nil {
+		return fmt.Errorf("provider: %w", err)
 	}
 	if o.AuthCodeTTL > maxAuthCodeTTL {
 		return fmt.Errorf("provider: authorization code lifetime %s exceeds %s (RFC 6749 §4.1.2)", o.AuthCodeTTL, maxAuthCodeTTL)

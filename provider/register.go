@@ -194,6 +194,7 @@ func (s *Server) handleClientConfiguration(w http.ResponseWriter, r *http.Reques
 	case http.MethodDelete:
 		// Deleting the client removes its grants, so every refresh token
 		// stops at once and its access tokens fail introspection.
+		defer s.clients.forget(c.ID)
 		if err := s.store.DeleteClient(r.Context(), c.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
@@ -228,6 +229,7 @@ func (s *Server) updateRegistration(w http.ResponseWriter, r *http.Request, c st
 		return err
 	}
 	c.RegistrationTokenHash = tokens.Hash(regToken)
+	defer s.clients.forget(c.ID)
 	if err := s.store.UpdateClient(r.Context(), c); err != nil {
 		return err
 	}

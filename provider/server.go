@@ -48,14 +48,17 @@ const maxBodyBytes = 64 << 10
 
 // Server is the authorization server.
 type Server struct {
-	opts         Options
-	store        store.Store
-	log          *slog.Logger
-	keys         *keyManager
-	pages        *pages
-	limiter      *loginLimiter
-	clientKeys   clientKeyCache
-	fetch        *fetcher
+	opts       Options
+	store      store.Store
+	log        *slog.Logger
+	keys       *keyManager
+	pages      *pages
+	limiter    *loginLimiter
+	clientKeys clientKeyCache
+	fetch      *fetcher
+	clients    *clientCache
+	// successorKey derives refresh-token successors (successorSecret).
+	successorKey []byte
 	issuerPath   string // the issuer URL's path, "" for a bare host
 	secureCookie bool
 	// csrfKey binds CSRF tokens to the browser's session (login.go).
@@ -100,6 +103,11 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.csrfKey = deriveKey(s.keys.encKey, "authz csrf v1")
+	// Refresh-token successors (successorSecret), under their own subkey;
+	// random per process with no configured key (memory store), as the key
+	// manager's is.
+	s.successorKey = deriveKey(s.keys.encKey, "authz refresh-token successor v1")
+	s.clients = newClientCache(s.lookupClient, opts.Now)
 	s.metadata = s.buildMetadata()
 	return s, nil
 }

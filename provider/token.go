@@ -2,6 +2,9 @@ package provider
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"github.com/authzd/authz/internal/resourceid"
@@ -141,7 +144,13 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (store.Cli
 	if id == "" {
 		return store.Client{}, errBadClient
 	}
-	c, err := s.lookupClient(r.Context(), id)
+	c, cached, err := s.clients.get(r.Context(), id)
+	if err == nil && cached && s.checkClientSecret(c, secret, hasBasic || hasPostSecret) != nil {
+		// Refused on a cached record: ask the store before saying no, so
+		// a secret rotated or a client changed elsewhere works at once.
+		s.clients.forget(id)
+		c, _, err = s.clients.get(r.Context(), id)
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		return store.Client{}, errBadClient
 	}
@@ -151,28 +160,36 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (store.Cli
 	if err != nil {
 		return store.Client{}, err
 	}
+	if err := s.checkClientSecret(c, secret, hasBasic || hasPostSecret); err != nil {
+		return store.Client{}, err
+	}
+	return c, nil
+}
+
+// checkClientSecret checks what was presented against the client record.
+func (s *Server) checkClientSecret(c store.Client, secret string, sentSecret bool) error {
 	if c.Public() {
 		if secret != "" {
 			// A public client has no secret; presenting one is a
 			// misconfigured client, not a credential to ignore. An empty
 			// one (Basic "id:") only identifies the client.
-			return store.Client{}, errBadClient
+			return errBadClient
 		}
-		return c, nil
+		return nil
 	}
-	if !hasBasic && !hasPostSecret {
-		return store.Client{}, errBadClient
+	if !sentSecret {
+		return errBadClient
 	}
 	if c.Metadata.TokenEndpointAuthMethod == store.AuthMethodPrivateKeyJWT {
-		return store.Client{}, errBadClient
+		return errBadClient
 	}
 	if !tokens.Equal(tokens.Hash(secret), c.SecretHash) {
-		return store.Client{}, errBadClient
+		return errBadClient
 	}
 	if !c.SecretExpiresAt.IsZero() && !s.opts.Now().Before(c.SecretExpiresAt) {
-		return store.Client{}, oauthErr(errInvalidClient, "the client secret has expired")
+		return oauthErr(errInvalidClient, "the client secret has expired")
 	}
-	return c, nil
+	return nil
 }
 
 // basicCredentials reads HTTP Basic client credentials, which RFC 6749
@@ -280,9 +297,17 @@ func (s *Server) refresh(ctx context.Context, c store.Client, req *tokenRequest)
 			if resources, err = narrowResources(g.Resources, req.resources); err != nil {
 				return store.RefreshToken{}, err
 			}
-			var next store.RefreshToken
-			next, secret, err = s.newRefreshToken(g.ID, c.ID, old.ID, now, g.ExpiresAt)
-			return next, err
+			// One successor per token: derived from the presented secret,
+			// so a replay inside the grace window gets the same one.
+			secret = s.successorSecret(req.refreshToken)
+			id, err := s.newID()
+			if err != nil {
+				return store.RefreshToken{}, err
+			}
+			return store.RefreshToken{
+				ID: id, Hash: tokens.Hash(secret), GrantID: g.ID, ClientID: c.ID, ParentID: old.ID,
+				CreatedAt: now, ExpiresAt: minTime(now.Add(s.opts.RefreshIdleTTL), g.ExpiresAt),
+			}, nil
 		})
 	switch {
 	case errors.Is(err, store.ErrRefreshReused):
@@ -292,6 +317,9 @@ func (s *Server) refresh(ctx context.Context, c store.Client, req *tokenRequest)
 		return nil, oauthErr(errInvalidGrant, "the refresh token is invalid, expired or revoked")
 	case err != nil:
 		return nil, err
+	}
+	if !tokens.Equal(rot.New.Hash, tokens.Hash(secret)) {
+		return nil, errors.New("provider: the store answered with a successor that is not the derived one")
 	}
 	resp := &tokenResponse{RefreshToken: secret}
 	return s.completeTokenResponse(ctx, resp, rot.Grant.UserID, c.ID, rot.Grant.ID, scopes, resources, now)
@@ -341,6 +369,17 @@ func (s *Server) completeTokenResponse(ctx context.Context, resp *tokenResponse,
 	}
 	resp.AccessToken, resp.TokenType, resp.ExpiresIn, resp.Scope = at, "Bearer", int64(s.opts.AccessTokenTTL/time.Second), scope
 	return resp, nil
+}
+
+// successorSecret derives the secret of the refresh token that succeeds
+// presented: HMAC-SHA-256 under a subkey of the encryption key (issue 10:
+// one successor per refresh token). Every replica derives the same one, the
+// store keeps only its SHA-256, and without the key the successor of a
+// token cannot be computed from the token.
+func (s *Server) successorSecret(presented string) string {
+	m := hmac.New(sha256.New, s.successorKey)
+	m.Write([]byte(presented))
+	return tokens.PrefixRefreshToken + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
 // newRefreshToken makes a refresh token whose idle lifetime ends no later

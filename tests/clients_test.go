@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -581,4 +582,53 @@ func TestDiscoveryWithIssuerPath(t *testing.T) {
 	mustEqual(t, "prm", status, 200)
 	mustEqual(t, "resource", m["resource"].(string), iss+"/mcp")
 	mustEqual(t, "authorization server", m["authorization_servers"].([]any)[0].(string), iss)
+}
+
+// clientReads counts GetClient calls.
+type clientReads struct {
+	store.Store
+	n atomic.Int64
+}
+
+func (c *clientReads) GetClient(ctx context.Context, id string) (store.Client, error) {
+	c.n.Add(1)
+	return c.Store.GetClient(ctx, id)
+}
+
+// TestClientCacheOnTheTokenEndpoint (issue 13 point 2): the token endpoint
+// reads a client from a per-process cache, so a busy client costs no
+// database read per request; the replica that deletes a client sees it at
+// once, and another replica within the documented 2 s bound.
+func TestClientCacheOnTheTokenEndpoint(t *testing.T) {
+	t.Parallel()
+	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		st := open(t)
+		key := make([]byte, 32) // replicas share AUTHZ_ENCRYPTION_KEY
+		withKey := func(o *provider.Options) { o.EncryptionKey = key }
+		one := start(t, st, withKey)
+		reads := &clientReads{Store: st}
+		two := start(t, reads, withKey) // a second replica on the same database
+
+		status, m := one.register(t, map[string]any{"grant_types": []string{"client_credentials"}, "token_endpoint_auth_method": "client_secret_basic"})
+		mustEqual(t, "register", status, 201)
+		id, secret := m["client_id"].(string), m["client_secret"].(string)
+		uri, regToken := m["registration_client_uri"].(string), m["registration_access_token"].(string)
+		cc := url.Values{"grant_type": {"client_credentials"}}
+
+		for i := range 3 {
+			mustEqual(t, fmt.Sprintf("client_credentials %d on replica two", i), two.postToken(cc, id, secret).Status, 200)
+		}
+		mustEqual(t, "client reads for three token requests", reads.n.Load(), int64(1))
+		// A wrong secret is checked against the store before it is refused.
+		mustEqual(t, "wrong secret", two.postToken(cc, id, "authz_cs_wrong").Error, "invalid_client")
+		mustEqual(t, "client reads after a refusal", reads.n.Load(), int64(2))
+
+		mustEqual(t, "client_credentials on replica one", one.postToken(cc, id, secret).Status, 200)
+		status, _, _ = jsonCall(t, "DELETE", uri, regToken, nil)
+		mustEqual(t, "delete on replica one", status, 204)
+		mustEqual(t, "replica one, at once", one.postToken(cc, id, secret).Error, "invalid_client")
+
+		two.clock.Advance(2 * time.Second)
+		mustEqual(t, "replica two, 2 s later", two.postToken(cc, id, secret).Error, "invalid_client")
+	})
 }

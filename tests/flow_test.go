@@ -498,7 +498,8 @@ func TestRedirectURIKinds(t *testing.T) {
 
 // TestConcurrentRefresh is the bug class that hurt Coder's clients: many
 // windows refreshing one token at once must all win, and none may wipe
-// another's token.
+// another's token. They all get the one successor of the token (issue 10:
+// one successor per refresh token), so they share one chain.
 func TestConcurrentRefresh(t *testing.T) {
 	t.Parallel()
 	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
@@ -520,35 +521,75 @@ func TestConcurrentRefresh(t *testing.T) {
 			}()
 		}
 		wg.Wait()
-		seen := map[string]bool{}
+		access := map[string]bool{}
 		for i, r := range results {
 			if r.Status != 200 {
 				t.Fatalf("refresh %d: %d %s %s", i, r.Status, r.Error, r.ErrorDescription)
 			}
-			if seen[r.RefreshToken] {
-				t.Fatal("two refreshes got the same refresh token")
+			if r.RefreshToken != results[0].RefreshToken {
+				t.Fatalf("refresh %d got another successor: the chain forked", i)
 			}
-			seen[r.RefreshToken] = true
+			access[r.AccessToken] = true
 		}
-		// Every winner's new refresh token works: no loser wiped it.
-		for i, r := range results {
-			again := e.postToken(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {r.RefreshToken}}, c.ID, secret)
-			if again.Status != 200 {
-				t.Fatalf("successor %d no longer works: %s", i, again.Error)
-			}
-			results[i] = again
+		if len(access) != n {
+			t.Fatalf("%d distinct access tokens for %d refreshes, want a fresh one each", len(access), n)
 		}
+		// The one successor works, for every holder within its window.
+		succ := results[0].RefreshToken
+		next := e.postToken(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {succ}}, c.ID, secret)
+		mustEqual(t, "the successor", next.Status, 200)
 
 		// After the grace window, presenting the original again is reuse:
 		// the whole grant is revoked (RFC 9700 §4.14.2).
 		e.clock.Advance(31 * time.Second)
 		replay := e.postToken(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {first.RefreshToken}}, c.ID, secret)
 		mustEqual(t, "replay after grace", replay.Error, "invalid_grant")
-		for i, r := range results {
-			after := e.postToken(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {r.RefreshToken}}, c.ID, secret)
+		for name, tok := range map[string]string{"successor": succ, "its successor": next.RefreshToken} {
+			after := e.postToken(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok}}, c.ID, secret)
 			if after.Error != "invalid_grant" {
-				t.Fatalf("token %d of the revoked grant still works (%d)", i, after.Status)
+				t.Fatalf("the %s of the revoked grant still works (%d)", name, after.Status)
 			}
+		}
+	})
+}
+
+// TestGraceReplayReturnsTheSameSuccessor (issue 10 point 4): a refresh
+// token presented again inside the grace window yields the same successor
+// refresh token with a fresh access token, not a second chain; the window
+// runs from the first rotation; once it is over, a holder of the old chain
+// that presents its token again is detected as reuse and the grant dies,
+// taking the other holder's chain with it.
+func TestGraceReplayReturnsTheSameSuccessor(t *testing.T) {
+	t.Parallel()
+	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		e := start(t, open(t), nil)
+		user, pw := e.user("gaby")
+		c, secret, redirect := e.loopbackClient(false)
+		code := e.codeFor(e.browser(), authRequest{clientID: c.ID, redirectURI: redirect, state: "g", verifier: testVerifier}, user, pw)
+		tr := e.postToken(exchangeForm(code, redirect, testVerifier, nil), c.ID, secret)
+		mustEqual(t, "code exchange", tr.Status, 200)
+		refresh := func(tok string) tokenResp {
+			return e.postToken(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok}}, c.ID, secret)
+		}
+
+		a := refresh(tr.RefreshToken) // holder A, first rotation
+		mustEqual(t, "first refresh", a.Status, 200)
+		e.clock.Advance(20 * time.Second)
+		b := refresh(tr.RefreshToken) // holder B, inside the window
+		mustEqual(t, "replay inside the window", b.Status, 200)
+		if b.RefreshToken != a.RefreshToken {
+			t.Fatal("a replay inside the grace window got a second successor: two independent chains")
+		}
+		if b.AccessToken == a.AccessToken {
+			t.Error("the replay got the same access token, want a fresh one")
+		}
+		// The window is measured from the first rotation, not the last
+		// presentation: 20 s + 10 s is past the 30 s window.
+		e.clock.Advance(10 * time.Second)
+		late := refresh(tr.RefreshToken)
+		mustEqual(t, "replay after the window", late.Error, "invalid_grant")
+		if r := refresh(a.RefreshToken); r.Error != "invalid_grant" {
+			t.Fatalf("the shared successor after reuse: %d %s, want invalid_grant", r.Status, r.Error)
 		}
 	})
 }
@@ -557,7 +598,7 @@ func TestConcurrentRefresh(t *testing.T) {
 func TestRefreshRules(t *testing.T) {
 	t.Parallel()
 	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
-		e := start(t, open(t), func(o *provider.Options) { o.RefreshGrace = -1 })
+		e := start(t, open(t), func(o *provider.Options) { o.RefreshGrace = 0 })
 		user, pw := e.user("hank")
 		a, aSecret, redirect := e.loopbackClient(false)
 		bc, bSecret, _ := e.loopbackClient(false)

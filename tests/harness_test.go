@@ -96,6 +96,9 @@ func start(t testing.TB, st store.Store, mutate func(o *provider.Options)) *env 
 		// Every test registers from one loopback address; the registration
 		// limit's own test (abuse_test.go) sets it back to the default.
 		RegistrationsPerIP: 100_000,
+		// Zero is "no grace window"; the default is set explicitly, as
+		// cmd/authz does.
+		RefreshGrace: provider.DefaultRefreshGrace,
 	}
 	if mutate != nil {
 		mutate(&o)

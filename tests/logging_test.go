@@ -38,7 +38,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 		var logs lockedBuffer
 		e := start(t, open(t), func(o *provider.Options) {
 			o.Logger = slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-			o.RefreshGrace = -1
+			o.RefreshGrace = 0
 		})
 		user, pw := e.user("quiet")
 		c, secret, redirect := e.loopbackClient(false)

@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -34,6 +35,12 @@ type tcpProxy struct {
 	hung    bool
 	resumed *sync.Cond // broadcast when hung turns false
 	conns   map[net.Conn]bool
+
+	// dropCommitAck, when set, makes the proxy forward the next COMMIT to
+	// the server and drop the server's answer, cutting that connection:
+	// the transaction committed, the client never hears it. dropped
+	// records that it happened.
+	dropCommitAck, dropped atomic.Bool
 }
 
 func newProxy(t testing.TB, target string) *tcpProxy {
@@ -48,8 +55,16 @@ func newProxy(t testing.TB, target string) *tcpProxy {
 	return p
 }
 
+// commitComplete is PostgreSQL's CommandComplete message for COMMIT: 'C',
+// the length 11, "COMMIT\0". The server sends it only once the commit is
+// durable (or as durable as the server is configured to make it).
+var commitComplete = []byte("C\x00\x00\x00\x0bCOMMIT\x00")
+
 // pipe copies src to dst, holding each chunk while the proxy is hung.
-func (p *tcpProxy) pipe(dst, src net.Conn) {
+// answers is the server-to-client direction: there, while dropCommitAck is
+// armed, the answer to a COMMIT is dropped and both sides are cut, as a
+// network that fails at the worst moment would.
+func (p *tcpProxy) pipe(dst, src net.Conn, answers bool) {
 	defer dst.Close()
 	buf := make([]byte, 32<<10)
 	for {
@@ -60,6 +75,11 @@ func (p *tcpProxy) pipe(dst, src net.Conn) {
 				p.resumed.Wait()
 			}
 			p.mu.Unlock()
+			if answers && bytes.Contains(buf[:n], commitComplete) && p.dropCommitAck.CompareAndSwap(true, false) {
+				p.dropped.Store(true)
+				src.Close()
+				return
+			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
 			}
@@ -101,8 +121,8 @@ func (p *tcpProxy) serve() {
 		}
 		p.conns[c], p.conns[up] = true, true
 		p.mu.Unlock()
-		go p.pipe(up, c)
-		go p.pipe(c, up)
+		go p.pipe(up, c, false)
+		go p.pipe(c, up, true)
 	}
 }
 
@@ -436,4 +456,60 @@ func TestDeadConnectionRetriedForReads(t *testing.T) {
 	if err := st.CreateClient(ctx, c2); !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("CreateClient on a dead connection: %v, want ErrUnavailable (a write is never retried)", err)
 	}
+}
+
+// TestLostCommitAcknowledgementIsNotAReplay (issue 10 point 3): the
+// database commits a code exchange or a refresh but the acknowledgement
+// never reaches the server. The server asks the database, on a fresh
+// connection, whether that transaction committed, and since it did,
+// answers 200 with the response it prepared; the tokens in it work. Before,
+// the client got 503, retried, and its retry was a replay: the code's
+// grant was revoked, and the refresh token's retry forked or, after the
+// window, killed the grant.
+func TestLostCommitAcknowledgementIsNotAReplay(t *testing.T) {
+	t.Parallel()
+	setup := func(t *testing.T) (*env, *tcpProxy, string, string, string, string) {
+		st, proxy := proxiedPostgres(t)
+		e := start(t, st, nil)
+		user, pw := e.user("quinn")
+		c, secret, redirect := e.loopbackClient(false)
+		code := e.codeFor(e.browser(), authRequest{clientID: c.ID, redirectURI: redirect, state: "q", verifier: testVerifier}, user, pw)
+		return e, proxy, c.ID, secret, redirect, code
+	}
+	t.Run("code exchange", func(t *testing.T) {
+		t.Parallel()
+		e, proxy, id, secret, redirect, code := setup(t)
+		proxy.dropCommitAck.Store(true)
+		tr := e.postToken(exchangeForm(code, redirect, testVerifier, nil), id, secret)
+		if !proxy.dropped.Load() {
+			t.Fatal("the proxy dropped no COMMIT acknowledgement")
+		}
+		mustEqual(t, "code exchange whose COMMIT answer was lost", tr.Status, 200)
+		if tr.RefreshToken == "" || tr.AccessToken == "" {
+			t.Fatalf("code exchange answered without tokens: %+v", tr)
+		}
+		// What it answered was committed: the refresh token works.
+		r := e.postToken(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tr.RefreshToken}}, id, secret)
+		mustEqual(t, "its refresh token", r.Status, 200)
+		replay := e.postToken(exchangeForm(code, redirect, testVerifier, nil), id, secret)
+		mustEqual(t, "the code again (it was spent)", replay.Error, "invalid_grant")
+	})
+	t.Run("refresh", func(t *testing.T) {
+		t.Parallel()
+		e, proxy, id, secret, redirect, code := setup(t)
+		tr := e.postToken(exchangeForm(code, redirect, testVerifier, nil), id, secret)
+		mustEqual(t, "code exchange", tr.Status, 200)
+		proxy.dropCommitAck.Store(true)
+		r := e.postToken(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tr.RefreshToken}}, id, secret)
+		if !proxy.dropped.Load() {
+			t.Fatal("the proxy dropped no COMMIT acknowledgement")
+		}
+		mustEqual(t, "refresh whose COMMIT answer was lost", r.Status, 200)
+		if r.RefreshToken == "" || r.RefreshToken == tr.RefreshToken {
+			t.Fatalf("refresh answered without a new refresh token: %+v", r)
+		}
+		// What it answered was committed: the successor works.
+		next := e.postToken(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {r.RefreshToken}}, id, secret)
+		mustEqual(t, "the successor from the lost-acknowledgement refresh", next.Status, 200)
+	})
 }

@@ -180,6 +180,34 @@ func TestAuthCodeLifetimeIsCapped(t *testing.T) {
 	}
 }
 
+// TestRefreshGraceMeaning (issues 10 and 16): RefreshGrace means one thing
+// everywhere: 0 is no grace window (not "the default"), and a window
+// shorter than the Retry-After the server sends is refused at start.
+func TestRefreshGraceMeaning(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		grace   time.Duration
+		wantErr bool
+	}{{0, false}, {provider.RetryAfter, false}, {provider.DefaultRefreshGrace, false}, {provider.RetryAfter - time.Millisecond, true}, {-1, true}} {
+		srv, err := provider.New(context.Background(), provider.Options{
+			Issuer: "http://127.0.0.1:1", Store: storeKinds[0].open(t), RefreshGrace: tc.grace,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		})
+		if tc.wantErr {
+			if err == nil || strings.Contains(err.Error(), "\n") {
+				t.Errorf("RefreshGrace %v: err = %v, want a one-line refusal", tc.grace, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("RefreshGrace %v: %v", tc.grace, err)
+		}
+		if got := srv.Options().RefreshGrace; got != tc.grace {
+			t.Errorf("RefreshGrace %v became %v", tc.grace, got)
+		}
+	}
+}
+
 // TestRetiredKeysLeaveTheJWKS: after a rotation the old key stays published
 // as long as tokens it signed can live, and no longer.
 func TestRetiredKeysLeaveTheJWKS(t *testing.T) {

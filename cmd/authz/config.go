@@ -83,7 +83,7 @@ func (c *config) settings() []setting {
 		{flag: "auth-code-ttl", env: "AUTHZ_AUTH_CODE_TTL", def: "60s", usage: "authorization-code lifetime (at most 10m)", dur: &c.AuthCodeTTL},
 		{flag: "refresh-idle-ttl", env: "AUTHZ_REFRESH_IDLE_TTL", def: "720h", usage: "refresh-token idle lifetime", dur: &c.RefreshIdleTTL},
 		{flag: "grant-ttl", env: "AUTHZ_GRANT_TTL", def: "2160h", usage: "absolute lifetime of a grant (all its refresh tokens)", dur: &c.GrantTTL},
-		{flag: "refresh-grace", env: "AUTHZ_REFRESH_GRACE", def: "30s", usage: "how long a rotated refresh token still works (concurrent refreshes); 0 disables", dur: &c.RefreshGrace},
+		{flag: "refresh-grace", env: "AUTHZ_REFRESH_GRACE", def: provider.DefaultRefreshGrace.String(), usage: "how long a rotated refresh token still yields its one successor (concurrent refreshes, retries); 0 disables, else at least the 5s Retry-After", dur: &c.RefreshGrace},
 		{flag: "session-ttl", env: "AUTHZ_SESSION_TTL", def: "12h", usage: "login session lifetime", dur: &c.SessionTTL},
 		{flag: "janitor-interval", env: "AUTHZ_JANITOR_INTERVAL", def: "5m", usage: "how often expired records and old signing keys are removed", dur: &c.JanitorInterval},
 		{flag: "key-reload-interval", env: "AUTHZ_KEY_RELOAD_INTERVAL", def: "30s", usage: "how often signing keys are re-read; `keys rotate` activates a new key after twice this", dur: &c.KeyReloadInterval},
@@ -214,10 +214,6 @@ func (c *config) providerOptions(st store.Store, log *slog.Logger) (provider.Opt
 	if err != nil {
 		return provider.Options{}, err
 	}
-	grace := c.RefreshGrace
-	if grace == 0 {
-		grace = -1 // provider: negative disables, zero means default
-	}
 	proxies, err := provider.ParseTrustedProxies(c.TrustedProxies)
 	if err != nil {
 		return provider.Options{}, fmt.Errorf("AUTHZ_TRUSTED_PROXIES: %w", err)
@@ -226,7 +222,7 @@ func (c *config) providerOptions(st store.Store, log *slog.Logger) (provider.Opt
 		Issuer: c.Issuer, Store: st, Resources: splitList(c.Resources), Scopes: splitList(c.Scopes),
 		EncryptionKey: key, SigningAlgorithm: c.SigningAlg,
 		AccessTokenTTL: c.AccessTokenTTL, AuthCodeTTL: c.AuthCodeTTL, RefreshIdleTTL: c.RefreshIdleTTL,
-		GrantTTL: c.GrantTTL, RefreshGrace: grace, SessionTTL: c.SessionTTL, JanitorInterval: c.JanitorInterval,
+		GrantTTL: c.GrantTTL, RefreshGrace: c.RefreshGrace, SessionTTL: c.SessionTTL, JanitorInterval: c.JanitorInterval,
 		KeyRefreshInterval: c.KeyReloadInterval,
 		RegistrationPolicy: c.RegistrationPolicy, StoreTimeout: c.DBTimeout, Logger: log,
 		LoginFailuresPerAccount: c.LoginFailuresPerAccount, LoginFailuresPerIP: c.LoginFailuresPerIP, LoginWindow: c.LoginWindow,
@@ -272,8 +268,8 @@ func (c *config) validate() error {
 	if _, err := provider.ParseTrustedProxies(c.TrustedProxies); err != nil {
 		return fmt.Errorf("AUTHZ_TRUSTED_PROXIES: %w", err)
 	}
-	if c.RefreshGrace < 0 {
-		return errors.New("AUTHZ_REFRESH_GRACE must not be negative (0 disables the grace window)")
+	if err := provider.CheckRefreshGrace(c.RefreshGrace); err != nil {
+		return fmt.Errorf("AUTHZ_REFRESH_GRACE: %w", err)
 	}
 	switch c.RegistrationPolicy {
 	case provider.RegistrationOpen, provider.RegistrationToken, provider.RegistrationOff:

@@ -8,28 +8,41 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authzd/authz/provider"
 	"github.com/authzd/authz/provider/store/memory"
 )
 
-// TestRefreshGraceMapping: AUTHZ_REFRESH_GRACE=0 means "no grace window",
-// while provider.Options reads zero as "the default"; the mapping between
-// the two must hold.
+// TestRefreshGraceMapping: AUTHZ_REFRESH_GRACE and provider.Options mean
+// the same thing ("0 = no grace window"), so the value passes through
+// unchanged; a window shorter than the Retry-After the server sends is
+// refused at start with one line naming the variable.
 func TestRefreshGraceMapping(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		in       time.Duration
-		disabled bool
-	}{{0, true}, {30 * time.Second, false}, {5 * time.Second, false}} {
-		c := config{Issuer: "http://localhost:8080", RefreshGrace: tc.in}
+		in      time.Duration
+		wantErr bool
+	}{{0, false}, {30 * time.Second, false}, {5 * time.Second, false}, {4 * time.Second, true}, {time.Millisecond, true}, {-time.Second, true}} {
+		c := config{Issuer: "http://localhost:8080", RefreshGrace: tc.in, AccessTokenTTL: time.Minute, AuthCodeTTL: time.Minute,
+			RefreshIdleTTL: time.Hour, GrantTTL: time.Hour, SessionTTL: time.Hour, RegistrationPolicy: "open"}
+		err := c.validate()
+		if tc.wantErr {
+			if err == nil || !strings.HasPrefix(err.Error(), "AUTHZ_REFRESH_GRACE") || strings.Contains(err.Error(), "\n") {
+				t.Errorf("grace %v: validate = %v, want one line about AUTHZ_REFRESH_GRACE", tc.in, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("grace %v: validate: %v", tc.in, err)
+		}
 		o, err := c.providerOptions(memory.New(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if tc.disabled && o.RefreshGrace >= 0 {
-			t.Errorf("grace %v: provider RefreshGrace %v, want negative (disabled)", tc.in, o.RefreshGrace)
-		}
-		if !tc.disabled && o.RefreshGrace != tc.in {
+		if o.RefreshGrace != tc.in {
 			t.Errorf("grace %v: provider RefreshGrace %v", tc.in, o.RefreshGrace)
+		}
+		if _, err := provider.New(t.Context(), o); err != nil {
+			t.Errorf("grace %v: provider.New: %v", tc.in, err)
 		}
 	}
 }

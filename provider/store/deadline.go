@@ -151,10 +151,6 @@ func (w *deadlineStore) RevokeGrant(ctx context.Context, id string, now time.Tim
 	return w.do(ctx, func(ctx context.Context) error { return w.s.RevokeGrant(ctx, id, now) })
 }
 
-func (w *deadlineStore) CreateRefreshToken(ctx context.Context, rt RefreshToken, now time.Time) error {
-	return w.do(ctx, func(ctx context.Context) error { return w.s.CreateRefreshToken(ctx, rt, now) })
-}
-
 // refreshAndGrant carries GetRefreshToken's two results through bounded.
 type refreshAndGrant struct {
 	rt RefreshToken

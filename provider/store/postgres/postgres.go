@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -13,6 +14,15 @@ import (
 
 	"github.com/authzd/authz/provider/store"
 )
+
+// DefaultMaxConns is the pool size when the URL sets no pool_max_conns.
+// pgx's own default is the CPU count (at least 4), which sizes the pool for
+// CPU work; a grant operation mostly waits: for its two round trips and for
+// its COMMIT to reach disk. With a durable PostgreSQL, commits that are in
+// flight together share one WAL flush (group commit), so connections
+// beyond the CPU count raise throughput rather than contention. 16 keeps
+// five replicas under PostgreSQL's default max_connections (100).
+const DefaultMaxConns = 16
 
 // Store implements store.Store on a pgx pool.
 type Store struct {
@@ -33,6 +43,9 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	if !strings.Contains(url, "pool_max_conns") {
+		cfg.MaxConns = DefaultMaxConns
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

@@ -264,6 +264,14 @@ func (e *env) grantRT(clientID, userID string, opts ...grantOpt) (store.Grant, s
 func (e *env) grantRTUntil(clientID, userID string, expires time.Time, opts ...grantOpt) (store.Grant, store.RefreshToken) {
 	e.t.Helper()
 	c, g := e.code(clientID, userID, opts...)
+	return e.redeemRT(c, g, expires)
+}
+
+// redeemRT redeems c redeemAt after its grant's creation, storing the
+// grant's first refresh token with the given idle expiry (zero: the
+// default). It returns the grant as stored and the token.
+func (e *env) redeemRT(c store.AuthCode, g store.Grant, expires time.Time) (store.Grant, store.RefreshToken) {
+	e.t.Helper()
 	now := g.CreatedAt.Add(redeemAt)
 	if expires.IsZero() {
 		expires = minTime(now.Add(idleTTL), g.ExpiresAt)

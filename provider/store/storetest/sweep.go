@@ -19,8 +19,7 @@ func testSweepKeepsEvidence(t *testing.T, newStore factory) {
 	t.Run("RotatedRefreshToken", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, newStore)
-		g := e.grant(e.client("c1").ID, e.user("u1").ID)
-		rt := e.refresh(g)
+		g, rt := e.grantRT(e.client("c1").ID, e.user("u1").ID)
 		t0 := at(time.Hour)
 		first := e.rotate(rt.Hash, t0, grace)
 
@@ -52,12 +51,10 @@ func testSweepKeepsEvidence(t *testing.T, newStore factory) {
 		t.Parallel()
 		e := newEnv(t, newStore)
 		code, g := e.code(e.client("c1").ID, e.user("u1").ID)
-		_, err := e.s.ConsumeAuthCode(e.ctx, code.Hash, at(redeemAt), nil)
-		e.must(err, "ConsumeAuthCode")
-		rt := e.refresh(e.getGrant(g.ID))
+		_, rt := e.redeemRT(code, g, time.Time{})
 
 		sweep := at(time.Hour) // the code's own expiry is long past
-		_, err = e.s.DeleteExpired(e.ctx, sweep)
+		_, err := e.s.DeleteExpired(e.ctx, sweep)
 		e.must(err, "DeleteExpired")
 
 		replay := sweep.Add(time.Second)
@@ -77,10 +74,8 @@ func testSweepKeepsEvidence(t *testing.T, newStore factory) {
 		e := newEnv(t, newStore)
 		c, u := e.client("c1").ID, e.user("u1").ID
 		code, g := e.code(c, u)
-		_, err := e.s.ConsumeAuthCode(e.ctx, code.Hash, at(redeemAt), nil)
-		e.must(err, "ConsumeAuthCode")
+		g, rt := e.redeemRT(code, g, time.Time{})
 		g = e.getGrant(g.ID)
-		rt := e.refresh(g)
 		revokedAt := at(time.Minute)
 		e.must(e.s.RevokeGrant(e.ctx, g.ID, revokedAt), "RevokeGrant")
 
@@ -88,7 +83,7 @@ func testSweepKeepsEvidence(t *testing.T, newStore factory) {
 		if !sweep.Before(g.ExpiresAt) || !sweep.Before(rt.ExpiresAt) {
 			t.Fatalf("fixture: the sweep at %v must come before the grant's end %v and the token's %v", sweep, g.ExpiresAt, rt.ExpiresAt)
 		}
-		_, err = e.s.DeleteExpired(e.ctx, sweep)
+		_, err := e.s.DeleteExpired(e.ctx, sweep)
 		e.must(err, "DeleteExpired")
 
 		want := g
