@@ -137,10 +137,18 @@ func (op *grantOp) commit(ctx context.Context, grantID string, b *pgx.Batch) err
 		}
 		return nil
 	}
+	if tag.String() == "COMMIT" {
+		// The commit was acknowledged; what failed came after it (the
+		// server going away before its next ReadyForQuery).
+		_ = op.c.Conn().Close(context.WithoutCancel(ctx))
+		op.done = true
+		op.c.Release()
+		return nil
+	}
 	var pe *pgconn.PgError
-	if errors.As(err, &pe) {
-		// The server answered with an error: the pipeline stopped there
-		// and COMMIT never ran. Nothing was written.
+	if errors.As(err, &pe) && pe.Severity != "FATAL" && pe.Severity != "PANIC" {
+		// The server answered a statement with an error: the pipeline
+		// stopped there and COMMIT never ran. Nothing was written.
 		op.release(ctx)
 		return wrap(err)
 	}
