@@ -10,13 +10,13 @@ import (
 	"github.com/authzd/authz/provider/store"
 )
 
-// clientCacheTTL bounds how stale a client seen by the token endpoint may
+// ClientCacheTTL bounds how stale a client seen by the token endpoint may
 // be on a replica that did not make the change: a client deleted, updated
 // or given a new secret elsewhere (another replica, `authz client …`) is
 // seen within this long. The replica that makes an RFC 7592 change drops
 // its entry at once. Issue 13: a client lookup was one round trip of every
 // token request.
-const clientCacheTTL = 2 * time.Second
+const ClientCacheTTL = 2 * time.Second
 
 // clientCacheMax bounds the memory an open registration endpoint can make
 // the cache hold.
@@ -50,7 +50,7 @@ func (cc *clientCache) get(ctx context.Context, id string) (c store.Client, cach
 	cc.mu.Lock()
 	e, ok := cc.m[id]
 	cc.mu.Unlock()
-	if ok && now.Sub(e.fetched) < clientCacheTTL && !now.Before(e.fetched) {
+	if ok && now.Sub(e.fetched) < ClientCacheTTL && !now.Before(e.fetched) {
 		return cloneClient(e.c), true, nil
 	}
 	c, err = cc.load(ctx, id)
@@ -62,7 +62,7 @@ func (cc *clientCache) get(ctx context.Context, id string) (c store.Client, cach
 	defer cc.mu.Unlock()
 	if len(cc.m) >= clientCacheMax {
 		for k, v := range cc.m {
-			if now.Sub(v.fetched) >= clientCacheTTL {
+			if now.Sub(v.fetched) >= ClientCacheTTL {
 				delete(cc.m, k)
 			}
 		}

@@ -206,6 +206,10 @@ func TestRefreshNeedsTheGrantType(t *testing.T) {
 			if err := e.store.UpdateClient(context.Background(), cur); err != nil {
 				t.Fatal(err)
 			}
+			// Changed behind the server's back, as `authz client update`
+			// does: the token endpoint's client cache sees it within
+			// ClientCacheTTL.
+			e.clock.Advance(provider.ClientCacheTTL)
 		}
 		setGrantTypes(provider.GrantAuthorizationCode)
 		refresh := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tr.RefreshToken}}

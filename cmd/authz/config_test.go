@@ -23,7 +23,7 @@ func TestRefreshGraceMapping(t *testing.T) {
 		wantErr bool
 	}{{0, false}, {30 * time.Second, false}, {5 * time.Second, false}, {4 * time.Second, true}, {time.Millisecond, true}, {-time.Second, true}} {
 		c := config{Issuer: "http://localhost:8080", RefreshGrace: tc.in, AccessTokenTTL: time.Minute, AuthCodeTTL: time.Minute,
-			RefreshIdleTTL: time.Hour, GrantTTL: time.Hour, SessionTTL: time.Hour, RegistrationPolicy: "open"}
+			RefreshIdleTTL: time.Hour, GrantTTL: time.Hour, SessionTTL: time.Hour, JanitorInterval: time.Minute, RegistrationPolicy: "open"}
 		err := c.validate()
 		if tc.wantErr {
 			if err == nil || !strings.HasPrefix(err.Error(), "AUTHZ_REFRESH_GRACE") || strings.Contains(err.Error(), "\n") {
