@@ -11,6 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/authzd/authz/provider/store/postgres"
 )
 
 // The bound modes run the database work of a refresh (bound) or of a code
@@ -18,11 +20,10 @@ import (
 // the database's own limit for that work on this machine, so every run can
 // show authz's rate as a ratio of it.
 //
-// THE SQL BELOW IS A COPY of provider/store/postgres (grants.go:
-// RotateRefreshToken and ConsumeAuthCode) as of this commit, because that
-// package exports neither its statements nor a function that runs them
-// without the server around it. When it does, use those instead; until
-// then a change to the store's SQL must be mirrored here.
+// The pipelined shape sends the store's own statements, exported by
+// provider/store/postgres (SQL… constants), so a change to the store's SQL
+// changes the bound with it. The sequential shape keeps copies of the
+// statements the store sent before it took two round trips.
 //
 // Two shapes (-bound-shape):
 //   - pipelined (default): two round trips, as pgx batches inside one
@@ -40,15 +41,15 @@ const (
 
 	sqlRefreshGrantID  = `SELECT grant_id FROM refresh_tokens WHERE hash = $1`
 	sqlLockGrant       = `SELECT ` + boundGrantCols + ` FROM grants WHERE id = $1 FOR UPDATE`
-	sqlLockGrantByHash = `SELECT ` + boundGrantCols + ` FROM grants WHERE id = (SELECT grant_id FROM refresh_tokens WHERE hash = $1) FOR UPDATE`
-	sqlLockRefresh     = `SELECT ` + boundRefreshCols + ` FROM refresh_tokens WHERE hash = $1 FOR UPDATE`
-	sqlMarkRotated     = `UPDATE refresh_tokens SET rotated_at = $2 WHERE hash = $1`
-	sqlInsertRefresh   = `INSERT INTO refresh_tokens (` + boundRefreshCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`
-	sqlGrantUsed       = `UPDATE grants SET last_used_at = $2 WHERE id = $1`
-	sqlConsumeCode     = `DELETE FROM auth_codes WHERE hash = $1 RETURNING ` + boundCodeCols
+	sqlLockGrantByHash = postgres.SQLLockGrantOfRefresh
+	sqlLockRefresh     = postgres.SQLLockRefresh
+	sqlMarkRotated     = postgres.SQLMarkRotated
+	sqlInsertRefresh   = postgres.SQLInsertRefresh
+	sqlGrantUsed       = postgres.SQLTouchGrant
+	sqlConsumeCode     = postgres.SQLDeleteCode
 	sqlCodeGrantUsed   = `UPDATE grants SET last_used_at = $2 WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2`
-	sqlXactID          = `SELECT pg_current_xact_id()::text`
-	sqlLockGrantOfCode = `SELECT ` + boundGrantCols + ` FROM grants WHERE code_hash = $1 FOR UPDATE`
+	sqlXactID          = postgres.SQLXactID
+	sqlLockGrantOfCode = postgres.SQLLockGrantOfCode
 	sqlInsertGrant     = `INSERT INTO grants (` + boundGrantCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
 	sqlInsertCode      = `INSERT INTO auth_codes (` + boundCodeCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
 )

@@ -55,7 +55,8 @@ func newTestbed(t *testing.T) testbed {
 	for _, ts := range []*httptest.Server{a, b} {
 		srv, err := provider.New(context.Background(), provider.Options{
 			Issuer: issuer, Store: st, Scopes: []string{"read"}, Resources: []string{resURL}, EncryptionKey: key,
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			RefreshGrace: provider.DefaultRefreshGrace, // as authz serve has it; zero is "no grace window"
+			Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 		})
 		if err != nil {
 			t.Fatal(err)
