@@ -22,8 +22,11 @@ func TestRefreshGraceMapping(t *testing.T) {
 		in      time.Duration
 		wantErr bool
 	}{{0, false}, {30 * time.Second, false}, {5 * time.Second, false}, {4 * time.Second, true}, {time.Millisecond, true}, {-time.Second, true}} {
-		c := config{Issuer: "http://localhost:8080", RefreshGrace: tc.in, AccessTokenTTL: time.Minute, AuthCodeTTL: time.Minute,
-			RefreshIdleTTL: time.Hour, GrantTTL: time.Hour, SessionTTL: time.Hour, JanitorInterval: time.Minute, RegistrationPolicy: "open"}
+		var c config // every setting at its default, then the grace under test
+		if err := c.register(flag.NewFlagSet("test", flag.ContinueOnError)); err != nil {
+			t.Fatal(err)
+		}
+		c.DatabaseURL, c.RefreshGrace = "", tc.in
 		err := c.validate()
 		if tc.wantErr {
 			if err == nil || !strings.HasPrefix(err.Error(), "AUTHZ_REFRESH_GRACE") || strings.Contains(err.Error(), "\n") {
