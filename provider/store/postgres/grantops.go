@@ -72,7 +72,7 @@ const (
 
 // commitCheckTimeout bounds resolveCommit: past it the outcome stays
 // unknown and the caller answers 503, as for any outage.
-const commitCheckTimeout = 3 * time.Second
+const commitCheckTimeout = 2 * time.Second
 
 // RefreshArgs are SQLInsertRefresh's arguments for r.
 func RefreshArgs(r store.RefreshToken) []any {
