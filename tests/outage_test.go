@@ -332,7 +332,7 @@ func TestStoreDeadlineOnEveryMethod(t *testing.T) {
 		if m.Type.NumIn() == 0 || m.Type.In(0) != reflect.TypeFor[context.Context]() {
 			continue // Close
 		}
-		if m.Name == "DeleteExpired" {
+		if m.Name == "DeleteExpired" || m.Name == "DeleteStaleClients" {
 			continue // bounded by max(d, 1m): checked below with a shorter caller deadline
 		}
 		wg.Go(func() {
@@ -357,6 +357,13 @@ func TestStoreDeadlineOnEveryMethod(t *testing.T) {
 		defer cancel()
 		if _, err := st.Interface().(store.Store).DeleteExpired(ctx, time.Now()); !errors.Is(err, store.ErrUnavailable) {
 			t.Errorf("DeleteExpired under the caller's deadline on a hung database: %v, want ErrUnavailable", err)
+		}
+	})
+	wg.Go(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		if _, err := st.Interface().(store.Store).DeleteStaleClients(ctx, time.Now(), time.Hour, time.Hour); !errors.Is(err, store.ErrUnavailable) {
+			t.Errorf("DeleteStaleClients under the caller's deadline on a hung database: %v, want ErrUnavailable", err)
 		}
 	})
 	wg.Go(func() {

@@ -17,9 +17,10 @@ import (
 // returns its error unchanged: that is not an outage. A deadline the caller
 // set itself (shorter than d) counts as one, like d.
 //
-// DeleteExpired is background housekeeping over whole tables, not part of a
-// request: it is bounded by max(d, time.Minute), so a large sweep can finish
-// instead of being cut off at every tick.
+// DeleteExpired and DeleteStaleClients are background housekeeping over
+// whole tables, not part of a request: they are bounded by
+// max(d, time.Minute), so a large sweep can finish instead of being cut off
+// at every tick.
 //
 // The deadline works through the context: s must honour cancellation (the
 // PostgreSQL store does; the memory store never waits on anything but its
@@ -105,6 +106,17 @@ func (w *deadlineStore) DeleteClient(ctx context.Context, id string) error {
 
 func (w *deadlineStore) SaveMetadataDocumentClient(ctx context.Context, c Client) error {
 	return w.do(ctx, func(ctx context.Context) error { return w.s.SaveMetadataDocumentClient(ctx, c) })
+}
+
+func (w *deadlineStore) MarkClientUsed(ctx context.Context, id string, now time.Time) error {
+	return w.do(ctx, func(ctx context.Context) error { return w.s.MarkClientUsed(ctx, id, now) })
+}
+
+// DeleteStaleClients is housekeeping like DeleteExpired, with its bound.
+func (w *deadlineStore) DeleteStaleClients(ctx context.Context, now time.Time, unusedTTL, idleTTL time.Duration) (int64, error) {
+	return bounded(ctx, w.sweep, func(ctx context.Context) (int64, error) {
+		return w.s.DeleteStaleClients(ctx, now, unusedTTL, idleTTL)
+	})
 }
 
 func (w *deadlineStore) CreateUser(ctx context.Context, u User) error {

@@ -66,6 +66,11 @@ type Client struct {
 	DocumentExpiresAt time.Time
 	CreatedAt         time.Time
 	UpdatedAt         time.Time
+	// UsedAt is when the client last completed an authorization or used
+	// a grant, to within a day (MarkClientUsed); zero until the first
+	// completed authorization. The janitor removes self-registered clients
+	// by it (DeleteStaleClients).
+	UsedAt time.Time
 }
 
 // DocumentIdentityChanged reports whether a client metadata document
@@ -114,7 +119,11 @@ type ClientMetadata struct {
 	Scopes []string `json:"scopes,omitempty"`
 	// Resources (RFC 8707) the client may request tokens for. Empty: any
 	// resource the server is configured with.
-	Resources       []string        `json:"resources,omitempty"`
+	Resources []string `json:"resources,omitempty"`
+	// Introspect marks a resource server an administrator trusts to learn
+	// about access tokens whose audience includes one of its Resources
+	// (RFC 7662 §4). Without it a client may introspect only its own tokens.
+	Introspect      bool            `json:"introspect,omitempty"`
 	ClientURI       string          `json:"client_uri,omitempty"`
 	LogoURI         string          `json:"logo_uri,omitempty"`
 	TOSURI          string          `json:"tos_uri,omitempty"`
@@ -276,6 +285,13 @@ type InitialAccessToken struct {
 	CreatedAt time.Time
 	// ExpiresAt zero means it never expires.
 	ExpiresAt time.Time
+	// The administrator's policy for clients registered with the token:
+	// AllowGrants are grant types a self-registered client may not
+	// otherwise have (client_credentials); Scopes and Resources become the
+	// client's allowances. Empty: nothing beyond an anonymous registration.
+	AllowGrants []string
+	Scopes      []string
+	Resources   []string
 }
 
 // RedeemFunc checks a consumed authorization code and returns the refresh
@@ -315,6 +331,16 @@ type Store interface {
 	// that is not a metadata-document client is never replaced:
 	// ErrAlreadyExists.
 	SaveMetadataDocumentClient(ctx context.Context, c Client) error
+	// MarkClientUsed moves the client's UsedAt forward to now (never back).
+	// ErrNotFound if it does not exist.
+	MarkClientUsed(ctx context.Context, id string, now time.Time) error
+	// DeleteStaleClients removes, in one operation, every TrustRegistered
+	// client without a live grant at now (one neither revoked nor past its
+	// lifetime) that either never completed an authorization (zero UsedAt)
+	// and was created at or before now-unusedTTL, or was last used at or
+	// before now-idleTTL; with them go their codes, grants, tokens and
+	// consents, as DeleteClient. It returns how many clients it removed.
+	DeleteStaleClients(ctx context.Context, now time.Time, unusedTTL, idleTTL time.Duration) (int64, error)
 
 	// Users.
 	CreateUser(ctx context.Context, u User) error // ErrAlreadyExists on ID or Username

@@ -110,8 +110,8 @@ func (s *Store) ListClients(context.Context) ([]store.Client, error) {
 }
 
 // UpdateClient replaces exactly what the contract names: the secret hash,
-// the registration token hash, the metadata and UpdatedAt. CreatedAt and
-// SecretExpiresAt stay as they were.
+// the registration token hash, the metadata and UpdatedAt. Trust,
+// CreatedAt, UsedAt and SecretExpiresAt stay as they were.
 func (s *Store) UpdateClient(_ context.Context, c store.Client) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -134,12 +134,32 @@ func (s *Store) DeleteClient(_ context.Context, id string) error {
 	if _, ok := s.clients[id]; !ok {
 		return store.ErrNotFound
 	}
+	s.deleteClientLocked(id)
+	return nil
+}
+
+func (s *Store) deleteClientLocked(id string) {
 	delete(s.clients, id)
 	s.dropGrantsLocked(func(g store.Grant) bool { return g.ClientID == id })
 	for k := range s.consents {
 		if k.clientID == id {
 			delete(s.consents, k)
 		}
+	}
+}
+
+// MarkClientUsed moves UsedAt forward only.
+func (s *Store) MarkClientUsed(_ context.Context, id string, now time.Time) error {
+	now = norm(now)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.clients[id]
+	if !ok {
+		return store.ErrNotFound
+	}
+	if now.After(c.UsedAt) {
+		c.UsedAt = now
+		s.clients[id] = c
 	}
 	return nil
 }
@@ -154,7 +174,7 @@ func (s *Store) SaveMetadataDocumentClient(_ context.Context, c store.Client) er
 		if cur.Trust != store.TrustMetadataDocument {
 			return store.ErrAlreadyExists
 		}
-		n.CreatedAt = cur.CreatedAt
+		n.CreatedAt, n.UsedAt = cur.CreatedAt, cur.UsedAt
 		if store.DocumentIdentityChanged(cur.Metadata, n.Metadata) {
 			for k := range s.consents {
 				if k.clientID == c.ID {
@@ -165,6 +185,34 @@ func (s *Store) SaveMetadataDocumentClient(_ context.Context, c store.Client) er
 	}
 	s.clients[c.ID] = n
 	return nil
+}
+
+// DeleteStaleClients decides and deletes under the one lock.
+func (s *Store) DeleteStaleClients(_ context.Context, now time.Time, unusedTTL, idleTTL time.Duration) (int64, error) {
+	now = norm(now)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	live := map[string]bool{}
+	for _, g := range s.grants {
+		if g.Active(now) {
+			live[g.ClientID] = true
+		}
+	}
+	var doomed []string
+	for id, c := range s.clients {
+		if c.Trust != store.TrustRegistered || live[id] {
+			continue
+		}
+		unused := c.UsedAt.IsZero() && !c.CreatedAt.After(now.Add(-unusedTTL))
+		idle := !c.UsedAt.IsZero() && !c.UsedAt.After(now.Add(-idleTTL))
+		if unused || idle {
+			doomed = append(doomed, id)
+		}
+	}
+	for _, id := range doomed {
+		s.deleteClientLocked(id)
+	}
+	return int64(len(doomed)), nil
 }
 
 // ---- Users ----
@@ -731,6 +779,7 @@ func (s *Store) DeleteSession(_ context.Context, hash []byte) error {
 
 func (s *Store) CreateInitialAccessToken(_ context.Context, t store.InitialAccessToken) error {
 	t.Hash, t.CreatedAt, t.ExpiresAt = bytes.Clone(t.Hash), norm(t.CreatedAt), norm(t.ExpiresAt)
+	t.AllowGrants, t.Scopes, t.Resources = slices.Clone(t.AllowGrants), slices.Clone(t.Scopes), slices.Clone(t.Resources)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.iats[string(t.Hash)]; ok {
@@ -752,6 +801,7 @@ func (s *Store) GetInitialAccessToken(_ context.Context, hash []byte, now time.T
 		return store.InitialAccessToken{}, store.ErrExpired
 	}
 	t.Hash = bytes.Clone(t.Hash)
+	t.AllowGrants, t.Scopes, t.Resources = slices.Clone(t.AllowGrants), slices.Clone(t.Scopes), slices.Clone(t.Resources)
 	return t, nil
 }
 
@@ -835,7 +885,7 @@ func norm(t time.Time) time.Time {
 
 func cloneClient(c store.Client) store.Client {
 	c.SecretHash, c.RegistrationTokenHash = bytes.Clone(c.SecretHash), bytes.Clone(c.RegistrationTokenHash)
-	c.SecretExpiresAt, c.CreatedAt, c.UpdatedAt = norm(c.SecretExpiresAt), norm(c.CreatedAt), norm(c.UpdatedAt)
+	c.SecretExpiresAt, c.CreatedAt, c.UpdatedAt, c.UsedAt = norm(c.SecretExpiresAt), norm(c.CreatedAt), norm(c.UpdatedAt), norm(c.UsedAt)
 	c.DocumentExpiresAt = norm(c.DocumentExpiresAt)
 	m := &c.Metadata
 	m.RedirectURIs, m.GrantTypes, m.ResponseTypes = slices.Clone(m.RedirectURIs), slices.Clone(m.GrantTypes), slices.Clone(m.ResponseTypes)

@@ -189,16 +189,18 @@ func (s *Store) DeleteSession(ctx context.Context, hash []byte) error {
 // ---- Initial access tokens (RFC 7591 §3) ----
 
 func (s *Store) CreateInitialAccessToken(ctx context.Context, t store.InitialAccessToken) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO initial_access_tokens (hash, created_at, expires_at) VALUES ($1, $2, $3)`,
-		t.Hash, ts(t.CreatedAt), nullTS(t.ExpiresAt))
+	_, err := s.pool.Exec(ctx, `INSERT INTO initial_access_tokens (hash, created_at, expires_at, allow_grants, scopes, resources)
+		VALUES ($1, $2, $3, $4, $5, $6)`,
+		t.Hash, ts(t.CreatedAt), nullTS(t.ExpiresAt), arr(t.AllowGrants), arr(t.Scopes), arr(t.Resources))
 	return wrap(err)
 }
 
 func (s *Store) GetInitialAccessToken(ctx context.Context, hash []byte, now time.Time) (store.InitialAccessToken, error) {
 	var t store.InitialAccessToken
 	var exp *time.Time
-	if err := s.readRow(ctx, `SELECT hash, created_at, expires_at FROM initial_access_tokens WHERE hash = $1`, hash).
-		Scan(&t.Hash, &t.CreatedAt, &exp); err != nil {
+	if err := s.readRow(ctx, `SELECT hash, created_at, expires_at, allow_grants, scopes, resources
+		FROM initial_access_tokens WHERE hash = $1`, hash).
+		Scan(&t.Hash, &t.CreatedAt, &exp, &t.AllowGrants, &t.Scopes, &t.Resources); err != nil {
 		return store.InitialAccessToken{}, wrap(err)
 	}
 	t.CreatedAt, t.ExpiresAt = t.CreatedAt.UTC(), fromNull(exp)

@@ -159,29 +159,29 @@ func arr(s []string) []string {
 
 // ---- Clients ----
 
-const clientCols = `id, secret_hash, secret_expires_at, registration_token_hash, metadata, trust, created_at, updated_at, document_expires_at`
+const clientCols = `id, secret_hash, secret_expires_at, registration_token_hash, metadata, trust, created_at, updated_at, document_expires_at, used_at`
 
 func scanClient(row pgx.Row) (store.Client, error) {
 	var c store.Client
-	var secExp, docExp *time.Time
+	var secExp, docExp, used *time.Time
 	var meta []byte
-	if err := row.Scan(&c.ID, &c.SecretHash, &secExp, &c.RegistrationTokenHash, &meta, &c.Trust, &c.CreatedAt, &c.UpdatedAt, &docExp); err != nil {
+	if err := row.Scan(&c.ID, &c.SecretHash, &secExp, &c.RegistrationTokenHash, &meta, &c.Trust, &c.CreatedAt, &c.UpdatedAt, &docExp, &used); err != nil {
 		return store.Client{}, wrap(err)
 	}
 	if err := json.Unmarshal(meta, &c.Metadata); err != nil {
 		return store.Client{}, fmt.Errorf("postgres: client %s metadata: %w", c.ID, err)
 	}
 	c.SecretExpiresAt, c.CreatedAt, c.UpdatedAt = fromNull(secExp), c.CreatedAt.UTC(), c.UpdatedAt.UTC()
-	c.DocumentExpiresAt = fromNull(docExp)
+	c.DocumentExpiresAt, c.UsedAt = fromNull(docExp), fromNull(used)
 	return c, nil
 }
 
-const insertClient = `INSERT INTO clients (` + clientCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`
+const insertClient = `INSERT INTO clients (` + clientCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
 
 // clientValues are c's columns in clientCols order.
 func clientValues(c store.Client, meta []byte) []any {
 	return []any{c.ID, c.SecretHash, nullTS(c.SecretExpiresAt), c.RegistrationTokenHash, string(meta), c.Trust,
-		ts(c.CreatedAt), ts(c.UpdatedAt), nullTS(c.DocumentExpiresAt)}
+		ts(c.CreatedAt), ts(c.UpdatedAt), nullTS(c.DocumentExpiresAt), nullTS(c.UsedAt)}
 }
 
 func (s *Store) CreateClient(ctx context.Context, c store.Client) error {
@@ -235,8 +235,8 @@ func (s *Store) ListClients(ctx context.Context) ([]store.Client, error) {
 	return readRows(s, ctx, scanClient, `SELECT `+clientCols+` FROM clients ORDER BY created_at, id`)
 }
 
-// UpdateClient replaces what the contract names and keeps CreatedAt and
-// SecretExpiresAt.
+// UpdateClient replaces what the contract names and keeps Trust, CreatedAt,
+// UsedAt and SecretExpiresAt.
 func (s *Store) UpdateClient(ctx context.Context, c store.Client) error {
 	meta, err := json.Marshal(c.Metadata)
 	if err != nil {
@@ -264,6 +264,37 @@ func (s *Store) DeleteClient(ctx context.Context, id string) error {
 		return store.ErrNotFound
 	}
 	return nil
+}
+
+// MarkClientUsed only ever moves used_at forward, so two replicas marking
+// at once cannot move it back.
+func (s *Store) MarkClientUsed(ctx context.Context, id string, now time.Time) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE clients SET used_at = GREATEST(used_at, $2) WHERE id = $1`, id, ts(now))
+	if err != nil {
+		return wrap(err)
+	}
+	if tag.RowsAffected() == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+// DeleteStaleClients is one DELETE: the staleness test and the removal see
+// the same rows. Grants, codes, refresh tokens and consents go by cascade.
+// A grant committed while the statement runs may go with its client: that
+// client had completed no authorization for the whole TTL.
+func (s *Store) DeleteStaleClients(ctx context.Context, now time.Time, unusedTTL, idleTTL time.Duration) (int64, error) {
+	now = ts(now)
+	tag, err := s.pool.Exec(ctx, `DELETE FROM clients c
+		WHERE c.trust = $1
+		  AND ((c.used_at IS NULL AND c.created_at <= $3) OR c.used_at <= $4)
+		  AND NOT EXISTS (SELECT 1 FROM grants g
+		                  WHERE g.client_id = c.id AND g.revoked_at IS NULL AND g.expires_at > $2)`,
+		store.TrustRegistered, now, now.Add(-unusedTTL), now.Add(-idleTTL))
+	if err != nil {
+		return 0, wrap(err)
+	}
+	return tag.RowsAffected(), nil
 }
 
 // ---- Users ----

@@ -180,7 +180,8 @@ func testClients(t *testing.T, newStore factory) {
 		old := e.client("c1")
 		other := e.client("c2")
 
-		upd := sampleClient("c1", at(time.Hour)) // a different CreatedAt and SecretExpiresAt
+		upd := sampleClient("c1", at(time.Hour)) // a different CreatedAt, SecretExpiresAt and UsedAt
+		upd.Trust = store.TrustAdmin             // which UpdateClient must not grant
 		upd.Metadata = store.ClientMetadata{
 			Name:                    "Renamed",
 			RedirectURIs:            []string{"https://new.example.com/cb"},
@@ -195,10 +196,11 @@ func testClients(t *testing.T, newStore factory) {
 		got, err := e.s.GetClient(e.ctx, "c1")
 		e.must(err, "GetClient")
 		// The doc names exactly what UpdateClient replaces: secret hash,
-		// registration token hash, metadata and UpdatedAt. CreatedAt and
-		// SecretExpiresAt are kept.
+		// registration token hash, metadata and UpdatedAt. Trust,
+		// CreatedAt, UsedAt and SecretExpiresAt are kept.
 		want := upd
 		want.CreatedAt, want.SecretExpiresAt = old.CreatedAt, old.SecretExpiresAt
+		want.Trust, want.UsedAt = old.Trust, old.UsedAt
 		equal(t, "updated client", got, want, canonClient)
 
 		got2, err := e.s.GetClient(e.ctx, "c2")

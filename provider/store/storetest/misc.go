@@ -330,11 +330,21 @@ func testInitialAccessTokens(t *testing.T, newStore factory) {
 		{"at ExpiresAt", at(time.Hour), at(time.Hour), store.ErrExpired},
 		{"after ExpiresAt", at(time.Hour), at(2 * time.Hour), store.ErrExpired},
 	}
+	t.Run("no policy reads back empty", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		tok := store.InitialAccessToken{Hash: randomHash(), CreatedAt: base}
+		e.must(e.s.CreateInitialAccessToken(e.ctx, tok), "CreateInitialAccessToken")
+		got, err := e.s.GetInitialAccessToken(e.ctx, tok.Hash, base)
+		e.must(err, "GetInitialAccessToken")
+		equal(t, "initial access token", got, tok, canonIAT)
+	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, newStore)
-			tok := store.InitialAccessToken{Hash: randomHash(), CreatedAt: base, ExpiresAt: tt.expires}
+			tok := store.InitialAccessToken{Hash: randomHash(), CreatedAt: base, ExpiresAt: tt.expires,
+				AllowGrants: []string{"client_credentials"}, Scopes: []string{"read", "admin"}, Resources: []string{"https://api.example.com/"}}
 			e.must(e.s.CreateInitialAccessToken(e.ctx, tok), "CreateInitialAccessToken")
 			got, err := e.s.GetInitialAccessToken(e.ctx, tok.Hash, tt.now)
 			wantErr(t, "GetInitialAccessToken", err, tt.want)

@@ -59,6 +59,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"InitialAccessTokens", testInitialAccessTokens},
 		{"DeleteExpired", testDeleteExpired},
 		{"SweepKeepsEvidence", testSweepKeepsEvidence},
+		{"StaleClients", testStaleClients},
 		{"TimeNormalisation", testTimeNormalisation},
 		{"NoAliasing", testNoAliasing},
 	}
@@ -122,10 +123,10 @@ func (e *env) must(err error, what string) {
 func sampleClient(id string, created time.Time) store.Client {
 	return store.Client{
 		ID:                    id,
+		Trust:                 store.TrustRegistered,
 		SecretHash:            randomHash(),
 		SecretExpiresAt:       created.Add(90 * 24 * time.Hour),
 		RegistrationTokenHash: randomHash(),
-		Trust:                 store.TrustRegistered,
 		Metadata: store.ClientMetadata{
 			Name:                    "Example App " + id,
 			RedirectURIs:            []string{"https://app.example.com/cb", "http://127.0.0.1/cb"},
@@ -135,6 +136,7 @@ func sampleClient(id string, created time.Time) store.Client {
 			ApplicationType:         "web",
 			Scopes:                  []string{"openid", "read", "write"},
 			Resources:               []string{"https://api.example.com/", "https://files.example.com/"},
+			Introspect:              true,
 			ClientURI:               "https://app.example.com/",
 			LogoURI:                 "https://app.example.com/logo.png",
 			TOSURI:                  "https://app.example.com/tos",
@@ -149,13 +151,15 @@ func sampleClient(id string, created time.Time) store.Client {
 		},
 		CreatedAt: created,
 		UpdatedAt: created,
+		UsedAt:    created.Add(time.Minute),
 	}
 }
 
 // publicClient authenticates with "none": no secret, no registration token.
 func publicClient(id string, created time.Time) store.Client {
 	return store.Client{
-		ID: id,
+		ID:    id,
+		Trust: store.TrustAdmin,
 		Metadata: store.ClientMetadata{
 			RedirectURIs:            []string{"http://127.0.0.1/cb"},
 			TokenEndpointAuthMethod: store.AuthMethodNone,
@@ -435,7 +439,7 @@ func cJSON(b []byte) []byte {
 
 func canonClient(c store.Client) store.Client {
 	c.SecretHash, c.RegistrationTokenHash = cBytes(c.SecretHash), cBytes(c.RegistrationTokenHash)
-	c.SecretExpiresAt, c.CreatedAt, c.UpdatedAt = cTime(c.SecretExpiresAt), cTime(c.CreatedAt), cTime(c.UpdatedAt)
+	c.SecretExpiresAt, c.CreatedAt, c.UpdatedAt, c.UsedAt = cTime(c.SecretExpiresAt), cTime(c.CreatedAt), cTime(c.UpdatedAt), cTime(c.UsedAt)
 	c.DocumentExpiresAt = cTime(c.DocumentExpiresAt)
 	m := &c.Metadata
 	m.RedirectURIs, m.GrantTypes, m.ResponseTypes = cStrings(m.RedirectURIs), cStrings(m.GrantTypes), cStrings(m.ResponseTypes)
@@ -501,6 +505,7 @@ func canonSession(s store.Session) store.Session {
 
 func canonIAT(t store.InitialAccessToken) store.InitialAccessToken {
 	t.Hash, t.CreatedAt, t.ExpiresAt = cBytes(t.Hash), cTime(t.CreatedAt), cTime(t.ExpiresAt)
+	t.AllowGrants, t.Scopes, t.Resources = cStrings(t.AllowGrants), cStrings(t.Scopes), cStrings(t.Resources)
 	return t
 }
 
