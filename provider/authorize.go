@@ -77,6 +77,11 @@ func (s *Server) parseAuthorize(r *http.Request, form url.Values) (*authorizeReq
 	default:
 		return nil, &untrusted{"Invalid request", "The application did not say where to return to (redirect_uri is missing)."}
 	}
+	if refusedRedirect(req.redirect) {
+		// Registered before the scheme was denied: an OS protocol handler
+		// is never a redirect target (RFC 9700 §4.11.2).
+		return nil, &untrusted{"Invalid redirect", "The application asked to return to an address this server no longer sends anyone to."}
+	}
 
 	// From here on, errors are redirected to the client.
 	req.state = form.Get("state")
@@ -131,6 +136,7 @@ func (s *Server) requestedScopes(c store.Client, values []string) ([]string, err
 		return nil, oauthErr(errInvalidScope, "scope is malformed")
 	}
 	scopes = dropUnhandled(scopes)
+	allowed := s.allowedScopes(c)
 	for _, sc := range scopes {
 		if !slices.Contains(s.opts.Scopes, sc) {
 			return nil, oauthErr(errInvalidScope, "unknown scope: "+sc)
@@ -138,7 +144,7 @@ func (s *Server) requestedScopes(c store.Client, values []string) ([]string, err
 		if sc == ScopeOfflineAccess {
 			continue // about the grant, not a permission: any client may ask
 		}
-		if len(c.Metadata.Scopes) > 0 && !slices.Contains(c.Metadata.Scopes, sc) {
+		if allowed != nil && !slices.Contains(allowed, sc) {
 			return nil, oauthErr(errInvalidScope, "the client may not request scope "+sc)
 		}
 	}

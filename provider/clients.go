@@ -114,7 +114,7 @@ func fromDCR(m *store.ClientMetadata, d dcr.Metadata) {
 	*m = store.ClientMetadata{
 		Name: d.ClientName, RedirectURIs: d.RedirectURIs, TokenEndpointAuthMethod: d.TokenEndpointAuthMethod,
 		GrantTypes: d.GrantTypes, ResponseTypes: d.ResponseTypes, ApplicationType: d.ApplicationType,
-		Scopes: scopes, Resources: m.Resources, ClientURI: d.ClientURI, LogoURI: d.LogoURI, TOSURI: d.TOSURI,
+		Scopes: scopes, Resources: m.Resources, Introspect: m.Introspect, ClientURI: d.ClientURI, LogoURI: d.LogoURI, TOSURI: d.TOSURI,
 		PolicyURI: d.PolicyURI, Contacts: d.Contacts, SoftwareID: d.SoftwareID, SoftwareVersion: d.SoftwareVersion,
 		JWKSURI: d.JWKSURI, JWKS: d.JWKS,
 	}

@@ -75,6 +75,22 @@ type Options struct {
 
 	// RegistrationPolicy: RegistrationOpen (default), RegistrationToken or RegistrationOff.
 	RegistrationPolicy string
+	// AdminScopes are offered scopes only an administrator's clients (or
+	// an initial access token's policy) may be allowed. Default: none.
+	AdminScopes []string
+	// RegistrationScopes are the scopes a self-registered client may ask
+	// for. nil: every offered scope except AdminScopes; empty: none.
+	RegistrationScopes []string
+	// RedirectSchemes are the single-word private-use redirect schemes a
+	// self-registered client may use besides reverse-DNS ones (RFC 8252
+	// §7.1). nil: dcr.DefaultRedirectSchemes; empty: none.
+	RedirectSchemes []string
+	// A self-registered client that never completed an authorization is
+	// deleted RegistrationUnusedTTL after registering (default 24h); one
+	// without a live grant, RegistrationIdleTTL after its last use
+	// (default 90 days). See Server.DeleteStaleRegistrations.
+	RegistrationUnusedTTL time.Duration
+	RegistrationIdleTTL   time.Duration
 
 	// Failed logins allowed per (account, client IP) and per client IP in
 	// LoginWindow before further attempts from there get 429. Counted in
@@ -172,6 +188,38 @@ func (o *Options) setDefaults() error {
 	if !slices.Contains(o.Scopes, ScopeOfflineAccess) {
 		o.Scopes = append(slices.Clone(o.Scopes), ScopeOfflineAccess)
 	}
+	for _, s := range o.AdminScopes {
+		if !slices.Contains(o.Scopes, s) {
+			return fmt.Errorf("provider: admin scope %q is not an offered scope", s)
+		}
+	}
+	if o.RegistrationScopes == nil {
+		// Never nil: nil would read as "no limit" (Server.allowedScopes).
+		o.RegistrationScopes = append([]string{}, without(o.Scopes, o.AdminScopes)...)
+	}
+	for _, s := range o.RegistrationScopes {
+		if !slices.Contains(o.Scopes, s) {
+			return fmt.Errorf("provider: registration scope %q is not an offered scope", s)
+		}
+		if slices.Contains(o.AdminScopes, s) {
+			return fmt.Errorf("provider: scope %q cannot be both admin-only and open to registration", s)
+		}
+	}
+	if o.RedirectSchemes == nil {
+		o.RedirectSchemes = slices.Clone(dcr.DefaultRedirectSchemes)
+	} else {
+		o.RedirectSchemes = slices.Clone(o.RedirectSchemes)
+	}
+	for i, s := range o.RedirectSchemes {
+		s = strings.ToLower(s)
+		o.RedirectSchemes[i] = s
+		if !validScheme(s) || s == "http" || s == "https" {
+			return fmt.Errorf("provider: redirect scheme %q is not a private-use URI scheme", s)
+		}
+		if dcr.DeniedScheme(s) {
+			return fmt.Errorf("provider: redirect scheme %q belongs to an operating-system handler and is never allowed", s)
+		}
+	}
 	if o.SigningAlgorithm == "" {
 		o.SigningAlgorithm = "ES256"
 	}
@@ -190,6 +238,8 @@ func (o *Options) setDefaults() error {
 	def(&o.LoginWindow, 15*time.Minute)
 	def(&o.RegistrationWindow, time.Hour)
 	def(&o.StoreTimeout, 5*time.Second)
+	def(&o.RegistrationUnusedTTL, 24*time.Hour)
+	def(&o.RegistrationIdleTTL, 90*24*time.Hour)
 	if o.JanitorInterval < 0 || o.KeyRefreshInterval < 0 {
 		return errors.New("provider: the janitor and key-refresh intervals must be positive")
 	}
@@ -232,6 +282,20 @@ func (o *Options) setDefaults() error {
 		o.Logger = slog.Default()
 	}
 	return nil
+}
+
+// validScheme is RFC 3986 §3.1: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ).
+func validScheme(s string) bool {
+	if s == "" || !(s[0] >= 'a' && s[0] <= 'z') {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // ParseIssuer checks that s is usable as an issuer identifier (RFC 8414 §2:

@@ -25,6 +25,9 @@ type registration struct {
 	RegistrationAccessToken string  `json:"registration_access_token,omitempty"`
 	RegistrationClientURI   string  `json:"registration_client_uri"`
 	dcr.Metadata
+	// Notice says what an RFC 7592 update kept or narrowed (RFC 7592 §2.2
+	// lets the server replace values; this says which and why).
+	Notice string `json:"notice,omitempty"`
 }
 
 func (s *Server) registrationView(c store.Client, secret, regToken string) registration {
@@ -64,10 +67,16 @@ func bearerToken(r *http.Request) (string, bool) {
 	return strings.TrimSpace(tok), true
 }
 
+// maxRegistrationBytes bounds a registration or update document: real
+// metadata is a few hundred bytes, and every stored byte is kept for as long
+// as the client lives (issue 11: 56 KB registrations by the thousand).
+const maxRegistrationBytes = 16 << 10
+
 var errBadRegistrationToken = &Error{Code: errInvalidToken, Description: "missing or invalid access token"}
 
 // handleRegister is RFC 7591 §3.1.
 func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) error {
+	var policy registrationPolicy
 	switch s.opts.RegistrationPolicy {
 	case RegistrationOff:
 		return &Error{Code: errAccessDenied, Description: "dynamic client registration is disabled", Status: http.StatusForbidden}
@@ -81,11 +90,26 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) error {
 		if !ok {
 			return errBadRegistrationToken
 		}
-		if _, err := s.store.GetInitialAccessToken(r.Context(), tokens.Hash(tok), s.opts.Now()); err != nil {
+		iat, err := s.store.GetInitialAccessToken(r.Context(), tokens.Hash(tok), s.opts.Now())
+		if err != nil {
 			if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrExpired) {
 				return errBadRegistrationToken
 			}
 			return err
+		}
+		policy = policyOf(iat)
+	case RegistrationOpen:
+		// An initial access token is optional here (RFC 7591 §3); a good
+		// one brings its administrator's policy, anything else registers
+		// anonymously, as before tokens carried policies.
+		if tok, ok := bearerToken(r); ok {
+			iat, err := s.store.GetInitialAccessToken(r.Context(), tokens.Hash(tok), s.opts.Now())
+			switch {
+			case err == nil:
+				policy = policyOf(iat)
+			case !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrExpired):
+				return err
+			}
 		}
 	}
 	m, err := s.decodeMetadata(r)
@@ -96,6 +120,10 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) error {
 	c, secret, err := NewClient(m, now, s.opts.Rand)
 	if err != nil {
 		return metadataError(err)
+	}
+	c.Trust = store.TrustRegistered
+	if err := s.checkRegistration(&c.Metadata, policy); err != nil {
+		return err
 	}
 	regToken, err := tokens.NewSecret(s.opts.Rand, tokens.PrefixRegistrationToken)
 	if err != nil {
@@ -139,9 +167,13 @@ func (s *Server) decodeMetadataKeeping(r *http.Request, raw *map[string]any) (st
 	if ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
 		return store.ClientMetadata{}, oauthErr(errInvalidClientMetadata, "the body must be application/json")
 	}
-	body, err := io.ReadAll(r.Body)
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxRegistrationBytes+1))
 	if err != nil {
 		return store.ClientMetadata{}, oauthErr(errInvalidClientMetadata, "the body could not be read")
+	}
+	if len(body) > maxRegistrationBytes {
+		return store.ClientMetadata{}, &Error{Code: errInvalidClientMetadata, Status: http.StatusRequestEntityTooLarge,
+			Description: "body: larger than 16 KiB"}
 	}
 	d, err := dcr.Decode(bytes.NewReader(body))
 	if err != nil {
@@ -218,8 +250,11 @@ func (s *Server) updateRegistration(w http.ResponseWriter, r *http.Request, c st
 	if sec, ok := raw["client_secret"].(string); ok && (c.SecretHash == nil || !tokens.Equal(tokens.Hash(sec), c.SecretHash)) {
 		return oauthErr(errInvalidClientMetadata, "client_secret does not match")
 	}
-	// The administrator's resource allowance is not the client's to change.
-	m.Resources = c.Metadata.Resources
+	// The administrator's allowances are not the client's to change.
+	note, err := s.keepAllowances(c, &m)
+	if err != nil {
+		return err
+	}
 	secret, err := UpdateClient(&c, m, false, s.opts.Now(), s.opts.Rand)
 	if err != nil {
 		return metadataError(err)
@@ -233,6 +268,8 @@ func (s *Server) updateRegistration(w http.ResponseWriter, r *http.Request, c st
 	if err := s.store.UpdateClient(r.Context(), c); err != nil {
 		return err
 	}
-	writeTokenJSON(w, http.StatusOK, s.registrationView(c, secret, regToken))
+	v := s.registrationView(c, secret, regToken)
+	v.Notice = note
+	writeTokenJSON(w, http.StatusOK, v)
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/authzd/authz/internal/resourceid"
 	"github.com/authzd/authz/provider/store"
 	"github.com/authzd/authz/provider/tokens"
 )
@@ -93,7 +94,9 @@ type introspection struct {
 
 // handleIntrospect is RFC 7662. The caller must authenticate as a
 // confidential client (resource servers are registered as such). Anything
-// not active is exactly {"active": false}.
+// not active, and anything the caller may not know about, is exactly
+// {"active": false}. Introspection only reads: it never rotates a refresh
+// token or counts as a use of one.
 func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) error {
 	if err := r.ParseForm(); err != nil {
 		return oauthErr(errInvalidRequest, "the request body must be application/x-www-form-urlencoded")
@@ -112,7 +115,7 @@ func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) error 
 	if token == "" {
 		return oauthErr(errInvalidRequest, "token is required")
 	}
-	resp, err := s.introspect(r.Context(), token)
+	resp, err := s.introspect(r.Context(), c, token)
 	if err != nil {
 		return err
 	}
@@ -122,7 +125,13 @@ func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) error 
 
 var inactive = introspection{Active: false}
 
-func (s *Server) introspect(ctx context.Context, token string) (introspection, error) {
+// introspect answers for caller (RFC 7662 §2.2, §4: the server decides
+// what a caller may learn). Every client may learn about tokens issued to
+// itself; a client an administrator marked Introspect also about access
+// tokens whose audience includes one of its own resources (a resource
+// server checking tokens presented to it). Refresh tokens are only ever
+// shown to the client holding them.
+func (s *Server) introspect(ctx context.Context, caller store.Client, token string) (introspection, error) {
 	now := s.opts.Now()
 	if strings.HasPrefix(token, tokens.PrefixRefreshToken) {
 		rt, g, err := s.store.GetRefreshToken(ctx, tokens.Hash(token))
@@ -131,6 +140,9 @@ func (s *Server) introspect(ctx context.Context, token string) (introspection, e
 		}
 		if err != nil {
 			return inactive, err
+		}
+		if rt.ClientID != caller.ID {
+			return inactive, nil
 		}
 		// A rotated token is spent, except inside the grace window where it
 		// can still be exchanged.
@@ -148,6 +160,9 @@ func (s *Server) introspect(ctx context.Context, token string) (introspection, e
 	if err != nil || !ok {
 		return inactive, err
 	}
+	if cl.ClientID != caller.ID && !audienceOf(caller, cl.Audience) {
+		return inactive, nil
+	}
 	if live, err := s.accessTokenLive(ctx, cl, now); err != nil || !live {
 		return inactive, err
 	}
@@ -155,6 +170,22 @@ func (s *Server) introspect(ctx context.Context, token string) (introspection, e
 		Active: true, Scope: cl.Scope, ClientID: cl.ClientID, Subject: cl.Subject, Audience: cl.Audience,
 		Issuer: cl.Issuer, ExpiresAt: cl.ExpiresAt.Unix(), IssuedAt: cl.IssuedAt.Unix(), JTI: cl.ID, TokenType: "Bearer",
 	}, nil
+}
+
+// audienceOf reports whether caller is a resource server an administrator
+// marked Introspect and aud names one of its resources. Its resource list
+// must be explicit: an empty one (any resource, for tokens it asks for)
+// grants no view of other clients' tokens.
+func audienceOf(caller store.Client, aud []string) bool {
+	if !caller.Metadata.Introspect {
+		return false
+	}
+	for _, r := range caller.Metadata.Resources {
+		if _, ok, _ := resourceid.Match(r, aud); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // accessTokenLive checks what a signature cannot: the token was not revoked,

@@ -267,6 +267,7 @@ func (s *Server) exchangeCode(ctx context.Context, c store.Client, req *tokenReq
 	case err != nil:
 		return nil, err // redeem's own *Error, or the store's
 	}
+	s.markUsed(ctx, c, now)
 	return s.completeTokenResponse(ctx, resp, code.UserID, c.ID, code.GrantID, code.Scopes, resources, now)
 }
 
@@ -321,6 +322,7 @@ func (s *Server) refresh(ctx context.Context, c store.Client, req *tokenRequest)
 	if !tokens.Equal(rot.New.Hash, tokens.Hash(secret)) {
 		return nil, errors.New("provider: the store answered with a successor that is not the derived one")
 	}
+	s.markUsed(ctx, c, now)
 	resp := &tokenResponse{RefreshToken: secret}
 	return s.completeTokenResponse(ctx, resp, rot.Grant.UserID, c.ID, rot.Grant.ID, scopes, resources, now)
 }
@@ -334,6 +336,13 @@ func (s *Server) clientCredentials(ctx context.Context, c store.Client, req *tok
 	if !allowedGrant(c, GrantClientCredentials) {
 		return nil, oauthErr(errUnauthorizedClient, "the client is not registered for the client_credentials grant")
 	}
+	// No user consents to these tokens, so an untrusted client gets them
+	// only within allowances an administrator set (an initial access
+	// token's policy), never the "anything offered" of an empty list: a
+	// client registered before trust levels existed stops here too.
+	if !trusted(c) && (len(c.Metadata.Scopes) == 0 || len(c.Metadata.Resources) == 0) {
+		return nil, oauthErr(errUnauthorizedClient, "client_credentials needs scope and resource allowances from an administrator")
+	}
 	scopes, err := s.requestedScopes(c, nonEmpty(req.scope))
 	if err != nil {
 		return nil, err
@@ -342,7 +351,9 @@ func (s *Server) clientCredentials(ctx context.Context, c store.Client, req *tok
 	if err != nil {
 		return nil, err
 	}
-	return s.completeTokenResponse(ctx, &tokenResponse{}, c.ID, c.ID, "", scopes, resources, s.opts.Now())
+	now := s.opts.Now()
+	s.markUsed(ctx, c, now)
+	return s.completeTokenResponse(ctx, &tokenResponse{}, c.ID, c.ID, "", scopes, resources, now)
 }
 
 func nonEmpty(s string) []string {

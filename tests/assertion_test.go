@@ -31,7 +31,7 @@ func (e *env) keyClient(t *testing.T) (string, jose.Signer) {
 		t.Fatal(err)
 	}
 	jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key.Public(), KeyID: "k1", Algorithm: "ES256", Use: "sig"}}})
-	status, m := e.register(t, map[string]any{
+	status, m := e.registerService(t, map[string]any{
 		"client_name": "Signed", "token_endpoint_auth_method": "private_key_jwt", "jwks": json.RawMessage(jwks),
 		"grant_types": []string{"client_credentials"}, "response_types": []string{}, "redirect_uris": []string{},
 	})
@@ -127,7 +127,7 @@ func TestPrivateKeyJWTWithJWKSURI(t *testing.T) {
 		e := start(t, open(t), func(o *provider.Options) { o.HTTPClient = ks.srv.Client() })
 		key1, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		ks.publish(key1, "k1")
-		status, m := e.register(t, map[string]any{
+		status, m := e.registerService(t, map[string]any{
 			"client_name": "Keyed", "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": ks.srv.URL + "/jwks",
 			"grant_types": []string{"client_credentials"},
 		})
@@ -164,7 +164,7 @@ func TestJWKSURIRefusesPrivateAddresses(t *testing.T) {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	ks.publish(key, "k1")
 	e := start(t, storeKinds[0].open(t), nil)
-	status, m := e.register(t, map[string]any{
+	status, m := e.registerService(t, map[string]any{
 		"token_endpoint_auth_method": "private_key_jwt", "jwks_uri": ks.srv.URL + "/jwks", "grant_types": []string{"client_credentials"},
 	})
 	mustEqual(t, "register", status, 201)

@@ -3,6 +3,7 @@ package tests
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -55,6 +56,35 @@ func jsonCall(t testing.TB, method, target, bearer string, body any) (int, map[s
 func (e *env) register(t testing.TB, body any) (int, map[string]any) {
 	t.Helper()
 	status, m, _ := jsonCall(t, "POST", e.issuer+provider.PathRegister, "", body)
+	return status, m
+}
+
+// serviceToken is what `authz token initial-access create --allow-grant
+// client_credentials --scope read --scope write --resource …` makes: an
+// initial access token whose registrations may use client_credentials
+// within those allowances (default resources: all configured).
+func (e *env) serviceToken(t testing.TB, resources ...string) string {
+	t.Helper()
+	if len(resources) == 0 {
+		resources = e.srv.Options().Resources
+	}
+	secret, err := tokens.NewSecret(rand.Reader, tokens.PrefixInitialAccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.CreateInitialAccessToken(context.Background(), store.InitialAccessToken{
+		Hash: tokens.Hash(secret), CreatedAt: e.clock.Now(),
+		AllowGrants: []string{provider.GrantClientCredentials}, Scopes: []string{"read", "write"}, Resources: resources,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return secret
+}
+
+// registerService registers with a serviceToken.
+func (e *env) registerService(t testing.TB, body any) (int, map[string]any) {
+	t.Helper()
+	status, m, _ := jsonCall(t, "POST", e.issuer+provider.PathRegister, e.serviceToken(t), body)
 	return status, m
 }
 
@@ -284,7 +314,7 @@ func TestRevocationAndIntrospection(t *testing.T) {
 		user, pw := e.user("rita")
 		a, aSecret, redirect := e.loopbackClient(false)
 		pub, _, pubRedirect := e.loopbackClient(true)
-		rs, rsSecret := e.client(store.ClientMetadata{GrantTypes: []string{provider.GrantClientCredentials}})
+		rs, rsSecret := e.resourceServer(store.ClientMetadata{})
 		pair := func() tokenResp {
 			code := e.codeFor(e.browser(), authRequest{clientID: a.ID, redirectURI: redirect, state: "s", verifier: testVerifier, scope: "read"}, user, pw)
 			tr := e.postToken(exchangeForm(code, redirect, testVerifier, nil), a.ID, aSecret)
@@ -314,7 +344,9 @@ func TestRevocationAndIntrospection(t *testing.T) {
 					t.Fatalf("missing %s in %v", k, m)
 				}
 			}
-			m = e.introspect(t, rs.ID, rsSecret, p.RefreshToken)
+			// A refresh token is shown only to the client holding it.
+			assertInactive(t, "refresh token to a resource server", e.introspect(t, rs.ID, rsSecret, p.RefreshToken))
+			m = e.introspect(t, a.ID, aSecret, p.RefreshToken)
 			if m["active"] != true || m["token_type"] != "refresh_token" {
 				t.Fatalf("refresh token introspection %v", m)
 			}
@@ -334,14 +366,14 @@ func TestRevocationAndIntrospection(t *testing.T) {
 		t.Run("revoking a refresh token revokes the grant", func(t *testing.T) {
 			p := pair()
 			mustEqual(t, "revoke", revoke(a.ID, aSecret, p.RefreshToken, "access_token"), 200)
-			assertInactive(t, "refresh", e.introspect(t, rs.ID, rsSecret, p.RefreshToken))
+			assertInactive(t, "refresh", e.introspect(t, a.ID, aSecret, p.RefreshToken))
 			assertInactive(t, "access token of the revoked grant", e.introspect(t, rs.ID, rsSecret, p.AccessToken))
 		})
 		t.Run("revoking an access token", func(t *testing.T) {
 			p := pair()
 			mustEqual(t, "revoke", revoke(a.ID, aSecret, p.AccessToken, ""), 200)
 			assertInactive(t, "revoked access token", e.introspect(t, rs.ID, rsSecret, p.AccessToken))
-			if m := e.introspect(t, rs.ID, rsSecret, p.RefreshToken); m["active"] != true {
+			if m := e.introspect(t, a.ID, aSecret, p.RefreshToken); m["active"] != true {
 				t.Fatal("revoking an access token killed the refresh token")
 			}
 		})
@@ -349,7 +381,7 @@ func TestRevocationAndIntrospection(t *testing.T) {
 			mustEqual(t, "unknown", revoke(a.ID, aSecret, "authz_rt_unknown", ""), 200)
 			p := pair()
 			mustEqual(t, "other client's", revoke(rs.ID, rsSecret, p.RefreshToken, ""), 200)
-			if m := e.introspect(t, rs.ID, rsSecret, p.RefreshToken); m["active"] != true {
+			if m := e.introspect(t, a.ID, aSecret, p.RefreshToken); m["active"] != true {
 				t.Fatal("another client revoked the token")
 			}
 		})
@@ -358,7 +390,8 @@ func TestRevocationAndIntrospection(t *testing.T) {
 			tr := e.postToken(exchangeForm(code, pubRedirect, testVerifier, url.Values{"client_id": {pub.ID}}), "", "")
 			mustEqual(t, "public exchange", tr.Status, 200)
 			mustEqual(t, "revoke", revoke(pub.ID, "", tr.RefreshToken, "refresh_token"), 200)
-			assertInactive(t, "after public revoke", e.introspect(t, rs.ID, rsSecret, tr.RefreshToken))
+			r := e.postToken(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tr.RefreshToken}, "client_id": {pub.ID}}, "", "")
+			mustEqual(t, "refresh after public revoke", r.Error, "invalid_grant")
 		})
 		t.Run("confidential client must authenticate to revoke", func(t *testing.T) {
 			p := pair()
@@ -380,7 +413,8 @@ func TestRevocationAndIntrospection(t *testing.T) {
 				t.Fatal(err)
 			}
 			assertInactive(t, "access", e.introspect(t, rs.ID, rsSecret, tr.AccessToken))
-			assertInactive(t, "refresh", e.introspect(t, rs.ID, rsSecret, tr.RefreshToken))
+			r := e.postToken(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tr.RefreshToken}}, c2.ID, s2)
+			mustEqual(t, "refresh of a deleted client", r.Error, "invalid_client")
 		})
 	})
 }
@@ -446,7 +480,7 @@ func TestConnectedApps(t *testing.T) {
 		e := start(t, open(t), nil)
 		user, pw := e.user("uma")
 		c, secret, redirect := e.loopbackClient(false)
-		rs, rsSecret := e.client(store.ClientMetadata{GrantTypes: []string{provider.GrantClientCredentials}})
+		rs, rsSecret := e.resourceServer(store.ClientMetadata{})
 		b := e.browser()
 		var pairs []tokenResp
 		for _, dev := range []string{"one", "two"} {

@@ -89,7 +89,7 @@ func TestRegistrationUpdates(t *testing.T) {
 
 		t.Run("moving between key and secret authentication", func(t *testing.T) {
 			body := map[string]any{"client_name": "svc", "token_endpoint_auth_method": "private_key_jwt", "jwks": json.RawMessage(jwks), "grant_types": []string{"client_credentials"}}
-			status, m := e.register(t, body)
+			status, m := e.registerService(t, body)
 			mustEqual(t, "register", status, 201)
 			id, uri, tok := m["client_id"].(string), m["registration_client_uri"].(string), m["registration_access_token"].(string)
 
@@ -160,12 +160,11 @@ func TestRegistrationUpdates(t *testing.T) {
 			code := e.codeFor(e.browser(), authRequest{clientID: id, redirectURI: redirect, state: "s", verifier: testVerifier}, user, pw)
 			tr := e.postToken(exchangeForm(code, redirect, testVerifier, nil), id, secret)
 			mustEqual(t, "exchange", tr.Status, 200)
-			rs, rsSecret := e.client(store.ClientMetadata{GrantTypes: []string{provider.GrantClientCredentials}})
+			rs, rsSecret := e.resourceServer(store.ClientMetadata{})
 
 			status, _, _ = jsonCall(t, "DELETE", m["registration_client_uri"].(string), m["registration_access_token"].(string), nil)
 			mustEqual(t, "delete", status, 204)
 			assertInactive(t, "access token", e.introspect(t, rs.ID, rsSecret, tr.AccessToken))
-			assertInactive(t, "refresh token", e.introspect(t, rs.ID, rsSecret, tr.RefreshToken))
 			r := e.postToken(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tr.RefreshToken}}, id, secret)
 			mustEqual(t, "refresh after delete", r.Error, "invalid_client")
 		})
@@ -210,7 +209,7 @@ func TestRevocationEdges(t *testing.T) {
 		e := start(t, open(t), nil)
 		user, pw := e.user("edgar")
 		a, aSecret, redirect := e.loopbackClient(false)
-		rs, rsSecret := e.client(store.ClientMetadata{GrantTypes: []string{provider.GrantClientCredentials}, Scopes: []string{"read"}})
+		rs, rsSecret := e.resourceServer(store.ClientMetadata{Scopes: []string{"read"}})
 		pair := func() tokenResp {
 			code := e.codeFor(e.browser(), authRequest{clientID: a.ID, redirectURI: redirect, state: "s", verifier: testVerifier, scope: "read"}, user, pw)
 			tr := e.postToken(exchangeForm(code, redirect, testVerifier, nil), a.ID, aSecret)
@@ -232,16 +231,16 @@ func TestRevocationEdges(t *testing.T) {
 		t.Run("a rotated refresh token: active within the grace window, inactive after", func(t *testing.T) {
 			p := pair()
 			mustEqual(t, "rotate", refresh(p.RefreshToken).Status, 200)
-			if m := e.introspect(t, rs.ID, rsSecret, p.RefreshToken); m["active"] != true {
+			if m := e.introspect(t, a.ID, aSecret, p.RefreshToken); m["active"] != true {
 				t.Fatalf("inside the grace window the old token can still be exchanged, so it is active: %v", m)
 			}
 			e.clock.Advance(31 * time.Second)
-			assertInactive(t, "rotated, after the grace window", e.introspect(t, rs.ID, rsSecret, p.RefreshToken))
+			assertInactive(t, "rotated, after the grace window", e.introspect(t, a.ID, aSecret, p.RefreshToken))
 		})
 		t.Run("an idle-expired refresh token is inactive", func(t *testing.T) {
 			p := pair()
 			e.clock.Advance(30*24*time.Hour + time.Second)
-			assertInactive(t, "idle-expired", e.introspect(t, rs.ID, rsSecret, p.RefreshToken))
+			assertInactive(t, "idle-expired", e.introspect(t, a.ID, aSecret, p.RefreshToken))
 		})
 		t.Run("client_credentials token: introspected, revoked", func(t *testing.T) {
 			tr := e.postToken(url.Values{"grant_type": {"client_credentials"}, "scope": {"read"}}, rs.ID, rsSecret)
@@ -266,7 +265,7 @@ func TestConnectedAppsEdges(t *testing.T) {
 		alice, alicePw := e.user("alice-apps")
 		mallory, malloryPw := e.user("mallory-apps")
 		c, secret, redirect := e.loopbackClient(false)
-		rs, rsSecret := e.client(store.ClientMetadata{GrantTypes: []string{provider.GrantClientCredentials}})
+		rs, rsSecret := e.resourceServer(store.ClientMetadata{})
 
 		ab := e.browser()
 		code := e.codeFor(ab, authRequest{clientID: c.ID, redirectURI: redirect, state: "a", verifier: testVerifier, scope: "read", resources: []string{"https://mcp.example.com/mcp"}}, alice, alicePw)
@@ -290,7 +289,7 @@ func TestConnectedAppsEdges(t *testing.T) {
 		f := formFields(mp.body)
 		f.Set("grant_id", aliceGrant)
 		mb.do("POST", provider.PathApps, f)
-		if m := e.introspect(t, rs.ID, rsSecret, tr.RefreshToken); m["active"] != true {
+		if m := e.introspect(t, c.ID, secret, tr.RefreshToken); m["active"] != true {
 			t.Fatal("another user revoked Alice's grant")
 		}
 
@@ -298,7 +297,7 @@ func TestConnectedAppsEdges(t *testing.T) {
 		p := ab.do("POST", provider.PathApps, regexpForms(page.body)[0])
 		mustEqual(t, "revoke", p.status, http.StatusSeeOther)
 		assertInactive(t, "access token", e.introspect(t, rs.ID, rsSecret, tr.AccessToken))
-		assertInactive(t, "refresh token", e.introspect(t, rs.ID, rsSecret, tr.RefreshToken))
+		assertInactive(t, "refresh token", e.introspect(t, c.ID, secret, tr.RefreshToken))
 		mustEqual(t, "refresh after revoke", e.postToken(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tr.RefreshToken}}, c.ID, secret).Error, "invalid_grant")
 	})
 }

@@ -155,6 +155,22 @@ func (e *env) client(m store.ClientMetadata) (store.Client, string) {
 	return c, secret
 }
 
+// resourceServer creates what `authz client create --introspect
+// --resource R ...` makes: a confidential client that may introspect access
+// tokens whose audience includes one of resources (default: every resource
+// the server is configured with).
+func (e *env) resourceServer(m store.ClientMetadata, resources ...string) (store.Client, string) {
+	e.t.Helper()
+	if m.GrantTypes == nil {
+		m.GrantTypes = []string{provider.GrantClientCredentials}
+	}
+	if len(resources) == 0 {
+		resources = e.srv.Options().Resources
+	}
+	m.Introspect, m.Resources = true, resources
+	return e.client(m)
+}
+
 // browser is a user agent with cookies that does not follow redirects, so
 // tests see every hop.
 type browser struct {

@@ -147,7 +147,7 @@ func TestEdDSASigning(t *testing.T) {
 		t.Fatalf("published key %v", k)
 	}
 	// The server's own introspection verifies it.
-	rs, rsSecret := e.client(store.ClientMetadata{GrantTypes: []string{provider.GrantClientCredentials}})
+	rs, rsSecret := e.resourceServer(store.ClientMetadata{})
 	if m := e.introspect(t, rs.ID, rsSecret, tok); m["active"] != true {
 		t.Fatalf("introspection %v", m)
 	}

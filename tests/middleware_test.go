@@ -379,7 +379,7 @@ func TestMiddlewareIntrospectionSeesRevocation(t *testing.T) {
 		o.Resources = []string{res}
 		o.Now = time.Now
 	})
-	rs, rsSecret := e.client(store.ClientMetadata{Name: "resource server", GrantTypes: []string{provider.GrantClientCredentials}})
+	rs, rsSecret := e.resourceServer(store.ClientMetadata{Name: "resource server"}, res)
 	const bound = time.Second
 	s := startService(t, e.issuer, port, "-client-id", rs.ID, "-client-secret", rsSecret, "-check-revocation", "-introspection-cache", bound.String())
 

@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -245,8 +246,9 @@ func (m *Metadata) Normalize() error {
 	return nil
 }
 
-// checkStrings bounds lengths and list sizes and rejects control characters
-// and invalid UTF-8 in every string the client sends.
+// checkStrings bounds lengths and list sizes and rejects control
+// characters, invisible format characters and invalid UTF-8 in every string
+// the client sends.
 func (m *Metadata) checkStrings() error {
 	single := []struct{ name, value string }{
 		{"token_endpoint_auth_method", m.TokenEndpointAuthMethod}, {"application_type", m.ApplicationType},
@@ -292,20 +294,106 @@ func checkString(name, v string) *Error {
 		return metaErr(name, "not valid UTF-8")
 	}
 	for _, r := range v {
-		if r < 0x20 || r == 0x7f {
+		if unicode.IsControl(r) {
 			return metaErr(name, "contains a control character")
+		}
+		// Bidi overrides and isolates, zero-width characters and other
+		// format characters (category Cf), and line and paragraph
+		// separators, make a name on the consent page read differently
+		// from what it is ("Google" + U+202E …): a spoofing tool, never a
+		// legitimate part of a name or URI (issue 11, Unicode TR #36 §2.4).
+		if unicode.Is(unicode.Cf, r) || unicode.In(r, unicode.Zl, unicode.Zp) {
+			return metaErr(name, "contains an invisible formatting character (U+%04X)", r)
 		}
 	}
 	return nil
 }
 
-// dangerousSchemes are never accepted as redirect targets: schemes that
-// run script or read local content, and well-known schemes that belong to
-// other applications (mail, telephony, file transfer, web sockets), which
-// a private-use scheme (RFC 8252 §7.1) must not be.
+// dangerousSchemes are never accepted as redirect targets, not even from
+// an administrator: schemes that run script or read local content,
+// well-known schemes that belong to other applications (mail, telephony,
+// file and network shares, web sockets), which a private-use scheme
+// (RFC 8252 §7.1) must not be, and operating-system protocol handlers that
+// an attacker-registered redirect would open with attacker-chosen
+// arguments (RFC 9700 §4.11.2: `ms-officecmd:`, `search-ms:`, `intent:`).
 var dangerousSchemes = []string{
 	"javascript", "data", "file", "vbscript", "blob", "about", "filesystem", "view-source",
 	"mailto", "tel", "sms", "ftp", "ws", "wss",
+	"search-ms", "search", "shell", "intent", "android-app", "chrome", "jar", "mhtml", "mk", "its",
+	"hcp", "help", "res", "smb", "nfs", "afp", "webdav", "ldap", "ldaps", "telnet", "ssh", "sftp",
+	"gopher", "news", "nntp", "callto", "sip", "sips", "facetime", "facetime-audio", "steam",
+	"resource", "wyciwyg", "jnlp", "jnlps", "vnc", "rdp", "itms-services", "snews", "irc", "ircs",
+}
+
+// dangerousSchemePrefixes are families of OS and browser handlers refused
+// like dangerousSchemes: every Windows ms-* handler (ms-officecmd,
+// ms-msdt, ms-settings, …), Safari's and Apple's x-* launchers, browser
+// internals and extensions, and the itms-* store installers.
+var dangerousSchemePrefixes = []string{
+	"ms-", "x-safari-", "x-apple-", "microsoft-", "chrome-", "moz-", "edge-", "opera-", "itms",
+}
+
+// DeniedScheme reports whether scheme is one that no client, whoever
+// created it, may use as a redirect URI.
+func DeniedScheme(scheme string) bool {
+	scheme = strings.ToLower(scheme)
+	if slices.Contains(dangerousSchemes, scheme) {
+		return true
+	}
+	for _, p := range dangerousSchemePrefixes {
+		if strings.HasPrefix(scheme, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// DefaultRedirectSchemes are the single-word private-use schemes a
+// self-registered client may use without the reverse-DNS form RFC 8252 §7.1
+// asks for: the IDEs and agents that register them today.
+var DefaultRedirectSchemes = []string{"jetbrains", "vscode", "vscode-insiders", "cursor", "windsurf", "zed"}
+
+// CheckRegisteredRedirectURI applies what dynamic registration adds to
+// ValidateRedirectURI for a client nobody vouches for: a private-use scheme
+// must be a reverse domain name (RFC 8252 §7.1, "com.example.app") or one
+// of the operator's single-word schemes (allowed). https and loopback http
+// are checked by ValidateRedirectURI.
+func CheckRegisteredRedirectURI(uri string, allowed []string) error {
+	u, err := url.Parse(uri)
+	if err != nil || u.Scheme == "" {
+		return redirectErr("%q is not an absolute URI", uri)
+	}
+	scheme := strings.ToLower(u.Scheme)
+	if scheme == "https" || scheme == "http" || ReverseDNSScheme(scheme) || slices.Contains(allowed, scheme) {
+		return nil
+	}
+	return redirectErr("%q: a private-use scheme must be a reverse domain name such as com.example.app (RFC 8252 §7.1) or one this server allows (%s)",
+		uri, strings.Join(allowed, ", "))
+}
+
+// ReverseDNSScheme reports whether scheme has the reverse domain name form
+// of RFC 8252 §7.1: two or more dot-separated labels of letters, digits and
+// hyphens, the first (a top-level domain) starting with a letter.
+func ReverseDNSScheme(scheme string) bool {
+	labels := strings.Split(scheme, ".")
+	if len(labels) < 2 {
+		return false
+	}
+	for i, l := range labels {
+		if l == "" || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for j := 0; j < len(l); j++ {
+			c := l[j]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+		if i == 0 && !(l[0] >= 'a' && l[0] <= 'z' || l[0] >= 'A' && l[0] <= 'Z') {
+			return false
+		}
+	}
+	return true
 }
 
 // ValidateRedirectURI checks one redirect URI for a client of appType (web
@@ -322,7 +410,7 @@ func ValidateRedirectURI(uri, appType string) error {
 		return redirectErr("%q is not an absolute URI", uri)
 	}
 	scheme := strings.ToLower(u.Scheme)
-	if slices.Contains(dangerousSchemes, scheme) {
+	if DeniedScheme(scheme) {
 		return redirectErr("scheme %q is not allowed", scheme)
 	}
 	if u.Fragment != "" || strings.Contains(uri, "#") {
@@ -346,9 +434,9 @@ func ValidateRedirectURI(uri, appType string) error {
 	if appType != AppNative {
 		return redirectErr("%q: private-use schemes need application_type native", uri)
 	}
-	// RFC 8252 §7.1: a private-use scheme is a reverse domain name or at
-	// least contains a period; we accept single-label schemes too because
-	// widely used IDEs (vscode, jetbrains, cursor) register them.
+	// RFC 8252 §7.1: a private-use scheme should be a reverse domain name.
+	// An administrator may vouch for any other scheme that is not denied;
+	// dynamic registration adds CheckRegisteredRedirectURI.
 	if u.Opaque == "" && u.Host == "" && u.Path == "" {
 		return redirectErr("%q has nothing after the scheme", uri)
 	}
