@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/authzd/authz/internal/resourceid"
 	"github.com/authzd/authz/provider/dcr"
 	"github.com/authzd/authz/provider/store"
 )
@@ -91,7 +92,14 @@ func (s *Server) checkRegistration(m *store.ClientMetadata, p registrationPolicy
 	} else if extra := s.adminOnly(m.Scopes); len(extra) > 0 {
 		return oauthErr(errInvalidClientMetadata, "scope: reserved for clients an administrator creates: "+strings.Join(extra, " "))
 	}
-	m.Resources = slices.Clone(p.resources)
+	m.Resources = nil
+	for _, r := range p.resources {
+		n, err := resourceid.Canonical(r)
+		if err != nil {
+			return oauthErr(errInvalidClientMetadata, "resources: the initial access token's policy names a bad resource: "+err.Error())
+		}
+		m.Resources = append(m.Resources, n)
+	}
 	m.Introspect = false
 	return nil
 }

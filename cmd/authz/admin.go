@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -69,8 +70,18 @@ func (e env) adminCommand(name string, args []string, extra func(fs *flag.FlagSe
 type clientView struct {
 	ClientID     string               `json:"client_id"`
 	ClientSecret string               `json:"client_secret,omitempty"`
+	Trust        string               `json:"trust"`
 	CreatedAt    time.Time            `json:"created_at"`
+	UsedAt       *time.Time           `json:"used_at,omitempty"`
 	Metadata     store.ClientMetadata `json:"metadata"`
+}
+
+func viewOf(c store.Client, secret string) clientView {
+	v := clientView{ClientID: c.ID, ClientSecret: secret, Trust: c.Trust, CreatedAt: c.CreatedAt, Metadata: c.Metadata}
+	if !c.UsedAt.IsZero() {
+		v.UsedAt = &c.UsedAt
+	}
+	return v
 }
 
 // clientFlags are the client metadata flags of `client create` and
@@ -79,7 +90,7 @@ type clientView struct {
 type clientFlags struct {
 	name, appType, authMethod, clientURI, logoURI, tosURI, policyURI string
 	softwareID, softwareVersion, jwksURI, jwks                       string
-	public                                                           bool
+	public, introspect                                               bool
 	redirects, scopes, resources, grants, contacts                   listFlag
 }
 
@@ -101,6 +112,7 @@ func (f *clientFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.softwareVersion, "software-version", "", "RFC 7591 software_version")
 	fs.StringVar(&f.jwksURI, "jwks-uri", "", "URL of the client's JWK Set (private_key_jwt)")
 	fs.StringVar(&f.jwks, "jwks", "", "the client's JWK Set as JSON, or @file (private_key_jwt)")
+	fs.BoolVar(&f.introspect, "introspect", false, "resource server: may introspect access tokens whose audience includes one of its --resource (RFC 7662); --introspect=false removes it")
 }
 
 // apply copies the flags that were given onto m.
@@ -120,6 +132,8 @@ func (f *clientFlags) apply(fs *flag.FlagSet, m *store.ClientMetadata) error {
 			m.Scopes = f.scopes
 		case "resource":
 			m.Resources = f.resources
+		case "introspect":
+			m.Introspect = f.introspect
 		case "grant-type":
 			m.GrantTypes = f.grants
 		case "application-type":
@@ -182,6 +196,9 @@ func (e env) clientCreate(args []string) error {
 	if err := f.apply(fs, &m); err != nil {
 		return err
 	}
+	if m.Introspect && len(m.Resources) == 0 {
+		return usageError{"--introspect needs --resource: the resources whose tokens the client may introspect"}
+	}
 	c, secret, err := provider.NewClient(m, time.Now(), rand.Reader)
 	if err != nil {
 		return err
@@ -194,7 +211,7 @@ func (e env) clientCreate(args []string) error {
 }
 
 func (e env) printClient(c store.Client, secret string, asJSON bool) error {
-	v := clientView{ClientID: c.ID, ClientSecret: secret, CreatedAt: c.CreatedAt, Metadata: c.Metadata}
+	v := viewOf(c, secret)
 	if asJSON {
 		return json.NewEncoder(e.stdout).Encode(v)
 	}
@@ -234,6 +251,9 @@ func (e env) clientUpdate(args []string) error {
 	if err := f.apply(fs, &m); err != nil {
 		return err
 	}
+	if m.Introspect && len(m.Resources) == 0 {
+		return usageError{"--introspect needs --resource: the resources whose tokens the client may introspect"}
+	}
 	secret, err := provider.UpdateClient(&c, m, rotate, time.Now(), rand.Reader)
 	if err != nil {
 		return err
@@ -245,29 +265,43 @@ func (e env) clientUpdate(args []string) error {
 }
 
 func (e env) clientList(args []string) error {
-	var asJSON bool
+	var asJSON, selfRegistered bool
 	st, _, _, err := e.adminCommand("client list", args, func(fs *flag.FlagSet) {
 		fs.BoolVar(&asJSON, "json", false, "print JSON")
+		fs.BoolVar(&selfRegistered, "self-registered", false, "only clients created through dynamic registration (RFC 7591)")
 	})
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	cs, err := st.ListClients(e.ctx)
+	all, err := st.ListClients(e.ctx)
 	if err != nil {
 		return err
+	}
+	var cs []store.Client
+	for _, c := range all {
+		if !selfRegistered || c.Trust == store.TrustRegistered {
+			cs = append(cs, c)
+		}
 	}
 	if asJSON {
 		out := make([]clientView, 0, len(cs))
 		for _, c := range cs {
-			out = append(out, clientView{ClientID: c.ID, CreatedAt: c.CreatedAt, Metadata: c.Metadata})
+			out = append(out, viewOf(c, ""))
 		}
 		return json.NewEncoder(e.stdout).Encode(out)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CLIENT ID\tNAME\tAUTH\tREDIRECT URIS")
+	fmt.Fprintln(tw, "CLIENT ID\tNAME\tAUTH\tTRUST\tCREATED\tLAST USED\tREDIRECT URIS")
 	for _, c := range cs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.ID, c.Metadata.Name, c.Metadata.TokenEndpointAuthMethod, strings.Join(c.Metadata.RedirectURIs, " "))
+		used := "never"
+		if !c.UsedAt.IsZero() {
+			used = c.UsedAt.Format(time.DateOnly)
+		}
+		// Names come from anyone who could register: %q keeps a hostile
+		// one from rewriting the terminal.
+		fmt.Fprintf(tw, "%s\t%q\t%s\t%s\t%s\t%s\t%s\n", c.ID, c.Metadata.Name, c.Metadata.TokenEndpointAuthMethod, c.Trust,
+			c.CreatedAt.Format(time.DateOnly), used, strings.Join(c.Metadata.RedirectURIs, " "))
 	}
 	return tw.Flush()
 }
@@ -287,7 +321,7 @@ func (e env) clientShow(args []string) error {
 	}
 	enc := json.NewEncoder(e.stdout)
 	enc.SetIndent("", "  ")
-	return enc.Encode(clientView{ClientID: c.ID, CreatedAt: c.CreatedAt, Metadata: c.Metadata})
+	return enc.Encode(viewOf(c, ""))
 }
 
 func (e env) clientDelete(args []string) error {
@@ -498,19 +532,38 @@ func (e env) keysList(args []string) error {
 
 func (e env) initialAccessCreate(args []string) error {
 	var ttl time.Duration
+	var grants, scopes, resources listFlag
 	st, _, _, err := e.adminCommand("token initial-access create", args, func(fs *flag.FlagSet) {
 		fs.DurationVar(&ttl, "ttl", 0, "lifetime (0: never expires)")
+		fs.Var(&grants, "allow-grant", "grant type a client registered with this token may have beyond the anonymous ones: client_credentials (repeatable)")
+		fs.Var(&scopes, "scope", "scope allowance of clients registered with this token (repeatable; may include admin-only scopes)")
+		fs.Var(&resources, "resource", "resource allowance of clients registered with this token (repeatable)")
 	})
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	for _, g := range grants {
+		if g != provider.GrantClientCredentials {
+			return usageError{"--allow-grant: only client_credentials needs an administrator's permission, not " + g}
+		}
+	}
+	// client_credentials tokens have no user consenting to them: the
+	// administrator names what they may carry, never "everything".
+	if len(grants) > 0 && (len(scopes) == 0 || len(resources) == 0) {
+		return usageError{"--allow-grant client_credentials needs --scope and --resource: the allowances of clients registered with the token"}
+	}
+	for _, r := range resources {
+		if u, err := url.Parse(r); err != nil || !u.IsAbs() || u.Host == "" || u.Fragment != "" {
+			return usageError{"--resource " + r + " is not an absolute URL without a fragment (RFC 8707)"}
+		}
+	}
 	secret, err := tokens.NewSecret(rand.Reader, tokens.PrefixInitialAccessToken)
 	if err != nil {
 		return err
 	}
 	now := time.Now()
-	t := store.InitialAccessToken{Hash: tokens.Hash(secret), CreatedAt: now}
+	t := store.InitialAccessToken{Hash: tokens.Hash(secret), CreatedAt: now, AllowGrants: grants, Scopes: scopes, Resources: resources}
 	if ttl > 0 {
 		t.ExpiresAt = now.Add(ttl)
 	}

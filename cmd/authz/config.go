@@ -16,6 +16,7 @@ import (
 
 	"github.com/authzd/authz/migrations"
 	"github.com/authzd/authz/provider"
+	"github.com/authzd/authz/provider/dcr"
 	"github.com/authzd/authz/provider/store"
 	"github.com/authzd/authz/provider/store/memory"
 	"github.com/authzd/authz/provider/store/postgres"
@@ -45,6 +46,11 @@ type config struct {
 	KeyReloadInterval  time.Duration
 	RegistrationPolicy string
 	MetadataDocuments  string
+	RegistrationScopes string
+	AdminScopes        string
+	RedirectSchemes    string
+	RegUnusedTTL       time.Duration
+	RegIdleTTL         time.Duration
 	AutoMigrate        bool
 	DBTimeout          time.Duration
 
@@ -89,6 +95,11 @@ func (c *config) settings() []setting {
 		{flag: "key-reload-interval", env: "AUTHZ_KEY_RELOAD_INTERVAL", def: "30s", usage: "how often signing keys are re-read; `keys rotate` activates a new key after twice this", dur: &c.KeyReloadInterval},
 		{flag: "registration", env: "AUTHZ_REGISTRATION", def: "open", usage: "dynamic client registration: open, token or off", str: &c.RegistrationPolicy},
 		{flag: "client-metadata-documents", env: "AUTHZ_CLIENT_METADATA_DOCUMENTS", def: "on", usage: "accept an https client_id naming its client metadata document (MCP clients): on or off", str: &c.MetadataDocuments},
+		{flag: "registration-scopes", env: "AUTHZ_REGISTRATION_SCOPES", def: "", usage: "comma-separated scopes self-registered clients may request; empty: every offered scope except the admin scopes; none: no scope", str: &c.RegistrationScopes},
+		{flag: "admin-scopes", env: "AUTHZ_ADMIN_SCOPES", def: "", usage: "comma-separated offered scopes only administrator-created clients (or an initial access token's policy) may be allowed", str: &c.AdminScopes},
+		{flag: "redirect-schemes", env: "AUTHZ_REDIRECT_SCHEMES", def: strings.Join(dcr.DefaultRedirectSchemes, ","), usage: "single-word private-use redirect schemes self-registered clients may use besides reverse-DNS ones (RFC 8252 §7.1); none: only reverse-DNS", str: &c.RedirectSchemes},
+		{flag: "registration-unused-ttl", env: "AUTHZ_REGISTRATION_UNUSED_TTL", def: "24h", usage: "a self-registered client that never completed an authorization is deleted this long after registering", dur: &c.RegUnusedTTL},
+		{flag: "registration-idle-ttl", env: "AUTHZ_REGISTRATION_IDLE_TTL", def: "2160h", usage: "a self-registered client without a live grant is deleted this long after its last use", dur: &c.RegIdleTTL},
 		{flag: "auto-migrate", env: "AUTHZ_AUTO_MIGRATE", def: "true", usage: "apply database migrations at start", boolean: &c.AutoMigrate},
 		{flag: "db-timeout", env: "AUTHZ_DB_TIMEOUT", def: "5s", usage: "deadline of every database call; past it a request answers 503 temporarily_unavailable", dur: &c.DBTimeout},
 		{flag: "login-failures-per-account", env: "AUTHZ_LOGIN_FAILURES_PER_ACCOUNT", def: "5", usage: "failed sign-ins allowed per account from one client IP per login window", integer: &c.LoginFailuresPerAccount},
@@ -228,7 +239,18 @@ func (c *config) providerOptions(st store.Store, log *slog.Logger) (provider.Opt
 		LoginFailuresPerAccount: c.LoginFailuresPerAccount, LoginFailuresPerIP: c.LoginFailuresPerIP, LoginWindow: c.LoginWindow,
 		RegistrationsPerIP: c.RegistrationLimit, RegistrationWindow: c.RegistrationWindow, TrustedProxies: proxies,
 		DisableClientMetadataDocuments: c.MetadataDocuments == "off",
+		AdminScopes:                    splitList(c.AdminScopes), RegistrationScopes: noneList(c.RegistrationScopes),
+		RedirectSchemes: noneList(c.RedirectSchemes), RegistrationUnusedTTL: c.RegUnusedTTL, RegistrationIdleTTL: c.RegIdleTTL,
 	}, nil
+}
+
+// noneList reads a list setting whose empty value means "the default" (nil)
+// and whose value "none" means an empty list.
+func noneList(s string) []string {
+	if strings.TrimSpace(s) == "none" {
+		return []string{}
+	}
+	return splitList(s)
 }
 
 // validate checks what can be checked without connecting anywhere, so bad
@@ -252,7 +274,8 @@ func (c *config) validate() error {
 		name string
 		v    time.Duration
 	}{{"AUTHZ_ACCESS_TOKEN_TTL", c.AccessTokenTTL}, {"AUTHZ_AUTH_CODE_TTL", c.AuthCodeTTL}, {"AUTHZ_REFRESH_IDLE_TTL", c.RefreshIdleTTL}, {"AUTHZ_GRANT_TTL", c.GrantTTL}, {"AUTHZ_SESSION_TTL", c.SessionTTL}, {"AUTHZ_JANITOR_INTERVAL", c.JanitorInterval}, {"AUTHZ_KEY_RELOAD_INTERVAL", c.KeyReloadInterval},
-		{"AUTHZ_LOGIN_WINDOW", c.LoginWindow}, {"AUTHZ_REGISTRATION_WINDOW", c.RegistrationWindow}, {"AUTHZ_DB_TIMEOUT", c.DBTimeout}} {
+		{"AUTHZ_LOGIN_WINDOW", c.LoginWindow}, {"AUTHZ_REGISTRATION_WINDOW", c.RegistrationWindow}, {"AUTHZ_DB_TIMEOUT", c.DBTimeout},
+		{"AUTHZ_REGISTRATION_UNUSED_TTL", c.RegUnusedTTL}, {"AUTHZ_REGISTRATION_IDLE_TTL", c.RegIdleTTL}} {
 		if d.v <= 0 {
 			return fmt.Errorf("%s must be positive", d.name)
 		}

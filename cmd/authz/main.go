@@ -22,12 +22,12 @@ Usage:
   authz serve [--dev] [flags]        run the server (--dev seeds a demo user and client)
   authz migrate [flags]              apply database migrations
   authz client create --name N --redirect-uri U [--redirect-uri U2 ...] [--public]
-                      [--scope S ...] [--resource R ...] [--grant-type G ...]
+                      [--scope S ...] [--resource R ...] [--grant-type G ...] [--introspect]
                       [--auth-method M] [--jwks JSON|@file | --jwks-uri U] [--json]
                       (and --application-type, --client-uri, --logo-uri, --tos-uri,
                       --policy-uri, --contact, --software-id, --software-version)
   authz client update ID [the same flags] [--rotate-secret] [--json]
-  authz client list|show ID|delete ID
+  authz client list [--self-registered] [--json] | show ID | delete ID
   authz user create NAME --password-stdin
   authz user set-password NAME --password-stdin
   authz user delete NAME | authz user list
@@ -36,7 +36,9 @@ Usage:
                                      twice AUTHZ_KEY_RELOAD_INTERVAL)
   authz keys list                    show each signing key's algorithm, state and dates
   authz token initial-access create [--ttl D]
-                                     make an initial access token (registration policy "token")
+                      [--allow-grant client_credentials --scope S ... --resource R ...]
+                                     make an initial access token (registration policy "token";
+                                     its policy applies to clients registered with it)
 
 Run "authz serve -h" for the configuration flags; each has an AUTHZ_* variable.
 `

@@ -563,6 +563,66 @@ func TestClientAdministration(t *testing.T) {
 	if got := register(iat); got != 201 {
 		t.Fatalf("registration with the initial access token: %d", got)
 	}
+
+	// A token's policy: client_credentials within its allowances (issue 11).
+	if _, stderr, code := runCmd(t, env, "", "token", "initial-access", "create", "--allow-grant", "client_credentials"); code == 0 || !strings.Contains(stderr, "--scope and --resource") {
+		t.Fatalf("--allow-grant without allowances: %d %s", code, stderr)
+	}
+	out, stderr, code = runCmd(t, env, "", "token", "initial-access", "create", "--allow-grant", "client_credentials",
+		"--scope", "read", "--resource", "https://mcp.example.com/mcp")
+	svcIAT := strings.TrimSpace(out)
+	if code != 0 || !strings.HasPrefix(svcIAT, "authz_iat_") {
+		t.Fatalf("initial-access create with a policy: %d %q %s", code, out, stderr)
+	}
+	registerCC := func(bearer string) (int, map[string]any) {
+		req, _ := http.NewRequest("POST", issuer+"/oauth2/register", strings.NewReader(`{"grant_types":["client_credentials"],"client_name":"robot"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+bearer)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, m
+	}
+	if status, m := registerCC(iat); status != 400 || m["error"] != "invalid_client_metadata" || !strings.Contains(m["error_description"].(string), "grant_types") {
+		t.Fatalf("client_credentials with a token whose policy does not allow it: %d %v", status, m)
+	}
+	status, robot := registerCC(svcIAT)
+	if status != 201 || robot["scope"] != "read" {
+		t.Fatalf("client_credentials with a policy token: %d %v", status, robot)
+	}
+	robotID, robotSecret := robot["client_id"].(string), robot["client_secret"].(string)
+	if status, code := cc(robotID, robotSecret, "https://api.example.com"); status != 400 || code != "invalid_target" {
+		t.Fatalf("policy client outside its resources: %d %s", status, code)
+	}
+	if status, code := cc(robotID, robotSecret, "https://mcp.example.com/mcp"); status != 200 {
+		t.Fatalf("policy client inside its resources: %d %s", status, code)
+	}
+
+	// --self-registered lists only what came through registration.
+	out, _, code = runCmd(t, env, "", "client", "list", "--self-registered")
+	if code != 0 || !strings.Contains(out, robotID) || strings.Contains(out, svc.ClientID) || !strings.Contains(out, "registered") {
+		t.Fatalf("client list --self-registered: %q", out)
+	}
+	out, _, _ = runCmd(t, env, "", "client", "list")
+	if !strings.Contains(out, robotID) || !strings.Contains(out, svc.ClientID) || !strings.Contains(out, "admin") {
+		t.Fatalf("client list: %q", out)
+	}
+
+	// --introspect marks a resource server; it needs --resource.
+	if _, stderr, code := runCmd(t, env, "", "client", "create", "--name", "rs", "--grant-type", "client_credentials", "--introspect"); code == 0 || !strings.Contains(stderr, "--resource") {
+		t.Fatalf("--introspect without --resource: %d %s", code, stderr)
+	}
+	rs := run("", "client", "create", "--name", "rs", "--grant-type", "client_credentials", "--introspect", "--resource", "https://mcp.example.com/mcp", "--json")
+	if !rs.Metadata.Introspect {
+		t.Fatalf("--introspect not kept: %+v", rs.Metadata)
+	}
+	if v := run("", "client", "update", rs.ClientID, "--introspect=false", "--json"); v.Metadata.Introspect {
+		t.Fatalf("--introspect=false did not remove it: %+v", v.Metadata)
+	}
 }
 
 // TestServeSurvivesJanitorTicks runs the real binary with a short janitor
