@@ -449,3 +449,69 @@ func TestInteropProfile(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckRegisteredRedirectURI(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		uri string
+		ok  bool
+	}{
+		{"https://app.example.com/cb", true},
+		{"http://127.0.0.1/cb", true},
+		{"com.example.app:/cb", true},
+		{"io.github.someone.tool://cb", true},
+		{"jetbrains://gateway/cb", true},
+		{"VSCode://cb", true},
+		{"myapp:/cb", false},
+		{"com:/cb", false},
+		{"com.:/cb", false},
+		{".com.example:/cb", false},
+		{"1com.example:/cb", false},
+		{"com.-example:/cb", false},
+		{"foo+bar.example:/cb", false},
+		{"::", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.uri, func(t *testing.T) {
+			t.Parallel()
+			err := CheckRegisteredRedirectURI(tt.uri, DefaultRedirectSchemes)
+			if tt.ok && err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if !tt.ok {
+				asError(t, err, CodeInvalidRedirectURI, "redirect_uris")
+			}
+		})
+	}
+}
+
+func TestDeniedScheme(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{"ms-officecmd", "MS-WORD", "ms-msdt", "search-ms", "search", "shell", "intent", "chrome", "jar",
+		"x-safari-https", "file", "javascript", "data", "vbscript", "microsoft-edge", "itms-services", "x-apple-health"} {
+		if !DeniedScheme(s) {
+			t.Errorf("%s is not denied", s)
+		}
+		// Denied for an administrator's native client too.
+		if err := ValidateRedirectURI(s+":x", AppNative); err == nil {
+			t.Errorf("%s: accepted by ValidateRedirectURI", s)
+		}
+	}
+	for _, s := range []string{"https", "http", "jetbrains", "vscode", "com.example.app", "myapp", "msapp", "com.microsoft.app"} {
+		if DeniedScheme(s) {
+			t.Errorf("%s is denied", s)
+		}
+	}
+}
+
+func TestInvisibleCharacters(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"a\u202eb", "a\u2066b", "a\u200bb", "a\u200db", "a\u00adb", "a\u2028b", "a\u2029b", "a\ufeffb", "a\u0085b", "a\u061cb"} {
+		m := Metadata{ClientName: name, RedirectURIs: []string{"https://app.example.com/cb"}}
+		asError(t, m.Normalize(), CodeInvalidClientMetadata, "client_name")
+	}
+	m := Metadata{ClientName: "Café 東京 🙂", RedirectURIs: []string{"https://app.example.com/cb"}}
+	if err := m.Normalize(); err != nil {
+		t.Fatal(err)
+	}
+}
