@@ -167,7 +167,7 @@ func BenchmarkClientCredentialsPostgres(b *testing.B) {
 
 func BenchmarkIntrospectionPostgres(b *testing.B) {
 	e := benchEnv(b)
-	svc, secret := e.client(store.ClientMetadata{GrantTypes: []string{provider.GrantClientCredentials}, Scopes: []string{"read"}})
+	svc, secret := e.resourceServer(store.ClientMetadata{Scopes: []string{"read"}})
 	user, pw := e.user("intro")
 	c, csecret, redirect := e.loopbackClient(false)
 	code := e.codeFor(e.browser(), authRequest{clientID: c.ID, redirectURI: redirect, state: "i", verifier: testVerifier}, user, pw)
