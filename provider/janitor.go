@@ -21,6 +21,7 @@ func (s *Server) jobs() []job {
 	return []job{
 		{"delete expired records", s.deleteExpired},
 		{"delete old signing keys", s.deleteOldSigningKeys},
+		{"delete unused self-registered clients", s.deleteStaleRegistrations},
 	}
 }
 

@@ -88,7 +88,7 @@ type Options struct {
 	// A self-registered client that never completed an authorization is
 	// deleted RegistrationUnusedTTL after registering (default 24h); one
 	// without a live grant, RegistrationIdleTTL after its last use
-	// (default 90 days). See Server.DeleteStaleRegistrations.
+	// (default 90 days), by the janitor (RunJanitor).
 	RegistrationUnusedTTL time.Duration
 	RegistrationIdleTTL   time.Duration
 

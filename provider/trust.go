@@ -27,7 +27,7 @@ func trusted(c store.Client) bool { return c.Trust == store.TrustAdmin }
 const usedResolution = 24 * time.Hour
 
 // markUsed records that an untrusted client completed an authorization or
-// used its grant, so the janitor keeps it (DeleteStaleRegistrations). A
+// used its grant, so the janitor keeps it (deleteStaleRegistrations). A
 // failure is logged, never returned: the tokens are already issued.
 func (s *Server) markUsed(ctx context.Context, c store.Client, now time.Time) {
 	if trusted(c) || (!c.UsedAt.IsZero() && now.Sub(c.UsedAt) < usedResolution) {
@@ -38,12 +38,20 @@ func (s *Server) markUsed(ctx context.Context, c store.Client, now time.Time) {
 	}
 }
 
-// DeleteStaleRegistrations removes self-registered clients that never
-// completed an authorization within Options.RegistrationUnusedTTL, or have
-// had no live grant for Options.RegistrationIdleTTL (issue 11: abandoned
-// registrations must not pile up). It is one of the janitor's periodic jobs.
-func (s *Server) DeleteStaleRegistrations(ctx context.Context) (int64, error) {
-	return s.store.DeleteStaleClients(ctx, s.opts.Now(), s.opts.RegistrationUnusedTTL, s.opts.RegistrationIdleTTL)
+// deleteStaleRegistrations is the janitor's job that removes self-registered
+// clients that never completed an authorization within
+// Options.RegistrationUnusedTTL, or have had no live grant for
+// Options.RegistrationIdleTTL (issue 11: abandoned registrations must not
+// pile up).
+func (s *Server) deleteStaleRegistrations(ctx context.Context, now time.Time) error {
+	n, err := s.store.DeleteStaleClients(ctx, now, s.opts.RegistrationUnusedTTL, s.opts.RegistrationIdleTTL)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		s.log.Info("deleted unused or idle self-registered clients", "count", n)
+	}
+	return nil
 }
 
 // allowedScopes is the set of scopes c may ask for, nil meaning every

@@ -377,21 +377,19 @@ func TestJanitorRemovesUnusedRegistrations(t *testing.T) {
 		tr := e.postToken(exchangeForm(code, redirect, testVerifier, nil), usedID, usedSecret)
 		mustEqual(t, "exchange", tr.Status, 200)
 
+		stored := func(id string) bool {
+			_, err := e.store.GetClient(ctx, id)
+			return err == nil
+		}
 		e.clock.Advance(24*time.Hour - time.Second)
-		n, err := e.srv.DeleteStaleRegistrations(ctx)
-		if err != nil || n != 0 || !alive(unusedURI, unusedTok) {
-			t.Fatalf("tick before the unused TTL: %d %v", n, err)
+		e.srv.RunJobs(ctx) // one janitor tick
+		if !alive(unusedURI, unusedTok) {
+			t.Fatal("a tick before the unused TTL removed the registration")
 		}
 		e.clock.Advance(time.Second)
-		n, err = e.srv.DeleteStaleRegistrations(ctx)
-		if err != nil || n != 1 {
-			t.Fatalf("tick at the unused TTL removed %d (%v), want 1", n, err)
-		}
-		if alive(unusedURI, unusedTok) {
-			t.Fatal("the never-used registration survived the tick")
-		}
-		if _, err := e.store.GetClient(ctx, unusedID); err == nil {
-			t.Fatal("the never-used client is still stored")
+		e.srv.RunJobs(ctx)
+		if alive(unusedURI, unusedTok) || stored(unusedID) {
+			t.Fatal("the never-used registration survived the tick at its TTL")
 		}
 		if !alive(usedURI, usedTok) {
 			t.Fatal("a registration that completed an authorization was removed")
@@ -402,15 +400,14 @@ func TestJanitorRemovesUnusedRegistrations(t *testing.T) {
 			t.Fatalf("revoke: %d %s %s", r.Status, r.Error, r.ErrorDescription)
 		}
 		e.clock.Advance(90*24*time.Hour - 24*time.Hour - time.Second)
-		if n, _ := e.srv.DeleteStaleRegistrations(ctx); n != 0 || !alive(usedURI, usedTok) {
-			t.Fatalf("tick before the idle TTL removed %d", n)
+		e.srv.RunJobs(ctx)
+		if !alive(usedURI, usedTok) {
+			t.Fatal("a tick before the idle TTL removed the registration")
 		}
 		e.clock.Advance(time.Second)
-		if n, err := e.srv.DeleteStaleRegistrations(ctx); n != 1 || err != nil {
-			t.Fatalf("tick at the idle TTL removed %d (%v), want 1", n, err)
-		}
-		if alive(usedURI, usedTok) {
-			t.Fatal("the idle registration survived")
+		e.srv.RunJobs(ctx)
+		if alive(usedURI, usedTok) || stored(usedID) {
+			t.Fatal("the idle registration survived the tick at its TTL")
 		}
 		if _, err := e.store.GetClient(ctx, admin.ID); err != nil {
 			t.Fatalf("an administrator's client was removed: %v", err)
