@@ -16,7 +16,9 @@ import (
 
 // NewClient checks m and builds a client ready to store, with a fresh ID
 // and, for a confidential client, a fresh secret (returned once; only its
-// hash is kept). The CLI and dynamic registration both use it.
+// hash is kept). The CLI and dynamic registration both use it. The client
+// is TrustAdmin, as the CLI makes it; dynamic registration marks its
+// clients TrustRegistered before storing them.
 func NewClient(m store.ClientMetadata, now time.Time, r io.Reader) (store.Client, string, error) {
 	if err := CheckClientMetadata(&m); err != nil {
 		return store.Client{}, "", err
@@ -25,7 +27,7 @@ func NewClient(m store.ClientMetadata, now time.Time, r io.Reader) (store.Client
 	if err != nil {
 		return store.Client{}, "", err
 	}
-	c := store.Client{ID: id.String(), Metadata: m, CreatedAt: now, UpdatedAt: now}
+	c := store.Client{ID: id.String(), Trust: store.TrustAdmin, Metadata: m, CreatedAt: now, UpdatedAt: now}
 	var secret string
 	if usesSecret(m) {
 		if secret, err = tokens.NewSecret(r, tokens.PrefixClientSecret); err != nil {
