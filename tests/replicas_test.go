@@ -97,7 +97,7 @@ func newReplicaSet(t *testing.T, wrap func(store.Store) store.Store) *replicaSet
 	r.c = startReplica(t, r.a, open(), r.clk, r.encKey, time.Hour)
 	r.d = startReplica(t, r.a, open(), r.clk, r.encKey, time.Hour)
 	r.svc, r.svcSecret = r.a.client(store.ClientMetadata{GrantTypes: []string{provider.GrantClientCredentials}, Scopes: []string{"read"}})
-	r.rs, r.rsSecret = r.a.client(store.ClientMetadata{GrantTypes: []string{provider.GrantClientCredentials}})
+	r.rs, r.rsSecret = r.a.resourceServer(store.ClientMetadata{})
 	return r
 }
 
