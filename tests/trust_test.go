@@ -116,6 +116,13 @@ func TestRegistrationScopes(t *testing.T) {
 		status, m := e.register(t, native(map[string]any{"scope": "read admin"}))
 		wantMetadataError(t, "admin scope at registration", status, m, "invalid_client_metadata", "scope")
 
+		// offline_access is about the grant, not a permission: never refused.
+		e.registerOK(t, native(map[string]any{"scope": "read offline_access"}))
+		strict := start(t, open(t), func(o *provider.Options) { o.RegistrationScopes = []string{"read"} })
+		strict.registerOK(t, native(map[string]any{"scope": "read offline_access"}))
+		status, m = strict.register(t, native(map[string]any{"scope": "read write"}))
+		wantMetadataError(t, "a scope outside AUTHZ_REGISTRATION_SCOPES", status, m, "invalid_client_metadata", "scope")
+
 		id, _, _ := e.registerOK(t, native(nil))
 		redirect := "http://127.0.0.1:" + strconv.Itoa(freePort(t)) + "/callback"
 		u := e.browser().authorize(authRequest{clientID: id, redirectURI: redirect, state: "s", verifier: testVerifier, scope: "read admin"}.url(e.issuer), user, pw)
