@@ -413,6 +413,7 @@ func TestRevocationAndIntrospection(t *testing.T) {
 				t.Fatal(err)
 			}
 			assertInactive(t, "access", e.introspect(t, rs.ID, rsSecret, tr.AccessToken))
+			e.clock.Advance(provider.ClientCacheTTL) // deleted behind the server's back
 			r := e.postToken(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tr.RefreshToken}}, c2.ID, s2)
 			mustEqual(t, "refresh of a deleted client", r.Error, "invalid_client")
 		})
@@ -643,7 +644,7 @@ func TestClientCacheOnTheTokenEndpoint(t *testing.T) {
 		reads := &clientReads{Store: st}
 		two := start(t, reads, withKey) // a second replica on the same database
 
-		status, m := one.register(t, map[string]any{"grant_types": []string{"client_credentials"}, "token_endpoint_auth_method": "client_secret_basic"})
+		status, m := one.registerService(t, map[string]any{"grant_types": []string{"client_credentials"}, "token_endpoint_auth_method": "client_secret_basic"})
 		mustEqual(t, "register", status, 201)
 		id, secret := m["client_id"].(string), m["client_secret"].(string)
 		uri, regToken := m["registration_client_uri"].(string), m["registration_access_token"].(string)
