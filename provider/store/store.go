@@ -471,6 +471,9 @@ type Store interface {
 	// whose code is gone. It returns how many records it removed.
 	DeleteExpired(ctx context.Context, now time.Time) (int64, error)
 
+	// The audit trail and the operator's gauges (audit.go).
+	AuditLog
+
 	// Close releases resources.
 	Close()
 }

@@ -40,6 +40,8 @@ type Store struct {
 	sessions    map[string]store.Session            // by string(hash)
 	iats        map[string]store.InitialAccessToken // by string(hash)
 	counters    map[string]store.Counter
+	audit       []store.AuditEvent // append-only, in ID order
+	auditSeq    int64
 }
 
 type consentKey struct{ userID, clientID string }

@@ -62,6 +62,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"StaleClients", testStaleClients},
 		{"TimeNormalisation", testTimeNormalisation},
 		{"NoAliasing", testNoAliasing},
+		{"Audit", testAudit},
+		{"CountLive", testCountLive},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
