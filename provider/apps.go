@@ -99,5 +99,7 @@ func (s *Server) revokeUserGrant(r *http.Request, user store.User, grantID strin
 	if err := s.store.RevokeGrant(r.Context(), g.ID, s.opts.Now()); err != nil {
 		return err
 	}
+	s.audit(r.Context(), store.AuditEvent{Name: EventGrantRevoked, Actor: ActorUser, Subject: user.ID, ClientID: g.ClientID,
+		Details: map[string]string{"grant_id": g.ID, "reason": "user"}})
 	return s.store.DeleteConsent(r.Context(), user.ID, g.ClientID)
 }

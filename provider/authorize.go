@@ -235,6 +235,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		s.authorizeFailed(w, r, req, perr)
 		return
 	}
+	setClientID(r.Context(), req.client.ID)
 	user, ok, err := s.currentUser(r)
 	if err != nil {
 		if req.client.Trust != store.TrustAdmin {
@@ -269,6 +270,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if decision != "allow" {
+			s.audit(r.Context(), consentEvent(EventConsentDenied, user, req))
 			s.redirectError(w, r, req.redirect, req.state, oauthErr(errAccessDenied, "the user denied the request"))
 			return
 		}
@@ -276,6 +278,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 			s.authorizeFailed(w, r, req, err)
 			return
 		}
+		s.audit(r.Context(), consentEvent(EventConsentGranted, user, req))
 		s.issueCode(w, r, user, req)
 		return
 	}

@@ -113,11 +113,17 @@ func asOAuthError(err error) (*Error, bool) {
 // nobody was waiting any more. That says nothing about the server's health
 // and is logged at debug level.
 func (s *Server) logFailure(r *http.Request, msg string, args ...any) {
-	if r.Context().Err() != nil {
-		s.log.Debug("client went away before the answer", append([]any{"path", r.URL.Path, "during", msg}, args...)...)
+	ctx := r.Context()
+	if ctx.Err() != nil {
+		s.log.DebugContext(ctx, "client went away before the answer", append([]any{"path", r.URL.Path, "during", msg}, args...)...)
 		return
 	}
-	s.log.Error(msg, append([]any{"path", r.URL.Path}, args...)...)
+	for _, a := range args {
+		if err, ok := a.(error); ok {
+			setCause(ctx, unavailableCause(err)) // counted if the answer is 503
+		}
+	}
+	s.log.ErrorContext(ctx, msg, append([]any{"path", r.URL.Path}, args...)...)
 }
 
 // retryAfter is a Retry-After value in whole seconds, rounded up.
@@ -133,6 +139,9 @@ func (s *Server) writeJSONError(w http.ResponseWriter, r *http.Request, err erro
 	oe, logIt := asOAuthError(err)
 	if logIt {
 		s.logFailure(r, "request failed", "error", oe.Code, "cause", err)
+	}
+	if oe.Code == errTemporarilyUnavailable {
+		setCause(r.Context(), unavailableCause(err))
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json;charset=UTF-8")

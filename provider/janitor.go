@@ -22,6 +22,8 @@ func (s *Server) jobs() []job {
 		{"delete expired records", s.deleteExpired},
 		{"delete old signing keys", s.deleteOldSigningKeys},
 		{"delete unused self-registered clients", s.deleteStaleRegistrations},
+		{"delete old audit events", s.pruneAudit},
+		{"count clients and live grants", s.updateCounts},
 	}
 }
 

@@ -206,6 +206,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", retryAfter(wait))
 		page.Error = fmt.Sprintf("Too many failed sign-in attempts. Try again in %d minute(s), after %s.",
 			minutes, now.Add(wait).UTC().Format("15:04 UTC"))
+		s.loginAttempt(r.Context(), EventLoginThrottled, "", username)
 		s.render(w, http.StatusTooManyRequests, "login", page)
 		return
 	}
@@ -223,6 +224,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 			unavailable("recording a failed login failed", err)
 			return
 		}
+		s.loginAttempt(r.Context(), EventLoginFailed, u.ID, username)
 		page.Error = "Wrong username or password."
 		s.render(w, http.StatusUnauthorized, "login", page)
 		return
@@ -250,6 +252,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		unavailable("creating session failed", err)
 		return
 	}
+	s.loginAttempt(r.Context(), EventLoginSucceeded, u.ID, username)
 	s.setCookie(w, sessionCookie, secret, int(s.opts.SessionTTL.Seconds()))
 	http.Redirect(w, r, returnTo, http.StatusSeeOther)
 }
@@ -260,6 +263,9 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if v := s.cookie(r, sessionCookie); v != "" {
+		if sess, err := s.store.GetSession(r.Context(), tokens.Hash(v), s.opts.Now()); err == nil {
+			s.audit(r.Context(), store.AuditEvent{Name: EventLogout, Actor: ActorUser, Subject: sess.UserID})
+		}
 		if err := s.store.DeleteSession(r.Context(), tokens.Hash(v)); err != nil {
 			s.logFailure(r, "deleting session failed", "cause", err)
 		}

@@ -105,7 +105,9 @@ type Options struct {
 	RegistrationWindow time.Duration
 
 	// TrustedProxies are the peers whose X-Forwarded-For / Forwarded headers
-	// name the client IP that limits count. Default none: the peer address.
+	// name the client IP that limits count, and whose X-Request-ID is kept
+	// (README, "Operating authz"). Default none: the peer address, and a
+	// new request id for every request.
 	TrustedProxies []netip.Prefix
 
 	// HTTPClient fetches what clients point to (a private_key_jwt client's
@@ -125,6 +127,12 @@ type Options struct {
 	// draft-ietf-oauth-client-id-metadata-document). On by default: MCP
 	// clients (Claude, ChatGPT, VS Code, opencode) identify themselves so.
 	DisableClientMetadataDocuments bool
+
+	// DisableAccessLog turns off the per-request INFO line.
+	DisableAccessLog bool
+	// AuditRetention is how long audit events are kept; the janitor deletes
+	// older ones. Default 90 days.
+	AuditRetention time.Duration
 
 	// Now and Rand are inputs so tests control time and randomness.
 	Now    func() time.Time
@@ -240,6 +248,7 @@ func (o *Options) setDefaults() error {
 	def(&o.StoreTimeout, 5*time.Second)
 	def(&o.RegistrationUnusedTTL, 24*time.Hour)
 	def(&o.RegistrationIdleTTL, 90*24*time.Hour)
+	def(&o.AuditRetention, 90*24*time.Hour)
 	if o.JanitorInterval < 0 || o.KeyRefreshInterval < 0 {
 		return errors.New("provider: the janitor and key-refresh intervals must be positive")
 	}

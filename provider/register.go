@@ -134,6 +134,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) error {
 	if err := s.store.CreateClient(r.Context(), c); err != nil {
 		return err
 	}
+	s.audit(r.Context(), ClientEvent(EventClientRegistered, ActorClient, c))
 	writeTokenJSON(w, http.StatusCreated, s.registrationView(c, secret, regToken))
 	return nil
 }
@@ -230,6 +231,7 @@ func (s *Server) handleClientConfiguration(w http.ResponseWriter, r *http.Reques
 		if err := s.store.DeleteClient(r.Context(), c.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
+		s.audit(r.Context(), ClientEvent(EventClientDeleted, ActorClient, c))
 		w.Header().Set("Cache-Control", "no-store")
 		w.WriteHeader(http.StatusNoContent)
 		return nil
@@ -268,6 +270,7 @@ func (s *Server) updateRegistration(w http.ResponseWriter, r *http.Request, c st
 	if err := s.store.UpdateClient(r.Context(), c); err != nil {
 		return err
 	}
+	s.audit(r.Context(), ClientEvent(EventClientUpdated, ActorClient, c))
 	v := s.registrationView(c, secret, regToken)
 	v.Notice = note
 	writeTokenJSON(w, http.StatusOK, v)

@@ -32,32 +32,42 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 		return oauthErr(errInvalidRequest, "token is required")
 	}
 	// token_type_hint is only a hint (§2.1): the token's own form decides.
-	if err := s.revoke(r.Context(), c, token); err != nil {
+	ev, err := s.revoke(r.Context(), c, token)
+	if err != nil {
 		return err
+	}
+	if ev != nil {
+		s.audit(r.Context(), *ev)
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 	return nil
 }
 
-func (s *Server) revoke(ctx context.Context, c store.Client, token string) error {
+// revoke revokes token if it is c's and returns the token.revoked audit
+// event, or nil when nothing was revoked (unknown, foreign or expired).
+func (s *Server) revoke(ctx context.Context, c store.Client, token string) (*store.AuditEvent, error) {
+	revoked := func(kind, subject, grantID string) *store.AuditEvent {
+		return &store.AuditEvent{Name: EventTokenRevoked, Actor: ActorClient, Subject: subject, ClientID: c.ID,
+			Details: map[string]string{"token_type": kind, "grant_id": grantID}}
+	}
 	now := s.opts.Now()
 	if strings.HasPrefix(token, tokens.PrefixRefreshToken) {
 		rt, g, err := s.store.GetRefreshToken(ctx, tokens.Hash(token))
 		if errors.Is(err, store.ErrNotFound) {
-			return nil
+			return nil, nil
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if rt.ClientID != c.ID {
-			return nil
+			return nil, nil
 		}
 		// Revoking a refresh token ends its whole grant (§2.1).
 		if err := s.store.RevokeGrant(ctx, g.ID, now); err != nil && !errors.Is(err, store.ErrNotFound) {
-			return err
+			return nil, err
 		}
-		return nil
+		return revoked("refresh_token", g.UserID, g.ID), nil
 	}
 	// Whichever replica receives the call records the jti in the shared
 	// store, so every replica answers active: false afterwards (RFC 7009
@@ -66,16 +76,19 @@ func (s *Server) revoke(ctx context.Context, c store.Client, token string) error
 	// revocation, the caller gets an error, never a 200 that did nothing.
 	cl, ok, err := s.keys.verify(ctx, token, s.opts.Issuer, now)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if !ok {
 		// Malformed, foreign or expired: nothing to revoke.
-		return nil
+		return nil, nil
 	}
 	if cl.ClientID != c.ID || cl.ID == "" {
-		return nil
+		return nil, nil
 	}
-	return s.store.RevokeAccessToken(ctx, cl.ID, cl.ExpiresAt)
+	if err := s.store.RevokeAccessToken(ctx, cl.ID, cl.ExpiresAt); err != nil {
+		return nil, err
+	}
+	return revoked("access_token", cl.Subject, cl.GrantID), nil
 }
 
 // introspection is the RFC 7662 §2.2 response.

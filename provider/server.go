@@ -49,7 +49,8 @@ const maxBodyBytes = 64 << 10
 // Server is the authorization server.
 type Server struct {
 	opts       Options
-	store      store.Store
+	store      store.Store // measured: timedStore around Options.Store
+	metrics    *metrics
 	log        *slog.Logger
 	keys       *keyManager
 	pages      *pages
@@ -77,8 +78,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	u, _ := url.Parse(opts.Issuer)
 	s := &Server{
 		opts:         opts,
-		store:        opts.Store,
-		log:          opts.Logger,
+		log:          slog.New(requestIDHandler{opts.Logger.Handler()}),
 		issuerPath:   strings.TrimSuffix(u.Path, "/"),
 		secureCookie: u.Scheme == "https",
 		limiter: &loginLimiter{st: opts.Store, log: opts.Logger, perAccount: opts.LoginFailuresPerAccount,
@@ -95,6 +95,8 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		fetchClient = newFetchClient(opts.FetchRootCAs, addressPolicy{allowLoopback: dcr.IsLoopback(u.Hostname())})
 	}
 	s.fetch = newFetcher(fetchClient, opts.Now)
+	s.metrics = newMetrics(s.signingKeyAge)
+	s.store = timedStore{Store: opts.Store, m: s.metrics}
 	var err error
 	if s.pages, err = newPages(); err != nil {
 		return nil, err
@@ -156,9 +158,10 @@ func (s *Server) supportedGrantTypes() []string {
 // Handler returns the HTTP handler serving every endpoint.
 func (s *Server) Handler() http.Handler {
 	r := mux.NewRouter()
+	r.Use(routeName)
 	p := s.issuerPath
 	r.Handle(p+PathAuthorize, http.HandlerFunc(s.handleAuthorize)).Methods(http.MethodGet, http.MethodPost)
-	r.Handle(p+PathToken, cors(s.jsonEndpoint(s.handleToken))).Methods(http.MethodPost, http.MethodOptions)
+	r.Handle(p+PathToken, cors(s.jsonEndpoint(s.countTokens(s.handleToken)))).Methods(http.MethodPost, http.MethodOptions)
 	r.Handle(p+PathJWKS, wellknown.Bytes(s.keys.jwks, "public, max-age=60"))
 	r.Handle(p+PathLogin, http.HandlerFunc(s.handleLogin)).Methods(http.MethodGet, http.MethodPost)
 	r.Handle(p+PathLogout, http.HandlerFunc(s.handleLogout)).Methods(http.MethodPost)
@@ -171,7 +174,7 @@ func (s *Server) Handler() http.Handler {
 	r.Handle(p+PathIntrospect, s.jsonEndpoint(s.handleIntrospect)).Methods(http.MethodPost)
 	r.Handle(p+PathApps, http.HandlerFunc(s.handleApps)).Methods(http.MethodGet, http.MethodPost)
 	if s.opts.RegistrationPolicy != RegistrationOff {
-		r.Handle(p+PathRegister, cors(s.jsonEndpoint(s.handleRegister))).Methods(http.MethodPost, http.MethodOptions)
+		r.Handle(p+PathRegister, cors(s.jsonEndpoint(s.countRegistrations(registrationDCR, s.handleRegister)))).Methods(http.MethodPost, http.MethodOptions)
 		r.Handle(p+PathRegister+"/{client_id}", s.jsonEndpoint(s.handleClientConfiguration)).Methods(http.MethodGet, http.MethodPut, http.MethodDelete)
 	} else {
 		// RFC 7591 §3: the endpoint exists but refuses; it is not advertised.
@@ -217,7 +220,7 @@ func (s *Server) Handler() http.Handler {
 		}
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 	})
-	return s.recoverer(limitBody(r))
+	return s.observe(s.recoverer(limitBody(r)))
 }
 
 // jsonEndpoint adapts a handler that returns an error to the JSON error writer.

@@ -77,6 +77,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	setClientID(r.Context(), client.ID)
 	var resp *tokenResponse
 	switch req.grantType {
 	case "":
@@ -260,7 +261,8 @@ func (s *Server) exchangeCode(ctx context.Context, c store.Client, req *tokenReq
 	})
 	switch {
 	case errors.Is(err, store.ErrCodeReused):
-		s.log.Warn("authorization code replayed; its grant is revoked", "client_id", c.ID)
+		s.log.WarnContext(ctx, "authorization code replayed; its grant is revoked", "client_id", c.ID)
+		s.audit(ctx, store.AuditEvent{Name: EventCodeReplayed, Actor: ActorClient, ClientID: c.ID, Outcome: "grant_revoked"})
 		return nil, oauthErr(errInvalidGrant, "the authorization code has already been used")
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrExpired), errors.Is(err, store.ErrGrantRevoked):
 		return nil, oauthErr(errInvalidGrant, "the authorization code is invalid or expired")
@@ -268,6 +270,8 @@ func (s *Server) exchangeCode(ctx context.Context, c store.Client, req *tokenReq
 		return nil, err // redeem's own *Error, or the store's
 	}
 	s.markUsed(ctx, c, now)
+	s.audit(ctx, store.AuditEvent{Name: EventGrantCreated, Actor: ActorUser, Subject: code.UserID, ClientID: c.ID,
+		Details: map[string]string{"grant_id": code.GrantID, "scope": strings.Join(code.Scopes, " ")}})
 	return s.completeTokenResponse(ctx, resp, code.UserID, c.ID, code.GrantID, code.Scopes, resources, now)
 }
 
@@ -312,7 +316,9 @@ func (s *Server) refresh(ctx context.Context, c store.Client, req *tokenRequest)
 		})
 	switch {
 	case errors.Is(err, store.ErrRefreshReused):
-		s.log.Warn("rotated refresh token replayed after the grace window; grant revoked", "client_id", c.ID)
+		s.log.WarnContext(ctx, "rotated refresh token replayed after the grace window; grant revoked", "client_id", c.ID)
+		s.metrics.refresh.WithLabelValues("reuse_detected").Inc()
+		s.refreshReused(ctx, c, req.refreshToken)
 		return nil, oauthErr(errInvalidGrant, "the refresh token has already been used")
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrExpired), errors.Is(err, store.ErrGrantRevoked):
 		return nil, oauthErr(errInvalidGrant, "the refresh token is invalid, expired or revoked")
@@ -323,6 +329,11 @@ func (s *Server) refresh(ctx context.Context, c store.Client, req *tokenRequest)
 		return nil, errors.New("provider: the store answered with a successor that is not the derived one")
 	}
 	s.markUsed(ctx, c, now)
+	if rot.WithinGrace {
+		s.metrics.refresh.WithLabelValues("grace").Inc()
+	} else {
+		s.metrics.refresh.WithLabelValues("rotated").Inc()
+	}
 	resp := &tokenResponse{RefreshToken: secret}
 	return s.completeTokenResponse(ctx, resp, rot.Grant.UserID, c.ID, rot.Grant.ID, scopes, resources, now)
 }

@@ -65,3 +65,23 @@ func (f AuditFilter) Matches(e AuditEvent) bool {
 		(f.ClientID == "" || e.ClientID == f.ClientID) &&
 		(f.Name == "" || e.Name == f.Name)
 }
+
+// The audit trail under WithDeadline: appends and reads are bounded like a
+// request's calls; pruning and counting are janitor work over whole tables,
+// bounded like DeleteExpired.
+
+func (w *deadlineStore) AppendAuditEvent(ctx context.Context, e AuditEvent) error {
+	return w.do(ctx, func(ctx context.Context) error { return w.s.AppendAuditEvent(ctx, e) })
+}
+
+func (w *deadlineStore) ListAuditEvents(ctx context.Context, f AuditFilter) ([]AuditEvent, error) {
+	return get(w, ctx, func(ctx context.Context) ([]AuditEvent, error) { return w.s.ListAuditEvents(ctx, f) })
+}
+
+func (w *deadlineStore) DeleteAuditEventsBefore(ctx context.Context, t time.Time) (int64, error) {
+	return bounded(ctx, w.sweep, func(ctx context.Context) (int64, error) { return w.s.DeleteAuditEventsBefore(ctx, t) })
+}
+
+func (w *deadlineStore) CountLive(ctx context.Context, now time.Time) (Counts, error) {
+	return bounded(ctx, w.sweep, func(ctx context.Context) (Counts, error) { return w.s.CountLive(ctx, now) })
+}

@@ -1,0 +1,154 @@
+package provider
+
+import (
+	"context"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/authzd/authz/provider/store"
+	"github.com/authzd/authz/provider/tokens"
+)
+
+// Audit event names: one per security-relevant action, stable (operators
+// alert on them), each emitted once by the action itself. README,
+// "Operating authz", documents every one with its fields.
+const (
+	EventLoginSucceeded   = "login.succeeded"
+	EventLoginFailed      = "login.failed"
+	EventLoginThrottled   = "login.throttled"
+	EventLogout           = "logout"
+	EventConsentGranted   = "consent.granted"
+	EventConsentDenied    = "consent.denied"
+	EventGrantCreated     = "grant.created"
+	EventGrantRevoked     = "grant.revoked"
+	EventCodeReplayed     = "code.replayed"
+	EventRefreshReused    = "refresh.reused"
+	EventTokenRevoked     = "token.revoked"
+	EventClientRegistered = "client.registered"
+	EventClientUpdated    = "client.updated"
+	EventClientDeleted    = "client.deleted"
+	EventKeyRotated       = "key.rotated"
+	EventLockoutCleared   = "lockout.cleared"
+	EventUserDeleted      = "user.deleted"
+)
+
+// Actors.
+const (
+	ActorUser   = "user"
+	ActorClient = "client"
+	ActorAdmin  = "admin"
+	ActorSystem = "system"
+)
+
+// auditWriteTimeout bounds recording one event, which outlives the request
+// (a client hanging up must not erase the trail of what it did).
+const auditWriteTimeout = 5 * time.Second
+
+// Audit records e twice: as a structured slog record ("audit", at INFO) and
+// as a row of the store's append-only trail. A failure to store it is
+// logged with the event (which the log line then still carries) and does
+// not undo the action, which has happened. cmd/authz uses it for the
+// administrator's actions; the server for everything else.
+func Audit(ctx context.Context, st store.Store, log *slog.Logger, e store.AuditEvent) {
+	attrs := []slog.Attr{slog.String("event", e.Name), slog.String("actor", e.Actor)}
+	for _, kv := range [][2]string{{"subject", e.Subject}, {"client_id", e.ClientID}, {"client_ip", e.ClientIP}, {"outcome", e.Outcome}} {
+		if kv[1] != "" {
+			attrs = append(attrs, slog.String(kv[0], kv[1]))
+		}
+	}
+	// The request's own log lines get request_id from its context; an event
+	// recorded outside a request (the CLI) has none.
+	if e.RequestID != "" && requestID(ctx) == "" {
+		attrs = append(attrs, slog.String("request_id", e.RequestID))
+	}
+	for _, k := range slices.Sorted(maps.Keys(e.Details)) {
+		attrs = append(attrs, slog.String(k, e.Details[k]))
+	}
+	log.LogAttrs(ctx, slog.LevelInfo, "audit", attrs...)
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditWriteTimeout)
+	defer cancel()
+	if err := st.AppendAuditEvent(wctx, e); err != nil {
+		log.LogAttrs(ctx, slog.LevelError, "audit event not stored", append(attrs, slog.Any("cause", err))...)
+	}
+}
+
+// audit records an event of the request ctx belongs to, at the server's
+// clock, with the request's id and client IP.
+func (s *Server) audit(ctx context.Context, e store.AuditEvent) {
+	e.Time = s.opts.Now()
+	if ri := infoFrom(ctx); ri != nil {
+		e.RequestID, e.ClientIP = ri.id, ri.ip
+	}
+	if e.Outcome == "" {
+		e.Outcome = "ok"
+	}
+	s.metrics.audit.WithLabelValues(e.Name).Inc()
+	Audit(ctx, s.store, s.log, e)
+}
+
+// pruneAudit is the janitor job enforcing AUTHZ_AUDIT_RETENTION.
+func (s *Server) pruneAudit(ctx context.Context, now time.Time) error {
+	n, err := s.store.DeleteAuditEventsBefore(ctx, now.Add(-s.opts.AuditRetention))
+	if err != nil {
+		return err
+	}
+	s.log.Debug("deleted old audit events", "count", n)
+	return nil
+}
+
+// refreshReused records a refresh token replayed after the grace window:
+// refresh.reused, and grant.revoked (reason reuse_detected) for the grant
+// the store revoked. The grant is looked up by the token's hash; this is
+// the rare path, so one more read is cheap.
+func (s *Server) refreshReused(ctx context.Context, c store.Client, token string) {
+	e := store.AuditEvent{Name: EventRefreshReused, Actor: ActorClient, ClientID: c.ID, Outcome: "grant_revoked"}
+	_, g, err := s.store.GetRefreshToken(ctx, tokens.Hash(token))
+	if err == nil {
+		e.Subject, e.Details = g.UserID, map[string]string{"grant_id": g.ID}
+	}
+	s.audit(ctx, e)
+	if err == nil {
+		s.audit(ctx, store.AuditEvent{Name: EventGrantRevoked, Actor: ActorSystem, Subject: g.UserID, ClientID: c.ID,
+			Details: map[string]string{"grant_id": g.ID, "reason": "reuse_detected"}})
+	}
+}
+
+// loginAttempt records a sign-in attempt (event is login.succeeded,
+// login.failed or login.throttled) in the audit trail and the metrics.
+// userID is empty when the account is unknown or was not looked up; the
+// name typed is kept as a detail, never the password.
+func (s *Server) loginAttempt(ctx context.Context, event, userID, username string) {
+	outcome := map[string]string{EventLoginSucceeded: "ok", EventLoginFailed: "failed", EventLoginThrottled: "throttled"}[event]
+	s.metrics.logins.WithLabelValues(outcome).Inc()
+	s.audit(ctx, store.AuditEvent{Name: event, Actor: ActorUser, Subject: userID, Outcome: outcome,
+		Details: map[string]string{"username": username}})
+}
+
+func consentEvent(name string, user store.User, req *authorizeRequest) store.AuditEvent {
+	return store.AuditEvent{Name: name, Actor: ActorUser, Subject: user.ID, ClientID: req.client.ID,
+		Outcome: map[string]string{EventConsentGranted: "ok", EventConsentDenied: "denied"}[name],
+		Details: map[string]string{"scope": strings.Join(req.scopes, " "), "resource": strings.Join(req.resources, " ")}}
+}
+
+// clientTrust is the trust level recorded for c: store.Trust*, or
+// "untrusted" when none is set (the provider treats it as such).
+func clientTrust(c store.Client) string {
+	if c.Trust == "" {
+		return "untrusted"
+	}
+	return c.Trust
+}
+
+// ClientEvent is a client.registered / client.updated / client.deleted
+// event for c; cmd/authz records the administrator's with ActorAdmin.
+// Client deletion revokes every grant of the client, which the event says.
+func ClientEvent(name, actor string, c store.Client) store.AuditEvent {
+	d := map[string]string{"trust": clientTrust(c), "client_name": c.Metadata.Name}
+	if name == EventClientDeleted {
+		d["grants"] = "revoked"
+	}
+	return store.AuditEvent{Name: name, Actor: actor, ClientID: c.ID, Outcome: "ok", Details: d}
+}
