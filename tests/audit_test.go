@@ -1,0 +1,206 @@
+package tests
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/authzd/authz/provider"
+	"github.com/authzd/authz/provider/store"
+)
+
+// TestAuditEvents drives every security-relevant action over HTTP and
+// checks that each emits its event exactly once, with time, actor,
+// subject, client, client IP, request id and outcome, into the store and
+// the log alike, and that no secret is in any of them.
+func TestAuditEvents(t *testing.T) {
+	t.Parallel()
+	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		e, logs := startLogged(t, open(t), func(o *provider.Options) {
+			o.LoginFailuresPerAccount = 2
+		})
+		ctx := context.Background()
+		var secrets []string
+		keep := func(s ...string) {
+			for _, v := range s {
+				if v != "" {
+					secrets = append(secrets, v)
+				}
+			}
+		}
+		alice, alicePW := e.user("audit-alice")
+		bob, bobPW := e.user("audit-bob")
+		keep(alicePW, bobPW)
+		aliceUser, _ := e.store.GetUserByUsername(ctx, alice)
+		bobUser, _ := e.store.GetUserByUsername(ctx, bob)
+
+		b := e.browser()
+		mustEqual(t, "wrong password", b.loginAttempt(alice, "wrong-password-1").status, http.StatusUnauthorized)
+
+		// Flow A: sign-in, consent, grant; its refresh token replayed after
+		// the grace window revokes the grant.
+		ca, sa, tra := e.confidentialFlow(b, alice, alicePW)
+		keep(sa, tra.AccessToken, tra.RefreshToken)
+		r1 := e.postToken(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tra.RefreshToken}}, ca.ID, sa)
+		mustEqual(t, "refresh", r1.Status, http.StatusOK)
+		keep(r1.AccessToken, r1.RefreshToken)
+		e.clock.Advance(time.Minute)
+		mustEqual(t, "replay", e.postToken(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tra.RefreshToken}}, ca.ID, sa).Error, "invalid_grant")
+
+		// Flow B: a second client; its code replayed.
+		cb, sb, redirectB := e.loopbackClient(false)
+		keep(sb)
+		req := authRequest{clientID: cb.ID, redirectURI: redirectB, state: "s", scope: "read", verifier: testVerifier}
+		code := e.codeFor(b, req, alice, alicePW)
+		keep(code)
+		trb := e.postToken(exchangeForm(code, redirectB, testVerifier, nil), cb.ID, sb)
+		mustEqual(t, "exchange B", trb.Status, http.StatusOK)
+		keep(trb.AccessToken, trb.RefreshToken)
+		mustEqual(t, "code replay", e.postToken(exchangeForm(code, redirectB, testVerifier, nil), cb.ID, sb).Error, "invalid_grant")
+
+		// Flow C: client B again (consent remembered: no consent event);
+		// its access token revoked by the client, its grant by the user.
+		code = e.codeFor(b, req, alice, alicePW)
+		keep(code)
+		trc := e.postToken(exchangeForm(code, redirectB, testVerifier, nil), cb.ID, sb)
+		mustEqual(t, "exchange C", trc.Status, http.StatusOK)
+		keep(trc.AccessToken, trc.RefreshToken)
+		rv := postForm(t, e.issuer+provider.PathRevoke, url.Values{"token": {trc.AccessToken}}, cb.ID, sb)
+		mustEqual(t, "revoke", rv.Status, http.StatusOK)
+		apps := b.do("GET", provider.PathApps, nil)
+		f := url.Values{"csrf_token": {formFields(apps.body).Get("csrf_token")}, "grant_id": {claims(t, trc.AccessToken)["sid"].(string)}}
+		mustEqual(t, "apps revoke", b.do("POST", provider.PathApps, f).status, http.StatusSeeOther)
+
+		// A new client denied.
+		cd, _, redirectD := e.loopbackClient(false)
+		p := b.do("GET", authRequest{clientID: cd.ID, redirectURI: redirectD, state: "s", scope: "read", verifier: testVerifier}.url(e.issuer), nil)
+		if !strings.Contains(p.body, `name="decision"`) {
+			t.Fatalf("no consent page: %d %.300s", p.status, p.body)
+		}
+		f = formFields(p.body)
+		f.Set("decision", "deny")
+		mustEqual(t, "deny", b.do("POST", provider.PathAuthorize, f).status, http.StatusFound)
+
+		// Sign out.
+		apps = b.do("GET", provider.PathApps, nil)
+		mustEqual(t, "logout", b.do("POST", provider.PathLogout, url.Values{"csrf_token": {formFields(apps.body).Get("csrf_token")}}).status, http.StatusSeeOther)
+
+		// Bob: two failures, then throttled.
+		bb := e.browser()
+		bb.loginAttempt(bob, "wrong-password-2")
+		bb.loginAttempt(bob, "wrong-password-3")
+		mustEqual(t, "throttled", bb.loginAttempt(bob, bobPW).status, http.StatusTooManyRequests)
+
+		// A client registers itself, updates and deletes itself.
+		status, reg := e.register(t, map[string]any{"redirect_uris": []string{"https://app.example.com/cb"}, "client_name": "Self"})
+		mustEqual(t, "register", status, http.StatusCreated)
+		selfID, regToken := reg["client_id"].(string), reg["registration_access_token"].(string)
+		keep(regToken)
+		if s, ok := reg["client_secret"].(string); ok {
+			keep(s)
+		}
+		status, upd, _ := jsonCall(t, "PUT", reg["registration_client_uri"].(string), regToken,
+			map[string]any{"client_id": selfID, "redirect_uris": []string{"https://app.example.com/cb2"}, "client_name": "Self"})
+		mustEqual(t, "update", status, http.StatusOK)
+		regToken, _ = upd["registration_access_token"].(string)
+		keep(regToken)
+		status, _, _ = jsonCall(t, "DELETE", reg["registration_client_uri"].(string), regToken, nil)
+		mustEqual(t, "delete", status, http.StatusNoContent)
+
+		events, err := e.store.ListAuditEvents(ctx, store.AuditFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		type key struct{ name, subject, client, outcome, reason string }
+		got := map[key]int{}
+		for _, ev := range events {
+			got[key{ev.Name, ev.Subject, ev.ClientID, ev.Outcome, ev.Details["reason"]}]++
+		}
+		want := map[key]int{
+			{provider.EventLoginFailed, aliceUser.ID, "", "failed", ""}:               1,
+			{provider.EventLoginSucceeded, aliceUser.ID, "", "ok", ""}:                1,
+			{provider.EventConsentGranted, aliceUser.ID, ca.ID, "ok", ""}:             1,
+			{provider.EventGrantCreated, aliceUser.ID, ca.ID, "ok", ""}:               1,
+			{provider.EventRefreshReused, aliceUser.ID, ca.ID, "grant_revoked", ""}:   1,
+			{provider.EventGrantRevoked, aliceUser.ID, ca.ID, "ok", "reuse_detected"}: 1,
+			{provider.EventConsentGranted, aliceUser.ID, cb.ID, "ok", ""}:             1,
+			{provider.EventGrantCreated, aliceUser.ID, cb.ID, "ok", ""}:               2,
+			{provider.EventCodeReplayed, "", cb.ID, "grant_revoked", ""}:              1,
+			{provider.EventTokenRevoked, aliceUser.ID, cb.ID, "ok", ""}:               1,
+			{provider.EventGrantRevoked, aliceUser.ID, cb.ID, "ok", "user"}:           1,
+			{provider.EventConsentDenied, aliceUser.ID, cd.ID, "denied", ""}:          1,
+			{provider.EventLogout, aliceUser.ID, "", "ok", ""}:                        1,
+			{provider.EventLoginFailed, bobUser.ID, "", "failed", ""}:                 2,
+			{provider.EventLoginThrottled, "", "", "throttled", ""}:                   1,
+			{provider.EventClientRegistered, "", selfID, "ok", ""}:                    1,
+			{provider.EventClientUpdated, "", selfID, "ok", ""}:                       1,
+			{provider.EventClientDeleted, "", selfID, "ok", ""}:                       1,
+		}
+		for k, n := range want {
+			if got[k] != n {
+				t.Errorf("event %+v recorded %d times, want %d", k, got[k], n)
+			}
+		}
+		for k, n := range got {
+			if _, ok := want[k]; !ok {
+				t.Errorf("unexpected event %+v (%d times)", k, n)
+			}
+		}
+		for _, ev := range events {
+			if ev.RequestID == "" || ev.ClientIP != "127.0.0.1" || ev.Time.IsZero() || ev.Actor == "" {
+				t.Errorf("event %s lacks request id, client IP, time or actor: %+v", ev.Name, ev)
+			}
+			if ev.Name == provider.EventClientRegistered && ev.Details["trust"] != store.TrustRegistered {
+				t.Errorf("client.registered trust = %q, want %q", ev.Details["trust"], store.TrustRegistered)
+			}
+			raw, _ := json.Marshal(ev)
+			for _, s := range secrets {
+				if strings.Contains(string(raw), s) {
+					t.Errorf("event %s carries a secret: %s", ev.Name, raw)
+				}
+			}
+		}
+		// The log has the same events, one line each, tied by request id.
+		lines := logs.records(t, "audit")
+		if len(lines) != len(events) {
+			t.Errorf("%d audit log lines, %d stored events", len(lines), len(events))
+		}
+		for i, l := range lines {
+			if i < len(events) && (l["event"] != events[i].Name || l["request_id"] != events[i].RequestID) {
+				t.Errorf("log line %d = %v %v, stored event %s %s", i, l["event"], l["request_id"], events[i].Name, events[i].RequestID)
+			}
+		}
+		all := logs.String()
+		for _, s := range secrets {
+			if strings.Contains(all, s) {
+				t.Errorf("a secret reached the log")
+			}
+		}
+	})
+}
+
+// TestAuditRetention: the janitor deletes events older than
+// AuditRetention and keeps the rest.
+func TestAuditRetention(t *testing.T) {
+	t.Parallel()
+	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		e := start(t, open(t), func(o *provider.Options) { o.AuditRetention = 48 * time.Hour })
+		name, _ := e.user("retention-user")
+		e.browser().loginAttempt(name, "wrong-password") // at t0
+		e.clock.Advance(47 * time.Hour)
+		e.browser().loginAttempt(name, "wrong-password") // at t0+47h
+		e.clock.Advance(2 * time.Hour)                   // t0+49h: the first is past 48h
+		e.srv.RunJobs(context.Background())
+		evs, err := e.store.ListAuditEvents(context.Background(), store.AuditFilter{Name: provider.EventLoginFailed})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) != 1 || !evs[0].Time.Equal(e.clock.Now().Add(-2*time.Hour)) {
+			t.Errorf("after the sweep: %+v, want only the event of 2h ago", evs)
+		}
+	})
+}
