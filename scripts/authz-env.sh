@@ -42,7 +42,7 @@ setup_db() {
 
 # start_authz ADDR LOG: one `authz serve` on ADDR; sets AUTHZ_PID.
 start_authz() {
-  AUTHZ_ADDR="$1" "$tmp/authz" serve >"$2" 2>&1 &
+  AUTHZ_ADDR="$1" AUTHZ_ADMIN_ADDR="${AUTHZ_ADMIN_ADDR:-}" "$tmp/authz" serve >"$2" 2>&1 &
   AUTHZ_PID=$!
   pids+=("$AUTHZ_PID")
   for _ in $(seq 100); do curl -fsS "http://$1/readyz" >/dev/null 2>&1 && return 0; sleep 0.1; done

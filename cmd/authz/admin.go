@@ -207,6 +207,7 @@ func (e env) clientCreate(args []string) error {
 	if err := st.CreateClient(e.ctx, c); err != nil {
 		return err
 	}
+	e.auditAdmin(st, provider.ClientEvent(provider.EventClientRegistered, provider.ActorAdmin, c))
 	return e.printClient(c, secret, asJSON)
 }
 
@@ -261,6 +262,7 @@ func (e env) clientUpdate(args []string) error {
 	if err := st.UpdateClient(e.ctx, c); err != nil {
 		return err
 	}
+	e.auditAdmin(st, provider.ClientEvent(provider.EventClientUpdated, provider.ActorAdmin, c))
 	return e.printClient(c, secret, asJSON)
 }
 
@@ -333,9 +335,14 @@ func (e env) clientDelete(args []string) error {
 	if len(pos) != 1 {
 		return usageError{"client delete needs one client ID"}
 	}
+	c, err := st.GetClient(e.ctx, pos[0])
+	if err != nil {
+		return fmt.Errorf("client %s: %w", pos[0], err)
+	}
 	if err := st.DeleteClient(e.ctx, pos[0]); err != nil {
 		return fmt.Errorf("client %s: %w", pos[0], err)
 	}
+	e.auditAdmin(st, provider.ClientEvent(provider.EventClientDeleted, provider.ActorAdmin, c))
 	fmt.Fprintf(e.stdout, "deleted client %s and revoked its grants\n", pos[0])
 	return nil
 }
@@ -434,6 +441,8 @@ func (e env) userDelete(args []string) error {
 	if err := st.DeleteUser(e.ctx, u.ID); err != nil {
 		return err
 	}
+	e.auditAdmin(st, store.AuditEvent{Name: provider.EventUserDeleted, Subject: u.ID,
+		Details: map[string]string{"username": u.Username, "grants": "revoked"}})
 	fmt.Fprintf(e.stdout, "deleted user %s and revoked their grants\n", pos[0])
 	return nil
 }
@@ -458,6 +467,8 @@ func (e env) userUnlock(args []string) error {
 	if err != nil {
 		return err
 	}
+	e.auditAdmin(st, store.AuditEvent{Name: provider.EventLockoutCleared, Subject: u.ID,
+		Details: map[string]string{"username": u.Username, "counters": fmt.Sprint(n)}})
 	fmt.Fprintf(e.stdout, "unlocked user %s (%d failed-sign-in counter(s) cleared)\n", u.Username, n)
 	return nil
 }
@@ -498,6 +509,8 @@ func (e env) keysRotate(args []string) error {
 	if err != nil {
 		return err
 	}
+	e.auditAdmin(st, store.AuditEvent{Name: provider.EventKeyRotated,
+		Details: map[string]string{"kid": k.ID, "algorithm": k.Algorithm, "activates_at": k.ActivatesAt.UTC().Format(time.RFC3339)}})
 	fmt.Fprintf(e.stdout, "new signing key %s is published now and signs from %s (after every server has reloaded its keys); older keys stay published until their tokens expire\n",
 		k.ID, k.ActivatesAt.UTC().Format(time.RFC3339))
 	return nil

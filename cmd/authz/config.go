@@ -60,6 +60,10 @@ type config struct {
 	RegistrationLimit       int
 	RegistrationWindow      time.Duration
 	TrustedProxies          string
+
+	AdminAddr      string
+	AccessLog      bool
+	AuditRetention time.Duration
 }
 
 // setting is one row of the configuration table.
@@ -107,7 +111,10 @@ func (c *config) settings() []setting {
 		{flag: "login-window", env: "AUTHZ_LOGIN_WINDOW", def: "15m", usage: "window of the sign-in limits (and how long a lockout lasts at most)", dur: &c.LoginWindow},
 		{flag: "registration-limit", env: "AUTHZ_REGISTRATION_LIMIT", def: "10", usage: "dynamic registrations allowed per client IP per registration window", integer: &c.RegistrationLimit},
 		{flag: "registration-window", env: "AUTHZ_REGISTRATION_WINDOW", def: "1h", usage: "window of the registration limit", dur: &c.RegistrationWindow},
-		{flag: "trusted-proxies", env: "AUTHZ_TRUSTED_PROXIES", def: "", usage: "comma-separated CIDRs of reverse proxies whose X-Forwarded-For / Forwarded name the client IP; empty: the peer address", str: &c.TrustedProxies},
+		{flag: "trusted-proxies", env: "AUTHZ_TRUSTED_PROXIES", def: "", usage: "comma-separated CIDRs of reverse proxies whose X-Forwarded-For / Forwarded name the client IP and whose X-Request-ID is kept; empty: the peer address", str: &c.TrustedProxies},
+		{flag: "admin-addr", env: "AUTHZ_ADMIN_ADDR", def: "127.0.0.1:9090", usage: "admin listener for /metrics (Prometheus) and /debug/pprof/; empty turns it off. Never expose it publicly", str: &c.AdminAddr},
+		{flag: "access-log", env: "AUTHZ_ACCESS_LOG", def: "true", usage: "log one INFO line per request (method, route, status, duration, client id)", boolean: &c.AccessLog},
+		{flag: "audit-retention", env: "AUTHZ_AUDIT_RETENTION", def: "2160h", usage: "how long audit events are kept before the janitor deletes them", dur: &c.AuditRetention},
 	}
 }
 
@@ -241,6 +248,7 @@ func (c *config) providerOptions(st store.Store, log *slog.Logger) (provider.Opt
 		DisableClientMetadataDocuments: c.MetadataDocuments == "off",
 		AdminScopes:                    splitList(c.AdminScopes), RegistrationScopes: noneList(c.RegistrationScopes),
 		RedirectSchemes: noneList(c.RedirectSchemes), RegistrationUnusedTTL: c.RegUnusedTTL, RegistrationIdleTTL: c.RegIdleTTL,
+		DisableAccessLog: !c.AccessLog, AuditRetention: c.AuditRetention,
 	}, nil
 }
 
@@ -275,7 +283,7 @@ func (c *config) validate() error {
 		v    time.Duration
 	}{{"AUTHZ_ACCESS_TOKEN_TTL", c.AccessTokenTTL}, {"AUTHZ_AUTH_CODE_TTL", c.AuthCodeTTL}, {"AUTHZ_REFRESH_IDLE_TTL", c.RefreshIdleTTL}, {"AUTHZ_GRANT_TTL", c.GrantTTL}, {"AUTHZ_SESSION_TTL", c.SessionTTL}, {"AUTHZ_JANITOR_INTERVAL", c.JanitorInterval}, {"AUTHZ_KEY_RELOAD_INTERVAL", c.KeyReloadInterval},
 		{"AUTHZ_LOGIN_WINDOW", c.LoginWindow}, {"AUTHZ_REGISTRATION_WINDOW", c.RegistrationWindow}, {"AUTHZ_DB_TIMEOUT", c.DBTimeout},
-		{"AUTHZ_REGISTRATION_UNUSED_TTL", c.RegUnusedTTL}, {"AUTHZ_REGISTRATION_IDLE_TTL", c.RegIdleTTL}} {
+		{"AUTHZ_REGISTRATION_UNUSED_TTL", c.RegUnusedTTL}, {"AUTHZ_REGISTRATION_IDLE_TTL", c.RegIdleTTL}, {"AUTHZ_AUDIT_RETENTION", c.AuditRetention}} {
 		if d.v <= 0 {
 			return fmt.Errorf("%s must be positive", d.name)
 		}

@@ -35,6 +35,8 @@ Usage:
   authz keys rotate                  add a signing key (published now, signing after
                                      twice AUTHZ_KEY_RELOAD_INTERVAL)
   authz keys list                    show each signing key's algorithm, state and dates
+  authz audit list [--since 24h] [--user U] [--client C] [--event E] [--limit N] [--json]
+                                     show audit events, oldest first
   authz token initial-access create [--ttl D]
                       [--allow-grant client_credentials --scope S ... --resource R ...]
                                      make an initial access token (registration policy "token";
@@ -117,6 +119,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return e.keysRotate(rest[1:])
 		case "list":
 			return e.keysList(rest[1:])
+		}
+	case "audit":
+		if sub == "list" {
+			return e.auditList(rest[1:])
 		}
 	case "token":
 		if sub == "initial-access" && len(rest) > 1 && rest[1] == "create" {

@@ -97,6 +97,8 @@ func command(env []string, args ...string) *exec.Cmd {
 	if coverDir != "" {
 		cmd.Env = append(cmd.Env, "GOCOVERDIR="+coverDir)
 	}
+	// Many servers run at once here: no admin listener unless a test asks.
+	cmd.Env = append(cmd.Env, "AUTHZ_ADMIN_ADDR=")
 	cmd.Env = append(cmd.Env, env...)
 	return cmd
 }

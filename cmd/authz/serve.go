@@ -26,6 +26,7 @@ const (
 	writeTimeout      = 60 * time.Second
 	idleTimeout       = 120 * time.Second
 	shutdownTimeout   = 30 * time.Second
+	adminWriteTimeout = 2 * time.Minute
 )
 
 func (e env) serve(args []string) error {
@@ -70,6 +71,29 @@ func (e env) serve(args []string) error {
 	if err != nil {
 		return err
 	}
+	// The admin listener (metrics, pprof) is separate from the public one
+	// and loopback by default: what it shows is for operators only.
+	var adminSrv *http.Server
+	if cfg.AdminAddr != "" {
+		aln, err := net.Listen("tcp", cfg.AdminAddr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("AUTHZ_ADMIN_ADDR: %w (set it to another address, or empty to turn the admin listener off)", err)
+		}
+		adminSrv = &http.Server{
+			Handler:           srv.AdminHandler(),
+			ReadHeaderTimeout: readHeaderTimeout,
+			// A CPU profile or trace runs for ?seconds= (30 by default).
+			WriteTimeout: adminWriteTimeout,
+			ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}
+		go func() {
+			if err := adminSrv.Serve(aln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("admin listener stopped", "cause", err)
+			}
+		}()
+		log.Info("admin listener (metrics, pprof)", "addr", aln.Addr().String())
+	}
 	httpSrv := &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -97,6 +121,9 @@ func (e env) serve(args []string) error {
 	log.Info("shutting down: finishing in-flight requests")
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
+	if adminSrv != nil {
+		_ = adminSrv.Close()
+	}
 	if err := httpSrv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
