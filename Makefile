@@ -17,7 +17,7 @@ STATICCHECK := v0.8.2
 .PHONY: build run test lint bench load soak clean
 
 build:
-	$(GO) build -o $(BIN) ./cmd/authz
+	$(GO) build -ldflags "-X main.commit=$$(git rev-parse HEAD 2>/dev/null)" -o $(BIN) ./cmd/authz
 
 run: build
 	$(BIN) serve --dev

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -116,6 +117,22 @@ func (f *clientFlags) register(fs *flag.FlagSet) {
 }
 
 // apply copies the flags that were given onto m.
+// offered refuses --scope and --resource values the server does not offer
+// (AUTHZ_SCOPES, AUTHZ_RESOURCES): no request could ever obtain them.
+func (f *clientFlags) offered(cfg *config) error {
+	which, v, ok := provider.CheckOffered(store.ClientMetadata{Scopes: f.scopes, Resources: f.resources},
+		cfg.Issuer, splitList(cfg.Scopes), splitList(cfg.Resources))
+	switch {
+	case ok:
+		return nil
+	case which == "scope":
+		return fmt.Errorf("--scope %q: the server does not offer it (AUTHZ_SCOPES=%q)", v, cfg.Scopes)
+	case cfg.Resources == "":
+		return fmt.Errorf("--resource %q: the server does not offer it (AUTHZ_RESOURCES is empty: the only resource is the issuer %s)", v, cfg.Issuer)
+	}
+	return fmt.Errorf("--resource %q: the server does not offer it (AUTHZ_RESOURCES=%q)", v, cfg.Resources)
+}
+
 func (f *clientFlags) apply(fs *flag.FlagSet, m *store.ClientMetadata) error {
 	var err error
 	fs.Visit(func(fl *flag.Flag) {
@@ -168,7 +185,7 @@ func (f *clientFlags) apply(fs *flag.FlagSet, m *store.ClientMetadata) error {
 		}
 	})
 	if f.public && f.authMethod != "" && f.authMethod != store.AuthMethodNone {
-		return usageError{"--public and --auth-method " + f.authMethod + " contradict each other"}
+		return usageError{msg: "--public and --auth-method " + f.authMethod + " contradict each other"}
 	}
 	return err
 }
@@ -177,7 +194,7 @@ func (e env) clientCreate(args []string) error {
 	var f clientFlags
 	var asJSON bool
 	var fs *flag.FlagSet
-	st, _, _, err := e.adminCommand("client create", args, func(set *flag.FlagSet) {
+	st, _, cfg, err := e.adminCommand("client create", args, func(set *flag.FlagSet) {
 		fs = set
 		f.register(fs)
 		fs.BoolVar(&asJSON, "json", false, "print one JSON object")
@@ -187,7 +204,10 @@ func (e env) clientCreate(args []string) error {
 	}
 	defer st.Close()
 	if f.name == "" {
-		return usageError{"client create needs --name"}
+		return usageError{msg: "client create needs --name"}
+	}
+	if err := f.offered(cfg); err != nil {
+		return err
 	}
 	m := store.ClientMetadata{
 		GrantTypes:      []string{provider.GrantAuthorizationCode, provider.GrantRefreshToken},
@@ -231,7 +251,7 @@ func (e env) clientUpdate(args []string) error {
 	var f clientFlags
 	var asJSON, rotate bool
 	var fs *flag.FlagSet
-	st, pos, _, err := e.adminCommand("client update", args, func(set *flag.FlagSet) {
+	st, pos, cfg, err := e.adminCommand("client update", args, func(set *flag.FlagSet) {
 		fs = set
 		f.register(fs)
 		fs.BoolVar(&rotate, "rotate-secret", false, "issue a new client secret (the old one stops working)")
@@ -242,7 +262,10 @@ func (e env) clientUpdate(args []string) error {
 	}
 	defer st.Close()
 	if len(pos) != 1 {
-		return usageError{"client update needs one client ID"}
+		return usageError{msg: "client update needs one client ID"}
+	}
+	if err := f.offered(cfg); err != nil {
+		return err
 	}
 	c, err := st.GetClient(e.ctx, pos[0])
 	if err != nil {
@@ -315,7 +338,7 @@ func (e env) clientShow(args []string) error {
 	}
 	defer st.Close()
 	if len(pos) != 1 {
-		return usageError{"client show needs one client ID"}
+		return usageError{msg: "client show needs one client ID"}
 	}
 	c, err := st.GetClient(e.ctx, pos[0])
 	if err != nil {
@@ -333,7 +356,7 @@ func (e env) clientDelete(args []string) error {
 	}
 	defer st.Close()
 	if len(pos) != 1 {
-		return usageError{"client delete needs one client ID"}
+		return usageError{msg: "client delete needs one client ID"}
 	}
 	c, err := st.GetClient(e.ctx, pos[0])
 	if err != nil {
@@ -348,6 +371,8 @@ func (e env) clientDelete(args []string) error {
 }
 
 // readPassword reads a password from the first line of r.
+const minPasswordLength = 8
+
 func readPassword(r io.Reader) (string, error) {
 	line, err := bufio.NewReader(r).ReadString('\n')
 	if err != nil && !errors.Is(err, io.EOF) {
@@ -356,6 +381,10 @@ func readPassword(r io.Reader) (string, error) {
 	p := strings.TrimRight(line, "\r\n")
 	if p == "" {
 		return "", errors.New("no password on standard input")
+	}
+	// NIST SP 800-63B §5.1.1.2: at least 8 characters, no other rule.
+	if utf8.RuneCountInString(p) < minPasswordLength {
+		return "", fmt.Errorf("the password must be at least %d characters long (NIST SP 800-63B)", minPasswordLength)
 	}
 	return p, nil
 }
@@ -370,7 +399,7 @@ func (e env) userCreate(args []string) error {
 	}
 	defer st.Close()
 	if len(pos) != 1 || !fromStdin {
-		return usageError{"usage: authz user create NAME --password-stdin"}
+		return usageError{msg: "usage: authz user create NAME --password-stdin"}
 	}
 	pw, err := readPassword(e.stdin)
 	if err != nil {
@@ -404,7 +433,7 @@ func (e env) userSetPassword(args []string) error {
 	}
 	defer st.Close()
 	if len(pos) != 1 || !fromStdin {
-		return usageError{"usage: authz user set-password NAME --password-stdin"}
+		return usageError{msg: "usage: authz user set-password NAME --password-stdin"}
 	}
 	u, err := st.GetUserByUsername(e.ctx, pos[0])
 	if err != nil {
@@ -432,7 +461,7 @@ func (e env) userDelete(args []string) error {
 	}
 	defer st.Close()
 	if len(pos) != 1 {
-		return usageError{"usage: authz user delete NAME"}
+		return usageError{msg: "usage: authz user delete NAME"}
 	}
 	u, err := st.GetUserByUsername(e.ctx, pos[0])
 	if err != nil {
@@ -457,7 +486,7 @@ func (e env) userUnlock(args []string) error {
 	}
 	defer st.Close()
 	if len(pos) != 1 {
-		return usageError{"usage: authz user unlock NAME"}
+		return usageError{msg: "usage: authz user unlock NAME"}
 	}
 	u, err := st.GetUserByUsername(e.ctx, pos[0])
 	if err != nil {

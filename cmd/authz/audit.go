@@ -60,7 +60,7 @@ func (e env) auditList(args []string) error {
 	}
 	defer st.Close()
 	if len(pos) != 0 {
-		return usageError{"audit list takes no arguments, only flags"}
+		return usageError{msg: "audit list takes no arguments, only flags"}
 	}
 	f := store.AuditFilter{ClientID: client, Name: event, Limit: limit}
 	if since != "" {
@@ -69,7 +69,7 @@ func (e env) auditList(args []string) error {
 		} else if t, err := time.Parse(time.RFC3339, since); err == nil {
 			f.Since = t
 		} else {
-			return usageError{fmt.Sprintf("--since %q: want a duration (24h) or an RFC 3339 time (2026-01-02T15:04:05Z)", since)}
+			return usageError{msg: fmt.Sprintf("--since %q: want a duration (24h) or an RFC 3339 time (2026-01-02T15:04:05Z)", since)}
 		}
 	}
 	names := map[string]string{} // user ID → username, for display

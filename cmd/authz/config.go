@@ -171,7 +171,7 @@ func splitList(s string) []string {
 func (c *config) logger(w io.Writer) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
-		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", c.LogLevel)
+		return nil, fmt.Errorf("AUTHZ_LOG_LEVEL=%q: want debug, info, warn or error", c.LogLevel)
 	}
 	o := &slog.HandlerOptions{Level: level}
 	switch c.LogFormat {
@@ -180,7 +180,7 @@ func (c *config) logger(w io.Writer) (*slog.Logger, error) {
 	case "json":
 		return slog.New(slog.NewJSONHandler(w, o)), nil
 	}
-	return nil, fmt.Errorf("log format %q: want text or json", c.LogFormat)
+	return nil, fmt.Errorf("AUTHZ_LOG_FORMAT=%q: want text or json", c.LogFormat)
 }
 
 // encryptionKey parses the key; with PostgreSQL it is required.
@@ -298,6 +298,20 @@ func (c *config) validate() error {
 	}
 	if _, err := provider.ParseTrustedProxies(c.TrustedProxies); err != nil {
 		return fmt.Errorf("AUTHZ_TRUSTED_PROXIES: %w", err)
+	}
+	if _, err := c.logger(io.Discard); err != nil {
+		return err
+	}
+	if c.SigningAlg != "ES256" && c.SigningAlg != "EdDSA" {
+		return fmt.Errorf("AUTHZ_SIGNING_ALG=%q: want ES256 or EdDSA", c.SigningAlg)
+	}
+	for _, s := range splitList(c.Scopes) {
+		if !dcr.ValidScopeToken(s) {
+			return fmt.Errorf("AUTHZ_SCOPES: %q is not a valid scope (RFC 6749 §3.3: printable ASCII, no space, quote or backslash)", s)
+		}
+	}
+	if err := provider.CheckResources(splitList(c.Resources)); err != nil {
+		return fmt.Errorf("AUTHZ_RESOURCES: %w", err)
 	}
 	if err := provider.CheckRefreshGrace(c.RefreshGrace); err != nil {
 		return fmt.Errorf("AUTHZ_REFRESH_GRACE: %w", err)

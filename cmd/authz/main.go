@@ -8,42 +8,103 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+
+	"github.com/authzd/authz/provider/store"
 )
 
-// usageError is a mistake in the command line; it prints usage hints.
-type usageError struct{ msg string }
+// usageError is a mistake in the command line; main prints it with the
+// help of the command it concerns (help), or the full usage.
+type usageError struct {
+	msg  string
+	help string
+}
 
 func (e usageError) Error() string { return e.msg }
 
-const usage = `authz: an OAuth 2.1 authorization server
+// cmdSpec is one row of the command table: the one place a command's
+// name, arguments and summary are written. The usage text, `authz help`,
+// `authz GROUP --help` and `authz GROUP SUB --help` are all built from it.
+type cmdSpec struct {
+	name    string // "client create"
+	args    string // its arguments and own flags, for the synopsis
+	summary string
+	run     func(e env, args []string) error
+}
 
-Usage:
-  authz serve [--dev] [flags]        run the server (--dev seeds a demo user and client)
-  authz migrate [flags]              apply database migrations
-  authz client create --name N --redirect-uri U [--redirect-uri U2 ...] [--public]
-                      [--scope S ...] [--resource R ...] [--grant-type G ...] [--introspect]
-                      [--auth-method M] [--jwks JSON|@file | --jwks-uri U] [--json]
-                      (and --application-type, --client-uri, --logo-uri, --tos-uri,
-                      --policy-uri, --contact, --software-id, --software-version)
-  authz client update ID [the same flags] [--rotate-secret] [--json]
-  authz client list [--self-registered] [--json] | show ID | delete ID
-  authz user create NAME --password-stdin
-  authz user set-password NAME --password-stdin
-  authz user delete NAME | authz user list
-  authz user unlock NAME             clear NAME's failed sign-ins (every client IP)
-  authz keys rotate                  add a signing key (published now, signing after
-                                     twice AUTHZ_KEY_RELOAD_INTERVAL)
-  authz keys list                    show each signing key's algorithm, state and dates
-  authz audit list [--since 24h] [--user U] [--client C] [--event E] [--limit N] [--json]
-                                     show audit events, oldest first
-  authz token initial-access create [--ttl D]
-                      [--allow-grant client_credentials --scope S ... --resource R ...]
-                                     make an initial access token (registration policy "token";
-                                     its policy applies to clients registered with it)
+func commands() []cmdSpec {
+	clientFlags := "--name N --redirect-uri U [--redirect-uri U2 ...] [--public]\n" +
+		"    [--scope S ...] [--resource R ...] [--grant-type G ...] [--introspect] [--auth-method M]\n" +
+		"    [--jwks JSON|@file | --jwks-uri U] [--application-type T] [--client-uri U]\n" +
+		"    [--logo-uri U] [--tos-uri U] [--policy-uri U] [--contact C ...]\n" +
+		"    [--software-id S] [--software-version V] [--json]"
+	return []cmdSpec{
+		{"serve", "[--dev]", "run the server (--dev seeds a demo user and client)", env.serve},
+		{"migrate", "", "apply database migrations", env.migrate},
+		{"client create", clientFlags, "register a client; its secret is printed once", env.clientCreate},
+		{"client update", "ID [any of the create flags] [--rotate-secret] [--json]", "change the fields whose flags are given", env.clientUpdate},
+		{"client list", "[--self-registered] [--json]", "list clients (--self-registered: with trust and last use)", env.clientList},
+		{"client show", "ID", "show one client", env.clientShow},
+		{"client delete", "ID", "delete a client and revoke its grants", env.clientDelete},
+		{"user create", "NAME --password-stdin", "create a user (password of at least 8 characters on stdin)", env.userCreate},
+		{"user set-password", "NAME --password-stdin", "set a user's password", env.userSetPassword},
+		{"user delete", "NAME", "delete a user and revoke their grants", env.userDelete},
+		{"user list", "", "list users", env.userList},
+		{"user unlock", "NAME", "clear NAME's failed sign-ins (every client IP)", env.userUnlock},
+		{"keys rotate", "", "add a signing key (published now, signing after twice AUTHZ_KEY_RELOAD_INTERVAL)", env.keysRotate},
+		{"keys list", "", "show each signing key's algorithm, state and dates", env.keysList},
+		{"audit list", "[--since 24h] [--user U] [--client C] [--event E] [--limit N] [--json]", "show audit events, oldest first", env.auditList},
+		{"token initial-access create", "[--ttl D] [--allow-grant client_credentials --scope S ... --resource R ...]",
+			"make an initial access token (registration policy \"token\"; its policy applies to clients registered with it)", env.initialAccessCreate},
+		{"version", "", "print the version, commit and Go version", env.version},
+		{"help", "[COMMAND]", "show help for all commands or one", nil},
+	}
+}
 
-Run "authz serve -h" for the configuration flags; each has an AUTHZ_* variable.
+// synopsis is one command's lines in a usage text.
+func (c cmdSpec) synopsis() string {
+	line := "  authz " + c.name
+	if c.args != "" {
+		line += " " + strings.ReplaceAll(c.args, "\n", "\n        ")
+	}
+	return line + "\n      " + c.summary + "\n"
+}
+
+const usageHeader = "authz: an OAuth 2.1 authorization server\n\nUsage:\n"
+
+const usageFooter = `
+Every command reads the configuration flags ("authz serve --help" lists
+them); each has an AUTHZ_* variable. "authz COMMAND --help" shows a
+command's own flags.
 `
+
+// usage is the help for the commands whose name starts with prefix ("" for all).
+func usage(prefix string) string {
+	var b strings.Builder
+	b.WriteString(usageHeader)
+	for _, c := range commands() {
+		if prefix == "" || c.name == prefix || strings.HasPrefix(c.name, prefix+" ") {
+			b.WriteString(c.synopsis())
+		}
+	}
+	b.WriteString(usageFooter)
+	return b.String()
+}
+
+// group reports whether name is a command group ("client", "token initial-access").
+func group(name string) bool {
+	for _, c := range commands() {
+		if strings.HasPrefix(c.name, name+" ") {
+			return true
+		}
+	}
+	return false
+}
+
+func isHelp(arg string) bool {
+	return arg == "-h" || arg == "-help" || arg == "--help" || arg == "help"
+}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -57,10 +118,14 @@ func main() {
 	}
 	var ue usageError
 	if errors.As(err, &ue) {
-		fmt.Fprintf(os.Stderr, "authz: %s\n\n%s", ue.msg, usage)
+		help := ue.help
+		if help == "" {
+			help = usage("")
+		}
+		fmt.Fprintf(os.Stderr, "authz: %s\n\n%s", ue.msg, help)
 		os.Exit(2)
 	}
-	fmt.Fprintf(os.Stderr, "authz: %s\n", err)
+	fmt.Fprintf(os.Stderr, "authz: %s\n", describe(err))
 	os.Exit(1)
 }
 
@@ -75,72 +140,65 @@ type env struct {
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	e := env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr}
 	if len(args) == 0 {
-		return usageError{"no command given"}
+		return usageError{msg: "no command given"}
 	}
-	cmd, rest := args[0], args[1:]
-	sub := ""
-	if len(rest) > 0 {
-		sub = rest[0]
-	}
-	switch cmd {
-	case "serve":
-		return e.serve(rest)
-	case "migrate":
-		return e.migrate(rest)
-	case "client":
-		switch sub {
-		case "create":
-			return e.clientCreate(rest[1:])
-		case "list":
-			return e.clientList(rest[1:])
-		case "show":
-			return e.clientShow(rest[1:])
-		case "update":
-			return e.clientUpdate(rest[1:])
-		case "delete":
-			return e.clientDelete(rest[1:])
+	if isHelp(args[0]) {
+		// authz help [COMMAND...]
+		name := strings.Join(args[1:], " ")
+		if name != "" && !group(name) && !known(name) {
+			return usageError{msg: fmt.Sprintf("unknown command %q", name)}
 		}
-	case "user":
-		switch sub {
-		case "create":
-			return e.userCreate(rest[1:])
-		case "set-password":
-			return e.userSetPassword(rest[1:])
-		case "delete":
-			return e.userDelete(rest[1:])
-		case "list":
-			return e.userList(rest[1:])
-		case "unlock":
-			return e.userUnlock(rest[1:])
-		}
-	case "keys":
-		switch sub {
-		case "rotate":
-			return e.keysRotate(rest[1:])
-		case "list":
-			return e.keysList(rest[1:])
-		}
-	case "audit":
-		if sub == "list" {
-			return e.auditList(rest[1:])
-		}
-	case "token":
-		if sub == "initial-access" && len(rest) > 1 && rest[1] == "create" {
-			return e.initialAccessCreate(rest[2:])
-		}
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, usage(name))
 		return nil
-	default:
-		return usageError{fmt.Sprintf("unknown command %q", cmd)}
 	}
-	return usageError{fmt.Sprintf("unknown %s subcommand %q", cmd, sub)}
+	// The longest command name the arguments start with.
+	for n := min(len(args), 3); n >= 1; n-- {
+		name := strings.Join(args[:n], " ")
+		for _, c := range commands() {
+			if c.name == name && c.run != nil {
+				return c.run(e, args[n:])
+			}
+		}
+	}
+	// A group: its help, or which subcommand is unknown.
+	for n := min(len(args), 2); n >= 1; n-- {
+		name := strings.Join(args[:n], " ")
+		if !group(name) {
+			continue
+		}
+		if len(args) == n {
+			return usageError{msg: name + " needs a subcommand", help: usage(name)}
+		}
+		if isHelp(args[n]) {
+			fmt.Fprint(stdout, usage(name))
+			return nil
+		}
+		return usageError{msg: fmt.Sprintf("unknown %s subcommand %q", name, args[n]), help: usage(name)}
+	}
+	return usageError{msg: fmt.Sprintf("unknown command %q", args[0])}
+}
+
+func known(name string) bool {
+	for _, c := range commands() {
+		if c.name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // flags returns a flag set with the configuration flags registered.
 func (e env) flags(name string, cfg *config) (*flag.FlagSet, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		for _, c := range commands() {
+			if c.name == name {
+				fmt.Fprintf(fs.Output(), "Usage:\n%s\nFlags:\n", c.synopsis())
+			}
+		}
+		fs.PrintDefaults()
+	}
 	if err := cfg.register(fs); err != nil {
 		return nil, err
 	}
@@ -156,7 +214,7 @@ func parse(fs *flag.FlagSet, cfg *config, args []string) ([]string, error) {
 			if errors.Is(err, flag.ErrHelp) {
 				return nil, err
 			}
-			return nil, usageError{err.Error()}
+			return nil, usageError{msg: err.Error()}
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -169,4 +227,18 @@ func parse(fs *flag.FlagSet, cfg *config, args []string) ([]string, error) {
 		return nil, err
 	}
 	return pos, nil
+}
+
+// describe is how an error reads to an operator: the packages' own prefixes
+// ("store: not found", "postgres: …") are ours, not theirs, so they go; a
+// database that cannot be reached says so.
+func describe(err error) string {
+	msg := err.Error()
+	for _, p := range []string{"store: ", "postgres: ", "provider: "} {
+		msg = strings.ReplaceAll(msg, p, "")
+	}
+	if errors.Is(err, store.ErrUnavailable) {
+		return "the database cannot be reached or failed; check AUTHZ_DATABASE_URL and try again (" + msg + ")"
+	}
+	return msg
 }

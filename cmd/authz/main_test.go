@@ -337,7 +337,7 @@ func TestGracefulShutdown(t *testing.T) {
 func TestClientPersistsOnPostgres(t *testing.T) {
 	t.Parallel()
 	dbURL := pgtest.URL(t)
-	env := []string{"AUTHZ_DATABASE_URL=" + dbURL, "AUTHZ_ENCRYPTION_KEY=" + testEncryptionKey}
+	env := []string{"AUTHZ_DATABASE_URL=" + dbURL, "AUTHZ_ENCRYPTION_KEY=" + testEncryptionKey, "AUTHZ_SCOPES=read"}
 
 	out, stderr, code := runCmd(t, env, "", "client", "create", "--name", "IDE plugin", "--redirect-uri", "https://app.example.com/cb", "--redirect-uri", "jetbrains://gateway/cb", "--scope", "read", "--json")
 	if code != 0 {

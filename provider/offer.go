@@ -1,0 +1,47 @@
+package provider
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/authzd/authz/provider/store"
+)
+
+// CheckOffered reports the first scope or resource in a client's
+// allowances that the server does not offer (scopes; resources, which
+// default to the issuer), so an administrator cannot allow a client what no
+// request could ever get. which is "scope" or "resource".
+func CheckOffered(m store.ClientMetadata, issuer string, scopes, resources []string) (which, value string, ok bool) {
+	for _, s := range m.Scopes {
+		if !slices.Contains(scopes, s) {
+			return "scope", s, false
+		}
+	}
+	if len(resources) == 0 {
+		resources = []string{issuer}
+	}
+	var offered []string
+	for _, r := range resources {
+		if n, err := normalizeResource(r); err == nil {
+			offered = append(offered, n)
+		}
+	}
+	for _, r := range m.Resources {
+		n, err := normalizeResource(r)
+		if err != nil || !slices.Contains(offered, n) {
+			return "resource", r, false
+		}
+	}
+	return "", "", true
+}
+
+// CheckResources checks configured resource URLs (RFC 8707) as the server
+// will, so a bad one is reported by its setting before anything starts.
+func CheckResources(resources []string) error {
+	for _, r := range resources {
+		if _, err := normalizeResource(r); err != nil {
+			return fmt.Errorf("resource %q: %w", r, err)
+		}
+	}
+	return nil
+}
