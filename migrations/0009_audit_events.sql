@@ -17,7 +17,7 @@ CREATE INDEX audit_events_at ON audit_events (at, id);
 CREATE INDEX audit_events_subject ON audit_events (subject, at) WHERE subject <> '';
 CREATE INDEX audit_events_client ON audit_events (client_id, at) WHERE client_id <> '';
 
-CREATE FUNCTION audit_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION audit_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION 'audit_events is append-only';
 END $$;

@@ -38,6 +38,10 @@ type Options struct {
 	Resources []string
 	// Scopes the server offers. offline_access is always added.
 	Scopes []string
+	// ScopeDescriptions are the sentences the consent page shows for
+	// scopes ("read" → "Read your files"). openid and offline_access have
+	// built-in ones; a scope without one is shown by its name.
+	ScopeDescriptions map[string]string
 	// EncryptionKey (32 bytes) encrypts signing keys at rest. When nil a
 	// random key is made, so keys do not survive a restart (memory store only;
 	// cmd/authz requires a key with Postgres).

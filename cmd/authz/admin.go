@@ -121,7 +121,7 @@ func (f *clientFlags) register(fs *flag.FlagSet) {
 // (AUTHZ_SCOPES, AUTHZ_RESOURCES): no request could ever obtain them.
 func (f *clientFlags) offered(cfg *config) error {
 	which, v, ok := provider.CheckOffered(store.ClientMetadata{Scopes: f.scopes, Resources: f.resources},
-		cfg.Issuer, splitList(cfg.Scopes), splitList(cfg.Resources))
+		cfg.Issuer, cfg.scopeNames(), splitList(cfg.Resources))
 	switch {
 	case ok:
 		return nil

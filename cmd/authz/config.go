@@ -88,7 +88,7 @@ func (c *config) settings() []setting {
 		{flag: "encryption-key", env: "AUTHZ_ENCRYPTION_KEY", def: "", usage: "base64 of 32 bytes encrypting signing keys at rest (required with PostgreSQL; make one with: openssl rand -base64 32)", str: &c.EncryptionKey, secret: true},
 		{flag: "signing-alg", env: "AUTHZ_SIGNING_ALG", def: "ES256", usage: "access-token signing algorithm: ES256 or EdDSA", str: &c.SigningAlg},
 		{flag: "resources", env: "AUTHZ_RESOURCES", def: "", usage: "comma-separated protected resource URLs (RFC 8707); default: the issuer", str: &c.Resources},
-		{flag: "scopes", env: "AUTHZ_SCOPES", def: "", usage: "comma-separated scopes the server offers", str: &c.Scopes},
+		{flag: "scopes", env: "AUTHZ_SCOPES", def: "", usage: "comma-separated scopes the server offers, each NAME or NAME=description shown on the consent page", str: &c.Scopes},
 		{flag: "access-token-ttl", env: "AUTHZ_ACCESS_TOKEN_TTL", def: "15m", usage: "access-token lifetime", dur: &c.AccessTokenTTL},
 		{flag: "auth-code-ttl", env: "AUTHZ_AUTH_CODE_TTL", def: "60s", usage: "authorization-code lifetime (at most 10m)", dur: &c.AuthCodeTTL},
 		{flag: "refresh-idle-ttl", env: "AUTHZ_REFRESH_IDLE_TTL", def: "720h", usage: "refresh-token idle lifetime", dur: &c.RefreshIdleTTL},
@@ -156,6 +156,27 @@ func (c *config) register(fs *flag.FlagSet) error {
 		}
 	}
 	return nil
+}
+
+// scopeNames are AUTHZ_SCOPES' names; scopeDescriptions the sentences
+// given as NAME=description (shown on the consent page).
+func (c *config) scopeNames() []string {
+	var out []string
+	for _, s := range splitList(c.Scopes) {
+		name, _, _ := strings.Cut(s, "=")
+		out = append(out, strings.TrimSpace(name))
+	}
+	return out
+}
+
+func (c *config) scopeDescriptions() map[string]string {
+	out := map[string]string{}
+	for _, s := range splitList(c.Scopes) {
+		if name, desc, ok := strings.Cut(s, "="); ok && strings.TrimSpace(desc) != "" {
+			out[strings.TrimSpace(name)] = strings.TrimSpace(desc)
+		}
+	}
+	return out
 }
 
 func splitList(s string) []string {
@@ -237,7 +258,7 @@ func (c *config) providerOptions(st store.Store, log *slog.Logger) (provider.Opt
 		return provider.Options{}, fmt.Errorf("AUTHZ_TRUSTED_PROXIES: %w", err)
 	}
 	return provider.Options{
-		Issuer: c.Issuer, Store: st, Resources: splitList(c.Resources), Scopes: splitList(c.Scopes),
+		Issuer: c.Issuer, Store: st, Resources: splitList(c.Resources), Scopes: c.scopeNames(), ScopeDescriptions: c.scopeDescriptions(),
 		EncryptionKey: key, SigningAlgorithm: c.SigningAlg,
 		AccessTokenTTL: c.AccessTokenTTL, AuthCodeTTL: c.AuthCodeTTL, RefreshIdleTTL: c.RefreshIdleTTL,
 		GrantTTL: c.GrantTTL, RefreshGrace: c.RefreshGrace, SessionTTL: c.SessionTTL, JanitorInterval: c.JanitorInterval,
@@ -305,7 +326,7 @@ func (c *config) validate() error {
 	if c.SigningAlg != "ES256" && c.SigningAlg != "EdDSA" {
 		return fmt.Errorf("AUTHZ_SIGNING_ALG=%q: want ES256 or EdDSA", c.SigningAlg)
 	}
-	for _, s := range splitList(c.Scopes) {
+	for _, s := range c.scopeNames() {
 		if !dcr.ValidScopeToken(s) {
 			return fmt.Errorf("AUTHZ_SCOPES: %q is not a valid scope (RFC 6749 §3.3: printable ASCII, no space, quote or backslash)", s)
 		}

@@ -44,7 +44,7 @@ func (e env) serve(args []string) error {
 		return err
 	}
 	if *dev && cfg.Scopes == "" {
-		cfg.Scopes = "read,write"
+		cfg.Scopes = "read=Read your data,write=Change your data"
 	}
 	st, persistent, err := cfg.openStore(e.ctx, cfg.AutoMigrate)
 	if err != nil {
