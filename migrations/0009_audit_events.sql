@@ -1,6 +1,6 @@
 -- The audit trail (README, "Operating authz"): one row per security-relevant
 -- action, never a secret. Append-only: rows are inserted, and deleted only
--- by age (AUTHZ_AUDIT_RETENTION, the janitor); an UPDATE is refused.
+-- by age (AUTHZ_AUDIT_RETENTION, the janitor); an UPDATE changes nothing.
 CREATE TABLE audit_events (
     id         bigserial   PRIMARY KEY,
     at         timestamptz NOT NULL,
@@ -17,9 +17,6 @@ CREATE INDEX audit_events_at ON audit_events (at, id);
 CREATE INDEX audit_events_subject ON audit_events (subject, at) WHERE subject <> '';
 CREATE INDEX audit_events_client ON audit_events (client_id, at) WHERE client_id <> '';
 
-CREATE OR REPLACE FUNCTION audit_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    RAISE EXCEPTION 'audit_events is append-only';
-END $$;
-CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
-    FOR EACH ROW EXECUTE FUNCTION audit_events_append_only();
+-- A rule, not a trigger function: it belongs to the table alone (no
+-- schema-wide object to collide with), and makes an UPDATE change nothing.
+CREATE RULE audit_events_append_only AS ON UPDATE TO audit_events DO INSTEAD NOTHING;
