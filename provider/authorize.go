@@ -3,6 +3,7 @@ package provider
 import (
 	"errors"
 	"github.com/authzd/authz/internal/resourceid"
+	"html/template"
 	"net/http"
 	"net/url"
 	"slices"
@@ -217,9 +218,14 @@ type consentPage struct {
 	// LoopbackOnly warns that every redirect URI is on this computer: any
 	// local program could be behind such a client, whatever host it names.
 	LoopbackOnly bool
-	Scopes       []scopeLabel
+	Scopes       []scopeLine
 	Resources    []string
 	Hidden       []hiddenField
+	// What the page tells about the client (README, "Pages").
+	Verified                     bool // an administrator created it
+	Logo                         template.URL
+	ClientURI, PolicyURI, TOSURI string
+	SignOut                      string // the sign-out page, coming back here
 }
 
 // handleAuthorize serves GET (start or resume an authorization) and POST
@@ -302,7 +308,11 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		pageData: pageData{Title: "Authorize " + clientDisplayName(req.client)},
 		Action:   s.issuerPath + PathAuthorize, CSRF: csrf,
 		ClientName: clientDisplayName(req.client), RedirectHost: redirectHost(req.redirect),
-		Username: user.Username, Scopes: scopeLabels(req.scopes), Resources: req.resources,
+		Username: user.Username, Scopes: s.scopeLines(req.scopes), Resources: req.resources,
+		Verified: req.client.Trust == store.TrustAdmin, Logo: s.clientLogo(r.Context(), req.client.Metadata.LogoURI),
+		ClientURI: webLink(req.client.Metadata.ClientURI), PolicyURI: webLink(req.client.Metadata.PolicyURI),
+		TOSURI:  webLink(req.client.Metadata.TOSURI),
+		SignOut: s.issuerPath + PathLogout + "?" + url.Values{"return_to": {s.issuerPath + PathAuthorize + "?" + stripConsentFields(r.Form).Encode()}}.Encode(),
 	}
 	if req.client.Trust == store.TrustMetadataDocument {
 		if u, err := url.Parse(req.client.ID); err == nil {

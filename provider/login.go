@@ -160,6 +160,8 @@ type loginPage struct {
 	Action, CSRF, ReturnTo, Username, Error, ClientName string
 	// ForAccount: the sign-in leads to the account pages, not to an app.
 	ForAccount bool
+	// SignedOut: the browser just signed out (the page says so).
+	SignedOut bool
 }
 
 func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
@@ -176,6 +178,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	page := loginPage{
 		pageData: pageData{Title: "Sign in"}, Action: s.issuerPath + PathLogin,
 		CSRF: csrf, ReturnTo: returnTo, ForAccount: returnTo == s.issuerPath+PathApps,
+		SignedOut: r.Method == http.MethodGet && r.URL.Query().Get("signed_out") == "1",
 	}
 	page.ClientName = s.clientNameFor(r, returnTo)
 	if r.Method == http.MethodGet {
@@ -257,7 +260,36 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, returnTo, http.StatusSeeOther)
 }
 
+type signOutPage struct {
+	pageData
+	Action, CSRF, ReturnTo, Username string
+}
+
+// handleLogout asks "Sign out?" on GET (a link can sign nobody out) and
+// signs out on POST, then shows the sign-in page saying so, continuing to
+// return_to (the authorization a "Not you?" link came from) if given.
 func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet {
+		user, ok, err := s.currentUser(r)
+		if err != nil {
+			s.logFailure(r, "sign-out page: session lookup failed", "cause", err)
+			s.renderError(w, http.StatusServiceUnavailable, "Temporarily unavailable", "Please try again shortly.", errTemporarilyUnavailable)
+			return
+		}
+		returnTo := s.safeReturnTo(r.URL.Query().Get("return_to"))
+		if !ok {
+			http.Redirect(w, r, s.loginURL(returnTo), http.StatusSeeOther)
+			return
+		}
+		csrf, err := s.csrfToken(w, r)
+		if err != nil {
+			s.renderError(w, http.StatusInternalServerError, "Something went wrong", "Please try again.", errServerError)
+			return
+		}
+		s.render(w, http.StatusOK, "signout", signOutPage{pageData: pageData{Title: "Sign out"},
+			Action: s.issuerPath + PathLogout, CSRF: csrf, ReturnTo: returnTo, Username: user.Username})
+		return
+	}
 	if err := r.ParseForm(); err != nil || !s.checkCSRF(r, r.PostForm) {
 		s.renderError(w, http.StatusBadRequest, "Bad request", "The form expired. Go back, reload the page and try again.", errInvalidRequest)
 		return
@@ -271,7 +303,11 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.setCookie(w, sessionCookie, "", -1)
-	http.Redirect(w, r, s.issuerPath+PathLogin, http.StatusSeeOther)
+	next := s.issuerPath + PathLogin + "?signed_out=1"
+	if rt := r.PostForm.Get("return_to"); rt != "" {
+		next = s.loginURL(s.safeReturnTo(rt)) + "&signed_out=1"
+	}
+	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
 // clientNameFor names the app a sign-in will continue to. The name comes

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/authzd/authz/internal/resourceid"
 	"github.com/authzd/authz/provider/store"
 )
 
@@ -22,13 +23,12 @@ func CheckOffered(m store.ClientMetadata, issuer string, scopes, resources []str
 	}
 	var offered []string
 	for _, r := range resources {
-		if n, err := normalizeResource(r); err == nil {
+		if n, err := resourceid.Canonical(r); err == nil {
 			offered = append(offered, n)
 		}
 	}
 	for _, r := range m.Resources {
-		n, err := normalizeResource(r)
-		if err != nil || !slices.Contains(offered, n) {
+		if _, ok, err := resourceid.Match(r, offered); err != nil || !ok {
 			return "resource", r, false
 		}
 	}
@@ -39,7 +39,7 @@ func CheckOffered(m store.ClientMetadata, issuer string, scopes, resources []str
 // will, so a bad one is reported by its setting before anything starts.
 func CheckResources(resources []string) error {
 	for _, r := range resources {
-		if _, err := normalizeResource(r); err != nil {
+		if _, err := resourceid.Canonical(r); err != nil {
 			return fmt.Errorf("resource %q: %w", r, err)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"embed"
 	"html/template"
 	"net/http"
+	"net/url"
 )
 
 //go:embed templates/*.html
@@ -18,7 +19,7 @@ type pages struct {
 
 func newPages() (*pages, error) {
 	p := &pages{t: map[string]*template.Template{}}
-	for _, name := range []string{"login", "consent", "error", "apps"} {
+	for _, name := range []string{"login", "consent", "error", "apps", "signout", "home"} {
 		t, err := template.ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")
 		if err != nil {
 			return nil, err
@@ -73,4 +74,52 @@ type errorPage struct {
 // (RFC 6749 §4.1.2.1).
 func (s *Server) renderError(w http.ResponseWriter, status int, title, message, code string) {
 	s.render(w, status, "error", errorPage{pageData: pageData{Title: title}, Message: message, Code: code})
+}
+
+// scopeLine is one scope on the consent page: its sentence, and its name
+// for those who want it.
+type scopeLine struct{ Name, Text string }
+
+// builtinScopeText describes the scopes every OAuth/OpenID client knows.
+var builtinScopeText = map[string]string{
+	"openid":         "Confirm who you are (your account ID)",
+	"offline_access": "Stay signed in: keep access while you are away, until you revoke it",
+}
+
+// scopeLines turns scopes into sentences: AUTHZ_SCOPES' NAME=description,
+// a built-in one, or the name itself.
+func (s *Server) scopeLines(scopes []string) []scopeLine {
+	var out []scopeLine
+	for _, sc := range scopes {
+		text := s.opts.ScopeDescriptions[sc]
+		if text == "" {
+			text = builtinScopeText[sc]
+		}
+		if text == "" {
+			text = "Use the “" + sc + "” permission"
+		}
+		out = append(out, scopeLine{Name: sc, Text: text})
+	}
+	return out
+}
+
+// webLink keeps an http(s) link a client registered for its home page or
+// policies, and drops anything else.
+func webLink(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return ""
+	}
+	return s
+}
+
+type homePage struct {
+	pageData
+	Apps string
+}
+
+// handleHome is the issuer's root page: a person who lands here finds the
+// way to their connected apps instead of "not found".
+func (s *Server) handleHome(w http.ResponseWriter, _ *http.Request) {
+	s.render(w, http.StatusOK, "home", homePage{pageData: pageData{Title: "Your account"}, Apps: s.issuerPath + PathApps})
 }

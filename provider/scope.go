@@ -62,17 +62,3 @@ func dropUnhandled(scopes []string) []string {
 func resourceScopes(offered []string) []string {
 	return slices.DeleteFunc(slices.Clone(offered), func(sc string) bool { return sc == ScopeOfflineAccess })
 }
-
-// scopeLabel is how the consent page shows a scope.
-type scopeLabel struct{ Name, Label string }
-
-func scopeLabels(scopes []string) []scopeLabel {
-	out := make([]scopeLabel, len(scopes))
-	for i, sc := range scopes {
-		out[i] = scopeLabel{Name: sc}
-		if sc == ScopeOfflineAccess {
-			out[i].Label = "stay signed in: keep access while you are away, until you revoke it"
-		}
-	}
-	return out
-}

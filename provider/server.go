@@ -51,6 +51,7 @@ type Server struct {
 	opts       Options
 	store      store.Store // measured: timedStore around Options.Store
 	metrics    *metrics
+	logos      logoCache
 	log        *slog.Logger
 	keys       *keyManager
 	pages      *pages
@@ -164,7 +165,8 @@ func (s *Server) Handler() http.Handler {
 	r.Handle(p+PathToken, cors(s.jsonEndpoint(s.countTokens(s.handleToken)))).Methods(http.MethodPost, http.MethodOptions)
 	r.Handle(p+PathJWKS, wellknown.Bytes(s.keys.jwks, "public, max-age=60"))
 	r.Handle(p+PathLogin, http.HandlerFunc(s.handleLogin)).Methods(http.MethodGet, http.MethodPost)
-	r.Handle(p+PathLogout, http.HandlerFunc(s.handleLogout)).Methods(http.MethodPost)
+	r.Handle(p+PathLogout, http.HandlerFunc(s.handleLogout)).Methods(http.MethodGet, http.MethodPost)
+	r.Handle(p+"/", http.HandlerFunc(s.handleHome)).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc(p+PathHealthz, func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte("ok\n"))
