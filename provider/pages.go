@@ -83,7 +83,7 @@ type scopeLine struct{ Name, Text string }
 // builtinScopeText describes the scopes every OAuth/OpenID client knows.
 var builtinScopeText = map[string]string{
 	"openid":         "Confirm who you are (your account ID)",
-	"offline_access": "Stay signed in: keep access while you are away, until you revoke it",
+	"offline_access": "Keep access while you are away: you stay signed in until you revoke it",
 }
 
 // scopeLines turns scopes into sentences: AUTHZ_SCOPES' NAME=description,

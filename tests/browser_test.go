@@ -20,12 +20,7 @@ const chromiumPath = "/usr/bin/chromium"
 // must be visible, not merely present in the HTML.
 func TestConsentPageInChromium(t *testing.T) {
 	t.Parallel()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("AUTHZ_TEST_REQUIRE_BROWSER") == "1" {
-			t.Fatalf("%s is missing (AUTHZ_TEST_REQUIRE_BROWSER=1): apt-get install -y chromium, or run `make test` as root", chromiumPath)
-		}
-		t.Skipf("%s is missing; `make test` requires it", chromiumPath)
-	}
+	requireChromium(t)
 	ds := newDocServer(t)
 	e := startWithDocs(t, storeKinds[0].open(t), ds, nil)
 	user, pw := e.user("chromium")
@@ -37,16 +32,7 @@ func TestConsentPageInChromium(t *testing.T) {
 	authURL := authRequest{clientID: id, redirectURI: fmt.Sprintf("http://127.0.0.1:%d/callback", freePort(t)), state: "s",
 		scope: "read offline_access", verifier: testVerifier}.url(e.issuer)
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromiumPath), chromedp.NoSandbox, chromedp.Headless,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("no-proxy-server", true))
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(actx)
-	defer cancelBrowser()
+	bctx := newChromium(t)
 
 	err := chromedp.Do(bctx,
 		chromedp.Navigate(authURL),
@@ -82,4 +68,31 @@ func TestConsentPageInChromium(t *testing.T) {
 	if !strings.Contains(title, "Claude Code") {
 		t.Fatalf("title %q", title)
 	}
+}
+
+// requireChromium skips (or, with AUTHZ_TEST_REQUIRE_BROWSER=1 as under
+// make test, fails) a test when Debian's Chromium is not installed.
+func requireChromium(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		if os.Getenv("AUTHZ_TEST_REQUIRE_BROWSER") == "1" {
+			t.Fatalf("%s is missing (AUTHZ_TEST_REQUIRE_BROWSER=1): apt-get install -y chromium, or run `make test` as root", chromiumPath)
+		}
+		t.Skipf("%s is missing; `make test` requires it", chromiumPath)
+	}
+}
+
+// newChromium starts a headless Chromium for t, stopped at its end (at the
+// latest after 90 s).
+func newChromium(t *testing.T) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromiumPath), chromedp.NoSandbox, chromedp.Headless,
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("no-proxy-server", true))
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	bctx, cancelBrowser := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancelBrowser(); cancelAlloc(); cancel() })
+	return bctx
 }

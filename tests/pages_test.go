@@ -49,7 +49,7 @@ func TestConsentPage(t *testing.T) {
 	t.Cleanup(assets.Close)
 	e := start(t, memoryStore(), func(o *provider.Options) {
 		o.HTTPClient = assets.Client()
-		o.Scopes = append(o.Scopes, "openid", "offline_access")
+		o.Scopes = append(o.Scopes, "offline_access")
 		o.ScopeDescriptions = map[string]string{"read": "Read your documents"}
 	})
 	username, password := e.user("consent-viewer")
@@ -61,14 +61,13 @@ func TestConsentPage(t *testing.T) {
 	if err := e.store.UpdateClient(t.Context(), admin); err != nil {
 		t.Fatal(err)
 	}
-	req := authRequest{clientID: admin.ID, redirectURI: redirect, state: "s", scope: "read write openid offline_access", verifier: testVerifier}
+	req := authRequest{clientID: admin.ID, redirectURI: redirect, state: "s", scope: "read write offline_access", verifier: testVerifier}
 	p := e.browser().consentPage(req.url(e.issuer), username, password)
 	mustEqual(t, "consent status", p.status, http.StatusOK)
 	for _, want := range []string{
 		"Read your documents", "(read)",
 		"Use the “write” permission",
-		"Confirm who you are (your account ID)",
-		"Stay signed in: keep access while you are away, until you revoke it",
+		"Keep access while you are away: you stay signed in until you revoke it",
 		"Verified by your administrator",
 		`src="data:image/png;base64,`,
 		`href="https://app.example.com/"`, `href="https://app.example.com/privacy"`, `href="https://app.example.com/terms"`,
