@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 
@@ -25,7 +26,11 @@ type tab struct {
 
 func (b tab) do(steps ...chromedp.Action[chromedp.Void]) {
 	b.t.Helper()
-	if err := chromedp.Do(b.ctx, steps...); err != nil {
+	// A step that waits in vain fails after 20 s, leaving time for the
+	// screenshot within the browser's own 90 s.
+	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, steps...); err != nil {
 		b.fail("chromium: %v", err)
 	}
 }
@@ -162,12 +167,12 @@ func TestPagesInChromium(t *testing.T) {
 	b.name = "apps-revoke-confirm"
 	b.do(chromedp.Click(chromedp.CSS("details.confirm summary")), chromedp.WaitVisible(chromedp.CSS("details.confirm button.danger")))
 	b.check(strings.Contains(b.text("details.confirm"), "Revoke Docs Editor's access? It is signed out on that device at once."), "confirmation text: %q", b.text("details.confirm"))
-	b.do(chromedp.Click(chromedp.CSS("details.confirm button.danger")), chromedp.WaitVisible(chromedp.CSS("h1")))
+	b.do(chromedp.Click(chromedp.CSS("details.confirm button.danger")), chromedp.WaitVisible(chromedp.ID("no-apps")))
 	b.check(strings.Contains(b.text("main"), "No app has access to your account."), "after Revoke: %q", b.text("main"))
 
 	// Sign out: asks, then says so.
 	b.name = "sign-out"
-	b.do(chromedp.Navigate(e.issuer+provider.PathLogout), chromedp.WaitVisible(chromedp.CSS("button.primary")), chromedp.Click(chromedp.CSS("button.primary")),
+	b.do(chromedp.Navigate(e.issuer+provider.PathLogout), chromedp.WaitVisible(chromedp.ID("confirm-sign-out")), chromedp.Click(chromedp.ID("confirm-sign-out")),
 		chromedp.WaitVisible(chromedp.CSS(".notice")))
 	b.check(b.text(".notice") == "You are signed out.", "signed-out notice: %q", b.text(".notice"))
 

@@ -94,5 +94,10 @@ func newChromium(t *testing.T) context.Context {
 	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
 	bctx, cancelBrowser := chromedp.NewContext(actx)
 	t.Cleanup(func() { cancelBrowser(); cancelAlloc(); cancel() })
+	// Start the browser now, on bctx: the first Run on a context starts it
+	// bound to that context, and callers may run steps under shorter ones.
+	if err := chromedp.Do(bctx); err != nil {
+		t.Fatalf("starting chromium: %v", err)
+	}
 	return bctx
 }
