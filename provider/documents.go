@@ -90,7 +90,10 @@ func (s *Server) lookupClient(ctx context.Context, id string) (store.Client, err
 	case err != nil && !errors.Is(err, store.ErrNotFound):
 		return store.Client{}, err
 	}
-	return s.fetchDocumentClient(ctx, id, now)
+	known := err == nil
+	c, err = s.fetchDocumentClient(ctx, id, now)
+	s.documentRegistered(ctx, c, known, err)
+	return c, err
 }
 
 // fetchDocumentClient fetches, checks and stores the document at id. A

@@ -200,3 +200,26 @@ func (s *Server) countRegistrations(path string, h func(http.ResponseWriter, *ht
 		return err
 	}
 }
+
+// documentRegistered counts a fetch of a client ID metadata document as a
+// registration (path metadata_document) and records a good one as
+// client.registered, or client.updated when it refreshed a known client.
+func (s *Server) documentRegistered(ctx context.Context, c store.Client, known bool, err error) {
+	result := "ok"
+	var de *documentError
+	switch {
+	case errors.As(err, &de):
+		result = errInvalidClientMetadata
+	case err != nil:
+		result = outcome(err)
+	}
+	s.metrics.registrations.WithLabelValues(registrationMetadataDocument, result).Inc()
+	if err != nil {
+		return
+	}
+	name := EventClientRegistered
+	if known {
+		name = EventClientUpdated
+	}
+	s.audit(ctx, ClientEvent(name, ActorClient, c))
+}

@@ -366,3 +366,50 @@ func TestAccessLogOff(t *testing.T) {
 func memoryStore() store.Store { return storeKinds[0].open(nil) }
 
 var _ = fmt.Sprint
+
+// TestMetadataDocumentRegistrationObserved: a client ID metadata document
+// fetched for the first time is a registration (metric path
+// metadata_document, audit client.registered with trust
+// metadata-document); fetched again after its lifetime, client.updated; a
+// refused one counts with its error code and records nothing.
+func TestMetadataDocumentRegistrationObserved(t *testing.T) {
+	t.Parallel()
+	ds := newDocServer(t)
+	e := startWithDocs(t, memoryStore(), ds, nil)
+	admin := httptest.NewServer(e.srv.AdminHandler())
+	t.Cleanup(admin.Close)
+	good := ds.url("/good.json")
+	ds.publish("/good.json", 200, http.Header{"Cache-Control": {"max-age=10"}}, map[string]any{"client_id": good, "client_name": "Doc app",
+		"redirect_uris": []string{"https://doc.example/cb"}, "token_endpoint_auth_method": "none"})
+	bad := ds.url("/bad.json")
+	ds.publish("/bad.json", 200, nil, map[string]any{"client_id": "https://elsewhere.example/x.json", "client_name": "Liar", "redirect_uris": []string{"https://doc.example/cb"}})
+	authorize := func(id string) int {
+		return e.browser().do("GET", authRequest{clientID: id, redirectURI: "https://doc.example/cb", state: "s", verifier: testVerifier}.url(e.issuer), nil).status
+	}
+	mustEqual(t, "good document", authorize(good), http.StatusSeeOther)
+	mustEqual(t, "good document, cached", authorize(good), http.StatusSeeOther)
+	mustEqual(t, "bad document", authorize(bad), http.StatusBadRequest)
+	e.clock.Advance(6 * time.Minute)
+	mustEqual(t, "good document, fetched again", authorize(good), http.StatusSeeOther)
+
+	text := scrape(t, admin.URL)
+	for _, tt := range []struct {
+		outcome string
+		want    float64
+	}{{"ok", 2}, {"invalid_client_metadata", 1}} {
+		if got, _ := metric(text, "authz_client_registrations_total", "path", "metadata_document", "outcome", tt.outcome); got != tt.want {
+			t.Errorf("metadata_document registrations %s = %v, want %v", tt.outcome, got, tt.want)
+		}
+	}
+	evs, err := e.store.ListAuditEvents(t.Context(), store.AuditFilter{ClientID: good})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 2 || evs[0].Name != provider.EventClientRegistered || evs[1].Name != provider.EventClientUpdated ||
+		evs[0].Details["trust"] != store.TrustMetadataDocument || evs[0].Actor != provider.ActorClient {
+		t.Errorf("audit events of the document client: %+v", evs)
+	}
+	if evs, _ := e.store.ListAuditEvents(t.Context(), store.AuditFilter{Name: provider.EventClientRegistered}); len(evs) != 1 {
+		t.Errorf("client.registered events = %d, want 1 (the refused document records none)", len(evs))
+	}
+}
