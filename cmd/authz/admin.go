@@ -217,7 +217,7 @@ func (e env) clientCreate(args []string) error {
 		return err
 	}
 	if m.Introspect && len(m.Resources) == 0 {
-		return usageError{"--introspect needs --resource: the resources whose tokens the client may introspect"}
+		return usageError{msg: "--introspect needs --resource: the resources whose tokens the client may introspect"}
 	}
 	c, secret, err := provider.NewClient(m, time.Now(), rand.Reader)
 	if err != nil {
@@ -276,7 +276,7 @@ func (e env) clientUpdate(args []string) error {
 		return err
 	}
 	if m.Introspect && len(m.Resources) == 0 {
-		return usageError{"--introspect needs --resource: the resources whose tokens the client may introspect"}
+		return usageError{msg: "--introspect needs --resource: the resources whose tokens the client may introspect"}
 	}
 	secret, err := provider.UpdateClient(&c, m, rotate, time.Now(), rand.Reader)
 	if err != nil {
@@ -587,17 +587,17 @@ func (e env) initialAccessCreate(args []string) error {
 	defer st.Close()
 	for _, g := range grants {
 		if g != provider.GrantClientCredentials {
-			return usageError{"--allow-grant: only client_credentials needs an administrator's permission, not " + g}
+			return usageError{msg: "--allow-grant: only client_credentials needs an administrator's permission, not " + g}
 		}
 	}
 	// client_credentials tokens have no user consenting to them: the
 	// administrator names what they may carry, never "everything".
 	if len(grants) > 0 && (len(scopes) == 0 || len(resources) == 0) {
-		return usageError{"--allow-grant client_credentials needs --scope and --resource: the allowances of clients registered with the token"}
+		return usageError{msg: "--allow-grant client_credentials needs --scope and --resource: the allowances of clients registered with the token"}
 	}
 	for _, r := range resources {
 		if u, err := url.Parse(r); err != nil || !u.IsAbs() || u.Host == "" || u.Fragment != "" {
-			return usageError{"--resource " + r + " is not an absolute URL without a fragment (RFC 8707)"}
+			return usageError{msg: "--resource " + r + " is not an absolute URL without a fragment (RFC 8707)"}
 		}
 	}
 	secret, err := tokens.NewSecret(rand.Reader, tokens.PrefixInitialAccessToken)
