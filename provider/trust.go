@@ -44,12 +44,17 @@ func (s *Server) markUsed(ctx context.Context, c store.Client, now time.Time) {
 // Options.RegistrationIdleTTL (issue 11: abandoned registrations must not
 // pile up).
 func (s *Server) deleteStaleRegistrations(ctx context.Context, now time.Time) error {
-	n, err := s.store.DeleteStaleClients(ctx, now, s.opts.RegistrationUnusedTTL, s.opts.RegistrationIdleTTL)
+	deleted, err := s.store.DeleteStaleClients(ctx, now, s.opts.RegistrationUnusedTTL, s.opts.RegistrationIdleTTL)
 	if err != nil {
 		return err
 	}
-	if n > 0 {
-		s.log.Info("deleted unused or idle self-registered clients", "count", n)
+	for _, c := range deleted {
+		e := ClientEvent(EventClientDeleted, ActorSystem, c)
+		e.Details["reason"] = "stale_registration"
+		s.audit(ctx, e)
+	}
+	if len(deleted) > 0 {
+		s.log.Info("deleted unused or idle self-registered clients", "count", len(deleted))
 	}
 	return nil
 }

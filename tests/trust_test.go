@@ -419,6 +419,21 @@ func TestJanitorRemovesUnusedRegistrations(t *testing.T) {
 		if _, err := e.store.GetClient(ctx, admin.ID); err != nil {
 			t.Fatalf("an administrator's client was removed: %v", err)
 		}
+		// Each janitor deletion is in the audit trail, once, as the system's.
+		evs, err := e.store.ListAuditEvents(ctx, store.AuditFilter{Name: provider.EventClientDeleted})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]int{}
+		for _, ev := range evs {
+			if ev.Actor != provider.ActorSystem || ev.Details["reason"] != "stale_registration" || ev.Details["trust"] != store.TrustRegistered {
+				t.Errorf("stale deletion event %+v: want actor system, reason stale_registration, trust registered", ev)
+			}
+			got[ev.ClientID]++
+		}
+		if len(got) != 2 || got[unusedID] != 1 || got[usedID] != 1 {
+			t.Errorf("client.deleted events by client: %v, want one each for %s and %s", got, unusedID, usedID)
+		}
 	})
 }
 

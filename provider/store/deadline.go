@@ -113,8 +113,8 @@ func (w *deadlineStore) MarkClientUsed(ctx context.Context, id string, now time.
 }
 
 // DeleteStaleClients is housekeeping like DeleteExpired, with its bound.
-func (w *deadlineStore) DeleteStaleClients(ctx context.Context, now time.Time, unusedTTL, idleTTL time.Duration) (int64, error) {
-	return bounded(ctx, w.sweep, func(ctx context.Context) (int64, error) {
+func (w *deadlineStore) DeleteStaleClients(ctx context.Context, now time.Time, unusedTTL, idleTTL time.Duration) ([]Client, error) {
+	return bounded(ctx, w.sweep, func(ctx context.Context) ([]Client, error) {
 		return w.s.DeleteStaleClients(ctx, now, unusedTTL, idleTTL)
 	})
 }

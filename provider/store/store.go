@@ -339,8 +339,9 @@ type Store interface {
 	// lifetime) that either never completed an authorization (zero UsedAt)
 	// and was created at or before now-unusedTTL, or was last used at or
 	// before now-idleTTL; with them go their codes, grants, tokens and
-	// consents, as DeleteClient. It returns how many clients it removed.
-	DeleteStaleClients(ctx context.Context, now time.Time, unusedTTL, idleTTL time.Duration) (int64, error)
+	// consents, as DeleteClient. It returns the clients it removed, as they
+	// were (so the caller can record each deletion).
+	DeleteStaleClients(ctx context.Context, now time.Time, unusedTTL, idleTTL time.Duration) ([]Client, error)
 
 	// Users.
 	CreateUser(ctx context.Context, u User) error // ErrAlreadyExists on ID or Username

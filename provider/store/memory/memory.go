@@ -190,7 +190,7 @@ func (s *Store) SaveMetadataDocumentClient(_ context.Context, c store.Client) er
 }
 
 // DeleteStaleClients decides and deletes under the one lock.
-func (s *Store) DeleteStaleClients(_ context.Context, now time.Time, unusedTTL, idleTTL time.Duration) (int64, error) {
+func (s *Store) DeleteStaleClients(_ context.Context, now time.Time, unusedTTL, idleTTL time.Duration) ([]store.Client, error) {
 	now = norm(now)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -200,7 +200,7 @@ func (s *Store) DeleteStaleClients(_ context.Context, now time.Time, unusedTTL, 
 			live[g.ClientID] = true
 		}
 	}
-	var doomed []string
+	var doomed []store.Client
 	for id, c := range s.clients {
 		if c.Trust != store.TrustRegistered || live[id] {
 			continue
@@ -208,13 +208,13 @@ func (s *Store) DeleteStaleClients(_ context.Context, now time.Time, unusedTTL, 
 		unused := c.UsedAt.IsZero() && !c.CreatedAt.After(now.Add(-unusedTTL))
 		idle := !c.UsedAt.IsZero() && !c.UsedAt.After(now.Add(-idleTTL))
 		if unused || idle {
-			doomed = append(doomed, id)
+			doomed = append(doomed, cloneClient(c))
 		}
 	}
-	for _, id := range doomed {
-		s.deleteClientLocked(id)
+	for _, c := range doomed {
+		s.deleteClientLocked(c.ID)
 	}
-	return int64(len(doomed)), nil
+	return doomed, nil
 }
 
 // ---- Users ----

@@ -283,18 +283,28 @@ func (s *Store) MarkClientUsed(ctx context.Context, id string, now time.Time) er
 // the same rows. Grants, codes, refresh tokens and consents go by cascade.
 // A grant committed while the statement runs may go with its client: that
 // client had completed no authorization for the whole TTL.
-func (s *Store) DeleteStaleClients(ctx context.Context, now time.Time, unusedTTL, idleTTL time.Duration) (int64, error) {
+func (s *Store) DeleteStaleClients(ctx context.Context, now time.Time, unusedTTL, idleTTL time.Duration) ([]store.Client, error) {
 	now = ts(now)
-	tag, err := s.pool.Exec(ctx, `DELETE FROM clients c
+	rows, err := s.pool.Query(ctx, `DELETE FROM clients c
 		WHERE c.trust = $1
 		  AND ((c.used_at IS NULL AND c.created_at <= $3) OR c.used_at <= $4)
 		  AND NOT EXISTS (SELECT 1 FROM grants g
-		                  WHERE g.client_id = c.id AND g.revoked_at IS NULL AND g.expires_at > $2)`,
+		                  WHERE g.client_id = c.id AND g.revoked_at IS NULL AND g.expires_at > $2)
+		RETURNING `+clientCols,
 		store.TrustRegistered, now, now.Add(-unusedTTL), now.Add(-idleTTL))
 	if err != nil {
-		return 0, wrap(err)
+		return nil, wrap(err)
 	}
-	return tag.RowsAffected(), nil
+	defer rows.Close()
+	var out []store.Client
+	for rows.Next() {
+		c, err := scanClient(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, wrap(rows.Err())
 }
 
 // ---- Users ----

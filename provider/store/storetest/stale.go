@@ -80,12 +80,13 @@ func testStaleClients(t *testing.T, newStore factory) {
 			}
 			e.consent(u.ID, "c1")
 
-			n, err := e.s.DeleteStaleClients(e.ctx, now, unusedTTL, idleTTL)
+			deleted, err := e.s.DeleteStaleClients(e.ctx, now, unusedTTL, idleTTL)
 			e.must(err, "DeleteStaleClients")
+			n := len(deleted)
 			_, getErr := e.s.GetClient(e.ctx, "c1")
 			if tt.gone {
-				if n != 1 {
-					t.Errorf("DeleteStaleClients removed %d clients, want 1", n)
+				if n != 1 || deleted[0].ID != "c1" || deleted[0].Trust != store.TrustRegistered {
+					t.Errorf("DeleteStaleClients removed %+v, want exactly client c1 as it was", deleted)
 				}
 				wantErr(t, "GetClient after DeleteStaleClients", getErr, store.ErrNotFound)
 				_, err := e.s.GetConsent(e.ctx, u.ID, "c1")
@@ -107,9 +108,9 @@ func testStaleClients(t *testing.T, newStore factory) {
 			if !slices.ContainsFunc(list, func(c store.Client) bool { return c.ID == "keep" }) {
 				t.Error("a recently used registered client was deleted")
 			}
-			n, err = e.s.DeleteStaleClients(e.ctx, now, unusedTTL, idleTTL)
+			deleted, err = e.s.DeleteStaleClients(e.ctx, now, unusedTTL, idleTTL)
 			e.must(err, "DeleteStaleClients again")
-			if n != 0 {
+			if n := len(deleted); n != 0 {
 				t.Errorf("DeleteStaleClients again removed %d, want 0", n)
 			}
 		})
