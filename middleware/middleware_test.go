@@ -19,30 +19,15 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/authzd/authz/internal/testclock"
 )
 
 const resource = "https://api.example.com/mcp"
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-func newValidator(t testing.TB, ti *testIssuer, mutate func(*Config)) (*Validator, *fakeClock) {
+func newValidator(t testing.TB, ti *testIssuer, mutate func(*Config)) (*Validator, *testclock.Clock) {
 	t.Helper()
-	clk := &fakeClock{t: time.Now()}
+	clk := testclock.New(time.Now())
 	cfg := Config{
 		Issuer: ti.url, Resource: resource, Now: clk.Now, Leeway: 5 * time.Second,
 		ScopesSupported: []string{"read", "write"}, ResourceName: "Example API",
@@ -565,7 +550,7 @@ func TestIntrospection(t *testing.T) {
 	}
 
 	// The cache never outlives the token's exp.
-	clk2 := &fakeClock{t: now}
+	clk2 := testclock.New(now)
 	v2, _ := newValidator(t, ti, func(c *Config) {
 		c.ClientID, c.ClientSecret, c.Now, c.Leeway = "rs", "rs-secret", clk2.Now, time.Nanosecond
 		c.IntrospectionCacheTTL = time.Hour

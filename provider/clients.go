@@ -1,17 +1,18 @@
 package provider
 
 import (
-	"errors"
-	"github.com/authzd/authz/internal/resourceid"
 	"io"
 	"net/url"
 	"strings"
 	"time"
 
+	"github.com/authzd/authz/internal/resourceid"
+
+	"github.com/google/uuid"
+
 	"github.com/authzd/authz/provider/dcr"
 	"github.com/authzd/authz/provider/store"
 	"github.com/authzd/authz/provider/tokens"
-	"github.com/google/uuid"
 )
 
 // NewClient checks m and builds a client ready to store, with a fresh ID
@@ -139,10 +140,4 @@ func ApplicationTypeFor(redirectURIs []string) string {
 		}
 	}
 	return dcr.AppWeb
-}
-
-// ErrClientMetadata reports whether err is a client metadata error.
-func ErrClientMetadata(err error) bool {
-	var de *dcr.Error
-	return errors.As(err, &de)
 }

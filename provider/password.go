@@ -30,10 +30,15 @@ func HashPassword(password string, r io.Reader) (string, error) {
 	if _, err := io.ReadFull(r, salt); err != nil {
 		return "", err
 	}
-	key := argon2.IDKey([]byte(password), salt, argonTime, argonMemory, argonThreads, argonKeyLen)
+	return encodeArgon2id(salt, argon2.IDKey([]byte(password), salt, argonTime, argonMemory, argonThreads, argonKeyLen)), nil
+}
+
+// encodeArgon2id is the PHC string of an argon2id hash made with the
+// parameters above.
+func encodeArgon2id(salt, key []byte) string {
 	b64 := base64.RawStdEncoding
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s",
-		argon2.Version, argonMemory, argonTime, argonThreads, b64.EncodeToString(salt), b64.EncodeToString(key)), nil
+		argon2.Version, argonMemory, argonTime, argonThreads, b64.EncodeToString(salt), b64.EncodeToString(key))
 }
 
 // checkPassword reports whether password matches the encoded hash, in
@@ -63,5 +68,7 @@ func checkPassword(encoded, password string) bool {
 }
 
 // dummyHash is checked against when the user does not exist, so a failed
-// login takes as long for an unknown account as for a wrong password.
-var dummyHash = "$argon2id$v=19$m=32768,t=2,p=2$c2FsdHNhbHRzYWx0c2FsdA$3x4AWJw2b6A1vMfMGQwc+NQ1s2Y7YQ2VxOe0oG7u5bM"
+// login takes as long for an unknown account as for a wrong password. It
+// is built from the same parameters as HashPassword, so changing them
+// changes both; no password matches it (the key is not argon2's output).
+var dummyHash = encodeArgon2id(make([]byte, argonSaltLen), make([]byte, argonKeyLen))

@@ -15,9 +15,10 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/authzd/authz/internal/testclock"
 
 	"github.com/authzd/authz/provider"
 	"github.com/authzd/authz/provider/pkce"
@@ -27,26 +28,11 @@ import (
 	"github.com/authzd/authz/provider/store/postgres/pgtest"
 )
 
-// clock is a fake clock shared by a server and its test.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// clock is the fake clock shared by a server and its test.
+type clock = testclock.Clock
 
 func newClock() *clock {
-	return &clock{t: time.Now().UTC().Truncate(time.Second)}
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+	return testclock.New(time.Now().UTC().Truncate(time.Second))
 }
 
 // storeKinds are the stores every end-to-end test runs on.

@@ -2,8 +2,9 @@ package wellknown
 
 import (
 	"encoding/json"
-	"github.com/authzd/authz/internal/resourceid"
 	"net/http"
+
+	"github.com/authzd/authz/internal/resourceid"
 )
 
 // Well-known URI suffixes.
@@ -52,11 +53,6 @@ type ProtectedResourceMetadata struct {
 // when it has one (RFC 8414 §3.1, RFC 9728 §3.1).
 func InsertedPath(identifier, suffix string) (string, error) {
 	return resourceid.WellKnownPath(identifier, suffix)
-}
-
-// InsertedURL returns the absolute URL of the well-known document for identifier.
-func InsertedURL(identifier, suffix string) (string, error) {
-	return resourceid.WellKnownURL(identifier, suffix)
 }
 
 // JSON returns a handler that serves doc as JSON. Discovery documents are

@@ -48,28 +48,29 @@ func (r retryRow) Scan(dest ...any) error {
 	return r.s.read(r.ctx, func() error { return r.s.pool.QueryRow(r.ctx, r.sql, r.args...).Scan(dest...) })
 }
 
-// readRows runs a query that only reads and scans every row, retrying as
-// read does (before any row is returned to the caller).
+// readRows runs a query that only reads and scans every row with
+// pgx.CollectRows, retrying as read does (before any row is returned to the
+// caller). scan wraps its own errors; only the query's are wrapped here.
 func readRows[T any](s *Store, ctx context.Context, scan func(pgx.Row) (T, error), sql string, args ...any) ([]T, error) {
 	var out []T
 	err := s.read(ctx, func() error {
-		out = nil
 		rows, err := s.pool.Query(ctx, sql, args...)
 		if err != nil {
 			return wrap(err)
 		}
-		defer rows.Close()
-		for rows.Next() {
-			v, err := scan(rows)
-			if err != nil {
-				return err
-			}
-			out = append(out, v)
+		var scanErr error
+		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (T, error) {
+			v, err := scan(r)
+			scanErr = err
+			return v, err
+		})
+		if scanErr != nil {
+			return scanErr
 		}
-		return wrap(rows.Err())
+		return wrap(err)
 	})
-	if err != nil {
-		return nil, err
+	if err != nil || len(out) == 0 {
+		return nil, err // nil for no rows, as before CollectRows
 	}
 	return out, nil
 }

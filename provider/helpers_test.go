@@ -1,0 +1,268 @@
+package provider
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/authzd/authz/internal/testclock"
+	"github.com/authzd/authz/provider/store"
+	"github.com/authzd/authz/provider/store/memory"
+	"golang.org/x/crypto/argon2"
+)
+
+// Table tests for the pure helpers the flows are built from, where the
+// logic lives; tests/ covers the same rules over HTTP.
+
+func oauthCode(err error) string {
+	var oe *Error
+	if errors.As(err, &oe) {
+		return oe.Code
+	}
+	if err != nil {
+		return "other: " + err.Error()
+	}
+	return ""
+}
+
+func TestParseScope(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, in string
+		want     []string
+		ok       bool
+	}{
+		{"empty", "", nil, true},
+		{"one", "read", []string{"read"}, true},
+		{"order kept, repeats dropped", "write read write", []string{"write", "read"}, true},
+		{"extra spaces", "  read   write ", []string{"read", "write"}, true},
+		{"URL-like scope token", "https://api.example.com/read", []string{"https://api.example.com/read"}, true},
+		{"double quote is not a scope-token character", `re"ad`, nil, false},
+		{"backslash", `re\ad`, nil, false},
+		{"tab is not a separator", "read\twrite", nil, false},
+		{"non-ASCII", "lire×", nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got, ok := parseScope(tc.in)
+			if ok != tc.ok || !slices.Equal(got, tc.want) {
+				t.Fatalf("parseScope(%q) = %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
+			}
+		})
+	}
+}
+
+func TestNarrowScopes(t *testing.T) {
+	t.Parallel()
+	granted := []string{"read", "write"}
+	for _, tc := range []struct {
+		name, scope string
+		sent        bool
+		want        []string
+		code        string
+	}{
+		{"not sent: all granted", "", false, granted, ""},
+		{"narrower", "read", true, []string{"read"}, ""},
+		{"same, reordered", "write read", true, []string{"write", "read"}, ""},
+		{"wider", "read admin", true, nil, errInvalidScope},
+		{"malformed", `read "`, true, nil, errInvalidScope},
+		{"sent empty: nothing to narrow to", "", true, nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := narrowScopes(granted, tc.scope, tc.sent)
+			if oauthCode(err) != tc.code || !slices.Equal(got, tc.want) {
+				t.Fatalf("narrowScopes(%q, %v) = %q, %v; want %q, %s", tc.scope, tc.sent, got, err, tc.want, tc.code)
+			}
+		})
+	}
+}
+
+func TestNarrowResources(t *testing.T) {
+	t.Parallel()
+	authorized := []string{"https://api.example.com", "https://mcp.example.com/mcp"}
+	for _, tc := range []struct {
+		name      string
+		requested []string
+		want      []string
+		code      string
+	}{
+		{"none requested: all authorized", nil, authorized, ""},
+		{"one", []string{"https://mcp.example.com/mcp"}, []string{"https://mcp.example.com/mcp"}, ""},
+		{"normalised before the comparison", []string{"HTTPS://MCP.example.com:443/mcp/"}, []string{"https://mcp.example.com/mcp"}, ""},
+		{"duplicates collapse", []string{"https://api.example.com", "https://api.example.com/"}, []string{"https://api.example.com"}, ""},
+		{"another path is another resource", []string{"https://mcp.example.com/other"}, nil, errInvalidTarget},
+		{"not authorized", []string{"https://evil.example"}, nil, errInvalidTarget},
+		{"relative", []string{"/mcp"}, nil, errInvalidTarget},
+		{"fragment", []string{"https://api.example.com#x"}, nil, errInvalidTarget},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := narrowResources(authorized, tc.requested)
+			if oauthCode(err) != tc.code || !slices.Equal(got, tc.want) {
+				t.Fatalf("narrowResources(%q) = %q, %v; want %q, %s", tc.requested, got, err, tc.want, tc.code)
+			}
+		})
+	}
+}
+
+func TestRedirectMatchesCode(t *testing.T) {
+	t.Parallel()
+	one := store.Client{Metadata: store.ClientMetadata{RedirectURIs: []string{"https://app.example/cb"}}}
+	two := store.Client{Metadata: store.ClientMetadata{RedirectURIs: []string{"https://app.example/cb", "https://app.example/cb2"}}}
+	for _, tc := range []struct {
+		name              string
+		sent, atAuthorize string
+		c                 store.Client
+		want              bool
+	}{
+		{"repeated exactly", "https://app.example/cb", "https://app.example/cb", one, true},
+		{"omitted although sent at authorize", "", "https://app.example/cb", one, false},
+		{"different", "https://app.example/cb2", "https://app.example/cb", two, false},
+		{"loopback port must repeat exactly", "http://127.0.0.1:2/cb", "http://127.0.0.1:1/cb", one, false},
+		{"not sent at authorize, omitted", "", "", one, true},
+		{"not sent at authorize, the one registered", "https://app.example/cb", "", one, true},
+		{"not sent at authorize, two registered", "https://app.example/cb", "", two, false},
+		{"not sent at authorize, unregistered", "https://evil.example/cb", "", one, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := redirectMatchesCode(tc.sent, tc.atAuthorize, tc.c); got != tc.want {
+				t.Fatalf("redirectMatchesCode(%q, %q) = %v, want %v", tc.sent, tc.atAuthorize, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestSafeReturnTo(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, issuerPath, in, want string
+	}{
+		{"empty", "", "", "/account/apps"},
+		{"local path", "", "/oauth2/authorize?client_id=x", "/oauth2/authorize?client_id=x"},
+		{"absolute URL", "", "https://evil.example/", "/account/apps"},
+		{"scheme-relative", "", "//evil.example/", "/account/apps"},
+		{"backslash", "", `/\evil.example`, "/account/apps"},
+		{"tab that browsers drop", "", "/\t/evil.example", "/account/apps"},
+		{"CRLF", "", "/x\r\nLocation: https://evil.example", "/account/apps"},
+		{"javascript", "", "javascript:alert(1)", "/account/apps"},
+		{"under the issuer path", "/tenant", "/tenant/oauth2/authorize", "/tenant/oauth2/authorize"},
+		{"outside the issuer path", "/tenant", "/other/x", "/tenant/account/apps"},
+		{"prefix of the issuer path is not under it", "/tenant", "/tenantx/x", "/tenant/account/apps"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := &Server{issuerPath: tc.issuerPath}
+			if got := s.safeReturnTo(tc.in); got != tc.want {
+				t.Fatalf("safeReturnTo(%q) = %q, want %q", tc.in, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestPassword(t *testing.T) {
+	t.Parallel()
+	salt := bytes.Repeat([]byte{7}, argonSaltLen)
+	h, err := HashPassword("correct horse", bytes.NewReader(salt))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := HashPassword("", bytes.NewReader(salt)); err == nil {
+		t.Fatal("HashPassword accepted an empty password")
+	}
+	if _, err := HashPassword("x", bytes.NewReader(nil)); err == nil {
+		t.Fatal("HashPassword without randomness succeeded")
+	}
+	parts := strings.Split(h, "$")
+	for _, tc := range []struct {
+		name, encoded, password string
+		want                    bool
+	}{
+		{"right password", h, "correct horse", true},
+		{"wrong password", h, "correct horsE", false},
+		{"empty password", h, "", false},
+		{"not argon2id", strings.Replace(h, "argon2id", "argon2i", 1), "correct horse", false},
+		{"other version", strings.Replace(h, fmt.Sprintf("v=%d", argon2.Version), "v=16", 1), "correct horse", false},
+		{"bad parameters", strings.Join(append(slices.Clone(parts[:3]), "m=x", parts[4], parts[5]), "$"), "correct horse", false},
+		{"bad salt", strings.Join(append(slices.Clone(parts[:4]), "!!", parts[5]), "$"), "correct horse", false},
+		{"empty key", strings.Join(append(slices.Clone(parts[:5]), ""), "$"), "correct horse", false},
+		{"truncated", strings.Join(parts[:5], "$"), "correct horse", false},
+		{"garbage", "plaintext", "plaintext", false},
+		{"the dummy hash matches nothing", dummyHash, "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := checkPassword(tc.encoded, tc.password); got != tc.want {
+				t.Fatalf("checkPassword = %v, want %v", got, tc.want)
+			}
+		})
+	}
+	// The dummy hash costs what a real one does: same parameters, salt and
+	// key sizes, so an unknown account is not told apart by timing.
+	dummy := strings.Split(dummyHash, "$")
+	if !slices.Equal(dummy[:4], parts[:4]) || len(dummy[4]) != len(parts[4]) || len(dummy[5]) != len(parts[5]) {
+		t.Fatalf("dummyHash %q does not have the parameters of %q", dummyHash, h)
+	}
+}
+
+func TestLoginLimiter(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clk := testclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	l := &loginLimiter{st: memory.New(), log: slog.New(slog.NewTextHandler(io.Discard, nil)), perAccount: 3, perIP: 5, window: 15 * time.Minute}
+	type step struct {
+		do           string // "fail", "succeed", "advance"
+		account, ip  string
+		d            time.Duration
+		blockAccount string // after the step: blocked(account, ip)?
+		blockIP      string
+		blocked      bool
+		waitAtLeast  time.Duration
+	}
+	for i, st := range []step{
+		{do: "fail", account: "alice", ip: "1.1.1.1", blockAccount: "alice", blockIP: "1.1.1.1", blocked: false},
+		{do: "fail", account: "alice", ip: "1.1.1.1", blockAccount: "alice", blockIP: "1.1.1.1", blocked: false},
+		{do: "fail", account: "alice", ip: "1.1.1.1", blockAccount: "alice", blockIP: "1.1.1.1", blocked: true, waitAtLeast: 14 * time.Minute},
+		// The same account from another address is not locked out.
+		{do: "none", blockAccount: "alice", blockIP: "2.2.2.2", blocked: false},
+		// Another account from the locked address is not either (until the per-IP limit).
+		{do: "none", blockAccount: "bob", blockIP: "1.1.1.1", blocked: false},
+		{do: "fail", account: "bob", ip: "1.1.1.1", blockAccount: "bob", blockIP: "1.1.1.1", blocked: false},
+		{do: "fail", account: "carol", ip: "1.1.1.1", blockAccount: "dave", blockIP: "1.1.1.1", blocked: true},
+		// A success clears the account's failures, not the address's.
+		{do: "succeed", account: "alice", blockAccount: "alice", blockIP: "3.3.3.3", blocked: false},
+		{do: "none", blockAccount: "erin", blockIP: "1.1.1.1", blocked: true},
+		// The window ends and with it every lockout.
+		{do: "advance", d: 15 * time.Minute, blockAccount: "erin", blockIP: "1.1.1.1", blocked: false},
+	} {
+		now := clk.Now()
+		switch st.do {
+		case "fail":
+			if err := l.fail(ctx, st.account, st.ip, now); err != nil {
+				t.Fatal(err)
+			}
+		case "succeed":
+			if err := l.succeed(ctx, st.account); err != nil {
+				t.Fatal(err)
+			}
+		case "advance":
+			clk.Advance(st.d)
+		}
+		blocked, wait, err := l.blocked(ctx, st.blockAccount, st.blockIP, clk.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if blocked != st.blocked || wait < st.waitAtLeast || (blocked != (wait > 0)) {
+			t.Fatalf("step %d (%s %s@%s): blocked(%s@%s) = %v, %s; want %v, at least %s",
+				i, st.do, st.account, st.ip, st.blockAccount, st.blockIP, blocked, wait, st.blocked, st.waitAtLeast)
+		}
+	}
+}
