@@ -3,9 +3,7 @@ package provider
 import (
 	"crypto/rand"
 	"crypto/x509"
-	"errors"
 	"fmt"
-	"github.com/authzd/authz/internal/resourceid"
 	"io"
 	"log/slog"
 	"net/http"
@@ -14,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/authzd/authz/internal/resourceid"
 
 	"github.com/authzd/authz/provider/dcr"
 	"github.com/authzd/authz/provider/store"
@@ -144,12 +144,31 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-const maxAuthCodeTTL = 10 * time.Minute
-
-// DefaultRefreshGrace is the grace window cmd/authz and the tests use:
-// long enough for a client to retry after RetryAfter, short enough that a
-// stolen, already-rotated token is worth little.
-const DefaultRefreshGrace = 30 * time.Second
+// The defaults, exported so the CLI shows and documents the values the
+// server uses rather than copies of them (house rule 13: each is chosen for
+// a public server with open registration). A zero Options field takes its
+// default, except RefreshGrace, where zero means no grace window.
+const (
+	DefaultSigningAlgorithm        = "ES256"
+	DefaultAccessTokenTTL          = 15 * time.Minute
+	DefaultAuthCodeTTL             = 60 * time.Second
+	DefaultRefreshIdleTTL          = 30 * 24 * time.Hour
+	DefaultGrantTTL                = 90 * 24 * time.Hour
+	DefaultRefreshGrace            = 30 * time.Second
+	DefaultSessionTTL              = 12 * time.Hour
+	DefaultKeyRefreshInterval      = 30 * time.Second
+	DefaultJanitorInterval         = 5 * time.Minute
+	DefaultStoreTimeout            = 5 * time.Second
+	DefaultRegistrationPolicy      = RegistrationOpen
+	DefaultLoginFailuresPerAccount = 5
+	DefaultLoginFailuresPerIP      = 20
+	DefaultLoginWindow             = 15 * time.Minute
+	DefaultRegistrationsPerIP      = 10
+	DefaultRegistrationWindow      = time.Hour
+	DefaultRegistrationUnusedTTL   = 24 * time.Hour
+	DefaultRegistrationIdleTTL     = 90 * 24 * time.Hour
+	DefaultAuditRetention          = 90 * 24 * time.Hour
+)
 
 // RetryAfter is what a client is told to wait (Retry-After) after a
 // transient failure such as a database outage.
@@ -171,13 +190,43 @@ func CheckRefreshGrace(d time.Duration) error {
 	return nil
 }
 
-func (o *Options) setDefaults() error {
-	if o.Store == nil {
-		return errors.New("provider: Options.Store is required")
+// MaxAuthCodeTTL bounds AuthCodeTTL (RFC 6749 §4.1.2: "a maximum
+// authorization code lifetime of 10 minutes is RECOMMENDED").
+const MaxAuthCodeTTL = 10 * time.Minute
+
+// OptionError is an invalid Options value. Option is the field's name, so
+// a caller with its own names for the settings (the CLI's AUTHZ_*
+// variables) can say which one to fix.
+type OptionError struct {
+	Option string
+	Err    error
+}
+
+func (e *OptionError) Error() string { return "provider: Options." + e.Option + ": " + e.Err.Error() }
+func (e *OptionError) Unwrap() error { return e.Err }
+
+func optErr(option, format string, args ...any) *OptionError {
+	return &OptionError{Option: option, Err: fmt.Errorf(format, args...)}
+}
+
+// ResolveOptions validates o as New does, without a store or keys, and
+// returns it with the defaults filled in: the one validation of the
+// settings, which the CLI runs before opening anything. Errors are
+// *OptionError.
+func ResolveOptions(o Options) (Options, error) {
+	o.Resources = slices.Clone(o.Resources)
+	if err := o.setDefaults(); err != nil {
+		return Options{}, err
 	}
+	return o, nil
+}
+
+// setDefaults fills the defaults of zero fields and validates the rest.
+// Errors are *OptionError.
+func (o *Options) setDefaults() error {
 	iss, err := ParseIssuer(o.Issuer)
 	if err != nil {
-		return err
+		return &OptionError{Option: "Issuer", Err: err}
 	}
 	o.Issuer = iss
 	if len(o.Resources) == 0 {
@@ -186,13 +235,13 @@ func (o *Options) setDefaults() error {
 	for i, r := range o.Resources {
 		n, err := resourceid.Canonical(r)
 		if err != nil {
-			return fmt.Errorf("provider: resource %q: %w", r, err)
+			return optErr("Resources", "resource %q: %w", r, err)
 		}
 		o.Resources[i] = n
 	}
 	for _, s := range o.Scopes {
 		if !dcr.ValidScopeToken(s) {
-			return fmt.Errorf("provider: invalid scope %q", s)
+			return optErr("Scopes", "invalid scope %q (RFC 6749 §3.3)", s)
 		}
 	}
 	// offline_access is always offered: clients ask for it by habit, and
@@ -202,7 +251,7 @@ func (o *Options) setDefaults() error {
 	}
 	for _, s := range o.AdminScopes {
 		if !slices.Contains(o.Scopes, s) {
-			return fmt.Errorf("provider: admin scope %q is not an offered scope", s)
+			return optErr("AdminScopes", "admin scope %q is not an offered scope", s)
 		}
 	}
 	if o.RegistrationScopes == nil {
@@ -211,10 +260,10 @@ func (o *Options) setDefaults() error {
 	}
 	for _, s := range o.RegistrationScopes {
 		if !slices.Contains(o.Scopes, s) {
-			return fmt.Errorf("provider: registration scope %q is not an offered scope", s)
+			return optErr("RegistrationScopes", "registration scope %q is not an offered scope", s)
 		}
 		if slices.Contains(o.AdminScopes, s) {
-			return fmt.Errorf("provider: scope %q cannot be both admin-only and open to registration", s)
+			return optErr("RegistrationScopes", "scope %q cannot be both admin-only and open to registration", s)
 		}
 	}
 	if o.RedirectSchemes == nil {
@@ -226,64 +275,77 @@ func (o *Options) setDefaults() error {
 		s = strings.ToLower(s)
 		o.RedirectSchemes[i] = s
 		if !validScheme(s) || s == "http" || s == "https" {
-			return fmt.Errorf("provider: redirect scheme %q is not a private-use URI scheme", s)
+			return optErr("RedirectSchemes", "redirect scheme %q is not a private-use URI scheme", s)
 		}
 		if dcr.DeniedScheme(s) {
-			return fmt.Errorf("provider: redirect scheme %q belongs to an operating-system handler and is never allowed", s)
+			return optErr("RedirectSchemes", "redirect scheme %q belongs to an operating-system handler and is never allowed", s)
 		}
 	}
-	if o.SigningAlgorithm == "" {
-		o.SigningAlgorithm = "ES256"
+	switch o.SigningAlgorithm {
+	case "":
+		o.SigningAlgorithm = DefaultSigningAlgorithm
+	case "ES256", "EdDSA":
+	default:
+		return optErr("SigningAlgorithm", "signing algorithm %q: want ES256 or EdDSA", o.SigningAlgorithm)
 	}
-	def := func(d *time.Duration, v time.Duration) {
-		if *d == 0 {
-			*d = v
+	durations := []struct {
+		name string
+		d    *time.Duration
+		def  time.Duration
+	}{
+		{"AccessTokenTTL", &o.AccessTokenTTL, DefaultAccessTokenTTL},
+		{"AuthCodeTTL", &o.AuthCodeTTL, DefaultAuthCodeTTL},
+		{"RefreshIdleTTL", &o.RefreshIdleTTL, DefaultRefreshIdleTTL},
+		{"GrantTTL", &o.GrantTTL, DefaultGrantTTL},
+		{"SessionTTL", &o.SessionTTL, DefaultSessionTTL},
+		{"KeyRefreshInterval", &o.KeyRefreshInterval, DefaultKeyRefreshInterval},
+		{"JanitorInterval", &o.JanitorInterval, DefaultJanitorInterval},
+		{"StoreTimeout", &o.StoreTimeout, DefaultStoreTimeout},
+		{"LoginWindow", &o.LoginWindow, DefaultLoginWindow},
+		{"RegistrationWindow", &o.RegistrationWindow, DefaultRegistrationWindow},
+		{"RegistrationUnusedTTL", &o.RegistrationUnusedTTL, DefaultRegistrationUnusedTTL},
+		{"RegistrationIdleTTL", &o.RegistrationIdleTTL, DefaultRegistrationIdleTTL},
+		{"AuditRetention", &o.AuditRetention, DefaultAuditRetention},
+	}
+	for _, d := range durations {
+		if *d.d < 0 {
+			return optErr(d.name, "%s is negative; it must be positive", *d.d)
+		}
+		if *d.d == 0 {
+			*d.d = d.def
 		}
 	}
-	def(&o.AccessTokenTTL, 15*time.Minute)
-	def(&o.AuthCodeTTL, 60*time.Second)
-	def(&o.RefreshIdleTTL, 30*24*time.Hour)
-	def(&o.GrantTTL, 90*24*time.Hour)
-	def(&o.SessionTTL, 12*time.Hour)
-	def(&o.KeyRefreshInterval, 30*time.Second)
-	def(&o.JanitorInterval, 5*time.Minute)
-	def(&o.LoginWindow, 15*time.Minute)
-	def(&o.RegistrationWindow, time.Hour)
-	def(&o.StoreTimeout, 5*time.Second)
-	def(&o.RegistrationUnusedTTL, 24*time.Hour)
-	def(&o.RegistrationIdleTTL, 90*24*time.Hour)
-	def(&o.AuditRetention, 90*24*time.Hour)
-	if o.JanitorInterval < 0 || o.KeyRefreshInterval < 0 {
-		return errors.New("provider: the janitor and key-refresh intervals must be positive")
-	}
-	if o.StoreTimeout < 0 {
-		return fmt.Errorf("provider: store timeout %s must be positive", o.StoreTimeout)
-	}
-	o.Store = store.WithDeadline(o.Store, o.StoreTimeout)
+	// Zero is no grace window (not "the default": callers set
+	// DefaultRefreshGrace explicitly); otherwise at least RetryAfter.
 	if err := CheckRefreshGrace(o.RefreshGrace); err != nil {
-		return fmt.Errorf("provider: %w", err)
+		return &OptionError{Option: "RefreshGrace", Err: err}
 	}
-	if o.AuthCodeTTL > maxAuthCodeTTL {
-		return fmt.Errorf("provider: authorization code lifetime %s exceeds %s (RFC 6749 §4.1.2)", o.AuthCodeTTL, maxAuthCodeTTL)
+	if o.AuthCodeTTL > MaxAuthCodeTTL {
+		return optErr("AuthCodeTTL", "authorization code lifetime %s exceeds %s (RFC 6749 §4.1.2)", o.AuthCodeTTL, MaxAuthCodeTTL)
 	}
-	if o.LoginFailuresPerAccount == 0 {
-		o.LoginFailuresPerAccount = 5
+	limits := []struct {
+		name string
+		n    *int
+		def  int
+	}{
+		{"LoginFailuresPerAccount", &o.LoginFailuresPerAccount, DefaultLoginFailuresPerAccount},
+		{"LoginFailuresPerIP", &o.LoginFailuresPerIP, DefaultLoginFailuresPerIP},
+		{"RegistrationsPerIP", &o.RegistrationsPerIP, DefaultRegistrationsPerIP},
 	}
-	if o.LoginFailuresPerIP == 0 {
-		o.LoginFailuresPerIP = 20
-	}
-	if o.RegistrationsPerIP == 0 {
-		o.RegistrationsPerIP = 10
-	}
-	if o.LoginFailuresPerAccount < 0 || o.LoginFailuresPerIP < 0 || o.RegistrationsPerIP < 0 || o.LoginWindow < 0 || o.RegistrationWindow < 0 {
-		return errors.New("provider: login and registration limits must be positive")
+	for _, l := range limits {
+		if *l.n < 0 {
+			return optErr(l.name, "%d is negative; it must be a positive whole number", *l.n)
+		}
+		if *l.n == 0 {
+			*l.n = l.def
+		}
 	}
 	switch o.RegistrationPolicy {
 	case "":
-		o.RegistrationPolicy = RegistrationOpen
+		o.RegistrationPolicy = DefaultRegistrationPolicy
 	case RegistrationOpen, RegistrationToken, RegistrationOff:
 	default:
-		return fmt.Errorf("provider: registration policy %q: want open, token or off", o.RegistrationPolicy)
+		return optErr("RegistrationPolicy", "registration policy %q: want %s, %s or %s", o.RegistrationPolicy, RegistrationOpen, RegistrationToken, RegistrationOff)
 	}
 	if o.Now == nil {
 		o.Now = time.Now

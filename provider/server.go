@@ -73,9 +73,13 @@ type Server struct {
 
 // New validates opts, loads (or creates) the signing keys and returns a Server.
 func New(ctx context.Context, opts Options) (*Server, error) {
+	if opts.Store == nil {
+		return nil, errors.New("provider: Options.Store is required")
+	}
 	if err := opts.setDefaults(); err != nil {
 		return nil, err
 	}
+	opts.Store = store.WithDeadline(opts.Store, opts.StoreTimeout)
 	u, _ := url.Parse(opts.Issuer)
 	s := &Server{
 		opts:         opts,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
-	"fmt"
 	"html"
 	"io"
 	"log/slog"
@@ -103,12 +102,11 @@ func start(t testing.TB, st store.Store, mutate func(o *provider.Options)) *env 
 func (e *env) user(name string) (string, string) {
 	e.t.Helper()
 	pw := "pw-" + name + "-correct-horse"
-	hash, err := provider.HashPassword(pw, rand.Reader)
+	u, err := provider.NewUser(name, pw, e.clock.Now(), rand.Reader)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	id := fmt.Sprintf("u-%s-%d", name, time.Now().UnixNano())
-	if err := e.store.CreateUser(context.Background(), store.User{ID: id, Username: name, PasswordHash: hash, CreatedAt: e.clock.Now()}); err != nil {
+	if err := e.store.CreateUser(context.Background(), u); err != nil {
 		e.t.Fatal(err)
 	}
 	return name, pw

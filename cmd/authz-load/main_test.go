@@ -74,11 +74,11 @@ func newTestbed(t *testing.T) testbed {
 	t.Cleanup(rs.Close)
 
 	ctx, now := context.Background(), time.Now()
-	hash, err := provider.HashPassword("load-password", rand.Reader)
+	u, err := provider.NewUser("load", "load-password", now, rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := st.CreateUser(ctx, store.User{ID: "u-load", Username: "load", PasswordHash: hash, CreatedAt: now}); err != nil {
+	if err := st.CreateUser(ctx, u); err != nil {
 		t.Fatal(err)
 	}
 	mk := func(m store.ClientMetadata) (string, string) {

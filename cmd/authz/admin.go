@@ -15,8 +15,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/google/uuid"
-
 	"github.com/authzd/authz/provider"
 	"github.com/authzd/authz/provider/store"
 	"github.com/authzd/authz/provider/tokens"
@@ -27,11 +25,6 @@ type listFlag []string
 
 func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
-
-func newUUID() (string, error) {
-	id, err := uuid.NewRandom()
-	return id.String(), err
-}
 
 // adminStore opens the configured store for an administrative command. The
 // memory store lives only inside a running server, so changing it from
@@ -405,21 +398,17 @@ func (e env) userCreate(args []string) error {
 	if err != nil {
 		return err
 	}
-	hash, err := provider.HashPassword(pw, rand.Reader)
+	u, err := provider.NewUser(pos[0], pw, time.Now(), rand.Reader)
 	if err != nil {
 		return err
 	}
-	id, err := newUUID()
-	if err != nil {
-		return err
-	}
-	if err := st.CreateUser(e.ctx, store.User{ID: id, Username: pos[0], PasswordHash: hash, CreatedAt: time.Now()}); err != nil {
+	if err := st.CreateUser(e.ctx, u); err != nil {
 		if errors.Is(err, store.ErrAlreadyExists) {
 			return fmt.Errorf("user %q already exists", pos[0])
 		}
 		return err
 	}
-	fmt.Fprintf(e.stdout, "created user %s (%s)\n", pos[0], id)
+	fmt.Fprintf(e.stdout, "created user %s (%s)\n", pos[0], u.ID)
 	return nil
 }
 

@@ -66,13 +66,22 @@ type config struct {
 	AuditRetention time.Duration
 }
 
-// setting is one row of the configuration table.
+// setting is one row of the configuration table. Defaults that are the
+// server's own come from provider's exported defaults, never copies.
 type setting struct {
 	flag, env, def, usage string
-	str                   *string
-	dur                   *time.Duration
-	boolean               *bool
-	integer               *int
+	// option names the provider.Options field the setting feeds, so that
+	// provider's validation errors (*provider.OptionError) are reported
+	// under the variable's name.
+	option string
+	// zeroOK: 0 is a meaningful value. Otherwise a duration or count of 0
+	// is refused: provider reads zero as "unset", and the CLI's defaults
+	// are never zero, so a 0 here was typed by the user.
+	zeroOK  bool
+	str     *string
+	dur     *time.Duration
+	boolean *bool
+	integer *int
 	// secret: the value is never shown (not as the flag's default in -h or
 	// in a usage error, not in an error message).
 	secret bool
@@ -80,41 +89,41 @@ type setting struct {
 
 func (c *config) settings() []setting {
 	return []setting{
-		{flag: "issuer", env: "AUTHZ_ISSUER", def: "http://localhost:8080", usage: "issuer URL (RFC 8414); every endpoint lives under it", str: &c.Issuer},
+		{flag: "issuer", env: "AUTHZ_ISSUER", option: "Issuer", def: "http://localhost:8080", usage: "issuer URL (RFC 8414); every endpoint lives under it", str: &c.Issuer},
 		{flag: "addr", env: "AUTHZ_ADDR", def: "127.0.0.1:8080", usage: "listen address", str: &c.Addr},
 		{flag: "database-url", env: "AUTHZ_DATABASE_URL", def: "", usage: "PostgreSQL URL; empty runs on the in-memory store (data lost on exit)", str: &c.DatabaseURL, secret: true},
 		{flag: "log-level", env: "AUTHZ_LOG_LEVEL", def: "info", usage: "debug, info, warn or error", str: &c.LogLevel},
 		{flag: "log-format", env: "AUTHZ_LOG_FORMAT", def: "text", usage: "text or json", str: &c.LogFormat},
-		{flag: "encryption-key", env: "AUTHZ_ENCRYPTION_KEY", def: "", usage: "base64 of 32 bytes encrypting signing keys at rest (required with PostgreSQL; make one with: openssl rand -base64 32)", str: &c.EncryptionKey, secret: true},
-		{flag: "signing-alg", env: "AUTHZ_SIGNING_ALG", def: "ES256", usage: "access-token signing algorithm: ES256 or EdDSA", str: &c.SigningAlg},
-		{flag: "resources", env: "AUTHZ_RESOURCES", def: "", usage: "comma-separated protected resource URLs (RFC 8707); default: the issuer", str: &c.Resources},
-		{flag: "scopes", env: "AUTHZ_SCOPES", def: "", usage: "comma-separated scopes the server offers, each NAME or NAME=description shown on the consent page", str: &c.Scopes},
-		{flag: "access-token-ttl", env: "AUTHZ_ACCESS_TOKEN_TTL", def: "15m", usage: "access-token lifetime", dur: &c.AccessTokenTTL},
-		{flag: "auth-code-ttl", env: "AUTHZ_AUTH_CODE_TTL", def: "60s", usage: "authorization-code lifetime (at most 10m)", dur: &c.AuthCodeTTL},
-		{flag: "refresh-idle-ttl", env: "AUTHZ_REFRESH_IDLE_TTL", def: "720h", usage: "refresh-token idle lifetime", dur: &c.RefreshIdleTTL},
-		{flag: "grant-ttl", env: "AUTHZ_GRANT_TTL", def: "2160h", usage: "absolute lifetime of a grant (all its refresh tokens)", dur: &c.GrantTTL},
-		{flag: "refresh-grace", env: "AUTHZ_REFRESH_GRACE", def: provider.DefaultRefreshGrace.String(), usage: "how long a rotated refresh token still yields its one successor (concurrent refreshes, retries); 0 disables, else at least the 5s Retry-After", dur: &c.RefreshGrace},
-		{flag: "session-ttl", env: "AUTHZ_SESSION_TTL", def: "12h", usage: "login session lifetime", dur: &c.SessionTTL},
-		{flag: "janitor-interval", env: "AUTHZ_JANITOR_INTERVAL", def: "5m", usage: "how often expired records and old signing keys are removed", dur: &c.JanitorInterval},
-		{flag: "key-reload-interval", env: "AUTHZ_KEY_RELOAD_INTERVAL", def: "30s", usage: "how often signing keys are re-read; `keys rotate` activates a new key after twice this", dur: &c.KeyReloadInterval},
-		{flag: "registration", env: "AUTHZ_REGISTRATION", def: "open", usage: "dynamic client registration: open, token or off", str: &c.RegistrationPolicy},
+		{flag: "encryption-key", env: "AUTHZ_ENCRYPTION_KEY", option: "EncryptionKey", def: "", usage: "base64 of 32 bytes encrypting signing keys at rest (required with PostgreSQL; make one with: openssl rand -base64 32)", str: &c.EncryptionKey, secret: true},
+		{flag: "signing-alg", env: "AUTHZ_SIGNING_ALG", option: "SigningAlgorithm", def: provider.DefaultSigningAlgorithm, usage: "access-token signing algorithm: ES256 or EdDSA", str: &c.SigningAlg},
+		{flag: "resources", env: "AUTHZ_RESOURCES", option: "Resources", def: "", usage: "comma-separated protected resource URLs (RFC 8707); default: the issuer", str: &c.Resources},
+		{flag: "scopes", env: "AUTHZ_SCOPES", option: "Scopes", def: "", usage: "comma-separated scopes the server offers, each NAME or NAME=description shown on the consent page", str: &c.Scopes},
+		{flag: "access-token-ttl", env: "AUTHZ_ACCESS_TOKEN_TTL", option: "AccessTokenTTL", def: short(provider.DefaultAccessTokenTTL), usage: "access-token lifetime", dur: &c.AccessTokenTTL},
+		{flag: "auth-code-ttl", env: "AUTHZ_AUTH_CODE_TTL", option: "AuthCodeTTL", def: short(provider.DefaultAuthCodeTTL), usage: "authorization-code lifetime (at most " + short(provider.MaxAuthCodeTTL) + ")", dur: &c.AuthCodeTTL},
+		{flag: "refresh-idle-ttl", env: "AUTHZ_REFRESH_IDLE_TTL", option: "RefreshIdleTTL", def: short(provider.DefaultRefreshIdleTTL), usage: "refresh-token idle lifetime", dur: &c.RefreshIdleTTL},
+		{flag: "grant-ttl", env: "AUTHZ_GRANT_TTL", option: "GrantTTL", def: short(provider.DefaultGrantTTL), usage: "absolute lifetime of a grant (all its refresh tokens)", dur: &c.GrantTTL},
+		{flag: "refresh-grace", env: "AUTHZ_REFRESH_GRACE", option: "RefreshGrace", zeroOK: true, def: short(provider.DefaultRefreshGrace), usage: "how long a rotated refresh token still yields its one successor (concurrent refreshes, retries); 0 disables, else at least the " + short(provider.RetryAfter) + " Retry-After", dur: &c.RefreshGrace},
+		{flag: "session-ttl", env: "AUTHZ_SESSION_TTL", option: "SessionTTL", def: short(provider.DefaultSessionTTL), usage: "login session lifetime", dur: &c.SessionTTL},
+		{flag: "janitor-interval", env: "AUTHZ_JANITOR_INTERVAL", option: "JanitorInterval", def: short(provider.DefaultJanitorInterval), usage: "how often expired records and old signing keys are removed", dur: &c.JanitorInterval},
+		{flag: "key-reload-interval", env: "AUTHZ_KEY_RELOAD_INTERVAL", option: "KeyRefreshInterval", def: short(provider.DefaultKeyRefreshInterval), usage: "how often signing keys are re-read; `keys rotate` activates a new key after twice this", dur: &c.KeyReloadInterval},
+		{flag: "registration", env: "AUTHZ_REGISTRATION", option: "RegistrationPolicy", def: provider.DefaultRegistrationPolicy, usage: "dynamic client registration: open, token or off", str: &c.RegistrationPolicy},
 		{flag: "client-metadata-documents", env: "AUTHZ_CLIENT_METADATA_DOCUMENTS", def: "on", usage: "accept an https client_id naming its client metadata document (MCP clients): on or off", str: &c.MetadataDocuments},
-		{flag: "registration-scopes", env: "AUTHZ_REGISTRATION_SCOPES", def: "", usage: "comma-separated scopes self-registered clients may request; empty: every offered scope except the admin scopes; none: no scope", str: &c.RegistrationScopes},
-		{flag: "admin-scopes", env: "AUTHZ_ADMIN_SCOPES", def: "", usage: "comma-separated offered scopes only administrator-created clients (or an initial access token's policy) may be allowed", str: &c.AdminScopes},
-		{flag: "redirect-schemes", env: "AUTHZ_REDIRECT_SCHEMES", def: strings.Join(dcr.DefaultRedirectSchemes, ","), usage: "single-word private-use redirect schemes self-registered clients may use besides reverse-DNS ones (RFC 8252 §7.1); none: only reverse-DNS", str: &c.RedirectSchemes},
-		{flag: "registration-unused-ttl", env: "AUTHZ_REGISTRATION_UNUSED_TTL", def: "24h", usage: "a self-registered client that never completed an authorization is deleted this long after registering", dur: &c.RegUnusedTTL},
-		{flag: "registration-idle-ttl", env: "AUTHZ_REGISTRATION_IDLE_TTL", def: "2160h", usage: "a self-registered client without a live grant is deleted this long after its last use", dur: &c.RegIdleTTL},
+		{flag: "registration-scopes", env: "AUTHZ_REGISTRATION_SCOPES", option: "RegistrationScopes", def: "", usage: "comma-separated scopes self-registered clients may request; empty: every offered scope except the admin scopes; none: no scope", str: &c.RegistrationScopes},
+		{flag: "admin-scopes", env: "AUTHZ_ADMIN_SCOPES", option: "AdminScopes", def: "", usage: "comma-separated offered scopes only administrator-created clients (or an initial access token's policy) may be allowed", str: &c.AdminScopes},
+		{flag: "redirect-schemes", env: "AUTHZ_REDIRECT_SCHEMES", option: "RedirectSchemes", def: strings.Join(dcr.DefaultRedirectSchemes, ","), usage: "single-word private-use redirect schemes self-registered clients may use besides reverse-DNS ones (RFC 8252 §7.1); none: only reverse-DNS", str: &c.RedirectSchemes},
+		{flag: "registration-unused-ttl", env: "AUTHZ_REGISTRATION_UNUSED_TTL", option: "RegistrationUnusedTTL", def: short(provider.DefaultRegistrationUnusedTTL), usage: "a self-registered client that never completed an authorization is deleted this long after registering", dur: &c.RegUnusedTTL},
+		{flag: "registration-idle-ttl", env: "AUTHZ_REGISTRATION_IDLE_TTL", option: "RegistrationIdleTTL", def: short(provider.DefaultRegistrationIdleTTL), usage: "a self-registered client without a live grant is deleted this long after its last use", dur: &c.RegIdleTTL},
 		{flag: "auto-migrate", env: "AUTHZ_AUTO_MIGRATE", def: "true", usage: "apply database migrations at start", boolean: &c.AutoMigrate},
-		{flag: "db-timeout", env: "AUTHZ_DB_TIMEOUT", def: "5s", usage: "deadline of every database call; past it a request answers 503 temporarily_unavailable", dur: &c.DBTimeout},
-		{flag: "login-failures-per-account", env: "AUTHZ_LOGIN_FAILURES_PER_ACCOUNT", def: "5", usage: "failed sign-ins allowed per account from one client IP per login window", integer: &c.LoginFailuresPerAccount},
-		{flag: "login-failures-per-ip", env: "AUTHZ_LOGIN_FAILURES_PER_IP", def: "20", usage: "failed sign-ins allowed per client IP per login window", integer: &c.LoginFailuresPerIP},
-		{flag: "login-window", env: "AUTHZ_LOGIN_WINDOW", def: "15m", usage: "window of the sign-in limits (and how long a lockout lasts at most)", dur: &c.LoginWindow},
-		{flag: "registration-limit", env: "AUTHZ_REGISTRATION_LIMIT", def: "10", usage: "dynamic registrations allowed per client IP per registration window", integer: &c.RegistrationLimit},
-		{flag: "registration-window", env: "AUTHZ_REGISTRATION_WINDOW", def: "1h", usage: "window of the registration limit", dur: &c.RegistrationWindow},
-		{flag: "trusted-proxies", env: "AUTHZ_TRUSTED_PROXIES", def: "", usage: "comma-separated CIDRs of reverse proxies whose X-Forwarded-For / Forwarded name the client IP and whose X-Request-ID is kept; empty: the peer address", str: &c.TrustedProxies},
+		{flag: "db-timeout", env: "AUTHZ_DB_TIMEOUT", option: "StoreTimeout", def: short(provider.DefaultStoreTimeout), usage: "deadline of every database call; past it a request answers 503 temporarily_unavailable", dur: &c.DBTimeout},
+		{flag: "login-failures-per-account", env: "AUTHZ_LOGIN_FAILURES_PER_ACCOUNT", option: "LoginFailuresPerAccount", def: strconv.Itoa(provider.DefaultLoginFailuresPerAccount), usage: "failed sign-ins allowed per account from one client IP per login window", integer: &c.LoginFailuresPerAccount},
+		{flag: "login-failures-per-ip", env: "AUTHZ_LOGIN_FAILURES_PER_IP", option: "LoginFailuresPerIP", def: strconv.Itoa(provider.DefaultLoginFailuresPerIP), usage: "failed sign-ins allowed per client IP per login window", integer: &c.LoginFailuresPerIP},
+		{flag: "login-window", env: "AUTHZ_LOGIN_WINDOW", option: "LoginWindow", def: short(provider.DefaultLoginWindow), usage: "window of the sign-in limits (and how long a lockout lasts at most)", dur: &c.LoginWindow},
+		{flag: "registration-limit", env: "AUTHZ_REGISTRATION_LIMIT", option: "RegistrationsPerIP", def: strconv.Itoa(provider.DefaultRegistrationsPerIP), usage: "dynamic registrations allowed per client IP per registration window", integer: &c.RegistrationLimit},
+		{flag: "registration-window", env: "AUTHZ_REGISTRATION_WINDOW", option: "RegistrationWindow", def: short(provider.DefaultRegistrationWindow), usage: "window of the registration limit", dur: &c.RegistrationWindow},
+		{flag: "trusted-proxies", env: "AUTHZ_TRUSTED_PROXIES", option: "TrustedProxies", def: "", usage: "comma-separated CIDRs of reverse proxies whose X-Forwarded-For / Forwarded name the client IP and whose X-Request-ID is kept; empty: the peer address", str: &c.TrustedProxies},
 		{flag: "admin-addr", env: "AUTHZ_ADMIN_ADDR", def: "127.0.0.1:9090", usage: "admin listener for /metrics (Prometheus) and /debug/pprof/; empty turns it off. Never expose it publicly", str: &c.AdminAddr},
 		{flag: "access-log", env: "AUTHZ_ACCESS_LOG", def: "true", usage: "log one INFO line per request (method, route, status, duration, client id)", boolean: &c.AccessLog},
-		{flag: "audit-retention", env: "AUTHZ_AUDIT_RETENTION", def: "2160h", usage: "how long audit events are kept before the janitor deletes them", dur: &c.AuditRetention},
+		{flag: "audit-retention", env: "AUTHZ_AUDIT_RETENTION", option: "AuditRetention", def: short(provider.DefaultAuditRetention), usage: "how long audit events are kept before the janitor deletes them", dur: &c.AuditRetention},
 	}
 }
 
@@ -285,9 +294,6 @@ func noneList(s string) []string {
 // validate checks what can be checked without connecting anywhere, so bad
 // configuration fails fast with one line saying what to fix.
 func (c *config) validate() error {
-	if _, err := provider.ParseIssuer(c.Issuer); err != nil {
-		return fmt.Errorf("AUTHZ_ISSUER: %w", err)
-	}
 	if c.DatabaseURL != "" {
 		if _, err := pgxpool.ParseConfig(c.DatabaseURL); err != nil {
 			// pgx quotes the connection string (password masked); say only
@@ -299,53 +305,52 @@ func (c *config) validate() error {
 			return fmt.Errorf("AUTHZ_DATABASE_URL is not a valid PostgreSQL URL (example: postgres://user:pass@localhost:5432/authz): %s", msg)
 		}
 	}
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{{"AUTHZ_ACCESS_TOKEN_TTL", c.AccessTokenTTL}, {"AUTHZ_AUTH_CODE_TTL", c.AuthCodeTTL}, {"AUTHZ_REFRESH_IDLE_TTL", c.RefreshIdleTTL}, {"AUTHZ_GRANT_TTL", c.GrantTTL}, {"AUTHZ_SESSION_TTL", c.SessionTTL}, {"AUTHZ_JANITOR_INTERVAL", c.JanitorInterval}, {"AUTHZ_KEY_RELOAD_INTERVAL", c.KeyReloadInterval},
-		{"AUTHZ_LOGIN_WINDOW", c.LoginWindow}, {"AUTHZ_REGISTRATION_WINDOW", c.RegistrationWindow}, {"AUTHZ_DB_TIMEOUT", c.DBTimeout},
-		{"AUTHZ_REGISTRATION_UNUSED_TTL", c.RegUnusedTTL}, {"AUTHZ_REGISTRATION_IDLE_TTL", c.RegIdleTTL}, {"AUTHZ_AUDIT_RETENTION", c.AuditRetention}} {
-		if d.v <= 0 {
-			return fmt.Errorf("%s must be positive", d.name)
+	for _, st := range c.settings() {
+		if st.zeroOK {
+			continue
 		}
-	}
-	for _, n := range []struct {
-		name string
-		v    int
-	}{{"AUTHZ_LOGIN_FAILURES_PER_ACCOUNT", c.LoginFailuresPerAccount}, {"AUTHZ_LOGIN_FAILURES_PER_IP", c.LoginFailuresPerIP}, {"AUTHZ_REGISTRATION_LIMIT", c.RegistrationLimit}} {
-		if n.v <= 0 {
-			return fmt.Errorf("%s must be a positive whole number", n.name)
+		if (st.dur != nil && *st.dur <= 0) || (st.integer != nil && *st.integer <= 0) {
+			return fmt.Errorf("%s must be positive", st.env)
 		}
-	}
-	if _, err := provider.ParseTrustedProxies(c.TrustedProxies); err != nil {
-		return fmt.Errorf("AUTHZ_TRUSTED_PROXIES: %w", err)
 	}
 	if _, err := c.logger(io.Discard); err != nil {
 		return err
 	}
-	if c.SigningAlg != "ES256" && c.SigningAlg != "EdDSA" {
-		return fmt.Errorf("AUTHZ_SIGNING_ALG=%q: want ES256 or EdDSA", c.SigningAlg)
-	}
-	for _, s := range c.scopeNames() {
-		if !dcr.ValidScopeToken(s) {
-			return fmt.Errorf("AUTHZ_SCOPES: %q is not a valid scope (RFC 6749 §3.3: printable ASCII, no space, quote or backslash)", s)
-		}
-	}
-	if err := provider.CheckResources(splitList(c.Resources)); err != nil {
-		return fmt.Errorf("AUTHZ_RESOURCES: %w", err)
-	}
-	if err := provider.CheckRefreshGrace(c.RefreshGrace); err != nil {
-		return fmt.Errorf("AUTHZ_REFRESH_GRACE: %w", err)
-	}
-	switch c.RegistrationPolicy {
-	case provider.RegistrationOpen, provider.RegistrationToken, provider.RegistrationOff:
-	default:
-		return fmt.Errorf("AUTHZ_REGISTRATION %q: the registration policy must be %s, %s or %s", c.RegistrationPolicy,
-			provider.RegistrationOpen, provider.RegistrationToken, provider.RegistrationOff)
-	}
 	if c.MetadataDocuments != "on" && c.MetadataDocuments != "off" {
 		return fmt.Errorf("AUTHZ_CLIENT_METADATA_DOCUMENTS %q: must be on or off", c.MetadataDocuments)
 	}
-	_, err := c.encryptionKey()
+	// The encryption key and trusted proxies are parsed here; every rule on
+	// the values is provider's, checked once.
+	o, err := c.providerOptions(nil, nil)
+	if err != nil {
+		return err
+	}
+	_, err = provider.ResolveOptions(o)
+	return c.optionError(err)
+}
+
+// optionError reports a provider validation error under the name of the
+// setting it concerns.
+func (c *config) optionError(err error) error {
+	var oe *provider.OptionError
+	if !errors.As(err, &oe) {
+		return err
+	}
+	for _, st := range c.settings() {
+		if st.option == oe.Option {
+			return fmt.Errorf("%s: %w", st.env, oe.Err)
+		}
+	}
 	return err
+}
+
+// short formats a default duration the way one would type it (15m, 720h).
+func short(d time.Duration) string {
+	switch {
+	case d%time.Hour == 0:
+		return strconv.Itoa(int(d/time.Hour)) + "h"
+	case d%time.Minute == 0:
+		return strconv.Itoa(int(d/time.Minute)) + "m"
+	}
+	return d.String()
 }

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"io"
 	"log/slog"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -85,6 +86,54 @@ func TestClientMetadataDocumentsSetting(t *testing.T) {
 		}
 		if o.DisableClientMetadataDocuments != tc.disabled {
 			t.Errorf("%q: DisableClientMetadataDocuments = %v", tc.in, o.DisableClientMetadataDocuments)
+		}
+	}
+}
+
+// TestSettingsShowProviderDefaults: every setting's default is the value
+// provider uses when the option is left unset, so `-h`, README and the
+// server cannot disagree; and every setting feeding an option names a real
+// Options field, so provider's errors find their variable.
+func TestSettingsShowProviderDefaults(t *testing.T) {
+	t.Parallel()
+	var c config
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	if err := c.register(fs); err != nil {
+		t.Fatal(err)
+	}
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	given, err := c.providerOptions(memory.New(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defaults, err := provider.ResolveOptions(provider.Options{Issuer: c.Issuer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gv, dv := reflect.ValueOf(given), reflect.ValueOf(defaults)
+	for _, st := range c.settings() {
+		if st.option == "" {
+			continue
+		}
+		f := gv.FieldByName(st.option)
+		if !f.IsValid() {
+			t.Errorf("%s: provider.Options has no field %s", st.env, st.option)
+			continue
+		}
+		switch st.option {
+		case "Issuer", "Resources", "Scopes", "EncryptionKey", "TrustedProxies", "AdminScopes", "RegistrationScopes", "RedirectSchemes":
+			continue // lists: no provider default to show (the issuer is the CLI's own; the schemes are dcr's)
+		case "RefreshGrace":
+			// Zero is "off" in provider, so the default is set explicitly.
+			if given.RefreshGrace != provider.DefaultRefreshGrace {
+				t.Errorf("%s: default %s, want provider.DefaultRefreshGrace", st.env, given.RefreshGrace)
+			}
+			continue
+		}
+		if !f.Equal(dv.FieldByName(st.option)) {
+			t.Errorf("%s: the CLI's default %v is not provider's %v", st.env, f.Interface(), dv.FieldByName(st.option).Interface())
 		}
 	}
 }

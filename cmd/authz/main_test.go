@@ -137,6 +137,15 @@ func TestBadConfigurationExitsWithOneLine(t *testing.T) {
 		{"login limit not a number", []string{"AUTHZ_LOGIN_FAILURES_PER_ACCOUNT=many"}, "AUTHZ_LOGIN_FAILURES_PER_ACCOUNT"},
 		{"registration limit zero", []string{"AUTHZ_REGISTRATION_LIMIT=0"}, "AUTHZ_REGISTRATION_LIMIT"},
 		{"zero database timeout", []string{"AUTHZ_DB_TIMEOUT=0s"}, "AUTHZ_DB_TIMEOUT"},
+		// Rules provider checks, reported under the variable's name.
+		{"bad registration policy named", []string{"AUTHZ_REGISTRATION=sometimes"}, "AUTHZ_REGISTRATION:"},
+		{"invalid scope", []string{`AUTHZ_SCOPES=read,wr"ite`}, "AUTHZ_SCOPES"},
+		{"resource with a fragment", []string{"AUTHZ_RESOURCES=https://api.example.com/#x"}, "AUTHZ_RESOURCES"},
+		{"code lifetime over 10m", []string{"AUTHZ_AUTH_CODE_TTL=11m"}, "AUTHZ_AUTH_CODE_TTL"},
+		{"unknown signing algorithm", []string{"AUTHZ_SIGNING_ALG=HS256"}, "AUTHZ_SIGNING_ALG"},
+		{"negative access-token lifetime", []string{"AUTHZ_ACCESS_TOKEN_TTL=-1m"}, "AUTHZ_ACCESS_TOKEN_TTL"},
+		{"admin scope not offered", []string{"AUTHZ_SCOPES=read", "AUTHZ_ADMIN_SCOPES=write"}, "AUTHZ_ADMIN_SCOPES"},
+		{"OS-handler redirect scheme", []string{"AUTHZ_REDIRECT_SCHEMES=javascript"}, "AUTHZ_REDIRECT_SCHEMES"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

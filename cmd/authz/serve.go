@@ -151,12 +151,11 @@ func seedDev(e env, o provider.Options, st store.Store, addr string) error {
 			return err
 		}
 		password = secret[:16]
-		hash, err := provider.HashPassword(password, rand.Reader)
+		u, err := provider.NewUser(demoUsername, password, now, rand.Reader)
 		if err != nil {
 			return err
 		}
-		id, _ := newUUID()
-		if err := st.CreateUser(ctx, store.User{ID: id, Username: demoUsername, PasswordHash: hash, CreatedAt: now}); err != nil {
+		if err := st.CreateUser(ctx, u); err != nil {
 			return err
 		}
 	} else if err != nil {
