@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/store"
 )
 
@@ -24,8 +25,7 @@ type appsPage struct {
 func (s *Server) handleApps(w http.ResponseWriter, r *http.Request) {
 	user, ok, err := s.currentUser(r)
 	if err != nil {
-		s.logFailure(r, "connected apps: session lookup failed", "cause", err)
-		s.renderError(w, http.StatusServiceUnavailable, "Temporarily unavailable", "Please try again shortly.", errTemporarilyUnavailable)
+		s.pageError(w, r, "connected apps: session lookup failed", err)
 		return
 	}
 	if !ok {
@@ -34,12 +34,11 @@ func (s *Server) handleApps(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method == http.MethodPost {
 		if err := r.ParseForm(); err != nil || !s.checkCSRF(r, r.PostForm) {
-			s.renderError(w, http.StatusBadRequest, "Form expired", "Reload the page and try again.", errInvalidRequest)
+			s.renderError(w, http.StatusBadRequest, "Form expired", "Reload the page and try again.", oauth.CodeInvalidRequest)
 			return
 		}
 		if err := s.revokeUserGrant(r, user, r.PostForm.Get("grant_id")); err != nil {
-			s.logFailure(r, "connected apps: revoke failed", "cause", err)
-			s.renderError(w, http.StatusServiceUnavailable, "Temporarily unavailable", "The app was not revoked. Please try again shortly.", errTemporarilyUnavailable)
+			s.pageError(w, r, "connected apps: revoke failed", err)
 			return
 		}
 		http.Redirect(w, r, s.issuerPath+PathApps, http.StatusSeeOther)
@@ -47,13 +46,12 @@ func (s *Server) handleApps(w http.ResponseWriter, r *http.Request) {
 	}
 	grants, err := s.store.ListUserGrants(r.Context(), user.ID, s.opts.Now())
 	if err != nil {
-		s.logFailure(r, "connected apps: listing grants failed", "cause", err)
-		s.renderError(w, http.StatusServiceUnavailable, "Temporarily unavailable", "Please try again shortly.", errTemporarilyUnavailable)
+		s.pageError(w, r, "connected apps: listing grants failed", err)
 		return
 	}
 	csrf, err := s.csrfToken(w, r)
 	if err != nil {
-		s.renderError(w, http.StatusInternalServerError, "Something went wrong", "Please try again.", errServerError)
+		s.pageError(w, r, "connected apps: CSRF token", err)
 		return
 	}
 	page := appsPage{

@@ -12,6 +12,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/store"
 )
 
@@ -41,7 +42,7 @@ const assertionLeeway = 30 * time.Second
 // (private_key_jwt, RFC 7523 §2.2 and §3).
 func (s *Server) authenticateAssertion(ctx context.Context, form url.Values) (store.Client, error) {
 	if form.Get("client_assertion_type") != jwtBearerAssertion {
-		return store.Client{}, oauthErr(errInvalidClient, "unsupported client_assertion_type")
+		return store.Client{}, oauth.New(oauth.CodeInvalidClient, "unsupported client_assertion_type")
 	}
 	tok, err := jwt.ParseSigned(form.Get("client_assertion"), assertionAlgs)
 	if err != nil {
@@ -59,12 +60,12 @@ func (s *Server) authenticateAssertion(ctx context.Context, form url.Values) (st
 		return store.Client{}, errBadClient
 	}
 	if de := (*documentError)(nil); errors.As(err, &de) {
-		return store.Client{}, oauthErr(errInvalidClient, de.Error())
+		return store.Client{}, oauth.New(oauth.CodeInvalidClient, de.Error())
 	}
 	if err != nil {
 		return store.Client{}, err
 	}
-	if c.Metadata.TokenEndpointAuthMethod != store.AuthMethodPrivateKeyJWT {
+	if c.Metadata.TokenEndpointAuthMethod != oauth.AuthPrivateKeyJWT {
 		return store.Client{}, errBadClient
 	}
 	keys, err := s.keysOf(ctx, c)
@@ -100,7 +101,7 @@ func (s *Server) authenticateAssertion(ctx context.Context, form url.Values) (st
 	}
 	exp := cl.Expiry.Time()
 	if exp.After(now.Add(maxAssertionLifetime)) {
-		return store.Client{}, oauthErr(errInvalidClient, "the client assertion lives too long")
+		return store.Client{}, oauth.New(oauth.CodeInvalidClient, "the client assertion lives too long")
 	}
 	// A jti is single use (RFC 7523 §3 item 7). One atomic store operation
 	// checks and records it, so concurrent copies of one assertion cannot all
@@ -111,7 +112,7 @@ func (s *Server) authenticateAssertion(ctx context.Context, form url.Values) (st
 		ClientID: c.ID, JTIHash: jti[:], ExpiresAt: exp.Add(assertionLeeway + time.Second),
 	}, now)
 	if errors.Is(err, store.ErrAlreadyExists) {
-		return store.Client{}, oauthErr(errInvalidClient, "the client assertion was already used")
+		return store.Client{}, oauth.New(oauth.CodeInvalidClient, "the client assertion was already used")
 	}
 	if err != nil {
 		return store.Client{}, err

@@ -2,14 +2,16 @@ package provider
 
 import (
 	"errors"
-	"github.com/authzd/authz/internal/resourceid"
 	"html/template"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 
+	"github.com/authzd/authz/internal/resourceid"
+
 	"github.com/authzd/authz/provider/dcr"
+	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/pkce"
 	"github.com/authzd/authz/provider/store"
 	"github.com/authzd/authz/provider/tokens"
@@ -42,7 +44,7 @@ func (u *untrusted) Error() string { return u.message }
 var authorizeParams = []string{"response_type", "state", "code_challenge", "code_challenge_method", "scope", "response_mode"}
 
 // parseAuthorize reads an authorization request. It returns *untrusted until
-// the client and redirect URI are established; after that, an *Error with
+// the client and redirect URI are established; after that, an *oauth.Error with
 // req.redirect set, to be redirected.
 func (s *Server) parseAuthorize(r *http.Request, form url.Values) (*authorizeRequest, error) {
 	if name, ok := singleValued(form, "client_id", "redirect_uri"); !ok {
@@ -87,29 +89,29 @@ func (s *Server) parseAuthorize(r *http.Request, form url.Values) (*authorizeReq
 	// From here on, errors are redirected to the client.
 	req.state = form.Get("state")
 	if name, ok := singleValued(form, authorizeParams...); !ok {
-		return req, oauthErr(errInvalidRequest, "parameter "+name+" must not be repeated")
+		return req, oauth.New(oauth.CodeInvalidRequest, "parameter "+name+" must not be repeated")
 	}
 	req.responseType = form.Get("response_type")
 	switch {
 	case req.responseType == "":
-		return req, oauthErr(errInvalidRequest, "response_type is required")
-	case req.responseType != "code":
-		return req, oauthErr(errUnsupportedResponseType, "only response_type=code is supported")
+		return req, oauth.New(oauth.CodeInvalidRequest, "response_type is required")
+	case req.responseType != oauth.ResponseCode:
+		return req, oauth.New(oauth.CodeUnsupportedResponseType, "only response_type=code is supported")
 	}
 	if rm := form.Get("response_mode"); rm != "" && rm != "query" {
-		return req, oauthErr(errInvalidRequest, "only response_mode=query is supported")
+		return req, oauth.New(oauth.CodeInvalidRequest, "only response_mode=query is supported")
 	}
-	if !allowedGrant(c, GrantAuthorizationCode) {
-		return req, oauthErr(errUnauthorizedClient, "the client is not registered for the authorization_code grant")
+	if !allowedGrant(c, oauth.GrantAuthorizationCode) {
+		return req, oauth.New(oauth.CodeUnauthorizedClient, "the client is not registered for the authorization_code grant")
 	}
 	req.challenge, req.method = form.Get("code_challenge"), form.Get("code_challenge_method")
 	switch {
 	case req.challenge == "":
-		return req, oauthErr(errInvalidRequest, "code_challenge is required (PKCE, RFC 7636)")
-	case req.method != "S256":
-		return req, oauthErr(errInvalidRequest, "code_challenge_method must be S256")
+		return req, oauth.New(oauth.CodeInvalidRequest, "code_challenge is required (PKCE, RFC 7636)")
+	case req.method != oauth.CodeChallengeS256:
+		return req, oauth.New(oauth.CodeInvalidRequest, "code_challenge_method must be S256")
 	case !pkce.ValidChallenge(req.challenge):
-		return req, oauthErr(errInvalidRequest, "code_challenge is not a valid S256 challenge (RFC 7636 §4.2)")
+		return req, oauth.New(oauth.CodeInvalidRequest, "code_challenge is not a valid S256 challenge (RFC 7636 §4.2)")
 	}
 	if req.scopes, err = s.requestedScopes(c, form["scope"]); err != nil {
 		return req, err
@@ -134,19 +136,19 @@ func (s *Server) requestedScopes(c store.Client, values []string) ([]string, err
 	}
 	scopes, ok := parseScope(values[0])
 	if !ok {
-		return nil, oauthErr(errInvalidScope, "scope is malformed")
+		return nil, oauth.New(oauth.CodeInvalidScope, "scope is malformed")
 	}
 	scopes = dropUnhandled(scopes)
 	allowed := s.allowedScopes(c)
 	for _, sc := range scopes {
 		if !slices.Contains(s.opts.Scopes, sc) {
-			return nil, oauthErr(errInvalidScope, "unknown scope: "+sc)
+			return nil, oauth.New(oauth.CodeInvalidScope, "unknown scope: "+sc)
 		}
 		if sc == ScopeOfflineAccess {
 			continue // about the grant, not a permission: any client may ask
 		}
 		if allowed != nil && !slices.Contains(allowed, sc) {
-			return nil, oauthErr(errInvalidScope, "the client may not request scope "+sc)
+			return nil, oauth.New(oauth.CodeInvalidScope, "the client may not request scope "+sc)
 		}
 	}
 	return scopes, nil
@@ -160,7 +162,7 @@ func (s *Server) requestedResources(c store.Client, values []string) ([]string, 
 	allowed := s.clientResources(c)
 	if len(values) == 0 {
 		if len(allowed) == 0 {
-			return nil, oauthErr(errInvalidTarget, "the client may not request tokens for any configured resource")
+			return nil, oauth.New(oauth.CodeInvalidTarget, "the client may not request tokens for any configured resource")
 		}
 		return allowed[:1], nil
 	}
@@ -168,10 +170,10 @@ func (s *Server) requestedResources(c store.Client, values []string) ([]string, 
 	for _, v := range values {
 		n, ok, err := resourceid.Match(v, allowed)
 		if err != nil {
-			return nil, oauthErr(errInvalidTarget, err.Error())
+			return nil, oauth.New(oauth.CodeInvalidTarget, err.Error())
 		}
 		if !ok {
-			return nil, oauthErr(errInvalidTarget, "unknown or not permitted resource: "+v)
+			return nil, oauth.New(oauth.CodeInvalidTarget, "unknown or not permitted resource: "+v)
 		}
 		if !slices.Contains(out, n) {
 			out = append(out, n)
@@ -232,7 +234,7 @@ type consentPage struct {
 // (the consent decision, or a form-encoded authorization request).
 func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	if err := r.ParseForm(); err != nil {
-		s.renderError(w, http.StatusBadRequest, "Invalid request", "The request could not be read.", errInvalidRequest)
+		s.renderError(w, http.StatusBadRequest, "Invalid request", "The request could not be read.", oauth.CodeInvalidRequest)
 		return
 	}
 	// r.Form merges the query with a POST body, as RFC 6749 §3.1 allows.
@@ -246,9 +248,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		if req.client.Trust != store.TrustAdmin {
 			// Not known to be signed in: no redirect to a client nobody vouches for.
-			s.log.Error("authorization: session lookup failed", "cause", err)
-			w.Header().Set("Retry-After", retryAfterSeconds)
-			s.renderError(w, http.StatusServiceUnavailable, "Temporarily unavailable", "Please try again shortly.", errTemporarilyUnavailable)
+			s.pageError(w, r, "authorization: session lookup failed", err)
 			return
 		}
 		s.authorizeFailed(w, r, req, err)
@@ -272,12 +272,12 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	}
 	if decision != "" {
 		if !s.checkCSRF(r, r.PostForm) {
-			s.renderError(w, http.StatusBadRequest, "Form expired", "The consent form expired. Go back to the application and start again.", errInvalidRequest)
+			s.renderError(w, http.StatusBadRequest, "Form expired", "The consent form expired. Go back to the application and start again.", oauth.CodeInvalidRequest)
 			return
 		}
 		if decision != "allow" {
 			s.audit(r.Context(), consentEvent(EventConsentDenied, user, req))
-			s.redirectError(w, r, req.redirect, req.state, oauthErr(errAccessDenied, "the user denied the request"))
+			s.redirectError(w, r, req.redirect, req.state, oauth.New(oauth.CodeAccessDenied, "the user denied the request"))
 			return
 		}
 		if err := s.rememberConsent(r, user, req); err != nil {
@@ -356,13 +356,11 @@ func redirectHost(uri string) string {
 func (s *Server) authorizeFailed(w http.ResponseWriter, r *http.Request, req *authorizeRequest, err error) {
 	var u *untrusted
 	if errors.As(err, &u) {
-		s.renderError(w, http.StatusBadRequest, u.title, u.message, errInvalidRequest)
+		s.renderError(w, http.StatusBadRequest, u.title, u.message, oauth.CodeInvalidRequest)
 		return
 	}
 	if req == nil || req.redirect == "" {
-		oe, _ := asOAuthError(err)
-		s.logFailure(r, "authorization failed before the client was known", "cause", err)
-		s.renderError(w, oe.status(), "Something went wrong", "The request could not be completed. Please try again shortly.", oe.Code)
+		s.pageError(w, r, "authorization failed before the client was known", err)
 		return
 	}
 	s.redirectError(w, r, req.redirect, req.state, err)

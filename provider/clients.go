@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/authzd/authz/provider/dcr"
+	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/store"
 	"github.com/authzd/authz/provider/tokens"
 )
@@ -44,17 +45,17 @@ func NewClient(m store.ClientMetadata, now time.Time, r io.Reader) (store.Client
 // public or confidential. Its secret follows its authentication method:
 // moving to a secret method (or rotate) issues a new secret, returned once;
 // moving to private_key_jwt drops the stored one so it cannot come back to
-// life. Errors are *dcr.Error.
+// life. Errors are *oauth.Error.
 func UpdateClient(c *store.Client, m store.ClientMetadata, rotate bool, now time.Time, r io.Reader) (string, error) {
 	if err := CheckClientMetadata(&m); err != nil {
 		return "", err
 	}
-	if (m.TokenEndpointAuthMethod == store.AuthMethodNone) != c.Public() {
-		return "", &dcr.Error{Code: errInvalidClientMetadata, Description: "token_endpoint_auth_method: a client cannot switch between public and confidential"}
+	if (m.TokenEndpointAuthMethod == oauth.AuthNone) != c.Public() {
+		return "", &oauth.Error{Code: oauth.CodeInvalidClientMetadata, Description: "token_endpoint_auth_method: a client cannot switch between public and confidential"}
 	}
 	usesSecret := usesSecret(m)
 	if rotate && !usesSecret {
-		return "", &dcr.Error{Code: errInvalidClientMetadata, Description: "token_endpoint_auth_method: the client does not authenticate with a secret"}
+		return "", &oauth.Error{Code: oauth.CodeInvalidClientMetadata, Description: "token_endpoint_auth_method: the client does not authenticate with a secret"}
 	}
 	var secret string
 	switch {
@@ -73,12 +74,12 @@ func UpdateClient(c *store.Client, m store.ClientMetadata, rotate bool, now time
 
 // usesSecret reports whether a client with m authenticates with a secret.
 func usesSecret(m store.ClientMetadata) bool {
-	return m.TokenEndpointAuthMethod == store.AuthMethodClientSecretBasic || m.TokenEndpointAuthMethod == store.AuthMethodClientSecretPost
+	return m.TokenEndpointAuthMethod == oauth.AuthClientSecretBasic || m.TokenEndpointAuthMethod == oauth.AuthClientSecretPost
 }
 
 // CheckClientMetadata applies the registration rules (RFC 7591 §2, OAuth 2.1
 // redirect rules) to m, filling defaults, and normalises its resources.
-// Errors are *dcr.Error.
+// Errors are *oauth.Error.
 func CheckClientMetadata(m *store.ClientMetadata) error {
 	d := toDCR(*m)
 	if err := d.Normalize(); err != nil {
@@ -87,13 +88,13 @@ func CheckClientMetadata(m *store.ClientMetadata) error {
 	for i, r := range m.Resources {
 		n, err := resourceid.Canonical(r)
 		if err != nil {
-			return &dcr.Error{Code: errInvalidClientMetadata, Description: "resources: " + err.Error()}
+			return &oauth.Error{Code: oauth.CodeInvalidClientMetadata, Description: "resources: " + err.Error()}
 		}
 		m.Resources[i] = n
 	}
 	for _, sc := range m.Scopes {
 		if !dcr.ValidScopeToken(sc) {
-			return &dcr.Error{Code: errInvalidClientMetadata, Description: "scope: invalid scope " + sc}
+			return &oauth.Error{Code: oauth.CodeInvalidClientMetadata, Description: "scope: invalid scope " + sc}
 		}
 	}
 	fromDCR(m, d)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/authzd/authz/provider/dcr"
+	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/store"
 )
 
@@ -152,11 +153,11 @@ func parseDocument(id string, body []byte) (store.ClientMetadata, error) {
 		return store.ClientMetadata{}, docErr("%s", dcrDescription(err))
 	}
 	switch d.TokenEndpointAuthMethod {
-	case dcr.AuthClientSecretBasic, dcr.AuthClientSecretPost, "client_secret_jwt":
+	case oauth.AuthClientSecretBasic, oauth.AuthClientSecretPost, "client_secret_jwt":
 		return store.ClientMetadata{}, docErr("token_endpoint_auth_method %s uses a shared secret, which a published document cannot hold", d.TokenEndpointAuthMethod)
 	case "":
 		if len(d.TokenEndpointAuthMethodsSupported) == 0 {
-			d.TokenEndpointAuthMethod = dcr.AuthNone
+			d.TokenEndpointAuthMethod = oauth.AuthNone
 		}
 	}
 	if d.ClientName == "" {
@@ -167,7 +168,7 @@ func parseDocument(id string, body []byte) (store.ClientMetadata, error) {
 	}
 	// A document client acts for users only; client_credentials needs an
 	// administrator's trust.
-	d.GrantTypes = slices.DeleteFunc(d.GrantTypes, func(g string) bool { return g == dcr.GrantClientCredentials })
+	d.GrantTypes = slices.DeleteFunc(d.GrantTypes, func(g string) bool { return g == oauth.GrantClientCredentials })
 	if err := d.Normalize(); err != nil {
 		return store.ClientMetadata{}, docErr("%s", dcrDescription(err))
 	}
@@ -177,7 +178,7 @@ func parseDocument(id string, body []byte) (store.ClientMetadata, error) {
 }
 
 func dcrDescription(err error) string {
-	var de *dcr.Error
+	var de *oauth.Error
 	if errors.As(err, &de) {
 		return de.Description
 	}

@@ -10,101 +10,26 @@ import (
 	"strings"
 	"time"
 
+	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/store"
 )
 
-// OAuth error codes (RFC 6749 §4.1.2.1 and §5.2, RFC 8707 §2, RFC 6750 §3.1,
-// RFC 7591 §3.2.2).
-const (
-	errInvalidRequest          = "invalid_request"
-	errInvalidClient           = "invalid_client"
-	errInvalidGrant            = "invalid_grant"
-	errUnauthorizedClient      = "unauthorized_client"
-	errUnsupportedGrantType    = "unsupported_grant_type"
-	errUnsupportedResponseType = "unsupported_response_type"
-	errInvalidScope            = "invalid_scope"
-	errInvalidTarget           = "invalid_target"
-	errAccessDenied            = "access_denied"
-	errServerError             = "server_error"
-	errTemporarilyUnavailable  = "temporarily_unavailable"
-	errInvalidToken            = "invalid_token"
-	errInvalidRedirectURI      = "invalid_redirect_uri"
-	errInvalidClientMetadata   = "invalid_client_metadata"
-	errSlowDown                = "slow_down"
-)
-
-// statusByCode is the one table from error code to HTTP status.
-var statusByCode = map[string]int{
-	errInvalidRequest:          http.StatusBadRequest,
-	errInvalidClient:           http.StatusUnauthorized,
-	errInvalidGrant:            http.StatusBadRequest,
-	errUnauthorizedClient:      http.StatusBadRequest,
-	errUnsupportedGrantType:    http.StatusBadRequest,
-	errUnsupportedResponseType: http.StatusBadRequest,
-	errInvalidScope:            http.StatusBadRequest,
-	errInvalidTarget:           http.StatusBadRequest,
-	errAccessDenied:            http.StatusForbidden,
-	errServerError:             http.StatusInternalServerError,
-	errTemporarilyUnavailable:  http.StatusServiceUnavailable,
-	errInvalidToken:            http.StatusUnauthorized,
-	errInvalidRedirectURI:      http.StatusBadRequest,
-	errInvalidClientMetadata:   http.StatusBadRequest,
-	errSlowDown:                http.StatusTooManyRequests,
-}
-
 // retryAfterSeconds is RetryAfter as the header says it.
 var retryAfterSeconds = strconv.Itoa(int(RetryAfter / time.Second))
-
-// Error is the one OAuth error type. Handlers return it; writeJSONError and
-// redirectError turn it into a response.
-type Error struct {
-	Code        string
-	Description string
-	// Status overrides the table (used for 403 from the registration endpoint
-	// and 404 from RFC 7592); zero means statusByCode.
-	Status int
-	// RetryAfter, when set, is the Retry-After of a 429 or 503 (a limit
-	// says exactly when it lifts); zero means retryAfterSeconds.
-	RetryAfter time.Duration
-	cause      error
-}
-
-func (e *Error) Error() string {
-	if e.cause != nil {
-		return e.Code + ": " + e.Description + ": " + e.cause.Error()
-	}
-	return e.Code + ": " + e.Description
-}
-
-func (e *Error) Unwrap() error { return e.cause }
-
-func (e *Error) status() int {
-	if e.Status != 0 {
-		return e.Status
-	}
-	if s, ok := statusByCode[e.Code]; ok {
-		return s
-	}
-	return http.StatusBadRequest
-}
-
-func oauthErr(code, description string) *Error {
-	return &Error{Code: code, Description: description}
-}
 
 // asOAuthError maps any error to the OAuth error to show. A store outage is
 // temporarily_unavailable (never invalid_grant: clients such as x/oauth2
 // throw the token away on invalid_grant); anything else unknown is
 // server_error. The boolean reports whether the cause must be logged.
-func asOAuthError(err error) (*Error, bool) {
-	var oe *Error
+func asOAuthError(err error) (*oauth.Error, bool) {
+	var oe *oauth.Error
 	if errors.As(err, &oe) {
-		return oe, oe.Code == errServerError || oe.Code == errTemporarilyUnavailable
+		return oe, oe.Code == oauth.CodeServerError || oe.Code == oauth.CodeTemporarilyUnavailable
 	}
 	if errors.Is(err, store.ErrUnavailable) {
-		return &Error{Code: errTemporarilyUnavailable, Description: "the service is temporarily unavailable, retry later", cause: err}, true
+		return &oauth.Error{Code: oauth.CodeTemporarilyUnavailable, Description: "the service is temporarily unavailable, retry later", Cause: err}, true
 	}
-	return &Error{Code: errServerError, Description: "internal error", cause: err}, true
+	return &oauth.Error{Code: oauth.CodeServerError, Description: "internal error", Cause: err}, true
 }
 
 // logFailure logs a request that failed on the server's side as an error,
@@ -140,7 +65,7 @@ func (s *Server) writeJSONError(w http.ResponseWriter, r *http.Request, err erro
 	if logIt {
 		s.logFailure(r, "request failed", "error", oe.Code, "cause", err)
 	}
-	if oe.Code == errTemporarilyUnavailable {
+	if oe.Code == oauth.CodeTemporarilyUnavailable {
 		setCause(r.Context(), unavailableCause(err))
 	}
 	h := w.Header()
@@ -148,16 +73,16 @@ func (s *Server) writeJSONError(w http.ResponseWriter, r *http.Request, err erro
 	h.Set("Cache-Control", "no-store")
 	h.Set("Pragma", "no-cache")
 	switch oe.Code {
-	case errInvalidClient:
+	case oauth.CodeInvalidClient:
 		// RFC 6749 §5.2: a 401 carries a challenge for the scheme the client
 		// may use. Built from the code, never from the message.
 		h.Set("WWW-Authenticate", `Basic realm="authz"`)
-	case errInvalidToken:
+	case oauth.CodeInvalidToken:
 		h.Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-	case errTemporarilyUnavailable, errSlowDown:
+	case oauth.CodeTemporarilyUnavailable, oauth.CodeSlowDown:
 		h.Set("Retry-After", retryAfter(oe.RetryAfter))
 	}
-	w.WriteHeader(oe.status())
+	w.WriteHeader(oe.HTTPStatus())
 	body := map[string]string{"error": oe.Code}
 	if oe.Description != "" {
 		body["error_description"] = oe.Description

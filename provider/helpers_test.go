@@ -12,17 +12,20 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/argon2"
+
 	"github.com/authzd/authz/internal/testclock"
+	"github.com/authzd/authz/provider/dcr"
+	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/store"
 	"github.com/authzd/authz/provider/store/memory"
-	"golang.org/x/crypto/argon2"
 )
 
 // Table tests for the pure helpers the flows are built from, where the
 // logic lives; tests/ covers the same rules over HTTP.
 
 func oauthCode(err error) string {
-	var oe *Error
+	var oe *oauth.Error
 	if errors.As(err, &oe) {
 		return oe.Code
 	}
@@ -71,8 +74,8 @@ func TestNarrowScopes(t *testing.T) {
 		{"not sent: all granted", "", false, granted, ""},
 		{"narrower", "read", true, []string{"read"}, ""},
 		{"same, reordered", "write read", true, []string{"write", "read"}, ""},
-		{"wider", "read admin", true, nil, errInvalidScope},
-		{"malformed", `read "`, true, nil, errInvalidScope},
+		{"wider", "read admin", true, nil, oauth.CodeInvalidScope},
+		{"malformed", `read "`, true, nil, oauth.CodeInvalidScope},
 		{"sent empty: nothing to narrow to", "", true, nil, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -98,10 +101,10 @@ func TestNarrowResources(t *testing.T) {
 		{"one", []string{"https://mcp.example.com/mcp"}, []string{"https://mcp.example.com/mcp"}, ""},
 		{"normalised before the comparison", []string{"HTTPS://MCP.example.com:443/mcp/"}, []string{"https://mcp.example.com/mcp"}, ""},
 		{"duplicates collapse", []string{"https://api.example.com", "https://api.example.com/"}, []string{"https://api.example.com"}, ""},
-		{"another path is another resource", []string{"https://mcp.example.com/other"}, nil, errInvalidTarget},
-		{"not authorized", []string{"https://evil.example"}, nil, errInvalidTarget},
-		{"relative", []string{"/mcp"}, nil, errInvalidTarget},
-		{"fragment", []string{"https://api.example.com#x"}, nil, errInvalidTarget},
+		{"another path is another resource", []string{"https://mcp.example.com/other"}, nil, oauth.CodeInvalidTarget},
+		{"not authorized", []string{"https://evil.example"}, nil, oauth.CodeInvalidTarget},
+		{"relative", []string{"/mcp"}, nil, oauth.CodeInvalidTarget},
+		{"fragment", []string{"https://api.example.com#x"}, nil, oauth.CodeInvalidTarget},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -264,5 +267,31 @@ func TestLoginLimiter(t *testing.T) {
 			t.Fatalf("step %d (%s %s@%s): blocked(%s@%s) = %v, %s; want %v, at least %s",
 				i, st.do, st.account, st.ip, st.blockAccount, st.blockIP, blocked, wait, st.blocked, st.waitAtLeast)
 		}
+	}
+}
+
+// TestAllowedGrantDefault: a client whose metadata names no grant types
+// may use exactly what registration would have given it (RFC 7591 §2:
+// authorization_code only). The token endpoint used to read an empty list
+// as authorization_code plus refresh_token.
+func TestAllowedGrantDefault(t *testing.T) {
+	t.Parallel()
+	var registered dcr.Metadata
+	registered.RedirectURIs = []string{"https://app.example/cb"}
+	if err := registered.Normalize(); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(registered.GrantTypes, oauth.DefaultGrantTypes) {
+		t.Fatalf("registration default %q, want %q", registered.GrantTypes, oauth.DefaultGrantTypes)
+	}
+	empty := store.Client{}
+	for _, gt := range oauth.GrantTypes {
+		if got, want := allowedGrant(empty, gt), slices.Contains(registered.GrantTypes, gt); got != want {
+			t.Errorf("allowedGrant(no grant types, %s) = %v, registration gives %v", gt, got, want)
+		}
+	}
+	listed := store.Client{Metadata: store.ClientMetadata{GrantTypes: []string{oauth.GrantClientCredentials}}}
+	if !allowedGrant(listed, oauth.GrantClientCredentials) || allowedGrant(listed, oauth.GrantAuthorizationCode) {
+		t.Error("allowedGrant does not follow the listed grant types")
 	}
 }

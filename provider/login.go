@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/store"
 	"github.com/authzd/authz/provider/tokens"
 )
@@ -166,13 +167,13 @@ type loginPage struct {
 
 func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	if err := r.ParseForm(); err != nil {
-		s.renderError(w, http.StatusBadRequest, "Bad request", "The request could not be read.", errInvalidRequest)
+		s.renderError(w, http.StatusBadRequest, "Bad request", "The request could not be read.", oauth.CodeInvalidRequest)
 		return
 	}
 	returnTo := s.safeReturnTo(r.Form.Get("return_to"))
 	csrf, err := s.csrfToken(w, r)
 	if err != nil {
-		s.renderError(w, http.StatusInternalServerError, "Something went wrong", "Please try again.", errServerError)
+		s.pageError(w, r, "sign-in: CSRF token", err)
 		return
 	}
 	page := loginPage{
@@ -194,10 +195,15 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	page.Username = username
 	ip := limitKey(s.clientIP(r))
 	now := s.opts.Now()
+	// The form stays on the page; the status and message follow the same
+	// classification as every other failure (pageFailure).
 	unavailable := func(what string, err error) {
-		s.logFailure(r, what, "cause", err)
-		page.Error = "Sign-in is temporarily unavailable. Please try again shortly."
-		s.render(w, http.StatusServiceUnavailable, "login", page)
+		oe, _, message := s.pageFailure(w, r, what, err)
+		page.Error = "Sign-in failed. " + message
+		if oe.Code == oauth.CodeTemporarilyUnavailable {
+			page.Error = "Sign-in is temporarily unavailable. Please try again shortly."
+		}
+		s.render(w, oe.HTTPStatus(), "login", page)
 	}
 	blocked, wait, err := s.limiter.blocked(r.Context(), username, ip, now)
 	if err != nil {
@@ -272,8 +278,7 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodGet {
 		user, ok, err := s.currentUser(r)
 		if err != nil {
-			s.logFailure(r, "sign-out page: session lookup failed", "cause", err)
-			s.renderError(w, http.StatusServiceUnavailable, "Temporarily unavailable", "Please try again shortly.", errTemporarilyUnavailable)
+			s.pageError(w, r, "sign-out page: session lookup failed", err)
 			return
 		}
 		returnTo := s.safeReturnTo(r.URL.Query().Get("return_to"))
@@ -283,7 +288,7 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 		}
 		csrf, err := s.csrfToken(w, r)
 		if err != nil {
-			s.renderError(w, http.StatusInternalServerError, "Something went wrong", "Please try again.", errServerError)
+			s.pageError(w, r, "sign-out page: CSRF token", err)
 			return
 		}
 		s.render(w, http.StatusOK, "signout", signOutPage{pageData: pageData{Title: "Sign out"},
@@ -291,7 +296,7 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := r.ParseForm(); err != nil || !s.checkCSRF(r, r.PostForm) {
-		s.renderError(w, http.StatusBadRequest, "Bad request", "The form expired. Go back, reload the page and try again.", errInvalidRequest)
+		s.renderError(w, http.StatusBadRequest, "Bad request", "The form expired. Go back, reload the page and try again.", oauth.CodeInvalidRequest)
 		return
 	}
 	if v := s.cookie(r, sessionCookie); v != "" {

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/store"
 )
 
@@ -71,7 +72,7 @@ func newMetrics(keyAge func() float64) *metrics {
 			Name: "authz_store_errors_total", Help: "Store calls that failed (not a domain answer such as not found) by operation and kind: unavailable or other.",
 		}, []string{"operation", "kind"}),
 		unavailable: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "authz_unavailable_total", Help: "Responses answered 503 by cause: store, timeout, other.",
+			Name: "authz_unavailable_total", Help: "Responses answered 503 by Cause: store, timeout, other.",
 		}, []string{"cause"}),
 		audit: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "authz_audit_events_total", Help: "Audit events by event name.",
@@ -178,7 +179,7 @@ func (s *Server) countTokens(h func(http.ResponseWriter, *http.Request) error) f
 	return func(w http.ResponseWriter, r *http.Request) error {
 		err := h(w, r)
 		gt := r.PostForm.Get("grant_type")
-		if !slices.Contains(s.supportedGrantTypes(), gt) {
+		if !slices.Contains(oauth.GrantTypes, gt) {
 			gt = "other"
 		}
 		s.metrics.tokens.WithLabelValues(gt, outcome(err)).Inc()
@@ -209,7 +210,7 @@ func (s *Server) documentRegistered(ctx context.Context, c store.Client, known b
 	var de *documentError
 	switch {
 	case errors.As(err, &de):
-		result = errInvalidClientMetadata
+		result = oauth.CodeInvalidClientMetadata
 	case err != nil:
 		result = outcome(err)
 	}

@@ -6,6 +6,8 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+
+	"github.com/authzd/authz/provider/oauth"
 )
 
 //go:embed templates/*.html
@@ -54,7 +56,7 @@ func (s *Server) render(w http.ResponseWriter, status int, name string, data any
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
-	if status == http.StatusServiceUnavailable {
+	if status == http.StatusServiceUnavailable && h.Get("Retry-After") == "" {
 		// A page answered 503 is a transient failure, as on the JSON
 		// endpoints: say when to retry (RFC 9110 §10.2.3).
 		h.Set("Retry-After", retryAfterSeconds)
@@ -74,6 +76,36 @@ type errorPage struct {
 // (RFC 6749 §4.1.2.1).
 func (s *Server) renderError(w http.ResponseWriter, status int, title, message, code string) {
 	s.render(w, status, "error", errorPage{pageData: pageData{Title: title}, Message: message, Code: code})
+}
+
+// pageFailure classifies err for an HTML page exactly as writeJSONError
+// does for the JSON endpoints (asOAuthError): a store outage is 503
+// temporarily_unavailable with Retry-After, anything that is not our error
+// is 500 server_error with its cause logged once (during says what
+// failed), our own errors keep their code and status. It sets Retry-After
+// and returns the error and what to tell the person at the browser.
+func (s *Server) pageFailure(w http.ResponseWriter, r *http.Request, during string, err error) (oe *oauth.Error, title, message string) {
+	oe, logIt := asOAuthError(err)
+	if logIt {
+		s.logFailure(r, during, "error", oe.Code, "cause", err)
+	}
+	if oauth.Retryable(oe.Code) {
+		w.Header().Set("Retry-After", retryAfter(oe.RetryAfter))
+	}
+	switch oe.Code {
+	case oauth.CodeTemporarilyUnavailable:
+		return oe, "Temporarily unavailable", "Please try again shortly."
+	case oauth.CodeServerError:
+		return oe, "Something went wrong", "The request could not be completed. Please try again."
+	}
+	return oe, "Invalid request", oe.Description
+}
+
+// pageError answers err with the error page, classified by pageFailure:
+// the one way an HTML endpoint shows a failure it did not expect.
+func (s *Server) pageError(w http.ResponseWriter, r *http.Request, during string, err error) {
+	oe, title, message := s.pageFailure(w, r, during, err)
+	s.renderError(w, oe.HTTPStatus(), title, message, oe.Code)
 }
 
 // scopeLine is one scope on the consent page: its sentence, and its name

@@ -12,6 +12,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/authzd/authz/provider/dcr"
+	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/store"
 	"github.com/authzd/authz/provider/tokens"
 )
@@ -45,15 +46,6 @@ func (s *Server) registrationView(c store.Client, secret, regToken string) regis
 	return v
 }
 
-// metadataError turns a provider/dcr rule violation into our error type.
-func metadataError(err error) error {
-	var de *dcr.Error
-	if errors.As(err, &de) {
-		return oauthErr(de.Code, de.Description)
-	}
-	return err
-}
-
 // bearerToken returns the token of an "Authorization: Bearer" header.
 func bearerToken(r *http.Request) (string, bool) {
 	h := r.Header.Values("Authorization")
@@ -72,14 +64,14 @@ func bearerToken(r *http.Request) (string, bool) {
 // as the client lives (issue 11: 56 KB registrations by the thousand).
 const maxRegistrationBytes = 16 << 10
 
-var errBadRegistrationToken = &Error{Code: errInvalidToken, Description: "missing or invalid access token"}
+var errBadRegistrationToken = &oauth.Error{Code: oauth.CodeInvalidToken, Description: "missing or invalid access token"}
 
 // handleRegister is RFC 7591 §3.1.
 func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) error {
 	var policy registrationPolicy
 	switch s.opts.RegistrationPolicy {
 	case RegistrationOff:
-		return &Error{Code: errAccessDenied, Description: "dynamic client registration is disabled", Status: http.StatusForbidden}
+		return &oauth.Error{Code: oauth.CodeAccessDenied, Description: "dynamic client registration is disabled", Status: http.StatusForbidden}
 	}
 	if err := s.registrationAllowed(r); err != nil {
 		return err
@@ -119,7 +111,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) error {
 	now := s.opts.Now()
 	c, secret, err := NewClient(m, now, s.opts.Rand)
 	if err != nil {
-		return metadataError(err)
+		return err
 	}
 	c.Trust = store.TrustRegistered
 	if err := s.checkRegistration(&c.Metadata, policy); err != nil {
@@ -150,7 +142,7 @@ func (s *Server) registrationAllowed(r *http.Request) error {
 		return err
 	}
 	if c.Count > s.opts.RegistrationsPerIP {
-		return &Error{Code: errSlowDown, Status: http.StatusTooManyRequests, RetryAfter: c.ExpiresAt.Sub(now),
+		return &oauth.Error{Code: oauth.CodeSlowDown, Status: http.StatusTooManyRequests, RetryAfter: c.ExpiresAt.Sub(now),
 			Description: "too many registrations from this address; retry after " + c.ExpiresAt.UTC().Format(time.RFC3339)}
 	}
 	return nil
@@ -166,27 +158,27 @@ func (s *Server) decodeMetadata(r *http.Request) (store.ClientMetadata, error) {
 func (s *Server) decodeMetadataKeeping(r *http.Request, raw *map[string]any) (store.ClientMetadata, error) {
 	ct := r.Header.Get("Content-Type")
 	if ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
-		return store.ClientMetadata{}, oauthErr(errInvalidClientMetadata, "the body must be application/json")
+		return store.ClientMetadata{}, oauth.New(oauth.CodeInvalidClientMetadata, "the body must be application/json")
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxRegistrationBytes+1))
 	if err != nil {
-		return store.ClientMetadata{}, oauthErr(errInvalidClientMetadata, "the body could not be read")
+		return store.ClientMetadata{}, oauth.New(oauth.CodeInvalidClientMetadata, "the body could not be read")
 	}
 	if len(body) > maxRegistrationBytes {
-		return store.ClientMetadata{}, &Error{Code: errInvalidClientMetadata, Status: http.StatusRequestEntityTooLarge,
+		return store.ClientMetadata{}, &oauth.Error{Code: oauth.CodeInvalidClientMetadata, Status: http.StatusRequestEntityTooLarge,
 			Description: "body: larger than 16 KiB"}
 	}
 	d, err := dcr.Decode(bytes.NewReader(body))
 	if err != nil {
-		return store.ClientMetadata{}, metadataError(err)
+		return store.ClientMetadata{}, err
 	}
 	if raw != nil {
 		if err := json.Unmarshal(body, raw); err != nil {
-			return store.ClientMetadata{}, oauthErr(errInvalidClientMetadata, "the body is not a JSON object")
+			return store.ClientMetadata{}, oauth.New(oauth.CodeInvalidClientMetadata, "the body is not a JSON object")
 		}
 	}
 	if err := d.Normalize(); err != nil {
-		return store.ClientMetadata{}, metadataError(err)
+		return store.ClientMetadata{}, err
 	}
 	var m store.ClientMetadata
 	fromDCR(&m, d)
@@ -247,10 +239,10 @@ func (s *Server) updateRegistration(w http.ResponseWriter, r *http.Request, c st
 		return err
 	}
 	if id, ok := raw["client_id"].(string); !ok || id != c.ID {
-		return oauthErr(errInvalidRequest, "client_id in the body must match the client being updated (RFC 7592 §2.2)")
+		return oauth.New(oauth.CodeInvalidRequest, "client_id in the body must match the client being updated (RFC 7592 §2.2)")
 	}
 	if sec, ok := raw["client_secret"].(string); ok && (c.SecretHash == nil || !tokens.Equal(tokens.Hash(sec), c.SecretHash)) {
-		return oauthErr(errInvalidClientMetadata, "client_secret does not match")
+		return oauth.New(oauth.CodeInvalidClientMetadata, "client_secret does not match")
 	}
 	// The administrator's allowances are not the client's to change.
 	note, err := s.keepAllowances(c, &m)
@@ -259,7 +251,7 @@ func (s *Server) updateRegistration(w http.ResponseWriter, r *http.Request, c st
 	}
 	secret, err := UpdateClient(&c, m, false, s.opts.Now(), s.opts.Rand)
 	if err != nil {
-		return metadataError(err)
+		return err
 	}
 	regToken, err := tokens.NewSecret(s.opts.Rand, tokens.PrefixRegistrationToken)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/authzd/authz/internal/resourceid"
+	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/store"
 	"github.com/authzd/authz/provider/tokens"
 )
@@ -18,10 +19,10 @@ import (
 // an error (§2.2) and has no effect.
 func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 	if err := r.ParseForm(); err != nil {
-		return oauthErr(errInvalidRequest, "the request body must be application/x-www-form-urlencoded")
+		return oauth.New(oauth.CodeInvalidRequest, "the request body must be application/x-www-form-urlencoded")
 	}
 	if name, ok := singleValued(r.PostForm, "token", "token_type_hint", "client_id", "client_secret"); !ok {
-		return oauthErr(errInvalidRequest, "parameter "+name+" must not be repeated")
+		return oauth.New(oauth.CodeInvalidRequest, "parameter "+name+" must not be repeated")
 	}
 	c, err := s.authenticateClient(r, r.PostForm)
 	if err != nil {
@@ -29,7 +30,7 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 	}
 	token := r.PostForm.Get("token")
 	if token == "" {
-		return oauthErr(errInvalidRequest, "token is required")
+		return oauth.New(oauth.CodeInvalidRequest, "token is required")
 	}
 	// token_type_hint is only a hint (§2.1): the token's own form decides.
 	ev, err := s.revoke(r.Context(), c, token)
@@ -112,10 +113,10 @@ type introspection struct {
 // token or counts as a use of one.
 func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) error {
 	if err := r.ParseForm(); err != nil {
-		return oauthErr(errInvalidRequest, "the request body must be application/x-www-form-urlencoded")
+		return oauth.New(oauth.CodeInvalidRequest, "the request body must be application/x-www-form-urlencoded")
 	}
 	if name, ok := singleValued(r.PostForm, "token", "token_type_hint", "client_id", "client_secret"); !ok {
-		return oauthErr(errInvalidRequest, "parameter "+name+" must not be repeated")
+		return oauth.New(oauth.CodeInvalidRequest, "parameter "+name+" must not be repeated")
 	}
 	c, err := s.authenticateClient(r, r.PostForm)
 	if err != nil {
@@ -126,7 +127,7 @@ func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) error 
 	}
 	token := r.PostForm.Get("token")
 	if token == "" {
-		return oauthErr(errInvalidRequest, "token is required")
+		return oauth.New(oauth.CodeInvalidRequest, "token is required")
 	}
 	resp, err := s.introspect(r.Context(), c, token)
 	if err != nil {

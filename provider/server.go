@@ -16,6 +16,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/authzd/authz/provider/dcr"
+	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/store"
 	"github.com/authzd/authz/wellknown"
 )
@@ -34,13 +35,6 @@ const (
 	PathApps       = "/account/apps"
 	PathHealthz    = "/healthz"
 	PathReadyz     = "/readyz"
-)
-
-// Grant types (RFC 6749 §4, §6).
-const (
-	GrantAuthorizationCode = "authorization_code"
-	GrantRefreshToken      = "refresh_token"
-	GrantClientCredentials = "client_credentials"
 )
 
 // maxBodyBytes bounds every request body; OAuth requests are small.
@@ -128,25 +122,23 @@ func (s *Server) url(path string) string { return s.opts.Issuer + path }
 // buildMetadata is the RFC 8414 document, derived from the same options and
 // path constants as the routes.
 func (s *Server) buildMetadata() wellknown.AuthorizationServerMetadata {
-	confidential := []string{store.AuthMethodClientSecretBasic, store.AuthMethodClientSecretPost, store.AuthMethodPrivateKeyJWT}
-	authMethods := append(slices.Clone(confidential), store.AuthMethodNone)
 	m := wellknown.AuthorizationServerMetadata{
 		Issuer:                            s.opts.Issuer,
 		AuthorizationEndpoint:             s.url(PathAuthorize),
 		TokenEndpoint:                     s.url(PathToken),
 		JWKSURI:                           s.url(PathJWKS),
 		ScopesSupported:                   s.opts.Scopes,
-		ResponseTypesSupported:            []string{"code"},
+		ResponseTypesSupported:            []string{oauth.ResponseCode},
 		ResponseModesSupported:            []string{"query"},
-		GrantTypesSupported:               s.supportedGrantTypes(),
-		CodeChallengeMethodsSupported:     []string{"S256"},
-		TokenEndpointAuthMethodsSupported: authMethods,
+		GrantTypesSupported:               slices.Clone(oauth.GrantTypes),
+		CodeChallengeMethodsSupported:     []string{oauth.CodeChallengeS256},
+		TokenEndpointAuthMethodsSupported: slices.Clone(oauth.AuthMethods),
 		AuthorizationResponseISSParameterSupported: true,
 		ProtectedResources:                         s.opts.Resources,
 		RevocationEndpoint:                         s.url(PathRevoke),
-		RevocationEndpointAuthMethodsSupported:     authMethods,
+		RevocationEndpointAuthMethodsSupported:     slices.Clone(oauth.AuthMethods),
 		IntrospectionEndpoint:                      s.url(PathIntrospect),
-		IntrospectionEndpointAuthMethodsSupported:  confidential,
+		IntrospectionEndpointAuthMethodsSupported:  slices.Clone(oauth.ConfidentialAuthMethods),
 		TokenEndpointAuthSigningAlgValuesSupported: assertionAlgNames(),
 		ClientIDMetadataDocumentSupported:          !s.opts.DisableClientMetadataDocuments,
 	}
@@ -154,10 +146,6 @@ func (s *Server) buildMetadata() wellknown.AuthorizationServerMetadata {
 		m.RegistrationEndpoint = s.url(PathRegister)
 	}
 	return m
-}
-
-func (s *Server) supportedGrantTypes() []string {
-	return []string{GrantAuthorizationCode, GrantRefreshToken, GrantClientCredentials}
 }
 
 // Handler returns the HTTP handler serving every endpoint.
@@ -220,7 +208,7 @@ func (s *Server) Handler() http.Handler {
 		// (RFC 6749 §5.2), so clients can show the error.
 		for _, p := range []string{PathToken, PathRevoke, PathIntrospect, PathRegister} {
 			if strings.HasPrefix(r.URL.Path, s.issuerPath+p) {
-				s.writeJSONError(w, r, &Error{Code: errInvalidRequest, Description: "method " + r.Method + " is not allowed here", Status: http.StatusMethodNotAllowed})
+				s.writeJSONError(w, r, &oauth.Error{Code: oauth.CodeInvalidRequest, Description: "method " + r.Method + " is not allowed here", Status: http.StatusMethodNotAllowed})
 				return
 			}
 		}
@@ -325,10 +313,12 @@ func singleValued(form url.Values, names ...string) (string, bool) {
 	return "", true
 }
 
-// allowedGrant reports whether the client registered grant type gt.
+// allowedGrant reports whether the client registered grant type gt. A
+// client whose metadata names none has the registration default
+// (oauth.DefaultGrantTypes, RFC 7591 §2), the same default dcr fills in.
 func allowedGrant(c store.Client, gt string) bool {
 	if len(c.Metadata.GrantTypes) == 0 {
-		return gt == GrantAuthorizationCode || gt == GrantRefreshToken
+		return slices.Contains(oauth.DefaultGrantTypes, gt)
 	}
 	return slices.Contains(c.Metadata.GrantTypes, gt)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/store"
 )
 
@@ -20,7 +21,7 @@ type timedStore struct {
 // storeFailure names a failed store call's kind, or "" when err is nil or
 // an answer about the data (a sentinel, or a callback's OAuth error).
 func storeFailure(err error) string {
-	var oe *Error
+	var oe *oauth.Error
 	switch {
 	case err == nil, errors.As(err, &oe),
 		errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrAlreadyExists),

@@ -7,13 +7,15 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"github.com/authzd/authz/internal/resourceid"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/authzd/authz/internal/resourceid"
+
+	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/pkce"
 	"github.com/authzd/authz/provider/store"
 	"github.com/authzd/authz/provider/tokens"
@@ -40,11 +42,11 @@ var tokenParams = []string{"grant_type", "code", "redirect_uri", "code_verifier"
 // query are not read: credentials never travel in a URL.
 func parseTokenRequest(r *http.Request) (url.Values, *tokenRequest, error) {
 	if err := r.ParseForm(); err != nil {
-		return nil, nil, oauthErr(errInvalidRequest, "the request body must be application/x-www-form-urlencoded")
+		return nil, nil, oauth.New(oauth.CodeInvalidRequest, "the request body must be application/x-www-form-urlencoded")
 	}
 	form := r.PostForm
 	if name, ok := singleValued(form, tokenParams...); !ok {
-		return nil, nil, oauthErr(errInvalidRequest, "parameter "+name+" must not be repeated")
+		return nil, nil, oauth.New(oauth.CodeInvalidRequest, "parameter "+name+" must not be repeated")
 	}
 	_, scopeSent := form["scope"]
 	return form, &tokenRequest{
@@ -81,15 +83,15 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) error {
 	var resp *tokenResponse
 	switch req.grantType {
 	case "":
-		return oauthErr(errInvalidRequest, "grant_type is required")
-	case GrantAuthorizationCode:
+		return oauth.New(oauth.CodeInvalidRequest, "grant_type is required")
+	case oauth.GrantAuthorizationCode:
 		resp, err = s.exchangeCode(r.Context(), client, req)
-	case GrantRefreshToken:
+	case oauth.GrantRefreshToken:
 		resp, err = s.refresh(r.Context(), client, req)
-	case GrantClientCredentials:
+	case oauth.GrantClientCredentials:
 		resp, err = s.clientCredentials(r.Context(), client, req)
 	default:
-		return oauthErr(errUnsupportedGrantType, "unsupported grant_type")
+		return oauth.New(oauth.CodeUnsupportedGrantType, "unsupported grant_type")
 	}
 	if err != nil {
 		return err
@@ -110,7 +112,7 @@ func writeTokenJSON(w http.ResponseWriter, status int, v any) {
 
 // errBadClient is the one answer to every failed client authentication, so
 // it reveals nothing about which part was wrong.
-var errBadClient = oauthErr(errInvalidClient, "client authentication failed")
+var errBadClient = oauth.New(oauth.CodeInvalidClient, "client authentication failed")
 
 // authenticateClient authenticates the caller (RFC 6749 §2.3):
 // client_secret_basic, client_secret_post, or none for public clients.
@@ -124,17 +126,17 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (store.Cli
 	_, hasPostSecret := form["client_secret"]
 	if form.Get("client_assertion") != "" || form.Get("client_assertion_type") != "" {
 		if hasBasic || hasPostSecret {
-			return store.Client{}, oauthErr(errInvalidRequest, "use exactly one client authentication method")
+			return store.Client{}, oauth.New(oauth.CodeInvalidRequest, "use exactly one client authentication method")
 		}
 		return s.authenticateAssertion(r.Context(), form)
 	}
 	var id, secret string
 	switch {
 	case hasBasic && hasPostSecret:
-		return store.Client{}, oauthErr(errInvalidRequest, "use exactly one client authentication method")
+		return store.Client{}, oauth.New(oauth.CodeInvalidRequest, "use exactly one client authentication method")
 	case hasBasic:
 		if postID != "" && postID != basicID {
-			return store.Client{}, oauthErr(errInvalidRequest, "client_id does not match the Authorization header")
+			return store.Client{}, oauth.New(oauth.CodeInvalidRequest, "client_id does not match the Authorization header")
 		}
 		id, secret = basicID, basicSecret
 	case hasPostSecret:
@@ -156,7 +158,7 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (store.Cli
 		return store.Client{}, errBadClient
 	}
 	if de := (*documentError)(nil); errors.As(err, &de) {
-		return store.Client{}, oauthErr(errInvalidClient, de.Error())
+		return store.Client{}, oauth.New(oauth.CodeInvalidClient, de.Error())
 	}
 	if err != nil {
 		return store.Client{}, err
@@ -181,14 +183,14 @@ func (s *Server) checkClientSecret(c store.Client, secret string, sentSecret boo
 	if !sentSecret {
 		return errBadClient
 	}
-	if c.Metadata.TokenEndpointAuthMethod == store.AuthMethodPrivateKeyJWT {
+	if c.Metadata.TokenEndpointAuthMethod == oauth.AuthPrivateKeyJWT {
 		return errBadClient
 	}
 	if !tokens.Equal(tokens.Hash(secret), c.SecretHash) {
 		return errBadClient
 	}
 	if !c.SecretExpiresAt.IsZero() && !s.opts.Now().Before(c.SecretExpiresAt) {
-		return oauthErr(errInvalidClient, "the client secret has expired")
+		return oauth.New(oauth.CodeInvalidClient, "the client secret has expired")
 	}
 	return nil
 }
@@ -197,7 +199,7 @@ func (s *Server) checkClientSecret(c store.Client, secret string, sentSecret boo
 // §2.3.1 form-encodes before base64.
 func basicCredentials(r *http.Request) (id, secret string, ok bool, err error) {
 	if len(r.Header.Values("Authorization")) > 1 {
-		return "", "", false, oauthErr(errInvalidRequest, "more than one Authorization header")
+		return "", "", false, oauth.New(oauth.CodeInvalidRequest, "more than one Authorization header")
 	}
 	rawID, rawSecret, ok := r.BasicAuth()
 	if !ok {
@@ -217,13 +219,13 @@ func basicCredentials(r *http.Request) (id, secret string, ok bool, err error) {
 // exchangeCode redeems an authorization code (RFC 6749 §4.1.3).
 func (s *Server) exchangeCode(ctx context.Context, c store.Client, req *tokenRequest) (*tokenResponse, error) {
 	if req.code == "" {
-		return nil, oauthErr(errInvalidRequest, "code is required")
+		return nil, oauth.New(oauth.CodeInvalidRequest, "code is required")
 	}
 	if req.verifier == "" {
-		return nil, oauthErr(errInvalidRequest, "code_verifier is required (PKCE, RFC 7636)")
+		return nil, oauth.New(oauth.CodeInvalidRequest, "code_verifier is required (PKCE, RFC 7636)")
 	}
-	if !allowedGrant(c, GrantAuthorizationCode) {
-		return nil, oauthErr(errUnauthorizedClient, "the client is not registered for the authorization_code grant")
+	if !allowedGrant(c, oauth.GrantAuthorizationCode) {
+		return nil, oauth.New(oauth.CodeUnauthorizedClient, "the client is not registered for the authorization_code grant")
 	}
 	now := s.opts.Now()
 	// The checks and the refresh token run inside the store's consume
@@ -235,19 +237,19 @@ func (s *Server) exchangeCode(ctx context.Context, c store.Client, req *tokenReq
 	resp := &tokenResponse{}
 	code, err := s.store.ConsumeAuthCode(ctx, tokens.Hash(req.code), now, func(code store.AuthCode) (*store.RefreshToken, error) {
 		if code.ClientID != c.ID {
-			return nil, oauthErr(errInvalidGrant, "the authorization code was issued to another client")
+			return nil, oauth.New(oauth.CodeInvalidGrant, "the authorization code was issued to another client")
 		}
 		if !redirectMatchesCode(req.redirectURI, code.RedirectURI, c) {
-			return nil, oauthErr(errInvalidGrant, "redirect_uri does not match the authorization request")
+			return nil, oauth.New(oauth.CodeInvalidGrant, "redirect_uri does not match the authorization request")
 		}
 		if !pkce.VerifyS256(req.verifier, code.CodeChallenge) {
-			return nil, oauthErr(errInvalidGrant, "code_verifier does not match the code_challenge")
+			return nil, oauth.New(oauth.CodeInvalidGrant, "code_verifier does not match the code_challenge")
 		}
 		var err error
 		if resources, err = narrowResources(code.Resources, req.resources); err != nil {
 			return nil, err
 		}
-		if !allowedGrant(c, GrantRefreshToken) {
+		if !allowedGrant(c, oauth.GrantRefreshToken) {
 			return nil, nil
 		}
 		// The grant was created with the code, so its absolute lifetime
@@ -263,11 +265,11 @@ func (s *Server) exchangeCode(ctx context.Context, c store.Client, req *tokenReq
 	case errors.Is(err, store.ErrCodeReused):
 		s.log.WarnContext(ctx, "authorization code replayed; its grant is revoked", "client_id", c.ID)
 		s.audit(ctx, store.AuditEvent{Name: EventCodeReplayed, Actor: ActorClient, ClientID: c.ID, Outcome: "grant_revoked"})
-		return nil, oauthErr(errInvalidGrant, "the authorization code has already been used")
+		return nil, oauth.New(oauth.CodeInvalidGrant, "the authorization code has already been used")
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrExpired), errors.Is(err, store.ErrGrantRevoked):
-		return nil, oauthErr(errInvalidGrant, "the authorization code is invalid or expired")
+		return nil, oauth.New(oauth.CodeInvalidGrant, "the authorization code is invalid or expired")
 	case err != nil:
-		return nil, err // redeem's own *Error, or the store's
+		return nil, err // redeem's own *oauth.Error, or the store's
 	}
 	s.markUsed(ctx, c, now)
 	s.audit(ctx, store.AuditEvent{Name: EventGrantCreated, Actor: ActorUser, Subject: code.UserID, ClientID: c.ID,
@@ -280,10 +282,10 @@ func (s *Server) exchangeCode(ctx context.Context, c store.Client, req *tokenReq
 // only after it committed.
 func (s *Server) refresh(ctx context.Context, c store.Client, req *tokenRequest) (*tokenResponse, error) {
 	if req.refreshToken == "" {
-		return nil, oauthErr(errInvalidRequest, "refresh_token is required")
+		return nil, oauth.New(oauth.CodeInvalidRequest, "refresh_token is required")
 	}
-	if !allowedGrant(c, GrantRefreshToken) {
-		return nil, oauthErr(errUnauthorizedClient, "the client is not registered for the refresh_token grant")
+	if !allowedGrant(c, oauth.GrantRefreshToken) {
+		return nil, oauth.New(oauth.CodeUnauthorizedClient, "the client is not registered for the refresh_token grant")
 	}
 	now := s.opts.Now()
 	var scopes, resources []string
@@ -293,7 +295,7 @@ func (s *Server) refresh(ctx context.Context, c store.Client, req *tokenRequest)
 			// Checked before anything is written: another client's token is
 			// neither rotated nor counted as reuse.
 			if old.ClientID != c.ID {
-				return store.RefreshToken{}, oauthErr(errInvalidGrant, "the refresh token was issued to another client")
+				return store.RefreshToken{}, oauth.New(oauth.CodeInvalidGrant, "the refresh token was issued to another client")
 			}
 			var err error
 			if scopes, err = narrowScopes(g.Scopes, req.scope, req.scopeSent); err != nil {
@@ -319,9 +321,9 @@ func (s *Server) refresh(ctx context.Context, c store.Client, req *tokenRequest)
 		s.log.WarnContext(ctx, "rotated refresh token replayed after the grace window; grant revoked", "client_id", c.ID)
 		s.metrics.refresh.WithLabelValues("reuse_detected").Inc()
 		s.refreshReused(ctx, c, req.refreshToken)
-		return nil, oauthErr(errInvalidGrant, "the refresh token has already been used")
+		return nil, oauth.New(oauth.CodeInvalidGrant, "the refresh token has already been used")
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrExpired), errors.Is(err, store.ErrGrantRevoked):
-		return nil, oauthErr(errInvalidGrant, "the refresh token is invalid, expired or revoked")
+		return nil, oauth.New(oauth.CodeInvalidGrant, "the refresh token is invalid, expired or revoked")
 	case err != nil:
 		return nil, err
 	}
@@ -342,17 +344,17 @@ func (s *Server) refresh(ctx context.Context, c store.Client, req *tokenRequest)
 // itself (RFC 6749 §4.4). No refresh token, no grant, and no database write.
 func (s *Server) clientCredentials(ctx context.Context, c store.Client, req *tokenRequest) (*tokenResponse, error) {
 	if c.Public() {
-		return nil, oauthErr(errUnauthorizedClient, "public clients cannot use client_credentials")
+		return nil, oauth.New(oauth.CodeUnauthorizedClient, "public clients cannot use client_credentials")
 	}
-	if !allowedGrant(c, GrantClientCredentials) {
-		return nil, oauthErr(errUnauthorizedClient, "the client is not registered for the client_credentials grant")
+	if !allowedGrant(c, oauth.GrantClientCredentials) {
+		return nil, oauth.New(oauth.CodeUnauthorizedClient, "the client is not registered for the client_credentials grant")
 	}
 	// No user consents to these tokens, so an untrusted client gets them
 	// only within allowances an administrator set (an initial access
 	// token's policy), never the "anything offered" of an empty list: a
 	// client registered before trust levels existed stops here too.
 	if !trusted(c) && (len(c.Metadata.Scopes) == 0 || len(c.Metadata.Resources) == 0) {
-		return nil, oauthErr(errUnauthorizedClient, "client_credentials needs scope and resource allowances from an administrator")
+		return nil, oauth.New(oauth.CodeUnauthorizedClient, "client_credentials needs scope and resource allowances from an administrator")
 	}
 	scopes, err := s.requestedScopes(c, nonEmpty(req.scope))
 	if err != nil {
@@ -429,11 +431,11 @@ func narrowScopes(granted []string, scope string, sent bool) ([]string, error) {
 	}
 	req, ok := parseScope(scope)
 	if !ok {
-		return nil, oauthErr(errInvalidScope, "scope is malformed")
+		return nil, oauth.New(oauth.CodeInvalidScope, "scope is malformed")
 	}
 	req = dropUnhandled(req)
 	if !subset(req, granted) {
-		return nil, oauthErr(errInvalidScope, "scope exceeds what was granted")
+		return nil, oauth.New(oauth.CodeInvalidScope, "scope exceeds what was granted")
 	}
 	return req, nil
 }
@@ -448,10 +450,10 @@ func narrowResources(authorized, requested []string) ([]string, error) {
 	for _, r := range requested {
 		n, ok, err := resourceid.Match(r, authorized)
 		if err != nil {
-			return nil, oauthErr(errInvalidTarget, err.Error())
+			return nil, oauth.New(oauth.CodeInvalidTarget, err.Error())
 		}
 		if !ok {
-			return nil, oauthErr(errInvalidTarget, "resource was not authorized: "+r)
+			return nil, oauth.New(oauth.CodeInvalidTarget, "resource was not authorized: "+r)
 		}
 		if !slices.Contains(out, n) {
 			out = append(out, n)

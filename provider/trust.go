@@ -9,6 +9,7 @@ import (
 
 	"github.com/authzd/authz/internal/resourceid"
 	"github.com/authzd/authz/provider/dcr"
+	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/store"
 )
 
@@ -85,7 +86,7 @@ func policyOf(t store.InitialAccessToken) registrationPolicy {
 
 // checkRegistration applies the rules for a client nobody vouches for to
 // metadata that passed the RFC 7591 checks (CheckClientMetadata), and sets
-// the administrator's allowances from the policy. Errors are *Error naming
+// the administrator's allowances from the policy. Errors are *oauth.Error naming
 // the field (RFC 7591 §3.2.2).
 func (s *Server) checkRegistration(m *store.ClientMetadata, p registrationPolicy) error {
 	if err := s.checkRegisteredRedirects(m); err != nil {
@@ -93,23 +94,23 @@ func (s *Server) checkRegistration(m *store.ClientMetadata, p registrationPolicy
 	}
 	// client_credentials makes tokens without any user's consent, so only
 	// an administrator can hand it out (RFC 6749 §4.4, RFC 9700 §2.5).
-	if slices.Contains(m.GrantTypes, GrantClientCredentials) && !slices.Contains(p.allowGrants, GrantClientCredentials) {
-		return oauthErr(errInvalidClientMetadata, "grant_types: client_credentials needs an initial access token from an administrator that allows it")
+	if slices.Contains(m.GrantTypes, oauth.GrantClientCredentials) && !slices.Contains(p.allowGrants, oauth.GrantClientCredentials) {
+		return oauth.New(oauth.CodeInvalidClientMetadata, "grant_types: client_credentials needs an initial access token from an administrator that allows it")
 	}
 	if len(p.scopes) > 0 {
 		if len(m.Scopes) == 0 {
 			m.Scopes = slices.Clone(p.scopes)
 		} else if extra := without(m.Scopes, p.scopes); len(extra) > 0 {
-			return oauthErr(errInvalidClientMetadata, "scope: not allowed by the initial access token: "+strings.Join(extra, " "))
+			return oauth.New(oauth.CodeInvalidClientMetadata, "scope: not allowed by the initial access token: "+strings.Join(extra, " "))
 		}
 	} else if extra := s.adminOnly(m.Scopes); len(extra) > 0 {
-		return oauthErr(errInvalidClientMetadata, "scope: reserved for clients an administrator creates: "+strings.Join(extra, " "))
+		return oauth.New(oauth.CodeInvalidClientMetadata, "scope: reserved for clients an administrator creates: "+strings.Join(extra, " "))
 	}
 	m.Resources = nil
 	for _, r := range p.resources {
 		n, err := resourceid.Canonical(r)
 		if err != nil {
-			return oauthErr(errInvalidClientMetadata, "resources: the initial access token's policy names a bad resource: "+err.Error())
+			return oauth.New(oauth.CodeInvalidClientMetadata, "resources: the initial access token's policy names a bad resource: "+err.Error())
 		}
 		m.Resources = append(m.Resources, n)
 	}
@@ -124,7 +125,7 @@ func (s *Server) checkRegistration(m *store.ClientMetadata, p registrationPolicy
 func (s *Server) checkRegisteredRedirects(m *store.ClientMetadata) error {
 	for _, u := range m.RedirectURIs {
 		if err := dcr.CheckRegisteredRedirectURI(u, s.opts.RedirectSchemes); err != nil {
-			return metadataError(err)
+			return err
 		}
 	}
 	return nil
@@ -157,8 +158,8 @@ func (s *Server) keepAllowances(old store.Client, m *store.ClientMetadata) (stri
 		return "", err
 	}
 	m.Resources, m.Introspect = old.Metadata.Resources, old.Metadata.Introspect
-	if slices.Contains(m.GrantTypes, GrantClientCredentials) && !slices.Contains(old.Metadata.GrantTypes, GrantClientCredentials) {
-		return "", oauthErr(errInvalidClientMetadata, "grant_types: client_credentials cannot be added by an update; ask an administrator")
+	if slices.Contains(m.GrantTypes, oauth.GrantClientCredentials) && !slices.Contains(old.Metadata.GrantTypes, oauth.GrantClientCredentials) {
+		return "", oauth.New(oauth.CodeInvalidClientMetadata, "grant_types: client_credentials cannot be added by an update; ask an administrator")
 	}
 	note := "scope and resource allowances are set by the administrator: an update can narrow scope, never widen it"
 	switch {
@@ -170,13 +171,13 @@ func (s *Server) keepAllowances(old store.Client, m *store.ClientMetadata) (stri
 		}
 		m.Scopes = intersect(m.Scopes, old.Metadata.Scopes)
 		if len(m.Scopes) == 0 {
-			return "", oauthErr(errInvalidClientMetadata, "scope: none of the requested scopes is allowed for this client")
+			return "", oauth.New(oauth.CodeInvalidClientMetadata, "scope: none of the requested scopes is allowed for this client")
 		}
 	default:
 		// No list yet: the client is held to the registration scopes,
 		// exactly as at registration.
 		if extra := s.adminOnly(m.Scopes); len(extra) > 0 {
-			return "", oauthErr(errInvalidClientMetadata, "scope: reserved for clients an administrator creates: "+strings.Join(extra, " "))
+			return "", oauth.New(oauth.CodeInvalidClientMetadata, "scope: reserved for clients an administrator creates: "+strings.Join(extra, " "))
 		}
 	}
 	return note, nil

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/authzd/authz/provider"
+	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/store"
 	"github.com/authzd/authz/provider/store/memory"
 	"github.com/authzd/authz/provider/store/postgres"
@@ -166,11 +167,11 @@ func TestConsentMeansSomething(t *testing.T) {
 			redirect   func() string
 			remembered bool
 		}{
-			{"public loopback, new port", store.ClientMetadata{RedirectURIs: []string{"http://127.0.0.1/callback"}, TokenEndpointAuthMethod: store.AuthMethodNone},
+			{"public loopback, new port", store.ClientMetadata{RedirectURIs: []string{"http://127.0.0.1/callback"}, TokenEndpointAuthMethod: oauth.AuthNone},
 				func() string { return fmt.Sprintf("http://127.0.0.1:%d/callback", freePort(t)) }, false},
-			{"public private-use scheme", store.ClientMetadata{RedirectURIs: []string{"com.example.app:/cb"}, TokenEndpointAuthMethod: store.AuthMethodNone, ApplicationType: "native"},
+			{"public private-use scheme", store.ClientMetadata{RedirectURIs: []string{"com.example.app:/cb"}, TokenEndpointAuthMethod: oauth.AuthNone, ApplicationType: "native"},
 				func() string { return "com.example.app:/cb" }, false},
-			{"public https", store.ClientMetadata{RedirectURIs: []string{"https://spa.example.com/cb"}, TokenEndpointAuthMethod: store.AuthMethodNone},
+			{"public https", store.ClientMetadata{RedirectURIs: []string{"https://spa.example.com/cb"}, TokenEndpointAuthMethod: oauth.AuthNone},
 				func() string { return "https://spa.example.com/cb" }, true},
 			{"confidential loopback", store.ClientMetadata{RedirectURIs: []string{"http://127.0.0.1/callback"}},
 				func() string { return fmt.Sprintf("http://127.0.0.1:%d/callback", freePort(t)) }, true},

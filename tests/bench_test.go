@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/authzd/authz/provider"
+	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/store"
 	"github.com/authzd/authz/provider/store/postgres"
 	"github.com/authzd/authz/provider/store/postgres/pgtest"
@@ -154,7 +155,7 @@ func BenchmarkRefreshPostgres(b *testing.B) {
 
 func BenchmarkClientCredentialsPostgres(b *testing.B) {
 	e := benchEnv(b)
-	svc, secret := e.client(store.ClientMetadata{GrantTypes: []string{provider.GrantClientCredentials}, Scopes: []string{"read"}})
+	svc, secret := e.client(store.ClientMetadata{GrantTypes: []string{oauth.GrantClientCredentials}, Scopes: []string{"read"}})
 	form := url.Values{"grant_type": {"client_credentials"}, "resource": {"https://mcp.example.com/mcp"}}
 	b.SetParallelism(8)
 	b.ResetTimer()
@@ -207,7 +208,7 @@ func BenchmarkExampleServiceHTTP(b *testing.B) {
 	res := fmt.Sprintf("http://127.0.0.1:%d/api", port)
 	e := start(b, storeKinds[0].open(b), func(o *provider.Options) { o.Resources = []string{res} })
 	s := startService(b, e.issuer, port)
-	svc, secret := e.client(store.ClientMetadata{GrantTypes: []string{provider.GrantClientCredentials}, Scopes: []string{"read"}})
+	svc, secret := e.client(store.ClientMetadata{GrantTypes: []string{oauth.GrantClientCredentials}, Scopes: []string{"read"}})
 	tok := e.ccToken(b, svc.ID, secret, res, "read")
 	target := s.base + "/api/hello"
 	b.SetParallelism(8)

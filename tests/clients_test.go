@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/authzd/authz/provider"
+	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/store"
 	"github.com/authzd/authz/provider/tokens"
 )
@@ -74,7 +75,7 @@ func (e *env) serviceToken(t testing.TB, resources ...string) string {
 	}
 	if err := e.store.CreateInitialAccessToken(context.Background(), store.InitialAccessToken{
 		Hash: tokens.Hash(secret), CreatedAt: e.clock.Now(),
-		AllowGrants: []string{provider.GrantClientCredentials}, Scopes: []string{"read", "write"}, Resources: resources,
+		AllowGrants: []string{oauth.GrantClientCredentials}, Scopes: []string{"read", "write"}, Resources: resources,
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -424,7 +425,7 @@ func TestClientCredentials(t *testing.T) {
 	t.Parallel()
 	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
 		e := start(t, open(t), nil)
-		svc, secret := e.client(store.ClientMetadata{GrantTypes: []string{provider.GrantClientCredentials}, Scopes: []string{"read", "write"}})
+		svc, secret := e.client(store.ClientMetadata{GrantTypes: []string{oauth.GrantClientCredentials}, Scopes: []string{"read", "write"}})
 		web, webSecret, _ := e.loopbackClient(false)
 		pub, _, _ := e.loopbackClient(true)
 		cases := []struct {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/authzd/authz/provider"
+	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/store"
 )
 
@@ -60,7 +61,7 @@ func TestClientDisconnectIsNotAnError(t *testing.T) {
 		e := start(t, st, func(o *provider.Options) {
 			o.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		})
-		c, secret := e.client(store.ClientMetadata{GrantTypes: []string{provider.GrantClientCredentials}})
+		c, secret := e.client(store.ClientMetadata{GrantTypes: []string{oauth.GrantClientCredentials}})
 		login := e.browser().do("GET", provider.PathLogin, nil)
 		csrf := formFields(login.body)
 		csrf.Set("username", "nobody")

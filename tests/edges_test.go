@@ -18,6 +18,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/authzd/authz/provider"
+	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/store"
 	"github.com/authzd/authz/provider/tokens"
 )
@@ -400,7 +401,7 @@ func TestClientCredentialsWritesNothing(t *testing.T) {
 	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
 		wc := &writeCounter{Store: open(t)}
 		e := start(t, wc, nil)
-		svc, secret := e.client(store.ClientMetadata{GrantTypes: []string{provider.GrantClientCredentials}, Scopes: []string{"read"}})
+		svc, secret := e.client(store.ClientMetadata{GrantTypes: []string{oauth.GrantClientCredentials}, Scopes: []string{"read"}})
 		before := wc.n.Load()
 		for range 20 {
 			tr := e.postToken(url.Values{"grant_type": {"client_credentials"}, "resource": {"https://mcp.example.com/mcp"}}, svc.ID, secret)
@@ -416,7 +417,7 @@ func TestClientCredentialsWritesNothing(t *testing.T) {
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
-		e.client(store.ClientMetadata{GrantTypes: []string{provider.GrantClientCredentials}})
+		e.client(store.ClientMetadata{GrantTypes: []string{oauth.GrantClientCredentials}})
 		if wc.n.Load() == before {
 			t.Fatal("the write counter does not count")
 		}

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/authzd/authz/provider"
+	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/store"
 )
 
@@ -26,7 +27,7 @@ func (e *env) loopbackClient(public bool) (store.Client, string, string) {
 	redirect := "http://127.0.0.1/callback"
 	m := store.ClientMetadata{RedirectURIs: []string{redirect}}
 	if public {
-		m.TokenEndpointAuthMethod = store.AuthMethodNone
+		m.TokenEndpointAuthMethod = oauth.AuthNone
 	}
 	c, secret := e.client(m)
 	return c, secret, fmt.Sprintf("http://127.0.0.1:%d/callback", freePort(e.t))
@@ -435,7 +436,7 @@ func TestRedirectURIKinds(t *testing.T) {
 		e := start(t, open(t), nil)
 		user, pw := e.user("frank")
 		jb := "jetbrains://gateway/com.jetbrains.toolbox/oauth/callback"
-		c, _ := e.client(store.ClientMetadata{RedirectURIs: []string{jb, "vscode://authz.ext/cb", "com.example.app:/oauth2redirect"}, TokenEndpointAuthMethod: store.AuthMethodNone, ApplicationType: "native"})
+		c, _ := e.client(store.ClientMetadata{RedirectURIs: []string{jb, "vscode://authz.ext/cb", "com.example.app:/oauth2redirect"}, TokenEndpointAuthMethod: oauth.AuthNone, ApplicationType: "native"})
 		for _, redirect := range []string{jb, "vscode://authz.ext/cb", "com.example.app:/oauth2redirect"} {
 			t.Run(redirect, func(t *testing.T) {
 				b := e.browser()
@@ -464,7 +465,7 @@ func TestRedirectURIKinds(t *testing.T) {
 		})
 		for _, host := range []string{"[::1]", "localhost"} {
 			t.Run(host+" loopback on any port", func(t *testing.T) {
-				lc, _ := e.client(store.ClientMetadata{RedirectURIs: []string{"http://" + host + "/callback"}, TokenEndpointAuthMethod: store.AuthMethodNone})
+				lc, _ := e.client(store.ClientMetadata{RedirectURIs: []string{"http://" + host + "/callback"}, TokenEndpointAuthMethod: oauth.AuthNone})
 				redirect := "http://" + host + ":" + strconv.Itoa(freePort(t)) + "/callback"
 				u := e.browser().authorize(authRequest{clientID: lc.ID, redirectURI: redirect, state: "lo", verifier: testVerifier, scope: "read"}.url(e.issuer), user, pw)
 				if !strings.HasPrefix(u.String(), redirect+"?code=") {

@@ -20,6 +20,7 @@ import (
 	"github.com/authzd/authz/internal/testclock"
 
 	"github.com/authzd/authz/provider"
+	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/pkce"
 	"github.com/authzd/authz/provider/store"
 	"github.com/authzd/authz/provider/store/memory"
@@ -120,10 +121,10 @@ func (e *env) client(m store.ClientMetadata) (store.Client, string) {
 		m.Name = "Test app"
 	}
 	if m.TokenEndpointAuthMethod == "" {
-		m.TokenEndpointAuthMethod = store.AuthMethodClientSecretBasic
+		m.TokenEndpointAuthMethod = oauth.AuthClientSecretBasic
 	}
 	if m.GrantTypes == nil {
-		m.GrantTypes = []string{provider.GrantAuthorizationCode, provider.GrantRefreshToken}
+		m.GrantTypes = []string{oauth.GrantAuthorizationCode, oauth.GrantRefreshToken}
 	}
 	if m.ApplicationType == "" {
 		m.ApplicationType = provider.ApplicationTypeFor(m.RedirectURIs)
@@ -146,7 +147,7 @@ func (e *env) client(m store.ClientMetadata) (store.Client, string) {
 func (e *env) resourceServer(m store.ClientMetadata, resources ...string) (store.Client, string) {
 	e.t.Helper()
 	if m.GrantTypes == nil {
-		m.GrantTypes = []string{provider.GrantClientCredentials}
+		m.GrantTypes = []string{oauth.GrantClientCredentials}
 	}
 	if len(resources) == 0 {
 		resources = e.srv.Options().Resources

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/authzd/authz/provider"
+	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/store"
 )
 
@@ -135,7 +136,7 @@ func TestConsentPageShowsWhatIsAsked(t *testing.T) {
 func TestEdDSASigning(t *testing.T) {
 	t.Parallel()
 	e := start(t, storeKinds[0].open(t), func(o *provider.Options) { o.SigningAlgorithm = "EdDSA" })
-	svc, secret := e.client(store.ClientMetadata{GrantTypes: []string{provider.GrantClientCredentials}, Scopes: []string{"read"}})
+	svc, secret := e.client(store.ClientMetadata{GrantTypes: []string{oauth.GrantClientCredentials}, Scopes: []string{"read"}})
 	tok := e.ccToken(t, svc.ID, secret, e.issuer+"/api", "read")
 	raw, _ := decodeSegment(strings.Split(tok, ".")[0])
 	if !strings.Contains(string(raw), `"alg":"EdDSA"`) || !strings.Contains(string(raw), `"typ":"at+jwt"`) {

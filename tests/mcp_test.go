@@ -22,6 +22,7 @@ import (
 
 	"github.com/authzd/authz/middleware"
 	"github.com/authzd/authz/provider"
+	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/store"
 )
 
@@ -188,7 +189,7 @@ func TestMCPClientMetadataDocuments(t *testing.T) {
 					t.Fatal(err)
 				}
 				mustEqual(t, "trust", c.Trust, store.TrustMetadataDocument)
-				mustEqual(t, "auth method", c.Metadata.TokenEndpointAuthMethod, store.AuthMethodNone)
+				mustEqual(t, "auth method", c.Metadata.TokenEndpointAuthMethod, oauth.AuthNone)
 				if slices.Contains(c.Metadata.GrantTypes, "urn:ietf:params:oauth:grant-type:jwt-bearer") {
 					t.Fatalf("unsupported grant type kept: %v", c.Metadata.GrantTypes)
 				}

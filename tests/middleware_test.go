@@ -25,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/authzd/authz/provider"
+	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/store"
 	"github.com/authzd/authz/provider/store/postgres"
 	"github.com/authzd/authz/provider/store/postgres/pgtest"
@@ -161,7 +162,7 @@ func TestMiddlewareEndToEnd(t *testing.T) {
 	})
 	a := startService(t, e.issuer, portA)
 	b := startService(t, e.issuer, portB)
-	svc, secret := e.client(store.ClientMetadata{GrantTypes: []string{provider.GrantClientCredentials}, Scopes: []string{"read", "write"}})
+	svc, secret := e.client(store.ClientMetadata{GrantTypes: []string{oauth.GrantClientCredentials}, Scopes: []string{"read", "write"}})
 	tokA := e.ccToken(t, svc.ID, secret, resA, "read")
 
 	t.Run("a token for A works at A", func(t *testing.T) {
@@ -328,7 +329,7 @@ func TestMiddlewarePicksUpRotatedKey(t *testing.T) {
 		o.KeyRefreshInterval = 50 * time.Millisecond
 	})
 	s := startService(t, e.issuer, port)
-	svc, secret := e.client(store.ClientMetadata{GrantTypes: []string{provider.GrantClientCredentials}, Scopes: []string{"read"}})
+	svc, secret := e.client(store.ClientMetadata{GrantTypes: []string{oauth.GrantClientCredentials}, Scopes: []string{"read"}})
 	before := e.ccToken(t, svc.ID, secret, res, "read")
 	if status, _, _ := s.call(t, before, ""); status != 200 {
 		t.Fatalf("before rotation: %d", status)

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/authzd/authz/provider"
+	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/store"
 )
 
@@ -334,7 +335,7 @@ func TestRequestIDs(t *testing.T) {
 	mustEqual(t, "audit event", audit[0]["event"], any(provider.EventLoginFailed))
 
 	// The token endpoint knows the client: the access log says which.
-	c, secret := e.client(store.ClientMetadata{GrantTypes: []string{provider.GrantClientCredentials}})
+	c, secret := e.client(store.ClientMetadata{GrantTypes: []string{oauth.GrantClientCredentials}})
 	tr := e.postToken(url.Values{"grant_type": {"client_credentials"}}, c.ID, secret)
 	mustEqual(t, "client_credentials", tr.Status, http.StatusOK)
 	found := false

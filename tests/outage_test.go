@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/authzd/authz/provider"
+	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/store"
 	"github.com/authzd/authz/provider/store/postgres"
 	"github.com/authzd/authz/provider/store/postgres/pgtest"
@@ -404,7 +405,7 @@ func TestDeadConnectionRetriedForReads(t *testing.T) {
 	}
 	t.Cleanup(pool.Close)
 	st := postgres.New(pool)
-	client := store.Client{ID: "c1", Metadata: store.ClientMetadata{RedirectURIs: []string{"https://app.example.com/cb"}, TokenEndpointAuthMethod: store.AuthMethodNone}, CreatedAt: time.Now(), UpdatedAt: time.Now()}
+	client := store.Client{ID: "c1", Metadata: store.ClientMetadata{RedirectURIs: []string{"https://app.example.com/cb"}, TokenEndpointAuthMethod: oauth.AuthNone}, CreatedAt: time.Now(), UpdatedAt: time.Now()}
 	if err := st.CreateClient(ctx, client); err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/authzd/authz/provider"
+	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/store"
 	"github.com/authzd/authz/provider/store/postgres"
 	"github.com/authzd/authz/provider/store/postgres/pgtest"
@@ -96,7 +97,7 @@ func newReplicaSet(t *testing.T, wrap func(store.Store) store.Store) *replicaSet
 	r.b = startReplica(t, r.a, open(), r.clk, r.encKey, replicaReload)
 	r.c = startReplica(t, r.a, open(), r.clk, r.encKey, time.Hour)
 	r.d = startReplica(t, r.a, open(), r.clk, r.encKey, time.Hour)
-	r.svc, r.svcSecret = r.a.client(store.ClientMetadata{GrantTypes: []string{provider.GrantClientCredentials}, Scopes: []string{"read"}})
+	r.svc, r.svcSecret = r.a.client(store.ClientMetadata{GrantTypes: []string{oauth.GrantClientCredentials}, Scopes: []string{"read"}})
 	r.rs, r.rsSecret = r.a.resourceServer(store.ClientMetadata{})
 	return r
 }
@@ -224,7 +225,7 @@ func TestUnknownKidReloadIsSingleFlightAndRateLimited(t *testing.T) {
 	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
 		probe := &keyStoreProbe{Store: open(t)}
 		e := start(t, probe, func(o *provider.Options) { o.KeyRefreshInterval = time.Hour })
-		rs, rsSecret := e.client(store.ClientMetadata{GrantTypes: []string{provider.GrantClientCredentials}})
+		rs, rsSecret := e.client(store.ClientMetadata{GrantTypes: []string{oauth.GrantClientCredentials}})
 		forged := func() string {
 			k, err := tokens.GenerateKey(rand.Reader, "ES256")
 			if err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/authzd/authz/provider"
+	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/store"
 )
 
@@ -49,7 +50,7 @@ func TestReuseDetectedAfterASweep(t *testing.T) {
 		mustEqual(t, "replay of the rotated token after the sweep", r.Error, "invalid_grant")
 		r = refresh(second.RefreshToken)
 		mustEqual(t, "the successor after the reuse (the grant is revoked)", r.Error, "invalid_grant")
-		rs, rsSecret := e.client(store.ClientMetadata{GrantTypes: []string{provider.GrantClientCredentials}})
+		rs, rsSecret := e.client(store.ClientMetadata{GrantTypes: []string{oauth.GrantClientCredentials}})
 		assertInactive(t, "the successor's access token", e.introspect(t, rs.ID, rsSecret, second.AccessToken))
 	})
 }
@@ -103,7 +104,7 @@ func TestFailedKeyReloadKeepsTheKeys(t *testing.T) {
 	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
 		st := &keysDown{Store: open(t)}
 		e := start(t, st, func(o *provider.Options) { o.KeyRefreshInterval = 30 * time.Second })
-		svc, secret := e.client(store.ClientMetadata{GrantTypes: []string{provider.GrantClientCredentials}, Scopes: []string{"read"}})
+		svc, secret := e.client(store.ClientMetadata{GrantTypes: []string{oauth.GrantClientCredentials}, Scopes: []string{"read"}})
 		kid := func(jwt string) string {
 			raw, err := decodeSegment(strings.Split(jwt, ".")[0])
 			if err != nil {
@@ -211,7 +212,7 @@ func TestRefreshNeedsTheGrantType(t *testing.T) {
 			// ClientCacheTTL.
 			e.clock.Advance(provider.ClientCacheTTL)
 		}
-		setGrantTypes(provider.GrantAuthorizationCode)
+		setGrantTypes(oauth.GrantAuthorizationCode)
 		refresh := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tr.RefreshToken}}
 		r := e.postToken(refresh, c.ID, secret)
 		mustEqual(t, "status without the refresh_token grant", r.Status, http.StatusBadRequest)
@@ -219,7 +220,7 @@ func TestRefreshNeedsTheGrantType(t *testing.T) {
 
 		// Refused, not spent: given the grant type back, the same token
 		// wins (no reuse, no revoked grant).
-		setGrantTypes(provider.GrantAuthorizationCode, provider.GrantRefreshToken)
+		setGrantTypes(oauth.GrantAuthorizationCode, oauth.GrantRefreshToken)
 		mustEqual(t, "refresh once allowed again", e.postToken(refresh, c.ID, secret).Status, 200)
 	})
 }
@@ -289,8 +290,8 @@ func TestExpiredClientSecret(t *testing.T) {
 	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
 		e := start(t, open(t), nil)
 		c, secret, err := provider.NewClient(store.ClientMetadata{
-			Name: "Short-lived", TokenEndpointAuthMethod: store.AuthMethodClientSecretBasic,
-			GrantTypes: []string{provider.GrantClientCredentials}, Scopes: []string{"read"},
+			Name: "Short-lived", TokenEndpointAuthMethod: oauth.AuthClientSecretBasic,
+			GrantTypes: []string{oauth.GrantClientCredentials}, Scopes: []string{"read"},
 		}, e.clock.Now(), rand.Reader)
 		if err != nil {
 			t.Fatal(err)

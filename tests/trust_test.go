@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/authzd/authz/provider"
+	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/store"
 	"github.com/authzd/authz/provider/tokens"
 )
@@ -66,7 +67,7 @@ func TestAnonymousClientCredentialsRefused(t *testing.T) {
 
 		// A client that got client_credentials before trust levels existed
 		// (no allowances) gets no token.
-		legacy, legacySecret := e.client(store.ClientMetadata{GrantTypes: []string{provider.GrantClientCredentials}})
+		legacy, legacySecret := e.client(store.ClientMetadata{GrantTypes: []string{oauth.GrantClientCredentials}})
 		legacy.Trust = store.TrustRegistered
 		if err := e.store.DeleteClient(context.Background(), legacy.ID); err != nil {
 			t.Fatal(err)
@@ -230,7 +231,7 @@ func TestIntrospectionOnlyWhatTheCallerMayKnow(t *testing.T) {
 		// nor does one with the right resource but no --introspect.
 		other, otherSecret := e.resourceServer(store.ClientMetadata{}, "https://other.example.com")
 		assertInactive(t, "access token for another resource", e.introspect(t, other.ID, otherSecret, tr.AccessToken))
-		plain, plainSecret := e.client(store.ClientMetadata{GrantTypes: []string{provider.GrantClientCredentials}, Resources: []string{"https://mcp.example.com/mcp"}})
+		plain, plainSecret := e.client(store.ClientMetadata{GrantTypes: []string{oauth.GrantClientCredentials}, Resources: []string{"https://mcp.example.com/mcp"}})
 		assertInactive(t, "not marked --introspect", e.introspect(t, plain.ID, plainSecret, tr.AccessToken))
 
 		// The token's own resource server sees the access token, never the

@@ -17,12 +17,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/authzd/authz/middleware"
 	"github.com/authzd/authz/provider"
+	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/store"
 	"github.com/authzd/authz/provider/store/postgres"
 	"github.com/authzd/authz/provider/store/postgres/pgtest"
-	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // testbed is two authz replicas on one PostgreSQL schema, sharing an
@@ -82,7 +84,7 @@ func newTestbed(t *testing.T) testbed {
 		t.Fatal(err)
 	}
 	mk := func(m store.ClientMetadata) (string, string) {
-		m.Name, m.TokenEndpointAuthMethod, m.Scopes = "load", store.AuthMethodClientSecretBasic, []string{"read"}
+		m.Name, m.TokenEndpointAuthMethod, m.Scopes = "load", oauth.AuthClientSecretBasic, []string{"read"}
 		m.ApplicationType = provider.ApplicationTypeFor(m.RedirectURIs)
 		c, secret, err := provider.NewClient(m, now, rand.Reader)
 		if err != nil {
@@ -93,9 +95,9 @@ func newTestbed(t *testing.T) testbed {
 		}
 		return c.ID, secret
 	}
-	ccID, ccSecret := mk(store.ClientMetadata{GrantTypes: []string{provider.GrantClientCredentials}})
+	ccID, ccSecret := mk(store.ClientMetadata{GrantTypes: []string{oauth.GrantClientCredentials}})
 	codeID, codeSecret := mk(store.ClientMetadata{RedirectURIs: []string{"http://127.0.0.1/callback"},
-		GrantTypes: []string{provider.GrantAuthorizationCode, provider.GrantRefreshToken}})
+		GrantTypes: []string{oauth.GrantAuthorizationCode, oauth.GrantRefreshToken}})
 	return testbed{
 		replicas: []string{issuer, "http://" + b.Listener.Addr().String()},
 		resource: resURL + "/hello", dsn: dsn,

@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/authzd/authz/provider"
+	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/store"
 	"github.com/authzd/authz/provider/tokens"
 )
@@ -136,7 +137,7 @@ func (f *clientFlags) apply(fs *flag.FlagSet, m *store.ClientMetadata) error {
 			m.RedirectURIs = f.redirects
 		case "public":
 			if f.public {
-				m.TokenEndpointAuthMethod = store.AuthMethodNone
+				m.TokenEndpointAuthMethod = oauth.AuthNone
 			}
 		case "scope":
 			m.Scopes = f.scopes
@@ -177,7 +178,7 @@ func (f *clientFlags) apply(fs *flag.FlagSet, m *store.ClientMetadata) error {
 			m.JWKS = raw
 		}
 	})
-	if f.public && f.authMethod != "" && f.authMethod != store.AuthMethodNone {
+	if f.public && f.authMethod != "" && f.authMethod != oauth.AuthNone {
 		return usageError{msg: "--public and --auth-method " + f.authMethod + " contradict each other"}
 	}
 	return err
@@ -203,7 +204,7 @@ func (e env) clientCreate(args []string) error {
 		return err
 	}
 	m := store.ClientMetadata{
-		GrantTypes:      []string{provider.GrantAuthorizationCode, provider.GrantRefreshToken},
+		GrantTypes:      []string{oauth.GrantAuthorizationCode, oauth.GrantRefreshToken},
 		ApplicationType: provider.ApplicationTypeFor(f.redirects),
 	}
 	if err := f.apply(fs, &m); err != nil {
@@ -575,7 +576,7 @@ func (e env) initialAccessCreate(args []string) error {
 	}
 	defer st.Close()
 	for _, g := range grants {
-		if g != provider.GrantClientCredentials {
+		if g != oauth.GrantClientCredentials {
 			return usageError{msg: "--allow-grant: only client_credentials needs an administrator's permission, not " + g}
 		}
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/authzd/authz/migrations"
 	"github.com/authzd/authz/provider"
+	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/pkce"
 	"github.com/authzd/authz/provider/store"
 	"github.com/authzd/authz/provider/store/postgres"
@@ -164,8 +165,8 @@ func seedDev(e env, o provider.Options, st store.Store, addr string) error {
 	if _, err := st.GetClient(ctx, demoClientID); errors.Is(err, store.ErrNotFound) {
 		c, _, err := provider.NewClient(store.ClientMetadata{
 			Name: "Demo app", RedirectURIs: []string{"http://127.0.0.1/callback"},
-			TokenEndpointAuthMethod: store.AuthMethodNone, ApplicationType: "native",
-			GrantTypes: []string{provider.GrantAuthorizationCode, provider.GrantRefreshToken},
+			TokenEndpointAuthMethod: oauth.AuthNone, ApplicationType: "native",
+			GrantTypes: []string{oauth.GrantAuthorizationCode, oauth.GrantRefreshToken},
 			Scopes:     o.Scopes,
 		}, now, rand.Reader)
 		if err != nil {

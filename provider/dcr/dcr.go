@@ -13,37 +13,16 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/authzd/authz/provider/oauth"
 )
 
-// Error codes of RFC 7591 §3.2.2.
+// Application types (OpenID Connect Registration §2, as RFC 7591 clients
+// send them).
 const (
-	CodeInvalidRedirectURI    = "invalid_redirect_uri"
-	CodeInvalidClientMetadata = "invalid_client_metadata"
-)
-
-// Values this server accepts.
-const (
-	AuthNone              = "none"
-	AuthClientSecretBasic = "client_secret_basic"
-	AuthClientSecretPost  = "client_secret_post"
-	AuthPrivateKeyJWT     = "private_key_jwt"
-
-	GrantAuthorizationCode = "authorization_code"
-	GrantRefreshToken      = "refresh_token"
-	GrantClientCredentials = "client_credentials"
-
-	ResponseCode = "code"
-
 	AppWeb    = "web"
 	AppNative = "native"
 )
-
-// AuthMethods lists the token endpoint authentication methods, in the order
-// they are advertised.
-var AuthMethods = []string{AuthClientSecretBasic, AuthClientSecretPost, AuthPrivateKeyJWT, AuthNone}
-
-// GrantTypes lists the grant types a client may register.
-var GrantTypes = []string{GrantAuthorizationCode, GrantRefreshToken, GrantClientCredentials}
 
 // Limits on what one registration may carry.
 const (
@@ -78,18 +57,15 @@ type Metadata struct {
 	TokenEndpointAuthMethodsSupported []string `json:"token_endpoint_auth_methods_supported,omitempty"`
 }
 
-// Error is a registration error: Code is one of the RFC 7591 §3.2.2 codes and
-// Description names the offending field.
-type Error struct{ Code, Description string }
+// Errors are *oauth.Error with one of the RFC 7591 §3.2.2 codes; the
+// description names the offending field.
 
-func (e *Error) Error() string { return e.Code + ": " + e.Description }
-
-func metaErr(field, format string, args ...any) *Error {
-	return &Error{CodeInvalidClientMetadata, field + ": " + fmt.Sprintf(format, args...)}
+func metaErr(field, format string, args ...any) *oauth.Error {
+	return oauth.New(oauth.CodeInvalidClientMetadata, field+": "+fmt.Sprintf(format, args...))
 }
 
-func redirectErr(format string, args ...any) *Error {
-	return &Error{CodeInvalidRedirectURI, "redirect_uris: " + fmt.Sprintf(format, args...)}
+func redirectErr(format string, args ...any) *oauth.Error {
+	return oauth.New(oauth.CodeInvalidRedirectURI, "redirect_uris: "+fmt.Sprintf(format, args...))
 }
 
 // Decode reads one JSON object of client metadata. Malformed JSON and
@@ -98,7 +74,7 @@ func Decode(r io.Reader) (Metadata, error) {
 	var m Metadata
 	raw, err := io.ReadAll(r)
 	if err != nil {
-		return Metadata{}, &Error{CodeInvalidClientMetadata, "body: unreadable"}
+		return Metadata{}, oauth.New(oauth.CodeInvalidClientMetadata, "body: unreadable")
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	if err := dec.Decode(&m); err != nil {
@@ -110,19 +86,19 @@ func Decode(r io.Reader) (Metadata, error) {
 			}
 			return Metadata{}, metaErr(te.Field, "must be a JSON %s", want)
 		}
-		return Metadata{}, &Error{CodeInvalidClientMetadata, "body: not a JSON object"}
+		return Metadata{}, oauth.New(oauth.CodeInvalidClientMetadata, "body: not a JSON object")
 	}
 	if !bytes.HasPrefix(bytes.TrimLeft(raw, " \t\r\n"), []byte("{")) {
-		return Metadata{}, &Error{CodeInvalidClientMetadata, "body: not a JSON object"}
+		return Metadata{}, oauth.New(oauth.CodeInvalidClientMetadata, "body: not a JSON object")
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return Metadata{}, &Error{CodeInvalidClientMetadata, "body: trailing data after the JSON object"}
+		return Metadata{}, oauth.New(oauth.CodeInvalidClientMetadata, "body: trailing data after the JSON object")
 	}
 	return m, nil
 }
 
 // Normalize fills the RFC 7591 defaults and checks m against the rules of
-// RFC 7591 §2 and OAuth 2.1. It returns a *Error naming the first bad field.
+// RFC 7591 §2 and OAuth 2.1. It returns an *oauth.Error naming the first bad field.
 func (m *Metadata) Normalize() error {
 	if err := m.checkStrings(); err != nil {
 		return err
@@ -132,17 +108,17 @@ func (m *Metadata) Normalize() error {
 	// gets none (public) when it lists it, else private_key_jwt: never a
 	// shared secret it did not ask for.
 	if m.TokenEndpointAuthMethod == "" && len(m.TokenEndpointAuthMethodsSupported) > 0 {
-		m.TokenEndpointAuthMethod = AuthPrivateKeyJWT
-		if slices.Contains(m.TokenEndpointAuthMethodsSupported, AuthNone) {
-			m.TokenEndpointAuthMethod = AuthNone
+		m.TokenEndpointAuthMethod = oauth.AuthPrivateKeyJWT
+		if slices.Contains(m.TokenEndpointAuthMethodsSupported, oauth.AuthNone) {
+			m.TokenEndpointAuthMethod = oauth.AuthNone
 		}
 	}
 	m.TokenEndpointAuthMethodsSupported = nil
 	if m.TokenEndpointAuthMethod == "" {
-		m.TokenEndpointAuthMethod = AuthClientSecretBasic
+		m.TokenEndpointAuthMethod = oauth.AuthClientSecretBasic
 	}
-	if !slices.Contains(AuthMethods, m.TokenEndpointAuthMethod) {
-		return metaErr("token_endpoint_auth_method", "unsupported value %q (supported: %s)", m.TokenEndpointAuthMethod, strings.Join(AuthMethods, ", "))
+	if !slices.Contains(oauth.AuthMethods, m.TokenEndpointAuthMethod) {
+		return metaErr("token_endpoint_auth_method", "unsupported value %q (supported: %s)", m.TokenEndpointAuthMethod, strings.Join(oauth.AuthMethods, ", "))
 	}
 
 	// Grant and response types. Grant types this server does not support
@@ -150,30 +126,30 @@ func (m *Metadata) Normalize() error {
 	// (claude.ai: urn:ietf:params:oauth:grant-type:jwt-bearer) and get the
 	// supported ones.
 	if len(m.GrantTypes) == 0 {
-		m.GrantTypes = []string{GrantAuthorizationCode}
+		m.GrantTypes = slices.Clone(oauth.DefaultGrantTypes)
 	}
 	listed := m.GrantTypes
-	m.GrantTypes = slices.DeleteFunc(dedupe(m.GrantTypes), func(g string) bool { return !slices.Contains(GrantTypes, g) })
+	m.GrantTypes = slices.DeleteFunc(dedupe(m.GrantTypes), func(g string) bool { return !slices.Contains(oauth.GrantTypes, g) })
 	if len(m.GrantTypes) == 0 {
-		return metaErr("grant_types", "no supported grant type among %q (supported: %s)", listed, strings.Join(GrantTypes, ", "))
+		return metaErr("grant_types", "no supported grant type among %q (supported: %s)", listed, strings.Join(oauth.GrantTypes, ", "))
 	}
-	code := slices.Contains(m.GrantTypes, GrantAuthorizationCode)
-	if slices.Contains(m.GrantTypes, GrantClientCredentials) && m.TokenEndpointAuthMethod == AuthNone {
+	code := slices.Contains(m.GrantTypes, oauth.GrantAuthorizationCode)
+	if slices.Contains(m.GrantTypes, oauth.GrantClientCredentials) && m.TokenEndpointAuthMethod == oauth.AuthNone {
 		return metaErr("grant_types", "client_credentials needs a confidential client (token_endpoint_auth_method other than none)")
 	}
-	if slices.Contains(m.GrantTypes, GrantRefreshToken) && !code {
+	if slices.Contains(m.GrantTypes, oauth.GrantRefreshToken) && !code {
 		return metaErr("grant_types", "refresh_token needs authorization_code")
 	}
 	if len(m.ResponseTypes) == 0 && code {
-		m.ResponseTypes = []string{ResponseCode}
+		m.ResponseTypes = []string{oauth.ResponseCode}
 	}
 	m.ResponseTypes = dedupe(m.ResponseTypes)
 	for _, rt := range m.ResponseTypes {
-		if rt != ResponseCode {
+		if rt != oauth.ResponseCode {
 			return metaErr("response_types", "unsupported response type %q (only code)", rt)
 		}
 	}
-	if code != slices.Contains(m.ResponseTypes, ResponseCode) {
+	if code != slices.Contains(m.ResponseTypes, oauth.ResponseCode) {
 		return metaErr("response_types", "response type code goes with grant type authorization_code and only with it")
 	}
 
@@ -240,7 +216,7 @@ func (m *Metadata) Normalize() error {
 			m.JWKS = buf.Bytes()
 		}
 	}
-	if m.TokenEndpointAuthMethod == AuthPrivateKeyJWT && m.JWKSURI == "" && len(m.JWKS) == 0 {
+	if m.TokenEndpointAuthMethod == oauth.AuthPrivateKeyJWT && m.JWKSURI == "" && len(m.JWKS) == 0 {
 		return metaErr("jwks", "private_key_jwt needs jwks or jwks_uri")
 	}
 	return nil
@@ -277,7 +253,7 @@ func (m *Metadata) checkStrings() error {
 			}
 			if err := checkString(l.name, v); err != nil {
 				if l.name == "redirect_uris" {
-					err.Code = CodeInvalidRedirectURI
+					err.Code = oauth.CodeInvalidRedirectURI
 				}
 				return err
 			}
@@ -286,7 +262,7 @@ func (m *Metadata) checkStrings() error {
 	return nil
 }
 
-func checkString(name, v string) *Error {
+func checkString(name, v string) *oauth.Error {
 	if len(v) > maxString {
 		return metaErr(name, "longer than %d bytes", maxString)
 	}

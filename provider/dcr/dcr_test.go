@@ -7,18 +7,20 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/authzd/authz/provider/oauth"
 )
 
-// asError asserts err is a *Error with the given code whose Description
+// asError asserts err is an *oauth.Error with the given code whose Description
 // starts with field.
 func asError(t *testing.T, err error, code, field string) {
 	t.Helper()
 	if err == nil {
 		t.Fatalf("got nil error, want %s on %s", code, field)
 	}
-	var e *Error
+	var e *oauth.Error
 	if !errors.As(err, &e) {
-		t.Fatalf("error %v (%T) is not a *dcr.Error", err, err)
+		t.Fatalf("error %v (%T) is not a *oauth.Error", err, err)
 	}
 	if e.Code != code {
 		t.Errorf("Code = %q, want %q (description %q)", e.Code, code, e.Description)
@@ -36,13 +38,13 @@ func TestNormalizeDefaults(t *testing.T) {
 	if err := m.Normalize(); err != nil {
 		t.Fatalf("Normalize: %v", err)
 	}
-	if m.TokenEndpointAuthMethod != AuthClientSecretBasic {
-		t.Errorf("TokenEndpointAuthMethod = %q, want %q", m.TokenEndpointAuthMethod, AuthClientSecretBasic)
+	if m.TokenEndpointAuthMethod != oauth.AuthClientSecretBasic {
+		t.Errorf("TokenEndpointAuthMethod = %q, want %q", m.TokenEndpointAuthMethod, oauth.AuthClientSecretBasic)
 	}
-	if !slices.Equal(m.GrantTypes, []string{GrantAuthorizationCode}) {
+	if !slices.Equal(m.GrantTypes, []string{oauth.GrantAuthorizationCode}) {
 		t.Errorf("GrantTypes = %v, want [authorization_code]", m.GrantTypes)
 	}
-	if !slices.Equal(m.ResponseTypes, []string{ResponseCode}) {
+	if !slices.Equal(m.ResponseTypes, []string{oauth.ResponseCode}) {
 		t.Errorf("ResponseTypes = %v, want [code]", m.ResponseTypes)
 	}
 	if m.ApplicationType != AppWeb {
@@ -63,59 +65,59 @@ func TestNormalizeErrors(t *testing.T) {
 		field string
 	}{
 		{"unknown auth method", Metadata{RedirectURIs: web, TokenEndpointAuthMethod: "client_secret_jwt"},
-			CodeInvalidClientMetadata, "token_endpoint_auth_method"},
+			oauth.CodeInvalidClientMetadata, "token_endpoint_auth_method"},
 		{"only unsupported grant types", Metadata{RedirectURIs: web, GrantTypes: []string{"implicit", "password"}},
-			CodeInvalidClientMetadata, "grant_types"},
-		{"client_credentials with none", Metadata{GrantTypes: []string{GrantClientCredentials}, TokenEndpointAuthMethod: AuthNone},
-			CodeInvalidClientMetadata, "grant_types"},
-		{"refresh_token without authorization_code", Metadata{GrantTypes: []string{GrantClientCredentials, GrantRefreshToken}},
-			CodeInvalidClientMetadata, "grant_types"},
+			oauth.CodeInvalidClientMetadata, "grant_types"},
+		{"client_credentials with none", Metadata{GrantTypes: []string{oauth.GrantClientCredentials}, TokenEndpointAuthMethod: oauth.AuthNone},
+			oauth.CodeInvalidClientMetadata, "grant_types"},
+		{"refresh_token without authorization_code", Metadata{GrantTypes: []string{oauth.GrantClientCredentials, oauth.GrantRefreshToken}},
+			oauth.CodeInvalidClientMetadata, "grant_types"},
 		{"response type token", Metadata{RedirectURIs: web, ResponseTypes: []string{"token"}},
-			CodeInvalidClientMetadata, "response_types"},
-		{"response type code without authorization_code", Metadata{GrantTypes: []string{GrantClientCredentials}, ResponseTypes: []string{ResponseCode}},
-			CodeInvalidClientMetadata, "response_types"},
+			oauth.CodeInvalidClientMetadata, "response_types"},
+		{"response type code without authorization_code", Metadata{GrantTypes: []string{oauth.GrantClientCredentials}, ResponseTypes: []string{oauth.ResponseCode}},
+			oauth.CodeInvalidClientMetadata, "response_types"},
 		{"bad application_type", Metadata{RedirectURIs: web, ApplicationType: "browser"},
-			CodeInvalidClientMetadata, "application_type"},
+			oauth.CodeInvalidClientMetadata, "application_type"},
 		{"missing redirect_uris for code", Metadata{},
-			CodeInvalidRedirectURI, "redirect_uris"},
-		{"redirect_uris for client_credentials only", Metadata{RedirectURIs: web, GrantTypes: []string{GrantClientCredentials}},
-			CodeInvalidRedirectURI, "redirect_uris"},
+			oauth.CodeInvalidRedirectURI, "redirect_uris"},
+		{"redirect_uris for client_credentials only", Metadata{RedirectURIs: web, GrantTypes: []string{oauth.GrantClientCredentials}},
+			oauth.CodeInvalidRedirectURI, "redirect_uris"},
 		{"invalid redirect uri", Metadata{RedirectURIs: []string{"javascript:alert(1)"}},
-			CodeInvalidRedirectURI, "redirect_uris"},
+			oauth.CodeInvalidRedirectURI, "redirect_uris"},
 		{"redirect uri with control char", Metadata{RedirectURIs: []string{"https://app.example.com/\x01cb"}},
-			CodeInvalidRedirectURI, "redirect_uris"},
+			oauth.CodeInvalidRedirectURI, "redirect_uris"},
 		{"logo_uri javascript", Metadata{RedirectURIs: web, LogoURI: "javascript:alert(1)"},
-			CodeInvalidClientMetadata, "logo_uri"},
+			oauth.CodeInvalidClientMetadata, "logo_uri"},
 		{"client_uri relative", Metadata{RedirectURIs: web, ClientURI: "/about"},
-			CodeInvalidClientMetadata, "client_uri"},
+			oauth.CodeInvalidClientMetadata, "client_uri"},
 		{"tos_uri with userinfo", Metadata{RedirectURIs: web, TOSURI: "https://u:p@example.com/tos"},
-			CodeInvalidClientMetadata, "tos_uri"},
+			oauth.CodeInvalidClientMetadata, "tos_uri"},
 		{"jwks and jwks_uri", Metadata{RedirectURIs: web, JWKSURI: "https://app.example.com/jwks", JWKS: json.RawMessage(`{"keys":[{"kty":"OKP"}]}`)},
-			CodeInvalidClientMetadata, "jwks"},
+			oauth.CodeInvalidClientMetadata, "jwks"},
 		{"jwks_uri http", Metadata{RedirectURIs: web, JWKSURI: "http://app.example.com/jwks"},
-			CodeInvalidClientMetadata, "jwks_uri"},
-		{"private_key_jwt without keys", Metadata{RedirectURIs: web, TokenEndpointAuthMethod: AuthPrivateKeyJWT},
-			CodeInvalidClientMetadata, "jwks"},
+			oauth.CodeInvalidClientMetadata, "jwks_uri"},
+		{"private_key_jwt without keys", Metadata{RedirectURIs: web, TokenEndpointAuthMethod: oauth.AuthPrivateKeyJWT},
+			oauth.CodeInvalidClientMetadata, "jwks"},
 		{"jwks not a key set", Metadata{RedirectURIs: web, JWKS: json.RawMessage(`{"kty":"EC","crv":"P-256"}`)},
-			CodeInvalidClientMetadata, "jwks"},
+			oauth.CodeInvalidClientMetadata, "jwks"},
 		{"jwks empty key set", Metadata{RedirectURIs: web, JWKS: json.RawMessage(`{"keys":[]}`)},
-			CodeInvalidClientMetadata, "jwks"},
+			oauth.CodeInvalidClientMetadata, "jwks"},
 		{"jwks an array", Metadata{RedirectURIs: web, JWKS: json.RawMessage(`[1,2]`)},
-			CodeInvalidClientMetadata, "jwks"},
+			oauth.CodeInvalidClientMetadata, "jwks"},
 		{"scope with quote", Metadata{RedirectURIs: web, Scope: `read "write`},
-			CodeInvalidClientMetadata, "scope"},
+			oauth.CodeInvalidClientMetadata, "scope"},
 		{"scope with backslash", Metadata{RedirectURIs: web, Scope: `read wr\ite`},
-			CodeInvalidClientMetadata, "scope"},
+			oauth.CodeInvalidClientMetadata, "scope"},
 		{"client_name with control char", Metadata{RedirectURIs: web, ClientName: "My\x07App"},
-			CodeInvalidClientMetadata, "client_name"},
+			oauth.CodeInvalidClientMetadata, "client_name"},
 		{"client_name invalid utf-8", Metadata{RedirectURIs: web, ClientName: "My\xffApp"},
-			CodeInvalidClientMetadata, "client_name"},
+			oauth.CodeInvalidClientMetadata, "client_name"},
 		{"client_name too long", Metadata{RedirectURIs: web, ClientName: strings.Repeat("a", maxString+1)},
-			CodeInvalidClientMetadata, "client_name"},
+			oauth.CodeInvalidClientMetadata, "client_name"},
 		{"more than 20 redirect uris", Metadata{RedirectURIs: tooMany},
-			CodeInvalidClientMetadata, "redirect_uris"},
+			oauth.CodeInvalidClientMetadata, "redirect_uris"},
 		{"empty contact", Metadata{RedirectURIs: web, Contacts: []string{""}},
-			CodeInvalidClientMetadata, "contacts"},
+			oauth.CodeInvalidClientMetadata, "contacts"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -135,18 +137,18 @@ func TestNormalizeValid(t *testing.T) {
 			name: "native client with custom schemes and loopback",
 			m: Metadata{
 				ApplicationType:         AppNative,
-				TokenEndpointAuthMethod: AuthNone,
-				GrantTypes:              []string{GrantAuthorizationCode, GrantRefreshToken},
+				TokenEndpointAuthMethod: oauth.AuthNone,
+				GrantTypes:              []string{oauth.GrantAuthorizationCode, oauth.GrantRefreshToken},
 				RedirectURIs:            []string{"jetbrains://idea/oauth/callback", "vscode://publisher.ext/cb", "http://127.0.0.1/cb"},
 			},
 			check: func(t *testing.T, m Metadata) {
 				if len(m.RedirectURIs) != 3 {
 					t.Errorf("RedirectURIs = %v, want 3 entries", m.RedirectURIs)
 				}
-				if m.ApplicationType != AppNative || m.TokenEndpointAuthMethod != AuthNone {
+				if m.ApplicationType != AppNative || m.TokenEndpointAuthMethod != oauth.AuthNone {
 					t.Errorf("ApplicationType/auth = %q/%q", m.ApplicationType, m.TokenEndpointAuthMethod)
 				}
-				if !slices.Equal(m.ResponseTypes, []string{ResponseCode}) {
+				if !slices.Equal(m.ResponseTypes, []string{oauth.ResponseCode}) {
 					t.Errorf("ResponseTypes = %v, want [code]", m.ResponseTypes)
 				}
 			},
@@ -155,7 +157,7 @@ func TestNormalizeValid(t *testing.T) {
 			name: "web client with https and localhost, duplicates removed",
 			m: Metadata{
 				RedirectURIs: []string{"https://app.example.com/cb", "http://localhost:3000/cb", "https://app.example.com/cb"},
-				GrantTypes:   []string{GrantAuthorizationCode, GrantAuthorizationCode},
+				GrantTypes:   []string{oauth.GrantAuthorizationCode, oauth.GrantAuthorizationCode},
 				ClientURI:    "https://app.example.com",
 				LogoURI:      "https://app.example.com/logo.png",
 				Scope:        "read  write read",
@@ -164,7 +166,7 @@ func TestNormalizeValid(t *testing.T) {
 				if !slices.Equal(m.RedirectURIs, []string{"https://app.example.com/cb", "http://localhost:3000/cb"}) {
 					t.Errorf("RedirectURIs = %v", m.RedirectURIs)
 				}
-				if !slices.Equal(m.GrantTypes, []string{GrantAuthorizationCode}) {
+				if !slices.Equal(m.GrantTypes, []string{oauth.GrantAuthorizationCode}) {
 					t.Errorf("GrantTypes = %v", m.GrantTypes)
 				}
 				if m.Scope != "read write" {
@@ -175,8 +177,8 @@ func TestNormalizeValid(t *testing.T) {
 		{
 			name: "client_credentials only confidential client",
 			m: Metadata{
-				GrantTypes:              []string{GrantClientCredentials},
-				TokenEndpointAuthMethod: AuthClientSecretPost,
+				GrantTypes:              []string{oauth.GrantClientCredentials},
+				TokenEndpointAuthMethod: oauth.AuthClientSecretPost,
 			},
 			check: func(t *testing.T, m Metadata) {
 				if len(m.ResponseTypes) != 0 {
@@ -185,7 +187,7 @@ func TestNormalizeValid(t *testing.T) {
 				if len(m.RedirectURIs) != 0 {
 					t.Errorf("RedirectURIs = %v, want empty", m.RedirectURIs)
 				}
-				if !slices.Equal(m.GrantTypes, []string{GrantClientCredentials}) {
+				if !slices.Equal(m.GrantTypes, []string{oauth.GrantClientCredentials}) {
 					t.Errorf("GrantTypes = %v", m.GrantTypes)
 				}
 			},
@@ -193,8 +195,8 @@ func TestNormalizeValid(t *testing.T) {
 		{
 			name: "private_key_jwt with jwks",
 			m: Metadata{
-				GrantTypes:              []string{GrantClientCredentials},
-				TokenEndpointAuthMethod: AuthPrivateKeyJWT,
+				GrantTypes:              []string{oauth.GrantClientCredentials},
+				TokenEndpointAuthMethod: oauth.AuthPrivateKeyJWT,
 				JWKS:                    json.RawMessage("{\n  \"keys\": [ {\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\"} ]\n}"),
 			},
 			check: func(t *testing.T, m Metadata) {
@@ -208,7 +210,7 @@ func TestNormalizeValid(t *testing.T) {
 			name: "private_key_jwt with jwks_uri",
 			m: Metadata{
 				RedirectURIs:            []string{"https://app.example.com/cb"},
-				TokenEndpointAuthMethod: AuthPrivateKeyJWT,
+				TokenEndpointAuthMethod: oauth.AuthPrivateKeyJWT,
 				JWKSURI:                 "https://app.example.com/.well-known/jwks.json",
 			},
 			check: func(t *testing.T, m Metadata) {
@@ -273,7 +275,7 @@ func TestValidateRedirectURI(t *testing.T) {
 				}
 				return
 			}
-			asError(t, err, CodeInvalidRedirectURI, "redirect_uris")
+			asError(t, err, oauth.CodeInvalidRedirectURI, "redirect_uris")
 		})
 	}
 }
@@ -361,15 +363,15 @@ func TestDecode(t *testing.T) {
 		field string
 		check func(t *testing.T, m Metadata)
 	}{
-		{name: "not JSON", body: "redirect_uris=https://x", code: CodeInvalidClientMetadata, field: "body"},
-		{name: "JSON array", body: `["https://x"]`, code: CodeInvalidClientMetadata, field: "body"},
-		{name: "truncated object", body: `{"redirect_uris":[`, code: CodeInvalidClientMetadata, field: "body"},
-		{name: "trailing object", body: `{} {}`, code: CodeInvalidClientMetadata, field: "body"},
-		{name: "trailing brace", body: `{}}`, code: CodeInvalidClientMetadata, field: "body"},
-		{name: "null", body: `null`, code: CodeInvalidClientMetadata, field: "body"},
-		{name: "array", body: `[]`, code: CodeInvalidClientMetadata, field: "body"},
-		{name: "redirect_uris as string", body: `{"redirect_uris":"https://app.example.com/cb"}`, code: CodeInvalidClientMetadata, field: "redirect_uris"},
-		{name: "client_name as number", body: `{"client_name":42}`, code: CodeInvalidClientMetadata, field: "client_name"},
+		{name: "not JSON", body: "redirect_uris=https://x", code: oauth.CodeInvalidClientMetadata, field: "body"},
+		{name: "JSON array", body: `["https://x"]`, code: oauth.CodeInvalidClientMetadata, field: "body"},
+		{name: "truncated object", body: `{"redirect_uris":[`, code: oauth.CodeInvalidClientMetadata, field: "body"},
+		{name: "trailing object", body: `{} {}`, code: oauth.CodeInvalidClientMetadata, field: "body"},
+		{name: "trailing brace", body: `{}}`, code: oauth.CodeInvalidClientMetadata, field: "body"},
+		{name: "null", body: `null`, code: oauth.CodeInvalidClientMetadata, field: "body"},
+		{name: "array", body: `[]`, code: oauth.CodeInvalidClientMetadata, field: "body"},
+		{name: "redirect_uris as string", body: `{"redirect_uris":"https://app.example.com/cb"}`, code: oauth.CodeInvalidClientMetadata, field: "redirect_uris"},
+		{name: "client_name as number", body: `{"client_name":42}`, code: oauth.CodeInvalidClientMetadata, field: "client_name"},
 		{
 			name: "unknown fields ignored",
 			body: `{"redirect_uris":["https://app.example.com/cb"],"client_name":"App","x_vendor":{"a":[1,2]},"frontchannel_logout_uri":"https://x"}`,
@@ -383,7 +385,7 @@ func TestDecode(t *testing.T) {
 			name: "jwks kept raw",
 			body: `{"jwks":{"keys":[{"kty":"OKP"}]},"token_endpoint_auth_method":"private_key_jwt"}`,
 			check: func(t *testing.T, m Metadata) {
-				if string(m.JWKS) != `{"keys":[{"kty":"OKP"}]}` || m.TokenEndpointAuthMethod != AuthPrivateKeyJWT {
+				if string(m.JWKS) != `{"keys":[{"kty":"OKP"}]}` || m.TokenEndpointAuthMethod != oauth.AuthPrivateKeyJWT {
 					t.Errorf("decoded %+v (jwks %s)", m, m.JWKS)
 				}
 			},
@@ -395,7 +397,7 @@ func TestDecode(t *testing.T) {
 			if tt.code != "" {
 				asError(t, err, tt.code, tt.field)
 				if tt.field == "redirect_uris" {
-					var e *Error
+					var e *oauth.Error
 					errors.As(err, &e)
 					if !strings.Contains(e.Description, "array") {
 						t.Errorf("Description = %q, want it to say an array is expected", e.Description)
@@ -422,17 +424,17 @@ func TestInteropProfile(t *testing.T) {
 		grants    []string
 	}{
 		{"claude code: no application_type, loopback only", `{"client_name":"Claude Code","redirect_uris":["http://localhost/callback"],"token_endpoint_auth_method":"none","grant_types":["authorization_code","refresh_token"]}`,
-			AppNative, AuthNone, []string{GrantAuthorizationCode, GrantRefreshToken}},
+			AppNative, oauth.AuthNone, []string{oauth.GrantAuthorizationCode, oauth.GrantRefreshToken}},
 		{"claude.ai: jwt-bearer grant ignored", `{"client_name":"Claude","redirect_uris":["https://claude.ai/api/mcp/auth_callback"],"token_endpoint_auth_method":"none","grant_types":["authorization_code","refresh_token","urn:ietf:params:oauth:grant-type:jwt-bearer"]}`,
-			AppWeb, AuthNone, []string{GrantAuthorizationCode, GrantRefreshToken}},
+			AppWeb, oauth.AuthNone, []string{oauth.GrantAuthorizationCode, oauth.GrantRefreshToken}},
 		{"chatgpt: methods list with none, unknown fields", `{"client_name":"ChatGPT","redirect_uris":["https://chatgpt.com/connector_platform_oauth_redirect"],"token_endpoint_auth_methods_supported":["none","private_key_jwt"],"x_openai_thing":{"a":1},"grant_types":["authorization_code","refresh_token"]}`,
-			AppWeb, AuthNone, []string{GrantAuthorizationCode, GrantRefreshToken}},
+			AppWeb, oauth.AuthNone, []string{oauth.GrantAuthorizationCode, oauth.GrantRefreshToken}},
 		{"methods list without none", `{"client_name":"K","redirect_uris":["https://k.example/cb"],"token_endpoint_auth_methods_supported":["private_key_jwt","client_secret_basic"],"jwks_uri":"https://k.example/jwks"}`,
-			AppWeb, AuthPrivateKeyJWT, []string{GrantAuthorizationCode}},
+			AppWeb, oauth.AuthPrivateKeyJWT, []string{oauth.GrantAuthorizationCode}},
 		{"vs code: loopback and https", `{"client_name":"Visual Studio Code","redirect_uris":["http://127.0.0.1:33418","https://vscode.dev/redirect"],"token_endpoint_auth_method":"none"}`,
-			AppWeb, AuthNone, []string{GrantAuthorizationCode}},
+			AppWeb, oauth.AuthNone, []string{oauth.GrantAuthorizationCode}},
 		{"private-use scheme only", `{"client_name":"IDE","redirect_uris":["com.example.ide:/cb","http://[::1]/cb"],"token_endpoint_auth_method":"none"}`,
-			AppNative, AuthNone, []string{GrantAuthorizationCode}},
+			AppNative, oauth.AuthNone, []string{oauth.GrantAuthorizationCode}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m, err := Decode(strings.NewReader(tc.body))
@@ -479,7 +481,7 @@ func TestCheckRegisteredRedirectURI(t *testing.T) {
 				t.Fatalf("refused: %v", err)
 			}
 			if !tt.ok {
-				asError(t, err, CodeInvalidRedirectURI, "redirect_uris")
+				asError(t, err, oauth.CodeInvalidRedirectURI, "redirect_uris")
 			}
 		})
 	}
@@ -508,7 +510,7 @@ func TestInvisibleCharacters(t *testing.T) {
 	t.Parallel()
 	for _, name := range []string{"a\u202eb", "a\u2066b", "a\u200bb", "a\u200db", "a\u00adb", "a\u2028b", "a\u2029b", "a\ufeffb", "a\u0085b", "a\u061cb"} {
 		m := Metadata{ClientName: name, RedirectURIs: []string{"https://app.example.com/cb"}}
-		asError(t, m.Normalize(), CodeInvalidClientMetadata, "client_name")
+		asError(t, m.Normalize(), oauth.CodeInvalidClientMetadata, "client_name")
 	}
 	m := Metadata{ClientName: "Café 東京 🙂", RedirectURIs: []string{"https://app.example.com/cb"}}
 	if err := m.Normalize(); err != nil {

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/authzd/authz/provider/oauth"
 )
 
 // FuzzRegistration: any body is either refused with a registration error
@@ -27,17 +29,17 @@ func FuzzRegistration(f *testing.F) {
 			err = m.Normalize()
 		}
 		if err != nil {
-			var de *Error
-			if !errors.As(err, &de) || (de.Code != CodeInvalidClientMetadata && de.Code != CodeInvalidRedirectURI) || de.Description == "" {
+			var de *oauth.Error
+			if !errors.As(err, &de) || (de.Code != oauth.CodeInvalidClientMetadata && de.Code != oauth.CodeInvalidRedirectURI) || de.Description == "" {
 				t.Fatalf("error %v is not a registration error", err)
 			}
 			return
 		}
-		if !slices.Contains(AuthMethods, m.TokenEndpointAuthMethod) || (m.ApplicationType != AppWeb && m.ApplicationType != AppNative) {
+		if !slices.Contains(oauth.AuthMethods, m.TokenEndpointAuthMethod) || (m.ApplicationType != AppWeb && m.ApplicationType != AppNative) {
 			t.Fatalf("accepted %+v", m)
 		}
-		code := slices.Contains(m.GrantTypes, GrantAuthorizationCode)
-		if code != (len(m.RedirectURIs) > 0) || code != slices.Contains(m.ResponseTypes, ResponseCode) {
+		code := slices.Contains(m.GrantTypes, oauth.GrantAuthorizationCode)
+		if code != (len(m.RedirectURIs) > 0) || code != slices.Contains(m.ResponseTypes, oauth.ResponseCode) {
 			t.Fatalf("inconsistent grant, response types and redirects: %+v", m)
 		}
 		for _, r := range m.RedirectURIs {
@@ -45,7 +47,7 @@ func FuzzRegistration(f *testing.F) {
 				t.Fatalf("accepted redirect %q: %v", r, err)
 			}
 		}
-		if slices.Contains(m.GrantTypes, GrantClientCredentials) && m.TokenEndpointAuthMethod == AuthNone {
+		if slices.Contains(m.GrantTypes, oauth.GrantClientCredentials) && m.TokenEndpointAuthMethod == oauth.AuthNone {
 			t.Fatal("public client_credentials client accepted")
 		}
 	})

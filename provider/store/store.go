@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"slices"
 	"time"
+
+	"github.com/authzd/authz/provider/oauth"
 )
 
 // Sentinel errors. Implementations return these (possibly wrapped) so callers
@@ -94,15 +96,7 @@ func jsonEqual(a, b json.RawMessage) bool {
 }
 
 // Public reports whether the client authenticates with "none".
-func (c Client) Public() bool { return c.Metadata.TokenEndpointAuthMethod == AuthMethodNone }
-
-// Token endpoint authentication methods (RFC 7591 §2).
-const (
-	AuthMethodNone              = "none"
-	AuthMethodClientSecretBasic = "client_secret_basic"
-	AuthMethodClientSecretPost  = "client_secret_post"
-	AuthMethodPrivateKeyJWT     = "private_key_jwt"
-)
+func (c Client) Public() bool { return c.Metadata.TokenEndpointAuthMethod == oauth.AuthNone }
 
 // ClientMetadata is what a client declares about itself (RFC 7591 §2) plus
 // the administrator's allowances. It is stored as one document; the JSON names

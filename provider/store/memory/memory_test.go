@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/store"
 	"github.com/authzd/authz/provider/store/memory"
 	"github.com/authzd/authz/provider/store/storetest"
@@ -39,7 +40,7 @@ func BenchmarkRotateRefreshToken(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		must(s.CreateClient(ctx, store.Client{ID: "c", Metadata: store.ClientMetadata{TokenEndpointAuthMethod: store.AuthMethodNone}, CreatedAt: now}))
+		must(s.CreateClient(ctx, store.Client{ID: "c", Metadata: store.ClientMetadata{TokenEndpointAuthMethod: oauth.AuthNone}, CreatedAt: now}))
 		must(s.CreateUser(ctx, store.User{ID: "u", Username: "u", CreatedAt: now}))
 		for c := range uint64(chains) {
 			gid := "g" + strconv.FormatUint(c, 10)

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/store"
 	"github.com/authzd/authz/provider/store/postgres"
 	"github.com/authzd/authz/provider/store/postgres/pgtest"
@@ -99,7 +100,7 @@ func TestGrantOperationsTakeTwoRoundTrips(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	must(st.CreateClient(ctx, store.Client{ID: "c", Metadata: store.ClientMetadata{TokenEndpointAuthMethod: store.AuthMethodNone}, CreatedAt: base, UpdatedAt: base}))
+	must(st.CreateClient(ctx, store.Client{ID: "c", Metadata: store.ClientMetadata{TokenEndpointAuthMethod: oauth.AuthNone}, CreatedAt: base, UpdatedAt: base}))
 	must(st.CreateUser(ctx, store.User{ID: "u", Username: "u", PasswordHash: "x", CreatedAt: base}))
 
 	hash := func(s string) []byte { h := sha256.Sum256([]byte(s)); return h[:] }

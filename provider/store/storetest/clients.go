@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/store"
 )
 
@@ -185,7 +186,7 @@ func testClients(t *testing.T, newStore factory) {
 		upd.Metadata = store.ClientMetadata{
 			Name:                    "Renamed",
 			RedirectURIs:            []string{"https://new.example.com/cb"},
-			TokenEndpointAuthMethod: store.AuthMethodClientSecretBasic,
+			TokenEndpointAuthMethod: oauth.AuthClientSecretBasic,
 			Scopes:                  []string{"read"},
 			Resources:               []string{},
 			JWKS:                    nil,

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/store"
 )
 
@@ -19,7 +20,7 @@ func testMetadataDocumentClients(t *testing.T, newStore factory) {
 		return store.Client{
 			ID: id, Trust: store.TrustMetadataDocument, DocumentExpiresAt: updated.Add(time.Hour),
 			Metadata: store.ClientMetadata{
-				Name: "Doc App", RedirectURIs: []string{redirect}, TokenEndpointAuthMethod: store.AuthMethodNone,
+				Name: "Doc App", RedirectURIs: []string{redirect}, TokenEndpointAuthMethod: oauth.AuthNone,
 				GrantTypes: []string{"authorization_code", "refresh_token"}, ResponseTypes: []string{"code"}, ApplicationType: "native",
 			},
 			CreatedAt: updated, UpdatedAt: updated,
@@ -61,7 +62,7 @@ func testMetadataDocumentClients(t *testing.T, newStore factory) {
 	// New keys: consent goes too.
 	e.must(e.s.AddConsent(e.ctx, consent), "AddConsent again")
 	keyed := moved
-	keyed.Metadata.TokenEndpointAuthMethod, keyed.Metadata.JWKSURI = store.AuthMethodPrivateKeyJWT, "https://app.example.com/jwks"
+	keyed.Metadata.TokenEndpointAuthMethod, keyed.Metadata.JWKSURI = oauth.AuthPrivateKeyJWT, "https://app.example.com/jwks"
 	e.must(e.s.SaveMetadataDocumentClient(e.ctx, keyed), "SaveMetadataDocumentClient (new keys)")
 	_, err = e.s.GetConsent(e.ctx, u, id)
 	wantErr(t, "consent after the keys changed", err, store.ErrNotFound)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/store"
 )
 
@@ -132,7 +133,7 @@ func sampleClient(id string, created time.Time) store.Client {
 		Metadata: store.ClientMetadata{
 			Name:                    "Example App " + id,
 			RedirectURIs:            []string{"https://app.example.com/cb", "http://127.0.0.1/cb"},
-			TokenEndpointAuthMethod: store.AuthMethodPrivateKeyJWT,
+			TokenEndpointAuthMethod: oauth.AuthPrivateKeyJWT,
 			GrantTypes:              []string{"authorization_code", "refresh_token"},
 			ResponseTypes:           []string{"code"},
 			ApplicationType:         "web",
@@ -164,7 +165,7 @@ func publicClient(id string, created time.Time) store.Client {
 		Trust: store.TrustAdmin,
 		Metadata: store.ClientMetadata{
 			RedirectURIs:            []string{"http://127.0.0.1/cb"},
-			TokenEndpointAuthMethod: store.AuthMethodNone,
+			TokenEndpointAuthMethod: oauth.AuthNone,
 			GrantTypes:              []string{},
 			Scopes:                  nil,
 		},

@@ -1,0 +1,43 @@
+package oauth
+
+import (
+	"errors"
+	"net/http"
+	"testing"
+)
+
+func TestStatus(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		code   string
+		status int
+	}{
+		{CodeInvalidRequest, 400}, {CodeInvalidClient, 401}, {CodeInvalidGrant, 400}, {CodeUnauthorizedClient, 400},
+		{CodeUnsupportedGrantType, 400}, {CodeUnsupportedResponseType, 400}, {CodeInvalidScope, 400},
+		{CodeInvalidTarget, 400}, {CodeAccessDenied, 403}, {CodeServerError, 500}, {CodeTemporarilyUnavailable, 503},
+		{CodeInvalidToken, 401}, {CodeInvalidRedirectURI, 400}, {CodeInvalidClientMetadata, 400}, {CodeSlowDown, 429},
+		{"made_up", 400},
+	} {
+		if got := Status(tc.code); got != tc.status {
+			t.Errorf("Status(%s) = %d, want %d", tc.code, got, tc.status)
+		}
+	}
+	if got := (&Error{Code: CodeAccessDenied, Status: http.StatusNotFound}).HTTPStatus(); got != 404 {
+		t.Errorf("Status override: %d", got)
+	}
+	if !Retryable(CodeTemporarilyUnavailable) || !Retryable(CodeSlowDown) || Retryable(CodeInvalidGrant) {
+		t.Error("Retryable")
+	}
+}
+
+func TestError(t *testing.T) {
+	t.Parallel()
+	cause := errors.New("db down")
+	e := &Error{Code: CodeServerError, Description: "internal error", Cause: cause}
+	if !errors.Is(e, cause) || e.Error() != "server_error: internal error: db down" {
+		t.Fatalf("Error() = %q, Is(cause) = %v", e.Error(), errors.Is(e, cause))
+	}
+	if got := Errorf(CodeInvalidScope, "scope %q", "x").Error(); got != `invalid_scope: scope "x"` {
+		t.Fatalf("Errorf: %q", got)
+	}
+}
