@@ -18,22 +18,12 @@ import (
 // the request itself is bad: an unknown token, or another client's, is not
 // an error (§2.2) and has no effect.
 func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) error {
-	if err := r.ParseForm(); err != nil {
-		return oauth.New(oauth.CodeInvalidRequest, "the request body must be application/x-www-form-urlencoded")
-	}
-	if name, ok := singleValued(r.PostForm, "token", "token_type_hint", "client_id", "client_secret"); !ok {
-		return oauth.New(oauth.CodeInvalidRequest, "parameter "+name+" must not be repeated")
-	}
-	c, err := s.authenticateClient(r, r.PostForm)
+	req, err := s.parseTokenQuery(r, false)
 	if err != nil {
 		return err
 	}
-	token := r.PostForm.Get("token")
-	if token == "" {
-		return oauth.New(oauth.CodeInvalidRequest, "token is required")
-	}
 	// token_type_hint is only a hint (§2.1): the token's own form decides.
-	ev, err := s.revoke(r.Context(), c, token)
+	ev, err := s.revoke(r.Context(), req.client, req.token)
 	if err != nil {
 		return err
 	}
@@ -43,6 +33,37 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 	return nil
+}
+
+// tokenQuery is a revocation (RFC 7009 §2.1) or introspection (RFC 7662
+// §2.1) request: an authenticated client asking about one token.
+type tokenQuery struct {
+	client store.Client
+	token  string
+}
+
+// parseTokenQuery parses either request once (house rule 1): the form,
+// no repeated parameter, the client's authentication (confidential only,
+// for introspection), then the token.
+func (s *Server) parseTokenQuery(r *http.Request, confidential bool) (*tokenQuery, error) {
+	if err := r.ParseForm(); err != nil {
+		return nil, oauth.New(oauth.CodeInvalidRequest, "the request body must be application/x-www-form-urlencoded")
+	}
+	if name, ok := singleValued(r.PostForm, "token", "token_type_hint", "client_id", "client_secret"); !ok {
+		return nil, oauth.New(oauth.CodeInvalidRequest, "parameter "+name+" must not be repeated")
+	}
+	c, err := s.authenticateClient(r, r.PostForm)
+	if err != nil {
+		return nil, err
+	}
+	if confidential && c.Public() {
+		return nil, errBadClient
+	}
+	token := r.PostForm.Get("token")
+	if token == "" {
+		return nil, oauth.New(oauth.CodeInvalidRequest, "token is required")
+	}
+	return &tokenQuery{client: c, token: token}, nil
 }
 
 // revoke revokes token if it is c's and returns the token.revoked audit
@@ -112,24 +133,11 @@ type introspection struct {
 // {"active": false}. Introspection only reads: it never rotates a refresh
 // token or counts as a use of one.
 func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) error {
-	if err := r.ParseForm(); err != nil {
-		return oauth.New(oauth.CodeInvalidRequest, "the request body must be application/x-www-form-urlencoded")
-	}
-	if name, ok := singleValued(r.PostForm, "token", "token_type_hint", "client_id", "client_secret"); !ok {
-		return oauth.New(oauth.CodeInvalidRequest, "parameter "+name+" must not be repeated")
-	}
-	c, err := s.authenticateClient(r, r.PostForm)
+	req, err := s.parseTokenQuery(r, true)
 	if err != nil {
 		return err
 	}
-	if c.Public() {
-		return errBadClient
-	}
-	token := r.PostForm.Get("token")
-	if token == "" {
-		return oauth.New(oauth.CodeInvalidRequest, "token is required")
-	}
-	resp, err := s.introspect(r.Context(), c, token)
+	resp, err := s.introspect(r.Context(), req.client, req.token)
 	if err != nil {
 		return err
 	}

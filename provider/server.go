@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/gorilla/mux"
 
 	"github.com/authzd/authz/provider/dcr"
 	"github.com/authzd/authz/provider/oauth"
@@ -118,104 +117,6 @@ func (s *Server) Options() Options { return s.opts }
 
 // url returns the absolute URL of an endpoint path.
 func (s *Server) url(path string) string { return s.opts.Issuer + path }
-
-// buildMetadata is the RFC 8414 document, derived from the same options and
-// path constants as the routes.
-func (s *Server) buildMetadata() wellknown.AuthorizationServerMetadata {
-	m := wellknown.AuthorizationServerMetadata{
-		Issuer:                            s.opts.Issuer,
-		AuthorizationEndpoint:             s.url(PathAuthorize),
-		TokenEndpoint:                     s.url(PathToken),
-		JWKSURI:                           s.url(PathJWKS),
-		ScopesSupported:                   s.opts.Scopes,
-		ResponseTypesSupported:            []string{oauth.ResponseCode},
-		ResponseModesSupported:            []string{"query"},
-		GrantTypesSupported:               slices.Clone(oauth.GrantTypes),
-		CodeChallengeMethodsSupported:     []string{oauth.CodeChallengeS256},
-		TokenEndpointAuthMethodsSupported: slices.Clone(oauth.AuthMethods),
-		AuthorizationResponseISSParameterSupported: true,
-		ProtectedResources:                         s.opts.Resources,
-		RevocationEndpoint:                         s.url(PathRevoke),
-		RevocationEndpointAuthMethodsSupported:     slices.Clone(oauth.AuthMethods),
-		IntrospectionEndpoint:                      s.url(PathIntrospect),
-		IntrospectionEndpointAuthMethodsSupported:  slices.Clone(oauth.ConfidentialAuthMethods),
-		TokenEndpointAuthSigningAlgValuesSupported: assertionAlgNames(),
-		ClientIDMetadataDocumentSupported:          !s.opts.DisableClientMetadataDocuments,
-	}
-	if s.opts.RegistrationPolicy != RegistrationOff {
-		m.RegistrationEndpoint = s.url(PathRegister)
-	}
-	return m
-}
-
-// Handler returns the HTTP handler serving every endpoint.
-func (s *Server) Handler() http.Handler {
-	r := mux.NewRouter()
-	r.Use(routeName)
-	p := s.issuerPath
-	r.Handle(p+PathAuthorize, http.HandlerFunc(s.handleAuthorize)).Methods(http.MethodGet, http.MethodPost)
-	r.Handle(p+PathToken, cors(s.jsonEndpoint(s.countTokens(s.handleToken)))).Methods(http.MethodPost, http.MethodOptions)
-	r.Handle(p+PathJWKS, wellknown.Bytes(s.keys.jwks, "public, max-age=60"))
-	r.Handle(p+PathLogin, http.HandlerFunc(s.handleLogin)).Methods(http.MethodGet, http.MethodPost)
-	r.Handle(p+PathLogout, http.HandlerFunc(s.handleLogout)).Methods(http.MethodGet, http.MethodPost)
-	r.Handle(p+"/", http.HandlerFunc(s.handleHome)).Methods(http.MethodGet, http.MethodHead)
-	r.HandleFunc(p+PathHealthz, func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain")
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	r.HandleFunc(p+PathReadyz, s.handleReady)
-	r.Handle(p+PathRevoke, cors(s.jsonEndpoint(s.handleRevoke))).Methods(http.MethodPost, http.MethodOptions)
-	r.Handle(p+PathIntrospect, s.jsonEndpoint(s.handleIntrospect)).Methods(http.MethodPost)
-	r.Handle(p+PathApps, http.HandlerFunc(s.handleApps)).Methods(http.MethodGet, http.MethodPost)
-	if s.opts.RegistrationPolicy != RegistrationOff {
-		r.Handle(p+PathRegister, cors(s.jsonEndpoint(s.countRegistrations(registrationDCR, s.handleRegister)))).Methods(http.MethodPost, http.MethodOptions)
-		r.Handle(p+PathRegister+"/{client_id}", s.jsonEndpoint(s.handleClientConfiguration)).Methods(http.MethodGet, http.MethodPut, http.MethodDelete)
-	} else {
-		// RFC 7591 §3: the endpoint exists but refuses; it is not advertised.
-		r.Handle(p+PathRegister, s.jsonEndpoint(s.handleRegister)).Methods(http.MethodPost)
-	}
-
-	// RFC 8414 §3.1: the metadata lives at the path-inserted location; many
-	// clients also try the issuer-relative one, so both answer.
-	meta := wellknown.JSON(s.metadata)
-	insPath, _ := wellknown.InsertedPath(s.opts.Issuer, wellknown.AuthorizationServerSuffix)
-	r.Handle(insPath, meta)
-	if p != "" {
-		r.Handle(p+wellknown.AuthorizationServerSuffix, meta)
-	}
-	// RFC 9728 documents for the configured resources this server hosts
-	// itself (same origin as the issuer), e.g. the default resource.
-	for _, res := range s.opts.Resources {
-		if !sameOrigin(res, s.opts.Issuer) {
-			continue
-		}
-		path, err := wellknown.InsertedPath(res, wellknown.ProtectedResourceSuffix)
-		if err != nil {
-			continue
-		}
-		r.Handle(path, wellknown.JSON(wellknown.ProtectedResourceMetadata{
-			Resource:               res,
-			AuthorizationServers:   []string{s.opts.Issuer},
-			ScopesSupported:        resourceScopes(s.opts.Scopes),
-			BearerMethodsSupported: []string{"header"},
-		}))
-	}
-	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		http.Error(w, "not found", http.StatusNotFound)
-	})
-	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// The OAuth endpoints that speak JSON answer in JSON even here
-		// (RFC 6749 §5.2), so clients can show the error.
-		for _, p := range []string{PathToken, PathRevoke, PathIntrospect, PathRegister} {
-			if strings.HasPrefix(r.URL.Path, s.issuerPath+p) {
-				s.writeJSONError(w, r, &oauth.Error{Code: oauth.CodeInvalidRequest, Description: "method " + r.Method + " is not allowed here", Status: http.StatusMethodNotAllowed})
-				return
-			}
-		}
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-	})
-	return s.observe(s.recoverer(limitBody(r)))
-}
 
 // jsonEndpoint adapts a handler that returns an error to the JSON error writer.
 func (s *Server) jsonEndpoint(h func(http.ResponseWriter, *http.Request) error) http.Handler {
