@@ -221,6 +221,18 @@ func ResolveOptions(o Options) (Options, error) {
 	return o, nil
 }
 
+// orDefault sets a zero *v to def and refuses a negative one: a lifetime,
+// interval or limit is positive.
+func orDefault[T int | time.Duration](name string, v *T, def T) error {
+	if *v < 0 {
+		return optErr(name, "%v is negative; it must be positive", *v)
+	}
+	if *v == 0 {
+		*v = def
+	}
+	return nil
+}
+
 // setDefaults fills the defaults of zero fields and validates the rest.
 // Errors are *OptionError.
 func (o *Options) setDefaults() error {
@@ -288,31 +300,26 @@ func (o *Options) setDefaults() error {
 	default:
 		return optErr("SigningAlgorithm", "signing algorithm %q: want ES256 or EdDSA", o.SigningAlgorithm)
 	}
-	durations := []struct {
-		name string
-		d    *time.Duration
-		def  time.Duration
-	}{
-		{"AccessTokenTTL", &o.AccessTokenTTL, DefaultAccessTokenTTL},
-		{"AuthCodeTTL", &o.AuthCodeTTL, DefaultAuthCodeTTL},
-		{"RefreshIdleTTL", &o.RefreshIdleTTL, DefaultRefreshIdleTTL},
-		{"GrantTTL", &o.GrantTTL, DefaultGrantTTL},
-		{"SessionTTL", &o.SessionTTL, DefaultSessionTTL},
-		{"KeyRefreshInterval", &o.KeyRefreshInterval, DefaultKeyRefreshInterval},
-		{"JanitorInterval", &o.JanitorInterval, DefaultJanitorInterval},
-		{"StoreTimeout", &o.StoreTimeout, DefaultStoreTimeout},
-		{"LoginWindow", &o.LoginWindow, DefaultLoginWindow},
-		{"RegistrationWindow", &o.RegistrationWindow, DefaultRegistrationWindow},
-		{"RegistrationUnusedTTL", &o.RegistrationUnusedTTL, DefaultRegistrationUnusedTTL},
-		{"RegistrationIdleTTL", &o.RegistrationIdleTTL, DefaultRegistrationIdleTTL},
-		{"AuditRetention", &o.AuditRetention, DefaultAuditRetention},
-	}
-	for _, d := range durations {
-		if *d.d < 0 {
-			return optErr(d.name, "%s is negative; it must be positive", *d.d)
-		}
-		if *d.d == 0 {
-			*d.d = d.def
+	for _, err := range []error{
+		orDefault("AccessTokenTTL", &o.AccessTokenTTL, DefaultAccessTokenTTL),
+		orDefault("AuthCodeTTL", &o.AuthCodeTTL, DefaultAuthCodeTTL),
+		orDefault("RefreshIdleTTL", &o.RefreshIdleTTL, DefaultRefreshIdleTTL),
+		orDefault("GrantTTL", &o.GrantTTL, DefaultGrantTTL),
+		orDefault("SessionTTL", &o.SessionTTL, DefaultSessionTTL),
+		orDefault("KeyRefreshInterval", &o.KeyRefreshInterval, DefaultKeyRefreshInterval),
+		orDefault("JanitorInterval", &o.JanitorInterval, DefaultJanitorInterval),
+		orDefault("StoreTimeout", &o.StoreTimeout, DefaultStoreTimeout),
+		orDefault("LoginWindow", &o.LoginWindow, DefaultLoginWindow),
+		orDefault("RegistrationWindow", &o.RegistrationWindow, DefaultRegistrationWindow),
+		orDefault("RegistrationUnusedTTL", &o.RegistrationUnusedTTL, DefaultRegistrationUnusedTTL),
+		orDefault("RegistrationIdleTTL", &o.RegistrationIdleTTL, DefaultRegistrationIdleTTL),
+		orDefault("AuditRetention", &o.AuditRetention, DefaultAuditRetention),
+		orDefault("LoginFailuresPerAccount", &o.LoginFailuresPerAccount, DefaultLoginFailuresPerAccount),
+		orDefault("LoginFailuresPerIP", &o.LoginFailuresPerIP, DefaultLoginFailuresPerIP),
+		orDefault("RegistrationsPerIP", &o.RegistrationsPerIP, DefaultRegistrationsPerIP),
+	} {
+		if err != nil {
+			return err
 		}
 	}
 	// Zero is no grace window (not "the default": callers set
@@ -322,23 +329,6 @@ func (o *Options) setDefaults() error {
 	}
 	if o.AuthCodeTTL > MaxAuthCodeTTL {
 		return optErr("AuthCodeTTL", "authorization code lifetime %s exceeds %s (RFC 6749 §4.1.2)", o.AuthCodeTTL, MaxAuthCodeTTL)
-	}
-	limits := []struct {
-		name string
-		n    *int
-		def  int
-	}{
-		{"LoginFailuresPerAccount", &o.LoginFailuresPerAccount, DefaultLoginFailuresPerAccount},
-		{"LoginFailuresPerIP", &o.LoginFailuresPerIP, DefaultLoginFailuresPerIP},
-		{"RegistrationsPerIP", &o.RegistrationsPerIP, DefaultRegistrationsPerIP},
-	}
-	for _, l := range limits {
-		if *l.n < 0 {
-			return optErr(l.name, "%d is negative; it must be a positive whole number", *l.n)
-		}
-		if *l.n == 0 {
-			*l.n = l.def
-		}
 	}
 	switch o.RegistrationPolicy {
 	case "":
