@@ -21,7 +21,7 @@ func testMetadataDocumentClients(t *testing.T, newStore factory) {
 			ID: id, Trust: store.TrustMetadataDocument, DocumentExpiresAt: updated.Add(time.Hour),
 			Metadata: store.ClientMetadata{
 				Name: "Doc App", RedirectURIs: []string{redirect}, TokenEndpointAuthMethod: oauth.AuthNone,
-				GrantTypes: []string{"authorization_code", "refresh_token"}, ResponseTypes: []string{"code"}, ApplicationType: "native",
+				GrantTypes: []string{oauth.GrantAuthorizationCode, oauth.GrantRefreshToken}, ResponseTypes: []string{oauth.ResponseCode}, ApplicationType: "native",
 			},
 			CreatedAt: updated, UpdatedAt: updated,
 		}

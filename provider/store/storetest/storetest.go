@@ -134,7 +134,7 @@ func sampleClient(id string, created time.Time) store.Client {
 			Name:                    "Example App " + id,
 			RedirectURIs:            []string{"https://app.example.com/cb", "http://127.0.0.1/cb"},
 			TokenEndpointAuthMethod: oauth.AuthPrivateKeyJWT,
-			GrantTypes:              []string{"authorization_code", "refresh_token"},
+			GrantTypes:              []string{oauth.GrantAuthorizationCode, oauth.GrantRefreshToken},
 			ResponseTypes:           []string{"code"},
 			ApplicationType:         "web",
 			Scopes:                  []string{"openid", "read", "write"},
