@@ -1,7 +1,6 @@
 package provider
 
 import (
-	"fmt"
 	"slices"
 
 	"github.com/authzd/authz/internal/resourceid"
@@ -33,15 +32,4 @@ func CheckOffered(m store.ClientMetadata, issuer string, scopes, resources []str
 		}
 	}
 	return "", "", true
-}
-
-// CheckResources checks configured resource URLs (RFC 8707) as the server
-// will, so a bad one is reported by its setting before anything starts.
-func CheckResources(resources []string) error {
-	for _, r := range resources {
-		if _, err := resourceid.Canonical(r); err != nil {
-			return fmt.Errorf("resource %q: %w", r, err)
-		}
-	}
-	return nil
 }

@@ -337,9 +337,13 @@ func (c *config) optionError(err error) error {
 		return err
 	}
 	for _, st := range c.settings() {
-		if st.option == oe.Option {
-			return fmt.Errorf("%s: %w", st.env, oe.Err)
+		if st.option != oe.Option {
+			continue
 		}
+		if st.str != nil && !st.secret {
+			return fmt.Errorf("%s=%q: %w", st.env, *st.str, oe.Err)
+		}
+		return fmt.Errorf("%s: %w", st.env, oe.Err)
 	}
 	return err
 }

@@ -138,7 +138,7 @@ func TestBadConfigurationExitsWithOneLine(t *testing.T) {
 		{"registration limit zero", []string{"AUTHZ_REGISTRATION_LIMIT=0"}, "AUTHZ_REGISTRATION_LIMIT"},
 		{"zero database timeout", []string{"AUTHZ_DB_TIMEOUT=0s"}, "AUTHZ_DB_TIMEOUT"},
 		// Rules provider checks, reported under the variable's name.
-		{"bad registration policy named", []string{"AUTHZ_REGISTRATION=sometimes"}, "AUTHZ_REGISTRATION:"},
+		{"bad registration policy named", []string{"AUTHZ_REGISTRATION=sometimes"}, `AUTHZ_REGISTRATION="sometimes"`},
 		{"invalid scope", []string{`AUTHZ_SCOPES=read,wr"ite`}, "AUTHZ_SCOPES"},
 		{"resource with a fragment", []string{"AUTHZ_RESOURCES=https://api.example.com/#x"}, "AUTHZ_RESOURCES"},
 		{"code lifetime over 10m", []string{"AUTHZ_AUTH_CODE_TTL=11m"}, "AUTHZ_AUTH_CODE_TTL"},
