@@ -3,6 +3,7 @@ package provider
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -185,6 +186,11 @@ func TestPassword(t *testing.T) {
 		t.Fatal("HashPassword without randomness succeeded")
 	}
 	parts := strings.Split(h, "$")
+	// A hash an earlier release made (m = 32 MiB, p = 2) still verifies:
+	// the parameters are read from the hash, not from the constants.
+	oldKey := argon2.IDKey([]byte("correct horse"), salt, 2, 32*1024, 2, argonKeyLen)
+	old := fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, 32*1024, 2, 2,
+		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(oldKey))
 	for _, tc := range []struct {
 		name, encoded, password string
 		want                    bool
@@ -200,11 +206,14 @@ func TestPassword(t *testing.T) {
 		{"truncated", strings.Join(parts[:5], "$"), "correct horse", false},
 		{"garbage", "plaintext", "plaintext", false},
 		{"the dummy hash matches nothing", dummyHash, "", false},
+		{"earlier release's parameters", old, "correct horse", true},
+		{"earlier release's parameters, wrong password", old, "correct horsE", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			if got := checkPassword(tc.encoded, tc.password); got != tc.want {
-				t.Fatalf("checkPassword = %v, want %v", got, tc.want)
+			got, err := checkPassword(context.Background(), tc.encoded, tc.password)
+			if err != nil || got != tc.want {
+				t.Fatalf("checkPassword = %v, %v, want %v", got, err, tc.want)
 			}
 		})
 	}
@@ -213,6 +222,42 @@ func TestPassword(t *testing.T) {
 	dummy := strings.Split(dummyHash, "$")
 	if !slices.Equal(dummy[:4], parts[:4]) || len(dummy[4]) != len(parts[4]) || len(dummy[5]) != len(parts[5]) {
 		t.Fatalf("dummyHash %q does not have the parameters of %q", dummyHash, h)
+	}
+}
+
+// TestPasswordHashingIsBounded: every argon2id computation holds a slot, so
+// a burst of sign-in attempts cannot hold more than cap(argonSlots) × 19 MiB;
+// one that finds no free slot in time is an outage-class error (503 with
+// Retry-After), never a hash and never a "wrong password". Not parallel: it
+// takes every slot of the process.
+func TestPasswordHashingIsBounded(t *testing.T) {
+	if cap(argonSlots) < 1 {
+		t.Fatalf("argonSlots has capacity %d", cap(argonSlots))
+	}
+	for range cap(argonSlots) {
+		argonSlots <- struct{}{}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	ran := false
+	err := withArgonSlot(ctx, func() { ran = true })
+	if !errors.Is(err, store.ErrUnavailable) || ran {
+		t.Fatalf("with every slot taken: err %v, ran %v; want ErrUnavailable and no hashing", err, ran)
+	}
+	ok, err := checkPassword(ctx, dummyHash, "x")
+	if !errors.Is(err, store.ErrUnavailable) || ok {
+		t.Fatalf("checkPassword with every slot taken: %v, %v", ok, err)
+	}
+	<-argonSlots // one slot frees up: the next check runs
+	ok, err = checkPassword(context.Background(), dummyHash, "x")
+	if err != nil || ok {
+		t.Fatalf("checkPassword with a free slot: %v, %v", ok, err)
+	}
+	if len(argonSlots) != cap(argonSlots)-1 {
+		t.Fatalf("checkPassword did not give its slot back: %d of %d taken", len(argonSlots), cap(argonSlots))
+	}
+	for range cap(argonSlots) - 1 {
+		<-argonSlots
 	}
 }
 

@@ -228,7 +228,12 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		hash = u.PasswordHash
 	}
-	if !checkPassword(hash, r.PostForm.Get("password")) || err != nil {
+	match, hashErr := checkPassword(r.Context(), hash, r.PostForm.Get("password"))
+	if hashErr != nil {
+		unavailable("password check", hashErr)
+		return
+	}
+	if !match || err != nil {
 		if err := s.limiter.fail(r.Context(), username, ip, now); err != nil {
 			unavailable("recording a failed login failed", err)
 			return

@@ -83,7 +83,7 @@ func TestNewUser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u.ID == "" || u.Username != "alice" || !u.CreatedAt.Equal(now) || !checkPassword(u.PasswordHash, "correct horse") {
+	if u.ID == "" || u.Username != "alice" || !u.CreatedAt.Equal(now) || !matchPassword(u.PasswordHash, "correct horse") {
 		t.Fatalf("NewUser = %+v", u)
 	}
 	if _, err := NewUser("", "pw", now, randReader()); err == nil {

@@ -1,25 +1,61 @@
 package provider
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/argon2"
+
+	"github.com/authzd/authz/provider/store"
 )
 
-// argon2id parameters (RFC 9106 §4, second recommended option, with a
-// smaller memory cost suited to a login endpoint on small machines).
+// argon2id parameters: OWASP's recommended minimum for argon2id (m = 19 MiB,
+// t = 2, p = 1), which RFC 9106 §4 allows for memory-constrained servers.
+// Hashes made with other parameters (earlier releases used m = 32 MiB,
+// p = 2) still verify: checkPassword reads them from the hash.
 const (
 	argonTime    = 2
-	argonMemory  = 32 * 1024 // KiB
-	argonThreads = 2
+	argonMemory  = 19 * 1024 // KiB
+	argonThreads = 1
 	argonKeyLen  = 32
 	argonSaltLen = 16
 )
+
+// argonSlots bounds how many argon2id computations run at once in this
+// process. Each holds its memory cost in RAM, and anyone can send sign-in
+// attempts: without a bound, N concurrent attempts cost N × 19 MiB, and a
+// burst of them exhausts the server's memory. Half the cores (at least one)
+// keeps sign-in fast while the rest of the server keeps serving tokens.
+var argonSlots = make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2))
+
+// argonWait is how long a sign-in waits for a slot before it is answered
+// 503 temporarily_unavailable (with Retry-After) instead of queueing forever.
+const argonWait = 5 * time.Second
+
+// errHashBusy is the outage-class error of a sign-in that found every
+// hashing slot taken for argonWait.
+var errHashBusy = fmt.Errorf("%w: every password-hashing slot is busy", store.ErrUnavailable)
+
+// withArgonSlot runs f while holding one of argonSlots.
+func withArgonSlot(ctx context.Context, f func()) error {
+	ctx, cancel := context.WithTimeout(ctx, argonWait)
+	defer cancel()
+	select {
+	case argonSlots <- struct{}{}:
+	case <-ctx.Done():
+		return errHashBusy
+	}
+	defer func() { <-argonSlots }()
+	f()
+	return nil
+}
 
 // HashPassword returns an encoded argon2id hash of a human password.
 func HashPassword(password string, r io.Reader) (string, error) {
@@ -42,8 +78,15 @@ func encodeArgon2id(salt, key []byte) string {
 }
 
 // checkPassword reports whether password matches the encoded hash, in
-// constant time with respect to the hash.
-func checkPassword(encoded, password string) bool {
+// constant time with respect to the hash, computing it in one of
+// argonSlots; errHashBusy when no slot frees up in time.
+func checkPassword(ctx context.Context, encoded, password string) (ok bool, err error) {
+	err = withArgonSlot(ctx, func() { ok = matchPassword(encoded, password) })
+	return ok, err
+}
+
+// matchPassword is checkPassword's computation.
+func matchPassword(encoded, password string) bool {
 	parts := strings.Split(encoded, "$")
 	if len(parts) != 6 || parts[1] != "argon2id" {
 		return false
