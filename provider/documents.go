@@ -109,6 +109,15 @@ func (s *Server) fetchDocumentClient(ctx context.Context, id string, now time.Ti
 		return store.Client{}, docErr("it could not be fetched: %s", strings.TrimPrefix(err.Error(), errFetch.Error()+": "))
 	}
 	m, err := parseDocument(id, f.body)
+	if err == nil {
+		// Anyone can publish a document, so it is held to exactly the
+		// rules of an anonymous RFC 7591 registration: registration
+		// scopes (never an admin-only one), private-use schemes in
+		// reverse-DNS form or from the operator's list, no allowances.
+		if rerr := s.checkRegistration(&m, registrationPolicy{}); rerr != nil {
+			err = docErr("%s", dcrDescription(rerr))
+		}
+	}
 	if err != nil {
 		s.fetch.remember(id, err)
 		return store.Client{}, err

@@ -642,3 +642,47 @@ func TestResourceEncodedSlash(t *testing.T) {
 		}
 	}
 }
+
+// TestMCPDocumentHeldToRegistrationRules: anyone can publish a metadata
+// document, so a document client gets no more than an anonymous RFC 7591
+// registration: an admin-only scope in its `scope` and a made-up
+// single-word redirect scheme are refused (the page and the token endpoint
+// say which rule), and a document asking only for registration scopes works.
+func TestMCPDocumentHeldToRegistrationRules(t *testing.T) {
+	t.Parallel()
+	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		ds := newDocServer(t)
+		e := startWithDocs(t, open(t), ds, func(o *provider.Options) { o.AdminScopes = []string{"admin"} })
+		doc := func(path, scope, redirect string) string {
+			d := map[string]any{"client_id": ds.url(path), "client_name": "Doc", "redirect_uris": []string{redirect}, "token_endpoint_auth_method": "none"}
+			if scope != "" {
+				d["scope"] = scope
+			}
+			return ds.publish(path, 200, nil, d)
+		}
+		for _, tc := range []struct{ name, path, scope, redirect, rule string }{
+			{"admin-only scope", "/admin.json", "read admin", "https://app.example/cb", "admin"},
+			{"single-word scheme not listed", "/scheme.json", "", "myapp:/cb", "redirect_uris"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				id := doc(tc.path, tc.scope, tc.redirect)
+				p := e.browser().do("GET", authRequest{clientID: id, redirectURI: tc.redirect, state: "s", verifier: testVerifier, scope: "read"}.url(e.issuer), nil)
+				if p.status != http.StatusBadRequest || p.location != "" || !strings.Contains(p.body, tc.rule) {
+					t.Fatalf("authorize: status %d location %q, want a 400 page naming %q: %.600s", p.status, p.location, tc.rule, p.body)
+				}
+				tr := e.postToken(url.Values{"grant_type": {"authorization_code"}, "code": {"x"}, "redirect_uri": {tc.redirect},
+					"code_verifier": {testVerifier}, "client_id": {id}}, "", "")
+				if tr.Status != 401 || tr.Error != "invalid_client" {
+					t.Fatalf("token endpoint: %d %s %q", tr.Status, tr.Error, tr.ErrorDescription)
+				}
+				if _, err := e.store.GetClient(t.Context(), id); err == nil {
+					t.Fatal("a refused document was stored as a client")
+				}
+			})
+		}
+		id := doc("/fine.json", "read write", "https://app.example/cb")
+		user, pw := e.user("docuser")
+		p := e.browser().consentPage(authRequest{clientID: id, redirectURI: "https://app.example/cb", state: "s", verifier: testVerifier, scope: "read"}.url(e.issuer), user, pw)
+		mustEqual(t, "consent page for a document within the registration scopes", p.status, 200)
+	})
+}
