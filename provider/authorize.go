@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/authzd/authz/internal/resourceid"
 
@@ -31,6 +32,10 @@ type authorizeRequest struct {
 	resources    []string
 	// form is the original request, replayed through the consent page.
 	form url.Values
+	// oidc is the OpenID Connect part; nil unless openid was requested.
+	oidc *oidcRequest
+	// authTime is when the signed-in user authenticated.
+	authTime time.Time
 }
 
 // untrusted is an error shown as a page: the client or redirect URI cannot
@@ -88,7 +93,7 @@ func (s *Server) parseAuthorize(r *http.Request, form url.Values) (*authorizeReq
 
 	// From here on, errors are redirected to the client.
 	req.state = form.Get("state")
-	if name, ok := singleValued(form, authorizeParams...); !ok {
+	if name, ok := singleValued(form, append(authorizeParams, oidcParams...)...); !ok {
 		return req, oauth.New(oauth.CodeInvalidRequest, "parameter "+name+" must not be repeated")
 	}
 	req.responseType = form.Get("response_type")
@@ -119,6 +124,9 @@ func (s *Server) parseAuthorize(r *http.Request, form url.Values) (*authorizeReq
 	if req.resources, err = s.requestedResources(c, form["resource"]); err != nil {
 		return req, err
 	}
+	if req.oidc, err = s.parseOIDC(r.Context(), form, req.scopes); err != nil {
+		return req, err
+	}
 	return req, nil
 }
 
@@ -138,14 +146,16 @@ func (s *Server) requestedScopes(c store.Client, values []string) ([]string, err
 	if !ok {
 		return nil, oauth.New(oauth.CodeInvalidScope, "scope is malformed")
 	}
-	scopes = dropUnhandled(scopes)
+	scopes = s.dropUnhandled(scopes)
 	allowed := s.allowedScopes(c)
 	for _, sc := range scopes {
-		if !slices.Contains(s.opts.Scopes, sc) {
+		if !s.offersScope(sc) {
 			return nil, oauth.New(oauth.CodeInvalidScope, "unknown scope: "+sc)
 		}
-		if sc == ScopeOfflineAccess {
-			continue // about the grant, not a permission: any client may ask
+		if sc == ScopeOfflineAccess || (s.oidcOn() && slices.Contains(oidcScopes, sc)) {
+			// About the grant or about the user, not a permission at a
+			// resource: any client may ask.
+			continue
 		}
 		if allowed != nil && !slices.Contains(allowed, sc) {
 			return nil, oauth.New(oauth.CodeInvalidScope, "the client may not request scope "+sc)
@@ -244,7 +254,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	setClientID(r.Context(), req.client.ID)
-	user, ok, err := s.currentUser(r)
+	user, sess, ok, err := s.currentSession(r)
 	if err != nil {
 		if req.client.Trust != store.TrustAdmin {
 			// Not known to be signed in: no redirect to a client nobody vouches for.
@@ -262,10 +272,26 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		s.authorizeFailed(w, r, req, perr)
 		return
 	}
-	if !ok {
-		http.Redirect(w, r, s.loginURL(s.issuerPath+PathAuthorize+"?"+stripConsentFields(r.Form).Encode()), http.StatusSeeOther)
+	if perr == nil && (!ok || req.oidc.needsLogin(user, sess.CreatedAt, s.opts.Now())) && req.oidc.promptNone() {
+		// OIDC Core §3.1.2.6: no page may be shown, so the answer is
+		// login_required; to a client nobody vouches for it is a page, for
+		// the same reason as above (a silent bounce to any registered URI).
+		if !ok && req.client.Trust != store.TrustAdmin {
+			s.renderError(w, http.StatusBadRequest, "Sign-in required", "The application asked to continue without showing you a page, but you are not signed in here.", oauth.CodeLoginRequired)
+			return
+		}
+		s.redirectError(w, r, req.redirect, req.state, oauth.New(oauth.CodeLoginRequired, "the user must sign in"))
 		return
 	}
+	if !ok || (perr == nil && req.oidc.needsLogin(user, sess.CreatedAt, s.opts.Now())) {
+		back := stripConsentFields(r.Form)
+		if perr == nil && req.oidc != nil {
+			back = reauthReturn(back)
+		}
+		http.Redirect(w, r, s.loginURL(s.issuerPath+PathAuthorize+"?"+back.Encode()), http.StatusSeeOther)
+		return
+	}
+	req.authTime = sess.CreatedAt
 	decision := ""
 	if r.Method == http.MethodPost {
 		decision = r.PostForm.Get("decision")
@@ -288,7 +314,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		s.issueCode(w, r, user, req)
 		return
 	}
-	if consentMayBeRemembered(req) {
+	if consentMayBeRemembered(req) && !req.oidc.forceConsent() {
 		consent, err := s.store.GetConsent(r.Context(), user.ID, req.client.ID)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			s.authorizeFailed(w, r, req, err)
@@ -298,6 +324,10 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 			s.issueCode(w, r, user, req)
 			return
 		}
+	}
+	if req.oidc.promptNone() {
+		s.redirectError(w, r, req.redirect, req.state, oauth.New(oauth.CodeConsentRequired, "the user must approve this request"))
+		return
 	}
 	csrf, err := s.csrfToken(w, r)
 	if err != nil {
@@ -409,12 +439,21 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, user store.Us
 	hash := tokens.Hash(code)
 	grant := store.Grant{
 		ID: grantID, ClientID: req.client.ID, UserID: user.ID, Scopes: req.scopes, Resources: req.resources,
-		CodeHash: hash, CreatedAt: now, ExpiresAt: now.Add(s.opts.GrantTTL),
+		CodeHash: hash, CreatedAt: now, ExpiresAt: now.Add(s.opts.GrantTTL), AuthTime: req.authTime,
 	}
 	ac := store.AuthCode{
 		Hash: hash, ClientID: req.client.ID, UserID: user.ID, GrantID: grantID, RedirectURI: req.redirectURI,
 		CodeChallenge: req.challenge, Scopes: req.scopes, Resources: req.resources,
-		CreatedAt: now, ExpiresAt: now.Add(s.opts.AuthCodeTTL),
+		CreatedAt: now, ExpiresAt: now.Add(s.opts.AuthCodeTTL), AuthTime: req.authTime,
+	}
+	if req.oidc != nil {
+		ac.Nonce = req.oidc.nonce
+		// The ID-token key exists before the code does, so redeeming the
+		// code never has to make one.
+		if _, err := s.idKeys.signer(r.Context(), idTokenAlg(req.client)); err != nil {
+			s.authorizeFailed(w, r, req, err)
+			return
+		}
 	}
 	if err := s.store.CreateAuthCode(r.Context(), ac, grant); err != nil {
 		s.authorizeFailed(w, r, req, err)

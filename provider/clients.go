@@ -110,6 +110,7 @@ func toDCR(m store.ClientMetadata) dcr.Metadata {
 		ClientName: m.Name, ClientURI: m.ClientURI, LogoURI: m.LogoURI, Scope: strings.Join(m.Scopes, " "),
 		Contacts: m.Contacts, TOSURI: m.TOSURI, PolicyURI: m.PolicyURI, SoftwareID: m.SoftwareID,
 		SoftwareVersion: m.SoftwareVersion, JWKSURI: m.JWKSURI, JWKS: m.JWKS,
+		IDTokenSignedResponseAlg: m.IDTokenSignedResponseAlg, PostLogoutRedirectURIs: m.PostLogoutRedirectURIs,
 	}
 }
 
@@ -121,6 +122,7 @@ func fromDCR(m *store.ClientMetadata, d dcr.Metadata) {
 		Scopes: scopes, Resources: m.Resources, Introspect: m.Introspect, ClientURI: d.ClientURI, LogoURI: d.LogoURI, TOSURI: d.TOSURI,
 		PolicyURI: d.PolicyURI, Contacts: d.Contacts, SoftwareID: d.SoftwareID, SoftwareVersion: d.SoftwareVersion,
 		JWKSURI: d.JWKSURI, JWKS: d.JWKS,
+		IDTokenSignedResponseAlg: d.IDTokenSignedResponseAlg, PostLogoutRedirectURIs: d.PostLogoutRedirectURIs,
 	}
 }
 

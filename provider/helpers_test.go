@@ -81,7 +81,7 @@ func TestNarrowScopes(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := narrowScopes(granted, tc.scope, tc.sent)
+			got, err := (&Server{}).narrowScopes(granted, tc.scope, tc.sent)
 			if oauthCode(err) != tc.code || !slices.Equal(got, tc.want) {
 				t.Fatalf("narrowScopes(%q, %v) = %q, %v; want %q, %s", tc.scope, tc.sent, got, err, tc.want, tc.code)
 			}

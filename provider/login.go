@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/store"
@@ -116,25 +117,32 @@ func (s *Server) checkCSRF(r *http.Request, form url.Values) bool {
 
 // currentUser returns the signed-in user, or ok=false when there is none.
 func (s *Server) currentUser(r *http.Request) (store.User, bool, error) {
+	u, _, ok, err := s.currentSession(r)
+	return u, ok, err
+}
+
+// currentSession returns the signed-in user and their session, whose
+// CreatedAt is when they authenticated (OIDC auth_time).
+func (s *Server) currentSession(r *http.Request) (store.User, store.Session, bool, error) {
 	v := s.cookie(r, sessionCookie)
 	if v == "" {
-		return store.User{}, false, nil
+		return store.User{}, store.Session{}, false, nil
 	}
 	sess, err := s.store.GetSession(r.Context(), tokens.Hash(v), s.opts.Now())
 	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrExpired) {
-		return store.User{}, false, nil
+		return store.User{}, store.Session{}, false, nil
 	}
 	if err != nil {
-		return store.User{}, false, err
+		return store.User{}, store.Session{}, false, err
 	}
 	u, err := s.store.GetUser(r.Context(), sess.UserID)
 	if errors.Is(err, store.ErrNotFound) {
-		return store.User{}, false, nil
+		return store.User{}, store.Session{}, false, nil
 	}
 	if err != nil {
-		return store.User{}, false, err
+		return store.User{}, store.Session{}, false, err
 	}
-	return u, true, nil
+	return u, sess, true, nil
 }
 
 // safeReturnTo accepts only a path on this server, so the login page can
@@ -163,6 +171,9 @@ type loginPage struct {
 	ForAccount bool
 	// SignedOut: the browser just signed out (the page says so).
 	SignedOut bool
+	// LocalLogin shows the password form (AUTHZ_LOCAL_LOGIN).
+	LocalLogin bool
+	Upstreams  []upstreamButton
 }
 
 func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
@@ -179,11 +190,21 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	page := loginPage{
 		pageData: pageData{Title: "Sign in"}, Action: s.issuerPath + PathLogin,
 		CSRF: csrf, ReturnTo: returnTo, ForAccount: returnTo == s.issuerPath+PathApps,
-		SignedOut: r.Method == http.MethodGet && r.URL.Query().Get("signed_out") == "1",
+		SignedOut:  r.Method == http.MethodGet && r.URL.Query().Get("signed_out") == "1",
+		LocalLogin: !s.opts.DisableLocalLogin, Upstreams: s.upstreamButtons(returnTo),
 	}
 	page.ClientName = s.clientNameFor(r, returnTo)
 	if r.Method == http.MethodGet {
+		// OIDC Core §3.1.2.1 login_hint: pre-fill, never trust.
+		if u, err := url.Parse(returnTo); err == nil && u.Path == s.issuerPath+PathAuthorize {
+			page.Username = u.Query().Get("login_hint")
+		}
 		s.render(w, http.StatusOK, "login", page)
+		return
+	}
+	if s.opts.DisableLocalLogin {
+		page.Error = "Sign-in with a password is switched off here. Use one of the buttons."
+		s.render(w, http.StatusForbidden, "login", page)
 		return
 	}
 	if !s.checkCSRF(r, r.PostForm) {
@@ -247,28 +268,35 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		unavailable("clearing login failures failed", err)
 		return
 	}
-	// A sign-in replaces the browser's earlier session (whoever it was
-	// for): a session planted before sign-in, or left by another user of
-	// this browser, never outlives it.
-	if old := s.cookie(r, sessionCookie); old != "" {
-		if err := s.store.DeleteSession(r.Context(), tokens.Hash(old)); err != nil {
-			unavailable("deleting the earlier session failed", err)
-			return
-		}
-	}
-	secret, err := tokens.NewSecret(s.opts.Rand, tokens.PrefixSession)
-	if err == nil {
-		err = s.store.CreateSession(r.Context(), store.Session{
-			Hash: tokens.Hash(secret), UserID: u.ID, CreatedAt: now, ExpiresAt: now.Add(s.opts.SessionTTL),
-		})
-	}
-	if err != nil {
-		unavailable("creating session failed", err)
+	if err := s.startSession(w, r, u.ID, now); err != nil {
+		unavailable("starting the session failed", err)
 		return
 	}
 	s.loginAttempt(r.Context(), EventLoginSucceeded, u.ID, username)
-	s.setCookie(w, sessionCookie, secret, int(s.opts.SessionTTL.Seconds()))
 	http.Redirect(w, r, returnTo, http.StatusSeeOther)
+}
+
+// startSession signs the browser in as userID (a password or an upstream
+// sign-in). A sign-in replaces the browser's earlier session (whoever it
+// was for): a session planted before sign-in, or left by another user of
+// this browser, never outlives it.
+func (s *Server) startSession(w http.ResponseWriter, r *http.Request, userID string, now time.Time) error {
+	if old := s.cookie(r, sessionCookie); old != "" {
+		if err := s.store.DeleteSession(r.Context(), tokens.Hash(old)); err != nil {
+			return err
+		}
+	}
+	secret, err := tokens.NewSecret(s.opts.Rand, tokens.PrefixSession)
+	if err != nil {
+		return err
+	}
+	if err := s.store.CreateSession(r.Context(), store.Session{
+		Hash: tokens.Hash(secret), UserID: userID, CreatedAt: now, ExpiresAt: now.Add(s.opts.SessionTTL),
+	}); err != nil {
+		return err
+	}
+	s.setCookie(w, sessionCookie, secret, int(s.opts.SessionTTL.Seconds()))
+	return nil
 }
 
 type signOutPage struct {

@@ -137,6 +137,18 @@ type Options struct {
 	// AuditRetention is how long audit events are kept; the janitor deletes
 	// older ones. Default 90 days.
 	AuditRetention time.Duration
+	// DisableOIDC switches the OpenID Connect layer off (AUTHZ_OIDC=off):
+	// no ID tokens, UserInfo, end-session endpoint or OpenID discovery, and
+	// the openid scope is dropped from requests rather than refused.
+	DisableOIDC bool
+	// DisableLocalLogin removes the password form (AUTHZ_LOCAL_LOGIN=off):
+	// users sign in through Upstreams only.
+	DisableLocalLogin bool
+	// Upstreams are the identity providers users may sign in through.
+	Upstreams []Upstream
+	// UpstreamHTTPClient talks to the upstream providers (operator-chosen
+	// URLs, so private addresses are allowed). Default: 10s timeout.
+	UpstreamHTTPClient *http.Client
 
 	// Now and Rand are inputs so tests control time and randomness.
 	Now    func() time.Time
@@ -342,6 +354,15 @@ func (o *Options) setDefaults() error {
 	}
 	if o.Rand == nil {
 		o.Rand = rand.Reader
+	}
+	if o.UpstreamHTTPClient == nil {
+		o.UpstreamHTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	if err := CheckUpstreams(o.Upstreams); err != nil {
+		return &OptionError{Option: "Upstreams", Err: err}
+	}
+	if o.DisableLocalLogin && len(o.Upstreams) == 0 {
+		return optErr("DisableLocalLogin", "local login is off and no upstream provider is configured: nobody could sign in")
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

@@ -79,17 +79,24 @@ func TestResolveOptions(t *testing.T) {
 func TestNewUser(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	u, err := NewUser("alice", "correct horse", now, randReader())
+	u, err := NewUser("alice", "correct horse", UserProfile{Name: "Alice", Email: "", EmailVerified: true}, now, randReader())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if u.ID == "" || u.Username != "alice" || !u.CreatedAt.Equal(now) || !matchPassword(u.PasswordHash, "correct horse") {
 		t.Fatalf("NewUser = %+v", u)
 	}
-	if _, err := NewUser("", "pw", now, randReader()); err == nil {
+	// The profile is copied; email_verified without an email is dropped.
+	if u.Name != "Alice" || u.Email != "" || u.EmailVerified {
+		t.Fatalf("NewUser profile = %q %q %v", u.Name, u.Email, u.EmailVerified)
+	}
+	if v, err := NewUser("carol", "correct horse", UserProfile{Email: "carol@example.com", EmailVerified: true}, now, randReader()); err != nil || v.Email != "carol@example.com" || !v.EmailVerified {
+		t.Fatalf("NewUser with a verified email = %+v, %v", v, err)
+	}
+	if _, err := NewUser("", "pw", UserProfile{}, now, randReader()); err == nil {
 		t.Fatal("NewUser accepted an empty name")
 	}
-	if _, err := NewUser("bob", "", now, randReader()); err == nil {
+	if _, err := NewUser("bob", "", UserProfile{}, now, randReader()); err == nil {
 		t.Fatal("NewUser accepted an empty password")
 	}
 }

@@ -21,7 +21,7 @@ type pages struct {
 
 func newPages() (*pages, error) {
 	p := &pages{t: map[string]*template.Template{}}
-	for _, name := range []string{"login", "consent", "error", "apps", "signout", "home"} {
+	for _, name := range []string{"login", "consent", "error", "apps", "signout", "home", "logout"} {
 		t, err := template.ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")
 		if err != nil {
 			return nil, err

@@ -28,8 +28,9 @@ type route struct {
 	cors bool
 	// json: errors, 405 included, are RFC 6749 §5.2 JSON.
 	json bool
-	// advertise, when set, puts the endpoint's URL in the metadata.
-	advertise func(m *wellknown.AuthorizationServerMetadata, url string)
+	// advertise, when set, puts the endpoint's URL in the metadata (the
+	// RFC 8414 document is the OpenID one's embedded part).
+	advertise func(m *wellknown.OpenIDProviderMetadata, url string)
 }
 
 // muxPath is the route's path on the server.
@@ -45,18 +46,18 @@ func (s *Server) routes() []route {
 	get, post := http.MethodGet, http.MethodPost
 	rs := []route{
 		{path: PathAuthorize, methods: []string{get, post}, handler: http.HandlerFunc(s.handleAuthorize),
-			advertise: func(m *wellknown.AuthorizationServerMetadata, u string) { m.AuthorizationEndpoint = u }},
+			advertise: func(m *wellknown.OpenIDProviderMetadata, u string) { m.AuthorizationEndpoint = u }},
 		{path: PathToken, methods: []string{post}, handler: s.jsonEndpoint(s.countTokens(s.handleToken)), cors: true, json: true,
-			advertise: func(m *wellknown.AuthorizationServerMetadata, u string) { m.TokenEndpoint = u }},
-		{path: PathJWKS, handler: wellknown.Bytes(s.keys.jwks, "public, max-age=60"),
-			advertise: func(m *wellknown.AuthorizationServerMetadata, u string) { m.JWKSURI = u }},
+			advertise: func(m *wellknown.OpenIDProviderMetadata, u string) { m.TokenEndpoint = u }},
+		{path: PathJWKS, handler: wellknown.Bytes(s.jwks, "public, max-age=60"),
+			advertise: func(m *wellknown.OpenIDProviderMetadata, u string) { m.JWKSURI = u }},
 		{path: PathRevoke, methods: []string{post}, handler: s.jsonEndpoint(s.handleRevoke), cors: true, json: true,
-			advertise: func(m *wellknown.AuthorizationServerMetadata, u string) {
+			advertise: func(m *wellknown.OpenIDProviderMetadata, u string) {
 				m.RevocationEndpoint = u
 				m.RevocationEndpointAuthMethodsSupported = slices.Clone(oauth.AuthMethods)
 			}},
 		{path: PathIntrospect, methods: []string{post}, handler: s.jsonEndpoint(s.handleIntrospect), json: true,
-			advertise: func(m *wellknown.AuthorizationServerMetadata, u string) {
+			advertise: func(m *wellknown.OpenIDProviderMetadata, u string) {
 				m.IntrospectionEndpoint = u
 				m.IntrospectionEndpointAuthMethodsSupported = slices.Clone(oauth.ConfidentialAuthMethods)
 			}},
@@ -70,12 +71,33 @@ func (s *Server) routes() []route {
 	if s.opts.RegistrationPolicy != RegistrationOff {
 		rs = append(rs,
 			route{path: PathRegister, methods: []string{post}, handler: s.jsonEndpoint(s.countRegistrations(registrationDCR, s.handleRegister)), cors: true, json: true,
-				advertise: func(m *wellknown.AuthorizationServerMetadata, u string) { m.RegistrationEndpoint = u }},
+				advertise: func(m *wellknown.OpenIDProviderMetadata, u string) { m.RegistrationEndpoint = u }},
 			route{path: PathRegister + "/{client_id}", methods: []string{get, http.MethodPut, http.MethodDelete},
 				handler: s.jsonEndpoint(s.handleClientConfiguration), json: true})
 	} else {
 		// RFC 7591 §3: the endpoint exists but refuses; it is not advertised.
 		rs = append(rs, route{path: PathRegister, methods: []string{post}, handler: s.jsonEndpoint(s.handleRegister), json: true})
+	}
+	// Sign-in through upstream providers; an unknown name is a page.
+	rs = append(rs,
+		route{path: PathUpstream + "{name}", methods: []string{get}, handler: http.HandlerFunc(s.handleUpstreamStart)},
+		route{path: PathUpstream + "{name}/callback", methods: []string{get}, handler: http.HandlerFunc(s.handleUpstreamCallback)})
+	if s.oidcOn() {
+		// UserInfo is authenticated by its bearer token only, never a
+		// cookie, so any origin may call it (OIDC Core §5.3).
+		rs = append(rs,
+			route{path: PathUserInfo, methods: []string{get, post}, handler: s.jsonEndpoint(s.handleUserInfo), cors: true, json: true,
+				advertise: func(m *wellknown.OpenIDProviderMetadata, u string) { m.UserInfoEndpoint = u }},
+			route{path: PathEndSession, methods: []string{get, post}, handler: http.HandlerFunc(s.handleEndSession),
+				advertise: func(m *wellknown.OpenIDProviderMetadata, u string) { m.EndSessionEndpoint = u }})
+		// OIDC Discovery §4.1: the issuer with the suffix appended; for an
+		// issuer with a path, also the RFC 8414 §5 path-inserted location.
+		doc := wellknown.JSON(s.openidMetadata)
+		rs = append(rs, route{path: wellknown.OpenIDConfigurationSuffix, handler: doc})
+		if s.issuerPath != "" {
+			ins, _ := wellknown.InsertedPath(s.opts.Issuer, wellknown.OpenIDConfigurationSuffix)
+			rs = append(rs, route{rootPath: ins, handler: doc})
+		}
 	}
 
 	// RFC 8414 §3.1: the metadata lives at the path-inserted location; many
@@ -106,12 +128,14 @@ func (s *Server) routes() []route {
 	return rs
 }
 
-// buildMetadata is the RFC 8414 document: what the server supports, from
-// the options, plus each advertised route's URL from the route table.
-func (s *Server) buildMetadata() wellknown.AuthorizationServerMetadata {
-	m := wellknown.AuthorizationServerMetadata{
+// buildMetadata is the OpenID Provider Metadata (OIDC Discovery §3), whose
+// embedded part is the RFC 8414 document: what the server supports, from
+// the options, plus each advertised route's URL from the route table. The
+// OpenID fields are set only when the OpenID Connect layer is on.
+func (s *Server) buildMetadata() wellknown.OpenIDProviderMetadata {
+	m := wellknown.OpenIDProviderMetadata{AuthorizationServerMetadata: wellknown.AuthorizationServerMetadata{
 		Issuer:                                     s.opts.Issuer,
-		ScopesSupported:                            s.opts.Scopes,
+		ScopesSupported:                            s.offeredScopes(),
 		ResponseTypesSupported:                     []string{oauth.ResponseCode},
 		ResponseModesSupported:                     []string{"query"},
 		GrantTypesSupported:                        slices.Clone(oauth.GrantTypes),
@@ -121,6 +145,9 @@ func (s *Server) buildMetadata() wellknown.AuthorizationServerMetadata {
 		ProtectedResources:                         s.opts.Resources,
 		TokenEndpointAuthSigningAlgValuesSupported: assertionAlgNames(),
 		ClientIDMetadataDocumentSupported:          !s.opts.DisableClientMetadataDocuments,
+	}}
+	if s.oidcOn() {
+		s.addOpenIDMetadata(&m)
 	}
 	for _, rt := range s.routes() {
 		if rt.advertise != nil {

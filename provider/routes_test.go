@@ -24,13 +24,15 @@ func TestRouteTable(t *testing.T) {
 	for _, tc := range []struct {
 		name, issuer, policy string
 		registration         bool
+		noOIDC               bool
 	}{
-		{"bare host, open registration", "https://auth.example.com", RegistrationOpen, true},
-		{"issuer with a path, registration off", "https://auth.example.com/tenant", RegistrationOff, false},
+		{"bare host, open registration", "https://auth.example.com", RegistrationOpen, true, false},
+		{"issuer with a path, registration off", "https://auth.example.com/tenant", RegistrationOff, false, false},
+		{"OpenID Connect off", "https://auth.example.com/tenant", RegistrationOpen, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			s, err := New(context.Background(), Options{Issuer: tc.issuer, Store: memory.New(), RegistrationPolicy: tc.policy,
+			s, err := New(context.Background(), Options{Issuer: tc.issuer, Store: memory.New(), RegistrationPolicy: tc.policy, DisableOIDC: tc.noOIDC,
 				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 			if err != nil {
 				t.Fatal(err)
@@ -43,13 +45,34 @@ func TestRouteTable(t *testing.T) {
 				return w
 			}
 
+			// Both documents: the RFC 8414 one and the OpenID Connect
+			// Discovery one, whose embedded part it is.
 			advertised := map[string]bool{}
-			mv := reflect.ValueOf(s.metadata)
-			for i := 0; i < mv.NumField(); i++ {
-				name := mv.Type().Field(i).Name
-				if (strings.HasSuffix(name, "Endpoint") || name == "JWKSURI") && mv.Field(i).String() != "" {
-					advertised[mv.Field(i).String()] = true
+			var collect func(mv reflect.Value)
+			collect = func(mv reflect.Value) {
+				for i := 0; i < mv.NumField(); i++ {
+					f := mv.Type().Field(i)
+					if f.Anonymous {
+						collect(mv.Field(i))
+						continue
+					}
+					if (strings.HasSuffix(f.Name, "Endpoint") || f.Name == "JWKSURI") && mv.Field(i).String() != "" {
+						advertised[mv.Field(i).String()] = true
+					}
 				}
+			}
+			collect(reflect.ValueOf(s.openidMetadata))
+			if !reflect.DeepEqual(s.metadata, s.openidMetadata.AuthorizationServerMetadata) {
+				t.Error("the RFC 8414 document is not the OpenID document's embedded part")
+			}
+			for _, p := range []string{PathUserInfo, PathEndSession} {
+				if got := advertised[s.url(p)]; got == tc.noOIDC {
+					t.Errorf("%s advertised: %v with OpenID Connect off=%v", p, got, tc.noOIDC)
+				}
+			}
+			oidcDoc := serve(http.MethodGet, tc.issuer+"/.well-known/openid-configuration")
+			if (oidcDoc.Code == http.StatusOK) == tc.noOIDC {
+				t.Errorf("openid-configuration answers %d with OpenID Connect off=%v", oidcDoc.Code, tc.noOIDC)
 			}
 			if got := advertised[s.url(PathRegister)]; got != tc.registration {
 				t.Errorf("registration endpoint advertised: %v, want %v", got, tc.registration)

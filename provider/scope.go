@@ -46,15 +46,14 @@ const (
 	ScopeOpenID = "openid"
 )
 
-// unhandledScopes are dropped from requests rather than refused. This is the
-// one place that decides it: an OpenID Connect layer that answers openid
-// takes it off this list (and a server with that layer switched off keeps
-// it here).
-var unhandledScopes = []string{ScopeOpenID}
-
-// dropUnhandled removes the scopes no layer of this server answers.
-func dropUnhandled(scopes []string) []string {
-	return slices.DeleteFunc(slices.Clone(scopes), func(sc string) bool { return slices.Contains(unhandledScopes, sc) })
+// dropUnhandled removes the scopes no layer of this server answers, rather
+// than refusing them: openid when the OpenID Connect layer is off
+// (AUTHZ_OIDC=off). This is the one place that decides it.
+func (s *Server) dropUnhandled(scopes []string) []string {
+	if s.oidcOn() {
+		return scopes
+	}
+	return slices.DeleteFunc(slices.Clone(scopes), func(sc string) bool { return sc == ScopeOpenID })
 }
 
 // resourceScopes are the offered scopes a protected resource advertises

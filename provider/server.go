@@ -34,6 +34,12 @@ const (
 	PathApps       = "/account/apps"
 	PathHealthz    = "/healthz"
 	PathReadyz     = "/readyz"
+	// OpenID Connect.
+	PathUserInfo   = "/oauth2/userinfo"
+	PathEndSession = "/oauth2/end_session"
+	// PathUpstream + name starts sign-in through an upstream provider;
+	// + name + "/callback" is where it returns.
+	PathUpstream = "/login/upstream/"
 )
 
 // maxBodyBytes bounds every request body; OAuth requests are small.
@@ -62,6 +68,11 @@ type Server struct {
 	// in addition to SameSite cookies and the CSRF token.
 	crossOrigin *http.CrossOriginProtection
 	metadata    wellknown.AuthorizationServerMetadata
+	// openidMetadata is the OpenID Provider Metadata (served only when the
+	// OpenID Connect layer is on); metadata is its RFC 8414 part.
+	openidMetadata wellknown.OpenIDProviderMetadata
+	idKeys         *idTokenKeys
+	upstreams      []*upstream
 }
 
 // New validates opts, loads (or creates) the signing keys and returns a Server.
@@ -108,7 +119,12 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	// manager's is.
 	s.successorKey = deriveKey(s.keys.encKey, "authz refresh-token successor v1")
 	s.clients = newClientCache(s.lookupClient, opts.Now)
-	s.metadata = s.buildMetadata()
+	s.idKeys = newIDTokenKeys(opts, s.keys.encKey)
+	if s.upstreams, err = s.newUpstreams(); err != nil {
+		return nil, err
+	}
+	s.openidMetadata = s.buildMetadata()
+	s.metadata = s.openidMetadata.AuthorizationServerMetadata
 	return s, nil
 }
 

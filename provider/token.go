@@ -68,6 +68,9 @@ type tokenResponse struct {
 	ExpiresIn    int64  `json:"expires_in"`
 	RefreshToken string `json:"refresh_token,omitempty"`
 	Scope        string `json:"scope,omitempty"`
+	// IDToken is the OpenID Connect ID token (OIDC Core §3.1.3.3), when
+	// openid was granted.
+	IDToken string `json:"id_token,omitempty"`
 }
 
 func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) error {
@@ -227,6 +230,9 @@ func (s *Server) exchangeCode(ctx context.Context, c store.Client, req *tokenReq
 	if !allowedGrant(c, oauth.GrantAuthorizationCode) {
 		return nil, oauth.New(oauth.CodeUnauthorizedClient, "the client is not registered for the authorization_code grant")
 	}
+	if err := s.prepareIDToken(ctx, c); err != nil {
+		return nil, err
+	}
 	now := s.opts.Now()
 	// The checks and the refresh token run inside the store's consume
 	// transaction: a code that fails a check is spent and its grant
@@ -274,7 +280,25 @@ func (s *Server) exchangeCode(ctx context.Context, c store.Client, req *tokenReq
 	s.markUsed(ctx, c, now)
 	s.audit(ctx, store.AuditEvent{Name: EventGrantCreated, Actor: ActorUser, Subject: code.UserID, ClientID: c.ID,
 		Details: map[string]string{"grant_id": code.GrantID, "scope": strings.Join(code.Scopes, " ")}})
-	return s.completeTokenResponse(ctx, resp, code.UserID, c.ID, code.GrantID, code.Scopes, resources, now)
+	if resp, err = s.completeTokenResponse(ctx, resp, code.UserID, c.ID, code.GrantID, code.Scopes, resources, now); err != nil {
+		return nil, err
+	}
+	return s.withIDToken(ctx, resp, c, code.UserID, code.GrantID, code.Scopes, code.Nonce, code.AuthTime, now)
+}
+
+// withIDToken adds the ID token when openid was granted. A refresh passes
+// no nonce: the nonce belongs to one authentication request (OIDC Core
+// §12.2, errata), and auth_time stays the original authentication's.
+func (s *Server) withIDToken(ctx context.Context, resp *tokenResponse, c store.Client, sub, grantID string, scopes []string, nonce string, authTime, now time.Time) (*tokenResponse, error) {
+	if !s.oidcOn() || !slices.Contains(scopes, ScopeOpenID) {
+		return resp, nil
+	}
+	idt, err := s.idToken(ctx, c, sub, grantID, nonce, authTime, resp.AccessToken, now)
+	if err != nil {
+		return nil, err
+	}
+	resp.IDToken = idt
+	return resp, nil
 }
 
 // refresh exchanges a refresh token (RFC 6749 §6) with rotation. The store
@@ -287,6 +311,9 @@ func (s *Server) refresh(ctx context.Context, c store.Client, req *tokenRequest)
 	if !allowedGrant(c, oauth.GrantRefreshToken) {
 		return nil, oauth.New(oauth.CodeUnauthorizedClient, "the client is not registered for the refresh_token grant")
 	}
+	if err := s.prepareIDToken(ctx, c); err != nil {
+		return nil, err
+	}
 	now := s.opts.Now()
 	var scopes, resources []string
 	var secret string
@@ -298,7 +325,7 @@ func (s *Server) refresh(ctx context.Context, c store.Client, req *tokenRequest)
 				return store.RefreshToken{}, oauth.New(oauth.CodeInvalidGrant, "the refresh token was issued to another client")
 			}
 			var err error
-			if scopes, err = narrowScopes(g.Scopes, req.scope, req.scopeSent); err != nil {
+			if scopes, err = s.narrowScopes(g.Scopes, req.scope, req.scopeSent); err != nil {
 				return store.RefreshToken{}, err
 			}
 			if resources, err = narrowResources(g.Resources, req.resources); err != nil {
@@ -336,8 +363,11 @@ func (s *Server) refresh(ctx context.Context, c store.Client, req *tokenRequest)
 	} else {
 		s.metrics.refresh.WithLabelValues("rotated").Inc()
 	}
-	resp := &tokenResponse{RefreshToken: secret}
-	return s.completeTokenResponse(ctx, resp, rot.Grant.UserID, c.ID, rot.Grant.ID, scopes, resources, now)
+	resp, err := s.completeTokenResponse(ctx, &tokenResponse{RefreshToken: secret}, rot.Grant.UserID, c.ID, rot.Grant.ID, scopes, resources, now)
+	if err != nil {
+		return nil, err
+	}
+	return s.withIDToken(ctx, resp, c, rot.Grant.UserID, rot.Grant.ID, scopes, "", rot.Grant.AuthTime, now)
 }
 
 // clientCredentials issues a token to a confidential client acting for
@@ -385,7 +415,7 @@ func (s *Server) completeTokenResponse(ctx context.Context, resp *tokenResponse,
 	exp := now.Add(s.opts.AccessTokenTTL)
 	scope := strings.Join(scopes, " ")
 	at, err := s.keys.signer(ctx).Sign(tokens.AccessTokenClaims{
-		Issuer: s.opts.Issuer, Subject: sub, Audience: resources, ClientID: clientID, Scope: scope,
+		Issuer: s.opts.Issuer, Subject: sub, Audience: s.tokenAudience(resources, scopes, grantID), ClientID: clientID, Scope: scope,
 		ID: jti, GrantID: grantID, IssuedAt: now, NotBefore: now, ExpiresAt: exp,
 	})
 	if err != nil {
@@ -425,7 +455,7 @@ func (s *Server) newRefreshToken(grantID, clientID, parentID string, now, grantE
 
 // narrowScopes returns the scopes for a refreshed token: the grant's, or a
 // subset of them when scope is sent (RFC 6749 §6: never wider).
-func narrowScopes(granted []string, scope string, sent bool) ([]string, error) {
+func (s *Server) narrowScopes(granted []string, scope string, sent bool) ([]string, error) {
 	if !sent {
 		return granted, nil
 	}
@@ -433,7 +463,7 @@ func narrowScopes(granted []string, scope string, sent bool) ([]string, error) {
 	if !ok {
 		return nil, oauth.New(oauth.CodeInvalidScope, "scope is malformed")
 	}
-	req = dropUnhandled(req)
+	req = s.dropUnhandled(req)
 	if !subset(req, granted) {
 		return nil, oauth.New(oauth.CodeInvalidScope, "scope exceeds what was granted")
 	}

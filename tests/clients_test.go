@@ -563,7 +563,7 @@ func TestDiscovery(t *testing.T) {
 			t.Fatalf("auth methods %v lack %s", m["token_endpoint_auth_methods_supported"], want)
 		}
 	}
-	if !slices.Equal(strs("response_types_supported"), []string{"code"}) || !slices.Equal(strs("scopes_supported"), []string{"read", "write", "admin", "offline_access"}) {
+	if !slices.Equal(strs("response_types_supported"), []string{"code"}) || !slices.Equal(strs("scopes_supported"), []string{"read", "write", "admin", "offline_access", "openid", "profile", "email"}) {
 		t.Fatalf("metadata %v", m)
 	}
 	mustEqual(t, "iss parameter", m["authorization_response_iss_parameter_supported"].(bool), true)

@@ -103,7 +103,7 @@ func start(t testing.TB, st store.Store, mutate func(o *provider.Options)) *env 
 func (e *env) user(name string) (string, string) {
 	e.t.Helper()
 	pw := "pw-" + name + "-correct-horse"
-	u, err := provider.NewUser(name, pw, e.clock.Now(), rand.Reader)
+	u, err := provider.NewUser(name, pw, provider.UserProfile{}, e.clock.Now(), rand.Reader)
 	if err != nil {
 		e.t.Fatal(err)
 	}

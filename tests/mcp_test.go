@@ -495,44 +495,61 @@ func TestMCPConsentPage(t *testing.T) {
 	}
 }
 
-// TestScopesByHabit: openid is dropped (no OIDC layer yet), offline_access
-// is granted, an unknown scope is still invalid_scope.
+// TestScopesByHabit: openid is answered by the OpenID Connect layer (an
+// ID token) or, with AUTHZ_OIDC=off, dropped; offline_access is granted;
+// an unknown scope is still invalid_scope.
 func TestScopesByHabit(t *testing.T) {
 	t.Parallel()
 	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
-		e := start(t, open(t), nil)
-		user, pw := e.user("habit")
-		c, _, redirect := e.loopbackClient(true)
-		// The client's own allowance is read only: offline_access is about
-		// the grant and is allowed anyway.
-		c.Metadata.Scopes = []string{"read"}
-		if err := e.store.UpdateClient(t.Context(), c); err != nil {
-			t.Fatal(err)
-		}
-		for _, tc := range []struct{ scope, want string }{
-			{"openid read", "read"},                        // Cline
-			{"read offline_access", "read offline_access"}, // Perplexity
-			{"openid offline_access read", "offline_access read"},
-		} {
-			t.Run(tc.scope, func(t *testing.T) {
-				code := e.codeFor(e.browser(), authRequest{clientID: c.ID, redirectURI: redirect, state: "s", scope: tc.scope, verifier: testVerifier}, user, pw)
-				tr := e.postToken(exchangeForm(code, redirect, testVerifier, url.Values{"client_id": {c.ID}}), "", "")
-				mustEqual(t, "exchange: "+tr.ErrorDescription, tr.Status, 200)
-				mustEqual(t, "scope", tr.Scope, tc.want)
-				if tr.RefreshToken == "" {
-					t.Fatal("no refresh token")
-				}
-				// A refresh that repeats openid is not refused either.
-				next := e.postToken(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tr.RefreshToken}, "client_id": {c.ID}, "scope": {"openid read"}}, "", "")
-				mustEqual(t, "refresh: "+next.ErrorDescription, next.Status, 200)
-				mustEqual(t, "refreshed scope", next.Scope, "read")
-			})
-		}
-		u := e.browser().authorize(authRequest{clientID: c.ID, redirectURI: redirect, state: "s", scope: "read profile", verifier: testVerifier}.url(e.issuer), user, pw)
-		mustEqual(t, "unknown scope", u.Query().Get("error"), "invalid_scope")
-		meta := discoveryDocument(t, e)
-		if !slices.Contains(anyStrings(meta["scopes_supported"]), "offline_access") || slices.Contains(anyStrings(meta["scopes_supported"]), "openid") {
-			t.Fatalf("scopes_supported %v", meta["scopes_supported"])
+		for _, oidcOff := range []bool{false, true} {
+			e := start(t, open(t), func(o *provider.Options) { o.DisableOIDC = oidcOff })
+			user, pw := e.user("habit")
+			c, _, redirect := e.loopbackClient(true)
+			// The client's own allowance is read only: offline_access is about
+			// the grant (and openid about the user) and is allowed anyway.
+			c.Metadata.Scopes = []string{"read"}
+			if err := e.store.UpdateClient(t.Context(), c); err != nil {
+				t.Fatal(err)
+			}
+			for _, tc := range []struct{ scope, on, off string }{
+				{"openid read", "openid read", "read"},                                // Cline
+				{"read offline_access", "read offline_access", "read offline_access"}, // Perplexity
+				{"openid offline_access read", "openid offline_access read", "offline_access read"},
+			} {
+				t.Run(fmt.Sprintf("%s/oidc-off=%v", tc.scope, oidcOff), func(t *testing.T) {
+					want := tc.on
+					if oidcOff {
+						want = tc.off
+					}
+					code := e.codeFor(e.browser(), authRequest{clientID: c.ID, redirectURI: redirect, state: "s", scope: tc.scope, verifier: testVerifier}, user, pw)
+					tr := e.postToken(exchangeForm(code, redirect, testVerifier, url.Values{"client_id": {c.ID}}), "", "")
+					mustEqual(t, "exchange: "+tr.ErrorDescription, tr.Status, 200)
+					mustEqual(t, "scope", tr.Scope, want)
+					if tr.RefreshToken == "" {
+						t.Fatal("no refresh token")
+					}
+					// A refresh that repeats openid is not refused either
+					// (with the layer on, when openid was granted).
+					refreshScope, wantRefreshed := "openid read", "read"
+					if !oidcOff {
+						if strings.Contains(want, "openid") {
+							wantRefreshed = "openid read"
+						} else {
+							refreshScope = "read"
+						}
+					}
+					next := e.postToken(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tr.RefreshToken}, "client_id": {c.ID}, "scope": {refreshScope}}, "", "")
+					mustEqual(t, "refresh: "+next.ErrorDescription, next.Status, 200)
+					mustEqual(t, "refreshed scope", next.Scope, wantRefreshed)
+				})
+			}
+			u := e.browser().authorize(authRequest{clientID: c.ID, redirectURI: redirect, state: "s", scope: "read bogus", verifier: testVerifier}.url(e.issuer), user, pw)
+			mustEqual(t, "unknown scope", u.Query().Get("error"), "invalid_scope")
+			meta := discoveryDocument(t, e)
+			supported := anyStrings(meta["scopes_supported"])
+			if !slices.Contains(supported, "offline_access") || slices.Contains(supported, "openid") != !oidcOff {
+				t.Fatalf("scopes_supported %v with OIDC off=%v", meta["scopes_supported"], oidcOff)
+			}
 		}
 	})
 }

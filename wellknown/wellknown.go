@@ -11,7 +11,23 @@ import (
 const (
 	AuthorizationServerSuffix = "/.well-known/oauth-authorization-server" // RFC 8414 §3
 	ProtectedResourceSuffix   = "/.well-known/oauth-protected-resource"   // RFC 9728 §3
+	OpenIDConfigurationSuffix = "/.well-known/openid-configuration"       // OIDC Discovery §4
 )
+
+// OpenIDProviderMetadata is the OpenID Connect Discovery §3 document: the
+// RFC 8414 document with the OpenID Connect fields added.
+type OpenIDProviderMetadata struct {
+	AuthorizationServerMetadata
+	UserInfoEndpoint                 string   `json:"userinfo_endpoint"`
+	EndSessionEndpoint               string   `json:"end_session_endpoint"`
+	IDTokenSigningAlgValuesSupported []string `json:"id_token_signing_alg_values_supported"`
+	SubjectTypesSupported            []string `json:"subject_types_supported"`
+	ClaimsSupported                  []string `json:"claims_supported"`
+	PromptValuesSupported            []string `json:"prompt_values_supported"`
+	RequestParameterSupported        bool     `json:"request_parameter_supported"`
+	RequestURIParameterSupported     bool     `json:"request_uri_parameter_supported"`
+	ClaimsParameterSupported         bool     `json:"claims_parameter_supported"`
+}
 
 // AuthorizationServerMetadata is the RFC 8414 §2 document.
 type AuthorizationServerMetadata struct {

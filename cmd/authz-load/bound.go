@@ -35,7 +35,7 @@ import (
 //   - sequential: one round trip per statement, exactly as the store sends
 //     them today (rotation: BEGIN, 6 statements, COMMIT = 8 round trips).
 const (
-	boundGrantCols   = `id, client_id, user_id, scopes, resources, code_hash, created_at, expires_at, last_used_at, revoked_at`
+	boundGrantCols   = `id, client_id, user_id, scopes, resources, code_hash, created_at, expires_at, last_used_at, revoked_at, auth_time`
 	boundRefreshCols = `hash, id, grant_id, client_id, parent_id, created_at, expires_at, rotated_at`
 	boundCodeCols    = `hash, client_id, user_id, grant_id, redirect_uri, code_challenge, scopes, resources, created_at, expires_at`
 
@@ -50,7 +50,7 @@ const (
 	sqlCodeGrantUsed   = `UPDATE grants SET last_used_at = $2 WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2`
 	sqlXactID          = postgres.SQLXactID
 	sqlLockGrantOfCode = postgres.SQLLockGrantOfCode
-	sqlInsertGrant     = `INSERT INTO grants (` + boundGrantCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
+	sqlInsertGrant     = `INSERT INTO grants (` + boundGrantCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`
 	sqlInsertCode      = `INSERT INTO auth_codes (` + boundCodeCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
 )
 
@@ -62,11 +62,12 @@ type boundGrant struct {
 	codeHash          []byte
 	created           time.Time
 	lastUsed          *time.Time
+	authTime          *time.Time
 }
 
 func scanBoundGrant(row pgx.Row) (boundGrant, error) {
 	var g boundGrant
-	err := row.Scan(&g.id, &g.client, &g.user, &g.scopes, &g.resources, &g.codeHash, &g.created, &g.expires, &g.lastUsed, &g.revoked)
+	err := row.Scan(&g.id, &g.client, &g.user, &g.scopes, &g.resources, &g.codeHash, &g.created, &g.expires, &g.lastUsed, &g.revoked, &g.authTime)
 	return g, err
 }
 
@@ -225,7 +226,7 @@ func boundCodeFixture(ctx context.Context, pool *pgxpool.Pool, client, user stri
 	gid := randomID()
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
-	b.Queue(sqlInsertGrant, gid, client, user, []string{"read"}, []string{}, h[:], now, now.Add(24*time.Hour), nil, nil)
+	b.Queue(sqlInsertGrant, gid, client, user, []string{"read"}, []string{}, h[:], now, now.Add(24*time.Hour), nil, nil, now)
 	b.Queue(sqlInsertCode, h[:], client, user, gid, "http://127.0.0.1/callback", "challenge", []string{"read"}, []string{}, now, now.Add(time.Minute))
 	b.Queue("COMMIT")
 	return h[:], pool.SendBatch(ctx, b).Close()
@@ -249,9 +250,11 @@ func consumeBound(ctx context.Context, pool *pgxpool.Pool, hash []byte, pipeline
 		client, user, gid, redirect, challenge string
 		scopes, resources                      []string
 		created, expires                       time.Time
+		nonce                                  string
+		authTime                               *time.Time
 	)
 	scan := func(row pgx.Row) error {
-		return row.Scan(&hh, &client, &user, &gid, &redirect, &challenge, &scopes, &resources, &created, &expires)
+		return row.Scan(&hh, &client, &user, &gid, &redirect, &challenge, &scopes, &resources, &created, &expires, &nonce, &authTime)
 	}
 	if pipelined {
 		// Round trip 1: begin, take the transaction id, lock the code's

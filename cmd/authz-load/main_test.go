@@ -76,7 +76,7 @@ func newTestbed(t *testing.T) testbed {
 	t.Cleanup(rs.Close)
 
 	ctx, now := context.Background(), time.Now()
-	u, err := provider.NewUser("load", "load-password", now, rand.Reader)
+	u, err := provider.NewUser("load", "load-password", provider.UserProfile{}, now, rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -84,9 +84,9 @@ func viewOf(c store.Client, secret string) clientView {
 // administrator's allowances (scopes and resources).
 type clientFlags struct {
 	name, appType, authMethod, clientURI, logoURI, tosURI, policyURI string
-	softwareID, softwareVersion, jwksURI, jwks                       string
+	softwareID, softwareVersion, jwksURI, jwks, idTokenAlg           string
 	public, introspect                                               bool
-	redirects, scopes, resources, grants, contacts                   listFlag
+	redirects, scopes, resources, grants, contacts, postLogout       listFlag
 }
 
 func (f *clientFlags) register(fs *flag.FlagSet) {
@@ -108,6 +108,8 @@ func (f *clientFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.jwksURI, "jwks-uri", "", "URL of the client's JWK Set (private_key_jwt)")
 	fs.StringVar(&f.jwks, "jwks", "", "the client's JWK Set as JSON, or @file (private_key_jwt)")
 	fs.BoolVar(&f.introspect, "introspect", false, "resource server: may introspect access tokens whose audience includes one of its --resource (RFC 7662); --introspect=false removes it")
+	fs.Var(&f.postLogout, "post-logout-redirect-uri", "where OpenID Connect logout may return (repeatable)")
+	fs.StringVar(&f.idTokenAlg, "id-token-alg", "", "ID-token signature: RS256 (default), ES256 or EdDSA")
 }
 
 // apply copies the flags that were given onto m.
@@ -167,6 +169,10 @@ func (f *clientFlags) apply(fs *flag.FlagSet, m *store.ClientMetadata) error {
 			m.SoftwareVersion = f.softwareVersion
 		case "jwks-uri":
 			m.JWKSURI = f.jwksURI
+		case "post-logout-redirect-uri":
+			m.PostLogoutRedirectURIs = f.postLogout
+		case "id-token-alg":
+			m.IDTokenSignedResponseAlg = f.idTokenAlg
 		case "jwks":
 			raw := []byte(f.jwks)
 			if strings.HasPrefix(f.jwks, "@") {
@@ -384,9 +390,13 @@ func readPassword(r io.Reader) (string, error) {
 }
 
 func (e env) userCreate(args []string) error {
-	var fromStdin bool
+	var fromStdin, verified bool
+	var name, email string
 	st, pos, _, err := e.adminCommand("user create", args, func(fs *flag.FlagSet) {
 		fs.BoolVar(&fromStdin, "password-stdin", false, "read the password from standard input")
+		fs.StringVar(&name, "name", "", "full name (OpenID Connect name claim)")
+		fs.StringVar(&email, "email", "", "email address (OpenID Connect email claim)")
+		fs.BoolVar(&verified, "email-verified", false, "the address is known to be the user's (email_verified; needed for linking upstream sign-ins by email)")
 	})
 	if err != nil {
 		return err
@@ -399,7 +409,7 @@ func (e env) userCreate(args []string) error {
 	if err != nil {
 		return err
 	}
-	u, err := provider.NewUser(pos[0], pw, time.Now(), rand.Reader)
+	u, err := provider.NewUser(pos[0], pw, provider.UserProfile{Name: name, Email: email, EmailVerified: verified}, time.Now(), rand.Reader)
 	if err != nil {
 		return err
 	}
@@ -503,9 +513,18 @@ func (e env) userList(args []string) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "USERNAME\tID\tCREATED")
+	fmt.Fprintln(tw, "USERNAME\tID\tPROVIDER\tEMAIL\tCREATED")
 	for _, u := range us {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", u.Username, u.ID, u.CreatedAt.Format(time.RFC3339))
+		prov, email := u.Provider, u.Email
+		if prov == "" {
+			prov = "local"
+		}
+		if email == "" {
+			email = "-"
+		} else if u.EmailVerified {
+			email += " (verified)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", u.Username, u.ID, prov, email, u.CreatedAt.Format(time.RFC3339))
 	}
 	return tw.Flush()
 }

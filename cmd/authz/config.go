@@ -64,6 +64,10 @@ type config struct {
 	AdminAddr      string
 	AccessLog      bool
 	AuditRetention time.Duration
+	OIDC           string
+	LocalLogin     string
+	// Upstreams come from the AUTHZ_CONFIG file only.
+	Upstreams []provider.Upstream
 }
 
 // setting is one row of the configuration table. Defaults that are the
@@ -124,6 +128,8 @@ func (c *config) settings() []setting {
 		{flag: "admin-addr", env: "AUTHZ_ADMIN_ADDR", def: "127.0.0.1:9090", usage: "admin listener for /metrics (Prometheus) and /debug/pprof/; empty turns it off. Never expose it publicly", str: &c.AdminAddr},
 		{flag: "access-log", env: "AUTHZ_ACCESS_LOG", def: "true", usage: "log one INFO line per request (method, route, status, duration, client id)", boolean: &c.AccessLog},
 		{flag: "audit-retention", env: "AUTHZ_AUDIT_RETENTION", option: "AuditRetention", def: short(provider.DefaultAuditRetention), usage: "how long audit events are kept before the janitor deletes them", dur: &c.AuditRetention},
+		{flag: "oidc", env: "AUTHZ_OIDC", option: "DisableOIDC", def: "on", usage: "OpenID Connect provider (ID tokens, UserInfo, logout): on or off", str: &c.OIDC},
+		{flag: "local-login", env: "AUTHZ_LOCAL_LOGIN", option: "DisableLocalLogin", def: "on", usage: "password sign-in: on, or off to sign in through upstream providers only", str: &c.LocalLogin},
 	}
 }
 
@@ -131,8 +137,16 @@ func (c *config) settings() []setting {
 // environment. Environment values are checked here so a bad one is reported
 // by name.
 func (c *config) register(fs *flag.FlagSet) error {
+	file, err := loadConfigFile(c.settings())
+	if err != nil {
+		return err
+	}
+	c.Upstreams = file.upstreams
 	for _, s := range c.settings() {
 		def := s.def
+		if v, ok := file.settings[s.flag]; ok {
+			def = v
+		}
 		if v, ok := os.LookupEnv(s.env); ok {
 			def = v
 		}
@@ -279,6 +293,7 @@ func (c *config) providerOptions(st store.Store, log *slog.Logger) (provider.Opt
 		AdminScopes:                    splitList(c.AdminScopes), RegistrationScopes: noneList(c.RegistrationScopes),
 		RedirectSchemes: noneList(c.RedirectSchemes), RegistrationUnusedTTL: c.RegUnusedTTL, RegistrationIdleTTL: c.RegIdleTTL,
 		DisableAccessLog: !c.AccessLog, AuditRetention: c.AuditRetention,
+		DisableOIDC: c.OIDC == "off", DisableLocalLogin: c.LocalLogin == "off", Upstreams: c.Upstreams,
 	}, nil
 }
 
@@ -319,6 +334,12 @@ func (c *config) validate() error {
 	if c.MetadataDocuments != "on" && c.MetadataDocuments != "off" {
 		return fmt.Errorf("AUTHZ_CLIENT_METADATA_DOCUMENTS %q: must be on or off", c.MetadataDocuments)
 	}
+	// on/off switches are the CLI's spelling of provider's booleans.
+	for _, s := range []struct{ name, v string }{{"AUTHZ_OIDC", c.OIDC}, {"AUTHZ_LOCAL_LOGIN", c.LocalLogin}} {
+		if s.v != "on" && s.v != "off" {
+			return fmt.Errorf("%s=%q: want on or off", s.name, s.v)
+		}
+	}
 	// The encryption key and trusted proxies are parsed here; every rule on
 	// the values is provider's, checked once.
 	o, err := c.providerOptions(nil, nil)
@@ -335,6 +356,10 @@ func (c *config) optionError(err error) error {
 	var oe *provider.OptionError
 	if !errors.As(err, &oe) {
 		return err
+	}
+	if oe.Option == "Upstreams" {
+		// Upstream providers come from the AUTHZ_CONFIG file only.
+		return fmt.Errorf("AUTHZ_CONFIG: %w", oe.Err)
 	}
 	for _, st := range c.settings() {
 		if st.option != oe.Option {

@@ -152,7 +152,7 @@ func seedDev(e env, o provider.Options, st store.Store, addr string) error {
 			return err
 		}
 		password = secret[:16]
-		u, err := provider.NewUser(demoUsername, password, now, rand.Reader)
+		u, err := provider.NewUser(demoUsername, password, provider.UserProfile{}, now, rand.Reader)
 		if err != nil {
 			return err
 		}

@@ -55,7 +55,14 @@ type Metadata struct {
 	// documents: ["none","private_key_jwt"]). Normalize picks one and
 	// clears it.
 	TokenEndpointAuthMethodsSupported []string `json:"token_endpoint_auth_methods_supported,omitempty"`
+	// OpenID Connect Dynamic Client Registration §2 and RP-Initiated
+	// Logout §3.1.
+	IDTokenSignedResponseAlg string   `json:"id_token_signed_response_alg,omitempty"`
+	PostLogoutRedirectURIs   []string `json:"post_logout_redirect_uris,omitempty"`
 }
+
+// IDTokenAlgs are the ID-token signing algorithms a client may ask for.
+var IDTokenAlgs = []string{"RS256", "ES256", "EdDSA"}
 
 // Errors are *oauth.Error with one of the RFC 7591 §3.2.2 codes; the
 // description names the offending field.
@@ -216,6 +223,22 @@ func (m *Metadata) Normalize() error {
 			m.JWKS = buf.Bytes()
 		}
 	}
+	// OpenID Connect: never "none" (OIDC Registration §2 allows it only
+	// without a token endpoint, which a code client always uses).
+	if m.IDTokenSignedResponseAlg != "" && !slices.Contains(IDTokenAlgs, m.IDTokenSignedResponseAlg) {
+		return metaErr("id_token_signed_response_alg", "unsupported value %q (supported: %s)", m.IDTokenSignedResponseAlg, strings.Join(IDTokenAlgs, ", "))
+	}
+	// Logout returns are redirects like any other: the same rules apply.
+	m.PostLogoutRedirectURIs = dedupe(m.PostLogoutRedirectURIs)
+	for _, r := range m.PostLogoutRedirectURIs {
+		if err := ValidateRedirectURI(r, m.ApplicationType); err != nil {
+			var e *oauth.Error
+			if errors.As(err, &e) {
+				return metaErr("post_logout_redirect_uris", "%s", strings.TrimPrefix(e.Description, "redirect_uris: "))
+			}
+			return err
+		}
+	}
 	if m.TokenEndpointAuthMethod == oauth.AuthPrivateKeyJWT && m.JWKSURI == "" && len(m.JWKS) == 0 {
 		return metaErr("jwks", "private_key_jwt needs jwks or jwks_uri")
 	}
@@ -231,6 +254,7 @@ func (m *Metadata) checkStrings() error {
 		{"client_name", m.ClientName}, {"client_uri", m.ClientURI}, {"logo_uri", m.LogoURI}, {"scope", m.Scope},
 		{"tos_uri", m.TOSURI}, {"policy_uri", m.PolicyURI}, {"software_id", m.SoftwareID},
 		{"software_version", m.SoftwareVersion}, {"jwks_uri", m.JWKSURI},
+		{"id_token_signed_response_alg", m.IDTokenSignedResponseAlg},
 	}
 	for _, f := range single {
 		if err := checkString(f.name, f.value); err != nil {
@@ -242,6 +266,7 @@ func (m *Metadata) checkStrings() error {
 		values []string
 	}{
 		{"redirect_uris", m.RedirectURIs}, {"grant_types", m.GrantTypes}, {"response_types", m.ResponseTypes}, {"contacts", m.Contacts},
+		{"post_logout_redirect_uris", m.PostLogoutRedirectURIs},
 	}
 	for _, l := range lists {
 		if len(l.values) > maxList {

@@ -66,6 +66,13 @@ const (
 	CodeInvalidRedirectURI      = "invalid_redirect_uri"
 	CodeInvalidClientMetadata   = "invalid_client_metadata"
 	CodeSlowDown                = "slow_down"
+	// OpenID Connect Core §3.1.2.6 (authorization errors) and RFC 6750
+	// §3.1 (a bearer token lacking a scope, at UserInfo).
+	CodeLoginRequired          = "login_required"
+	CodeConsentRequired        = "consent_required"
+	CodeRequestNotSupported    = "request_not_supported"
+	CodeRequestURINotSupported = "request_uri_not_supported"
+	CodeInsufficientScope      = "insufficient_scope"
 )
 
 // statusByCode is the one table from error code to HTTP status.
@@ -85,6 +92,11 @@ var statusByCode = map[string]int{
 	CodeInvalidRedirectURI:      http.StatusBadRequest,
 	CodeInvalidClientMetadata:   http.StatusBadRequest,
 	CodeSlowDown:                http.StatusTooManyRequests,
+	CodeLoginRequired:           http.StatusBadRequest,
+	CodeConsentRequired:         http.StatusBadRequest,
+	CodeRequestNotSupported:     http.StatusBadRequest,
+	CodeRequestURINotSupported:  http.StatusBadRequest,
+	CodeInsufficientScope:       http.StatusForbidden,
 }
 
 // Status is the HTTP status an error with code is answered with; an

@@ -16,6 +16,8 @@ func TestStatus(t *testing.T) {
 		{CodeUnsupportedGrantType, 400}, {CodeUnsupportedResponseType, 400}, {CodeInvalidScope, 400},
 		{CodeInvalidTarget, 400}, {CodeAccessDenied, 403}, {CodeServerError, 500}, {CodeTemporarilyUnavailable, 503},
 		{CodeInvalidToken, 401}, {CodeInvalidRedirectURI, 400}, {CodeInvalidClientMetadata, 400}, {CodeSlowDown, 429},
+		{CodeLoginRequired, 400}, {CodeConsentRequired, 400}, {CodeRequestNotSupported, 400},
+		{CodeRequestURINotSupported, 400}, {CodeInsufficientScope, 403},
 		{"made_up", 400},
 	} {
 		if got := Status(tc.code); got != tc.status {

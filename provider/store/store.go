@@ -127,6 +127,12 @@ type ClientMetadata struct {
 	SoftwareVersion string          `json:"software_version,omitempty"`
 	JWKSURI         string          `json:"jwks_uri,omitempty"`
 	JWKS            json.RawMessage `json:"jwks,omitempty"`
+	// IDTokenSignedResponseAlg is the client's ID-token algorithm (OIDC
+	// Registration §2); empty means RS256.
+	IDTokenSignedResponseAlg string `json:"id_token_signed_response_alg,omitempty"`
+	// PostLogoutRedirectURIs are where RP-initiated logout may return
+	// (OpenID Connect RP-Initiated Logout §3.1), matched exactly.
+	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris,omitempty"`
 }
 
 // User is a built-in account that can log in to the authorization server.
@@ -134,8 +140,19 @@ type User struct {
 	ID       string
 	Username string
 	// PasswordHash is an encoded argon2id hash (never a plaintext password).
+	// Empty for a user created through an upstream provider: no password
+	// can match it.
 	PasswordHash string
-	CreatedAt    time.Time
+	// Name, Email and EmailVerified are the OpenID Connect standard claims
+	// of the profile and email scopes (OIDC Core §5.1). The CLI sets them;
+	// upstream sign-in copies them from the provider.
+	Name          string
+	Email         string
+	EmailVerified bool
+	// Provider names the upstream identity provider the user was created
+	// through; empty for a local account.
+	Provider  string
+	CreatedAt time.Time
 }
 
 // Grant is one completed authorization of one client by one user on one
@@ -158,6 +175,10 @@ type Grant struct {
 	LastUsedAt time.Time
 	// RevokedAt is zero while the grant is live.
 	RevokedAt time.Time
+	// AuthTime is when the user authenticated for this grant; an ID token
+	// from a refresh repeats it (OIDC Core §12.2). Zero for grants made
+	// before it was recorded.
+	AuthTime time.Time
 }
 
 // Active reports whether tokens of the grant may be used at now.
@@ -175,8 +196,13 @@ type AuthCode struct {
 	CodeChallenge string // S256 only
 	Scopes        []string
 	Resources     []string
-	CreatedAt     time.Time
-	ExpiresAt     time.Time
+	// Nonce is the OpenID Connect nonce sent at authorize, echoed in the ID
+	// token of the code exchange only (OIDC Core §3.1.2.1, §12.2).
+	Nonce string
+	// AuthTime is when the user authenticated (OIDC Core §2 auth_time).
+	AuthTime  time.Time
+	CreatedAt time.Time
+	ExpiresAt time.Time
 }
 
 // RefreshToken is one link of a grant's rotation chain, stored by hash only.
@@ -454,6 +480,9 @@ type Store interface {
 	CreateSession(ctx context.Context, s Session) error
 	GetSession(ctx context.Context, hash []byte, now time.Time) (Session, error) // ErrNotFound, ErrExpired
 	DeleteSession(ctx context.Context, hash []byte) error                        // idempotent
+
+	// Upstream identities and OpenID Connect keys (oidc.go).
+	OIDCStore
 
 	// Initial access tokens for the "token" registration policy.
 	CreateInitialAccessToken(ctx context.Context, t InitialAccessToken) error

@@ -7,6 +7,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/x509"
@@ -74,6 +75,24 @@ func GenerateKey(r io.Reader, alg string) (Key, error) {
 	if err != nil {
 		return Key{}, err
 	}
+	return newKey(priv, alg)
+}
+
+// GenerateIDTokenKey makes a key for ID tokens: RS256 (RSA 2048, which
+// OpenID Connect Discovery §3 requires) or an access-token algorithm.
+// Access tokens never use RSA.
+func GenerateIDTokenKey(r io.Reader, alg string) (Key, error) {
+	if alg != "RS256" {
+		return GenerateKey(r, alg)
+	}
+	priv, err := rsa.GenerateKey(r, 2048)
+	if err != nil {
+		return Key{}, err
+	}
+	return newKey(priv, alg)
+}
+
+func newKey(priv crypto.Signer, alg string) (Key, error) {
 	jwk := jose.JSONWebKey{Key: priv.Public()}
 	tp, err := jwk.Thumbprint(crypto.SHA256)
 	if err != nil {

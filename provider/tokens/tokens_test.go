@@ -536,3 +536,42 @@ func TestVerifyRejectsAlgMismatchWithJWK(t *testing.T) {
 		t.Errorf("Verify err = %v, want ErrSignature", err)
 	}
 }
+
+func TestIDTokenKeyAndHint(t *testing.T) {
+	t.Parallel()
+	for _, alg := range IDTokenAlgorithms {
+		t.Run(alg, func(t *testing.T) {
+			t.Parallel()
+			k, err := GenerateIDTokenKey(rand.Reader, alg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := NewIDTokenSigner(k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			now := time.Now()
+			tok, err := s.Sign(IDTokenClaims{Issuer: "https://as", Subject: "u1", Audience: "c1", IssuedAt: now, ExpiresAt: now.Add(-time.Hour)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pub, _ := k.PublicJWK()
+			ks, _ := NewKeySet(pub)
+			// An expired ID token is still a usable hint.
+			c, err := ks.VerifyIDTokenHint(tok, "https://as")
+			if err != nil || c.Subject != "u1" || c.Audience != "c1" {
+				t.Fatalf("VerifyIDTokenHint = %+v, %v", c, err)
+			}
+			if _, err := ks.VerifyIDTokenHint(tok, "https://other"); err == nil {
+				t.Fatal("hint of another issuer accepted")
+			}
+			// An ID token is never an access token (typ JWT, not at+jwt).
+			if _, err := ks.Verify(tok, "https://as", now, time.Minute); err == nil {
+				t.Fatal("an ID token verified as an access token")
+			}
+		})
+	}
+	if _, err := GenerateKey(rand.Reader, "RS256"); err == nil {
+		t.Fatal("RS256 accepted for access tokens")
+	}
+}

@@ -42,7 +42,11 @@ type Store struct {
 	counters    map[string]store.Counter
 	audit       []store.AuditEvent // append-only, in ID order
 	auditSeq    int64
+	identities  map[identityKey]store.Identity
+	idTokenKeys map[string]store.SigningKey // by algorithm
 }
+
+type identityKey struct{ provider, subject string }
 
 type consentKey struct{ userID, clientID string }
 
@@ -67,6 +71,8 @@ func New() *Store {
 		sessions:    map[string]store.Session{},
 		iats:        map[string]store.InitialAccessToken{},
 		counters:    map[string]store.Counter{},
+		identities:  map[identityKey]store.Identity{},
+		idTokenKeys: map[string]store.SigningKey{},
 	}
 }
 
@@ -297,6 +303,11 @@ func (s *Store) DeleteUser(_ context.Context, id string) error {
 	for k, se := range s.sessions {
 		if se.UserID == id {
 			delete(s.sessions, k)
+		}
+	}
+	for k, in := range s.identities {
+		if in.UserID == id {
+			delete(s.identities, k)
 		}
 	}
 	return nil
@@ -892,6 +903,7 @@ func cloneClient(c store.Client) store.Client {
 	m := &c.Metadata
 	m.RedirectURIs, m.GrantTypes, m.ResponseTypes = slices.Clone(m.RedirectURIs), slices.Clone(m.GrantTypes), slices.Clone(m.ResponseTypes)
 	m.Scopes, m.Resources, m.Contacts = slices.Clone(m.Scopes), slices.Clone(m.Resources), slices.Clone(m.Contacts)
+	m.PostLogoutRedirectURIs = slices.Clone(m.PostLogoutRedirectURIs)
 	m.JWKS = bytes.Clone(m.JWKS)
 	return c
 }
@@ -899,12 +911,13 @@ func cloneClient(c store.Client) store.Client {
 func cloneGrant(g store.Grant) store.Grant {
 	g.Scopes, g.Resources, g.CodeHash = slices.Clone(g.Scopes), slices.Clone(g.Resources), bytes.Clone(g.CodeHash)
 	g.CreatedAt, g.ExpiresAt, g.LastUsedAt, g.RevokedAt = norm(g.CreatedAt), norm(g.ExpiresAt), norm(g.LastUsedAt), norm(g.RevokedAt)
+	g.AuthTime = norm(g.AuthTime)
 	return g
 }
 
 func cloneCode(c store.AuthCode) store.AuthCode {
 	c.Hash, c.Scopes, c.Resources = bytes.Clone(c.Hash), slices.Clone(c.Scopes), slices.Clone(c.Resources)
-	c.CreatedAt, c.ExpiresAt = norm(c.CreatedAt), norm(c.ExpiresAt)
+	c.CreatedAt, c.ExpiresAt, c.AuthTime = norm(c.CreatedAt), norm(c.ExpiresAt), norm(c.AuthTime)
 	return c
 }
 

@@ -11,26 +11,28 @@ import (
 
 // ---- Authorization codes and grants ----
 
-const grantCols = `id, client_id, user_id, scopes, resources, code_hash, created_at, expires_at, last_used_at, revoked_at`
+const grantCols = `id, client_id, user_id, scopes, resources, code_hash, created_at, expires_at, last_used_at, revoked_at, auth_time`
 
 func scanGrant(row pgx.Row) (store.Grant, error) {
 	var g store.Grant
-	var used, revoked *time.Time
-	if err := row.Scan(&g.ID, &g.ClientID, &g.UserID, &g.Scopes, &g.Resources, &g.CodeHash, &g.CreatedAt, &g.ExpiresAt, &used, &revoked); err != nil {
+	var used, revoked, authTime *time.Time
+	if err := row.Scan(&g.ID, &g.ClientID, &g.UserID, &g.Scopes, &g.Resources, &g.CodeHash, &g.CreatedAt, &g.ExpiresAt, &used, &revoked, &authTime); err != nil {
 		return store.Grant{}, wrap(err)
 	}
 	g.CreatedAt, g.ExpiresAt, g.LastUsedAt, g.RevokedAt = g.CreatedAt.UTC(), g.ExpiresAt.UTC(), fromNull(used), fromNull(revoked)
+	g.AuthTime = fromNull(authTime)
 	return g, nil
 }
 
-const codeCols = `hash, client_id, user_id, grant_id, redirect_uri, code_challenge, scopes, resources, created_at, expires_at`
+const codeCols = `hash, client_id, user_id, grant_id, redirect_uri, code_challenge, scopes, resources, created_at, expires_at, nonce, auth_time`
 
 func scanCode(row pgx.Row) (store.AuthCode, error) {
 	var c store.AuthCode
-	if err := row.Scan(&c.Hash, &c.ClientID, &c.UserID, &c.GrantID, &c.RedirectURI, &c.CodeChallenge, &c.Scopes, &c.Resources, &c.CreatedAt, &c.ExpiresAt); err != nil {
+	var authTime *time.Time
+	if err := row.Scan(&c.Hash, &c.ClientID, &c.UserID, &c.GrantID, &c.RedirectURI, &c.CodeChallenge, &c.Scopes, &c.Resources, &c.CreatedAt, &c.ExpiresAt, &c.Nonce, &authTime); err != nil {
 		return store.AuthCode{}, wrap(err)
 	}
-	c.CreatedAt, c.ExpiresAt = c.CreatedAt.UTC(), c.ExpiresAt.UTC()
+	c.CreatedAt, c.ExpiresAt, c.AuthTime = c.CreatedAt.UTC(), c.ExpiresAt.UTC(), fromNull(authTime)
 	return c, nil
 }
 
@@ -41,14 +43,14 @@ func (s *Store) CreateAuthCode(ctx context.Context, code store.AuthCode, g store
 		return err
 	}
 	return s.tx(ctx, func(tx pgx.Tx) (bool, error) {
-		if _, err := tx.Exec(ctx, `INSERT INTO grants (`+grantCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		if _, err := tx.Exec(ctx, `INSERT INTO grants (`+grantCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
 			g.ID, g.ClientID, g.UserID, arr(g.Scopes), arr(g.Resources), g.CodeHash, ts(g.CreatedAt), ts(g.ExpiresAt),
-			nullTS(g.LastUsedAt), nullTS(g.RevokedAt)); err != nil {
+			nullTS(g.LastUsedAt), nullTS(g.RevokedAt), nullTS(g.AuthTime)); err != nil {
 			return false, wrap(err)
 		}
-		_, err := tx.Exec(ctx, `INSERT INTO auth_codes (`+codeCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		_, err := tx.Exec(ctx, `INSERT INTO auth_codes (`+codeCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
 			code.Hash, code.ClientID, code.UserID, code.GrantID, code.RedirectURI, code.CodeChallenge,
-			arr(code.Scopes), arr(code.Resources), ts(code.CreatedAt), ts(code.ExpiresAt))
+			arr(code.Scopes), arr(code.Resources), ts(code.CreatedAt), ts(code.ExpiresAt), code.Nonce, nullTS(code.AuthTime))
 		return false, wrap(err)
 	})
 }

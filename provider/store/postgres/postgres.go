@@ -309,9 +309,11 @@ func (s *Store) DeleteStaleClients(ctx context.Context, now time.Time, unusedTTL
 
 // ---- Users ----
 
+const userCols = `id, username, password_hash, name, email, email_verified, provider, created_at`
+
 func scanUser(row pgx.Row) (store.User, error) {
 	var u store.User
-	if err := row.Scan(&u.ID, &u.Username, &u.PasswordHash, &u.CreatedAt); err != nil {
+	if err := row.Scan(&u.ID, &u.Username, &u.PasswordHash, &u.Name, &u.Email, &u.EmailVerified, &u.Provider, &u.CreatedAt); err != nil {
 		return store.User{}, wrap(err)
 	}
 	u.CreatedAt = u.CreatedAt.UTC()
@@ -319,21 +321,29 @@ func scanUser(row pgx.Row) (store.User, error) {
 }
 
 func (s *Store) CreateUser(ctx context.Context, u store.User) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO users (id, username, password_hash, created_at) VALUES ($1, $2, $3, $4)`,
-		u.ID, u.Username, u.PasswordHash, ts(u.CreatedAt))
+	return insertUser(ctx, s.pool, u)
+}
+
+type execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+func insertUser(ctx context.Context, db execer, u store.User) error {
+	_, err := db.Exec(ctx, `INSERT INTO users (`+userCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		u.ID, u.Username, u.PasswordHash, u.Name, u.Email, u.EmailVerified, u.Provider, ts(u.CreatedAt))
 	return wrap(err)
 }
 
 func (s *Store) GetUser(ctx context.Context, id string) (store.User, error) {
-	return scanUser(s.readRow(ctx, `SELECT id, username, password_hash, created_at FROM users WHERE id = $1`, id))
+	return scanUser(s.readRow(ctx, `SELECT `+userCols+` FROM users WHERE id = $1`, id))
 }
 
 func (s *Store) GetUserByUsername(ctx context.Context, username string) (store.User, error) {
-	return scanUser(s.readRow(ctx, `SELECT id, username, password_hash, created_at FROM users WHERE username = $1`, username))
+	return scanUser(s.readRow(ctx, `SELECT `+userCols+` FROM users WHERE username = $1`, username))
 }
 
 func (s *Store) ListUsers(ctx context.Context) ([]store.User, error) {
-	return readRows(s, ctx, scanUser, `SELECT id, username, password_hash, created_at FROM users ORDER BY username COLLATE "C"`)
+	return readRows(s, ctx, scanUser, `SELECT `+userCols+` FROM users ORDER BY username COLLATE "C"`)
 }
 
 func (s *Store) SetUserPassword(ctx context.Context, id, passwordHash string) error {

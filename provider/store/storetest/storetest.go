@@ -65,6 +65,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"NoAliasing", testNoAliasing},
 		{"Audit", testAudit},
 		{"CountLive", testCountLive},
+		{"OIDC", testOIDC},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
@@ -467,12 +468,13 @@ func canonUser(u store.User) store.User {
 func canonGrant(g store.Grant) store.Grant {
 	g.Scopes, g.Resources, g.CodeHash = cStrings(g.Scopes), cStrings(g.Resources), cBytes(g.CodeHash)
 	g.CreatedAt, g.ExpiresAt, g.LastUsedAt, g.RevokedAt = cTime(g.CreatedAt), cTime(g.ExpiresAt), cTime(g.LastUsedAt), cTime(g.RevokedAt)
+	g.AuthTime = cTime(g.AuthTime)
 	return g
 }
 
 func canonCode(c store.AuthCode) store.AuthCode {
 	c.Hash, c.Scopes, c.Resources = cBytes(c.Hash), cStrings(c.Scopes), cStrings(c.Resources)
-	c.CreatedAt, c.ExpiresAt = cTime(c.CreatedAt), cTime(c.ExpiresAt)
+	c.CreatedAt, c.ExpiresAt, c.AuthTime = cTime(c.CreatedAt), cTime(c.ExpiresAt), cTime(c.AuthTime)
 	return c
 }
 
