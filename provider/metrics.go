@@ -27,19 +27,22 @@ const (
 // own (several servers in one process, as in tests, never collide). Every
 // name is listed in README, "Operating authz".
 type metrics struct {
-	reg           *prometheus.Registry
-	requests      *prometheus.CounterVec
-	latency       *prometheus.HistogramVec
-	tokens        *prometheus.CounterVec
-	refresh       *prometheus.CounterVec
-	logins        *prometheus.CounterVec
-	registrations *prometheus.CounterVec
-	storeLatency  *prometheus.HistogramVec
-	storeErrors   *prometheus.CounterVec
-	unavailable   *prometheus.CounterVec
-	audit         *prometheus.CounterVec
-	clients       prometheus.Gauge
-	liveGrants    prometheus.Gauge
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	tokens   *prometheus.CounterVec
+	refresh  *prometheus.CounterVec
+	logins   *prometheus.CounterVec
+	// upstreamLogins: sign-ins through an upstream provider, by provider
+	// (configured names only, so the cardinality is bounded) and outcome.
+	upstreamLogins *prometheus.CounterVec
+	registrations  *prometheus.CounterVec
+	storeLatency   *prometheus.HistogramVec
+	storeErrors    *prometheus.CounterVec
+	unavailable    *prometheus.CounterVec
+	audit          *prometheus.CounterVec
+	clients        prometheus.Gauge
+	liveGrants     prometheus.Gauge
 }
 
 func newMetrics(keyAge func() float64) *metrics {
@@ -61,6 +64,9 @@ func newMetrics(keyAge func() float64) *metrics {
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "authz_logins_total", Help: "Sign-in attempts by outcome: ok, failed, throttled.",
 		}, []string{"outcome"}),
+		upstreamLogins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "authz_upstream_logins_total", Help: "Sign-ins through an upstream provider by provider and outcome: ok, failed.",
+		}, []string{"provider", "outcome"}),
 		registrations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "authz_client_registrations_total", Help: "Client registrations by path (dcr, metadata_document) and outcome (ok or the error code).",
 		}, []string{"path", "outcome"}),
@@ -84,7 +90,7 @@ func newMetrics(keyAge func() float64) *metrics {
 			Name: "authz_live_grants", Help: "Redeemed, unrevoked, unexpired grants, counted by the janitor at each tick.",
 		}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.tokens, m.refresh, m.logins, m.registrations,
+	m.reg.MustRegister(m.requests, m.latency, m.tokens, m.refresh, m.logins, m.upstreamLogins, m.registrations,
 		m.storeLatency, m.storeErrors, m.unavailable, m.audit, m.clients, m.liveGrants,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "authz_signing_key_age_seconds", Help: "Age of the key signing access tokens now, since it started signing.",

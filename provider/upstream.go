@@ -279,13 +279,13 @@ func (s *Server) handleUpstreamStart(w http.ResponseWriter, r *http.Request) {
 	}
 	cfg, err := u.oauth2Config(r.Context(), s.upstreamCallbackURL(u))
 	if err != nil {
-		s.upstreamFailed(w, u, http.StatusBadGateway, "discovery failed", err)
+		s.upstreamFailed(w, r, u, http.StatusBadGateway, "discovery failed", err)
 		return
 	}
 	var secrets [3]string
 	for i := range secrets {
 		if secrets[i], err = tokens.NewSecret(s.opts.Rand, ""); err != nil {
-			s.upstreamFailed(w, u, http.StatusInternalServerError, "randomness failed", err)
+			s.upstreamFailed(w, r, u, http.StatusInternalServerError, "randomness failed", err)
 			return
 		}
 	}
@@ -295,7 +295,7 @@ func (s *Server) handleUpstreamStart(w http.ResponseWriter, r *http.Request) {
 	}
 	sealed, err := s.sealFlow(f)
 	if err != nil {
-		s.upstreamFailed(w, u, http.StatusInternalServerError, "sealing the sign-in cookie failed", err)
+		s.upstreamFailed(w, r, u, http.StatusInternalServerError, "sealing the sign-in cookie failed", err)
 		return
 	}
 	s.setCookie(w, upstreamCookie, sealed, int(upstreamTTL.Seconds()))
@@ -332,25 +332,25 @@ func (s *Server) handleUpstreamCallback(w http.ResponseWriter, r *http.Request) 
 	// The attempt is single-use whatever happens next.
 	s.setCookie(w, upstreamCookie, "", -1)
 	if sealed == "" {
-		s.upstreamFailed(w, u, http.StatusBadRequest, "no sign-in in progress (cookie missing)", nil)
+		s.upstreamFailed(w, r, u, http.StatusBadRequest, "no sign-in in progress (cookie missing)", nil)
 		return
 	}
 	f, ok := s.openFlow(sealed)
 	if !ok || f.Provider != u.Name {
-		s.upstreamFailed(w, u, http.StatusBadRequest, "sign-in cookie invalid or expired", nil)
+		s.upstreamFailed(w, r, u, http.StatusBadRequest, "sign-in cookie invalid or expired", nil)
 		return
 	}
 	q := r.URL.Query()
 	if !hmac.Equal([]byte(q.Get("state")), []byte(f.State)) {
-		s.upstreamFailed(w, u, http.StatusBadRequest, "state mismatch", nil)
+		s.upstreamFailed(w, r, u, http.StatusBadRequest, "state mismatch", nil)
 		return
 	}
 	if e := q.Get("error"); e != "" {
-		s.upstreamFailed(w, u, http.StatusForbidden, "the provider answered "+strconv.Quote(e), nil)
+		s.upstreamFailed(w, r, u, http.StatusForbidden, "the provider answered "+strconv.Quote(e), nil)
 		return
 	}
 	if q.Get("code") == "" {
-		s.upstreamFailed(w, u, http.StatusBadRequest, "no code in the callback", nil)
+		s.upstreamFailed(w, r, u, http.StatusBadRequest, "no code in the callback", nil)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 20*time.Second)
@@ -359,26 +359,26 @@ func (s *Server) handleUpstreamCallback(w http.ResponseWriter, r *http.Request) 
 	var denied *errDenied
 	switch {
 	case errors.As(err, &denied):
-		s.upstreamFailed(w, u, http.StatusForbidden, denied.msg, nil)
+		s.upstreamFailed(w, r, u, http.StatusForbidden, denied.msg, nil)
 		return
 	case err != nil:
-		s.upstreamFailed(w, u, http.StatusBadGateway, "the provider's answer could not be used", err)
+		s.upstreamFailed(w, r, u, http.StatusBadGateway, "the provider's answer could not be used", err)
 		return
 	}
 	if err := u.admit(id); err != nil {
-		s.upstreamFailed(w, u, http.StatusForbidden, err.Error(), nil)
+		s.upstreamFailed(w, r, u, http.StatusForbidden, err.Error(), nil)
 		return
 	}
 	user, created, err := s.signInUpstream(r.Context(), u, id)
 	if err != nil {
-		s.upstreamFailed(w, u, http.StatusServiceUnavailable, "storing the user failed", err)
+		s.upstreamFailed(w, r, u, http.StatusServiceUnavailable, "storing the user failed", err)
 		return
 	}
 	if err := s.startSession(w, r, user.ID, s.opts.Now()); err != nil {
-		s.upstreamFailed(w, u, http.StatusServiceUnavailable, "starting the session failed", err)
+		s.upstreamFailed(w, r, u, http.StatusServiceUnavailable, "starting the session failed", err)
 		return
 	}
-	s.upstreamSignedIn(u, user, created)
+	s.upstreamSignedIn(r.Context(), u, user, created)
 	http.Redirect(w, r, f.ReturnTo, http.StatusSeeOther)
 }
 
@@ -561,18 +561,26 @@ func (s *Server) signInUpstream(ctx context.Context, u *upstream, id upstreamIde
 }
 
 // upstreamSignedIn and upstreamFailed are the one place each outcome of an
-// upstream sign-in is reported: today a log line; the audit and metrics
-// hooks of the operability work (issue 14) belong here.
-func (s *Server) upstreamSignedIn(u *upstream, user store.User, created bool) {
-	s.log.Info("upstream sign-in", "provider", u.Name, "user_id", user.ID, "created", created)
+// upstream sign-in is reported: a log line for the operator, the audit
+// trail (login.succeeded / login.failed with the provider's name) and the
+// authz_upstream_logins_total counter. Nothing secret is recorded: no code,
+// state, nonce, token or upstream error body, only our own reason.
+func (s *Server) upstreamSignedIn(ctx context.Context, u *upstream, user store.User, created bool) {
+	s.log.InfoContext(ctx, "upstream sign-in", "provider", u.Name, "user_id", user.ID, "created", created)
+	s.metrics.upstreamLogins.WithLabelValues(u.Name, "ok").Inc()
+	s.audit(ctx, store.AuditEvent{Name: EventLoginSucceeded, Actor: ActorUser, Subject: user.ID, Outcome: "ok",
+		Details: map[string]string{"provider": u.Name, "username": user.Username, "created": strconv.FormatBool(created)}})
 }
 
-func (s *Server) upstreamFailed(w http.ResponseWriter, u *upstream, status int, reason string, cause error) {
+func (s *Server) upstreamFailed(w http.ResponseWriter, r *http.Request, u *upstream, status int, reason string, cause error) {
 	attrs := []any{"provider", u.Name, "reason", reason}
 	if cause != nil {
 		attrs = append(attrs, "cause", cause.Error())
 	}
-	s.log.Warn("upstream sign-in failed", attrs...)
+	s.log.WarnContext(r.Context(), "upstream sign-in failed", attrs...)
+	s.metrics.upstreamLogins.WithLabelValues(u.Name, "failed").Inc()
+	s.audit(r.Context(), store.AuditEvent{Name: EventLoginFailed, Actor: ActorUser, Outcome: "failed",
+		Details: map[string]string{"provider": u.Name, "reason": reason}})
 	msg := "Signing in through " + u.DisplayName + " did not work. "
 	switch status {
 	case http.StatusForbidden:

@@ -105,6 +105,8 @@ var upstreamLink = regexp.MustCompile(`<a class="button" href="([^"]+)">`)
 type upstreamSetup struct {
 	up, down *env
 	rp       *rp
+	// secret is the downstream's client secret at the upstream.
+	secret string
 }
 
 func newUpstreamSetup(t *testing.T, open func(testing.TB) store.Store, mutate func(u *provider.Upstream)) *upstreamSetup {
@@ -119,7 +121,7 @@ func newUpstreamSetup(t *testing.T, open func(testing.TB) store.Store, mutate fu
 		mutate(&cfg)
 	}
 	down := start(t, open(t), func(o *provider.Options) { o.Upstreams = []provider.Upstream{cfg} })
-	return &upstreamSetup{up: up, down: down, rp: down.relyingParty(t)}
+	return &upstreamSetup{up: up, down: down, rp: down.relyingParty(t), secret: secret}
 }
 
 // begin starts a downstream authorization in a fresh browser, signing in
@@ -193,6 +195,82 @@ func TestUpstreamOIDCSignIn(t *testing.T) {
 		j.run("Corp SSO")
 		if us := countUsers(t, s.down); len(us) != 1 || us[0].ID == u.ID {
 			t.Fatalf("after delete: %+v", us)
+		}
+	})
+}
+
+// TestUpstreamAudited (issue 15 point 3): an upstream sign-in that works
+// and one that is refused each become one audit event, login.succeeded and
+// login.failed with the provider's name (and nothing secret), and move
+// authz_upstream_logins_total by provider and outcome.
+func TestUpstreamAudited(t *testing.T) {
+	t.Parallel()
+	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		s := newUpstreamSetup(t, open, func(u *provider.Upstream) { u.AllowedEmailDomains = []string{"example.com"} })
+		admin := httptest.NewServer(s.down.srv.AdminHandler())
+		t.Cleanup(admin.Close)
+
+		gina, ginaPW := s.up.user("gina")
+		s.up.profile(t, gina, "Gina", "gina@example.com", true)
+		j := s.begin(t, gina, ginaPW)
+		j.run("Corp SSO")
+		if j.p.status != http.StatusFound {
+			t.Fatalf("sign-in: %d %.300s", j.p.status, j.p.body)
+		}
+		eve, evePW := s.up.user("eve")
+		s.up.profile(t, eve, "Eve", "eve@evil.test", true)
+		j = s.begin(t, eve, evePW)
+		j.run("Corp SSO")
+		if j.p.status != http.StatusForbidden {
+			t.Fatalf("disallowed domain: %d", j.p.status)
+		}
+		us := countUsers(t, s.down)
+		if len(us) != 1 {
+			t.Fatalf("downstream users: %+v", us)
+		}
+
+		evs, err := s.down.store.ListAuditEvents(context.Background(), store.AuditFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ok, failed []store.AuditEvent
+		for _, e := range evs {
+			switch e.Name {
+			case provider.EventLoginSucceeded:
+				ok = append(ok, e)
+			case provider.EventLoginFailed:
+				failed = append(failed, e)
+			}
+			raw, _ := json.Marshal(e)
+			for _, secret := range []string{s.secret, ginaPW, evePW} {
+				if strings.Contains(string(raw), secret) {
+					t.Errorf("audit event %s carries a secret: %s", e.Name, raw)
+				}
+			}
+		}
+		if len(ok) != 1 || ok[0].Subject != us[0].ID || ok[0].Actor != provider.ActorUser || ok[0].Outcome != "ok" ||
+			ok[0].Details["provider"] != "corp" || ok[0].Details["created"] != "true" || ok[0].ClientIP == "" {
+			t.Errorf("login.succeeded events: %+v, want one for %s through corp", ok, us[0].ID)
+		}
+		if len(failed) != 1 || failed[0].Subject != "" || failed[0].Outcome != "failed" ||
+			failed[0].Details["provider"] != "corp" || failed[0].Details["reason"] == "" {
+			t.Errorf("login.failed events: %+v, want one through corp with a reason", failed)
+		}
+
+		text := scrape(t, admin.URL)
+		for _, tt := range []struct {
+			labels []string
+			want   float64
+		}{
+			{[]string{"provider", "corp", "outcome", "ok"}, 1},
+			{[]string{"provider", "corp", "outcome", "failed"}, 1},
+		} {
+			if got, found := metric(text, "authz_upstream_logins_total", tt.labels...); !found || got != tt.want {
+				t.Errorf("authz_upstream_logins_total%v = %v (found %v), want %v", tt.labels, got, found, tt.want)
+			}
+		}
+		if got, _ := metric(text, "authz_audit_events_total", "event", provider.EventLoginFailed); got != 1 {
+			t.Errorf("authz_audit_events_total{event=login.failed} = %v, want 1", got)
 		}
 	})
 }
