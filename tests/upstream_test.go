@@ -2,6 +2,7 @@ package tests
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"html"
 	"net/http"
@@ -271,6 +272,77 @@ func TestUpstreamAudited(t *testing.T) {
 		}
 		if got, _ := metric(text, "authz_audit_events_total", "event", provider.EventLoginFailed); got != 1 {
 			t.Errorf("authz_audit_events_total{event=login.failed} = %v, want 1", got)
+		}
+	})
+}
+
+// signIn runs one downstream authorization through the upstream as user
+// and returns the downstream ID token's subject.
+func (s *upstreamSetup) signIn(t *testing.T, user, pw string) string {
+	t.Helper()
+	j := s.begin(t, user, pw)
+	j.run("Corp SSO")
+	if j.p.status != http.StatusFound {
+		t.Fatalf("sign-in as %s stopped at %d %s %.300s", user, j.p.status, j.cur, j.p.body)
+	}
+	cb, _ := url.Parse(j.p.location)
+	tok, err := s.rp.cfg.Exchange(context.Background(), cb.Query().Get("code"), oauth2.VerifierOption(testVerifier))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.rp.verify(t, tok).Subject
+}
+
+// TestUpstreamLinkByVerifiedEmail: with link_by_verified_email a first
+// upstream sign-in becomes the existing local user whose email is verified
+// and equal to the one the provider verified, and stays that user; a local
+// user whose email is not verified, or a provider without the setting,
+// gets a new user instead (an unverified address proves nothing).
+func TestUpstreamLinkByVerifiedEmail(t *testing.T) {
+	t.Parallel()
+	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		local := func(e *env, name, email string, verified bool) store.User {
+			t.Helper()
+			u, err := provider.NewUser(name, "pw-"+name+"-correct-horse", provider.UserProfile{Name: name, Email: email, EmailVerified: verified}, e.clock.Now(), rand.Reader)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := e.store.CreateUser(context.Background(), u); err != nil {
+				t.Fatal(err)
+			}
+			return u
+		}
+		upstreamUser := func(s *upstreamSetup, name, email string) (string, string) {
+			user, pw := s.up.user(name)
+			s.up.profile(t, user, name, email, true)
+			return user, pw
+		}
+
+		s := newUpstreamSetup(t, open, func(u *provider.Upstream) { u.LinkByVerifiedEmail = true })
+		kate := local(s.down, "kate", "kate@example.com", true)
+		lena := local(s.down, "lena", "lena@example.com", false)
+		kUser, kPW := upstreamUser(s, "kate-up", "kate@example.com")
+		for round := 0; round < 2; round++ {
+			if sub := s.signIn(t, kUser, kPW); sub != kate.ID {
+				t.Fatalf("round %d: verified email matched, signed in as %s, want the local user %s", round, sub, kate.ID)
+			}
+		}
+		lUser, lPW := upstreamUser(s, "lena-up", "lena@example.com")
+		if sub := s.signIn(t, lUser, lPW); sub == lena.ID {
+			t.Fatal("linked to a local user whose email is not verified")
+		}
+		if us := countUsers(t, s.down); len(us) != 3 {
+			t.Fatalf("downstream users = %d, want kate, lena and one new user", len(us))
+		}
+
+		off := newUpstreamSetup(t, open, nil)
+		mona := local(off.down, "mona", "mona@example.com", true)
+		mUser, mPW := upstreamUser(off, "mona-up", "mona@example.com")
+		if sub := off.signIn(t, mUser, mPW); sub == mona.ID {
+			t.Fatal("linked by email although the provider does not allow it")
+		}
+		if us := countUsers(t, off.down); len(us) != 2 {
+			t.Fatalf("downstream users without linking = %d, want 2", len(us))
 		}
 	})
 }
