@@ -79,6 +79,9 @@ func (s *Server) writeJSONError(w http.ResponseWriter, r *http.Request, err erro
 		h.Set("WWW-Authenticate", `Basic realm="authz"`)
 	case oauth.CodeInvalidToken:
 		h.Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+	case oauth.CodeInsufficientScope:
+		// RFC 6750 §3.1 (UserInfo wants the openid scope).
+		h.Set("WWW-Authenticate", `Bearer error="insufficient_scope", scope="openid"`)
 	case oauth.CodeTemporarilyUnavailable, oauth.CodeSlowDown:
 		h.Set("Retry-After", retryAfter(oe.RetryAfter))
 	}
