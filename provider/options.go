@@ -356,7 +356,9 @@ func (o *Options) setDefaults() error {
 		o.Rand = rand.Reader
 	}
 	if o.UpstreamHTTPClient == nil {
-		o.UpstreamHTTPClient = &http.Client{Timeout: 10 * time.Second}
+		// Its own connection pool, not http.DefaultTransport's, which
+		// anything in the process may reset (CloseIdleConnections).
+		o.UpstreamHTTPClient = &http.Client{Timeout: 10 * time.Second, Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	}
 	if err := CheckUpstreams(o.Upstreams); err != nil {
 		return &OptionError{Option: "Upstreams", Err: err}

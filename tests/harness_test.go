@@ -169,6 +169,11 @@ type browser struct {
 func (e *env) browser() *browser {
 	jar, _ := cookiejar.New(nil)
 	return &browser{t: e.t, e: e, http: &http.Client{
+		// Its own connection pool: httptest.Server.Close (any parallel
+		// test's) closes http.DefaultTransport's idle connections, which
+		// can break a request that just picked one ("CloseIdleConnections
+		// called").
+		Transport:     http.DefaultTransport.(*http.Transport).Clone(),
 		Jar:           jar,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		Timeout:       30 * time.Second,
