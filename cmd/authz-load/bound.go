@@ -32,8 +32,9 @@ import (
 //     then the token or code; the second writes and commits. The grant's
 //     last use is written at most once a minute. This is the shape issue
 //     13 asks the store for, and the bound it is measured against.
-//   - sequential: one round trip per statement, exactly as the store sends
-//     them today (rotation: BEGIN, 6 statements, COMMIT = 8 round trips).
+//   - sequential: one round trip per statement, as the store sent them
+//     before issue 13 (rotation: BEGIN, 6 statements, COMMIT = 8 round
+//     trips), for comparison.
 const (
 	boundGrantCols   = `id, client_id, user_id, scopes, resources, code_hash, created_at, expires_at, last_used_at, revoked_at, auth_time`
 	boundRefreshCols = `hash, id, grant_id, client_id, parent_id, created_at, expires_at, rotated_at`

@@ -92,7 +92,7 @@ func parseConfig(args []string) (*config, error) {
 	fs.StringVar(&c.resource, "resource", "", "resource to request (RFC 8707; default: the server's first)")
 	fs.StringVar(&c.target, "target", "", "resource mode: the protected URL to GET (loopback only)")
 	fs.StringVar(&c.dbURL, "database-url", os.Getenv("AUTHZ_LOAD_DATABASE_URL"), "the server's PostgreSQL: bound modes, printing its settings, the soak's revoked-grant count")
-	fs.StringVar(&c.boundShape, "bound-shape", "pipelined", "bound modes: pipelined (2 round trips) or sequential (one per statement, as the store today)")
+	fs.StringVar(&c.boundShape, "bound-shape", "pipelined", "bound modes: pipelined (2 round trips) or sequential (one per statement, as the store before issue 13)")
 	serverPIDs := fs.String("server-pid", "", "comma-separated PIDs of the authz processes: CPU per request and RSS")
 	fs.IntVar(&c.pgPID, "pg-pid", 0, "PID of the postmaster: PostgreSQL CPU per request (its children summed)")
 	if err := fs.Parse(args); err != nil {
