@@ -176,14 +176,21 @@ func (s *Server) requestedResources(c store.Client, values []string) ([]string, 
 		}
 		return allowed[:1], nil
 	}
+	return matchResources(values, allowed, "unknown or not permitted resource: ")
+}
+
+// matchResources maps each requested resource to the entry of allowed it
+// names (resourceid.Match: the canonical form, a final slash aside), once
+// each; one that is not there is invalid_target, described as unknown+value.
+func matchResources(requested, allowed []string, unknown string) ([]string, error) {
 	var out []string
-	for _, v := range values {
+	for _, v := range requested {
 		n, ok, err := resourceid.Match(v, allowed)
 		if err != nil {
 			return nil, oauth.New(oauth.CodeInvalidTarget, err.Error())
 		}
 		if !ok {
-			return nil, oauth.New(oauth.CodeInvalidTarget, "unknown or not permitted resource: "+v)
+			return nil, oauth.New(oauth.CodeInvalidTarget, unknown+v)
 		}
 		if !slices.Contains(out, n) {
 			out = append(out, n)

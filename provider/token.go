@@ -13,8 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/authzd/authz/internal/resourceid"
-
 	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/pkce"
 	"github.com/authzd/authz/provider/store"
@@ -476,20 +474,7 @@ func narrowResources(authorized, requested []string) ([]string, error) {
 	if len(requested) == 0 {
 		return authorized, nil
 	}
-	var out []string
-	for _, r := range requested {
-		n, ok, err := resourceid.Match(r, authorized)
-		if err != nil {
-			return nil, oauth.New(oauth.CodeInvalidTarget, err.Error())
-		}
-		if !ok {
-			return nil, oauth.New(oauth.CodeInvalidTarget, "resource was not authorized: "+r)
-		}
-		if !slices.Contains(out, n) {
-			out = append(out, n)
-		}
-	}
-	return out, nil
+	return matchResources(requested, authorized, "resource was not authorized: ")
 }
 
 func minTime(a, b time.Time) time.Time {
