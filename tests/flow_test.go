@@ -33,6 +33,20 @@ func (e *env) loopbackClient(public bool) (store.Client, string, string) {
 	return c, secret, fmt.Sprintf("http://127.0.0.1:%d/callback", freePort(e.t))
 }
 
+// firstTokens is the usual start of a refresh test: a new user signs in
+// through the pages, authorizes a new confidential loopback client, and
+// the code is exchanged (200 required). It returns the client, its secret,
+// the redirect URI used and the token response.
+func (e *env) firstTokens(t testing.TB, username, state string) (store.Client, string, string, tokenResp) {
+	t.Helper()
+	user, pw := e.user(username)
+	c, secret, redirect := e.loopbackClient(false)
+	code := e.codeFor(e.browser(), authRequest{clientID: c.ID, redirectURI: redirect, state: state, verifier: testVerifier}, user, pw)
+	tr := e.postToken(exchangeForm(code, redirect, testVerifier, nil), c.ID, secret)
+	mustEqual(t, "code exchange", tr.Status, 200)
+	return c, secret, redirect, tr
+}
+
 // codeFor runs the browser part of the flow and returns the code.
 func (e *env) codeFor(b *browser, req authRequest, username, password string) string {
 	e.t.Helper()
@@ -116,11 +130,7 @@ func TestFlowWithOAuth2Library(t *testing.T) {
 func TestTokenResponseHeaders(t *testing.T) {
 	t.Parallel()
 	e := start(t, storeKinds[0].open(t), nil)
-	user, pw := e.user("bob")
-	c, secret, redirect := e.loopbackClient(false)
-	code := e.codeFor(e.browser(), authRequest{clientID: c.ID, redirectURI: redirect, state: "s", verifier: testVerifier}, user, pw)
-	tr := e.postToken(exchangeForm(code, redirect, testVerifier, nil), c.ID, secret)
-	mustEqual(t, "status", tr.Status, 200)
+	c, secret, _, tr := e.firstTokens(t, "bob", "s")
 	mustEqual(t, "Cache-Control", tr.Header.Get("Cache-Control"), "no-store")
 	mustEqual(t, "Pragma", tr.Header.Get("Pragma"), "no-cache")
 	if !strings.HasPrefix(tr.Header.Get("Content-Type"), "application/json") {
@@ -505,11 +515,7 @@ func TestConcurrentRefresh(t *testing.T) {
 	t.Parallel()
 	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
 		e := start(t, open(t), nil)
-		user, pw := e.user("gina")
-		c, secret, redirect := e.loopbackClient(false)
-		code := e.codeFor(e.browser(), authRequest{clientID: c.ID, redirectURI: redirect, state: "c", verifier: testVerifier}, user, pw)
-		first := e.postToken(exchangeForm(code, redirect, testVerifier, nil), c.ID, secret)
-		mustEqual(t, "status", first.Status, 200)
+		c, secret, _, first := e.firstTokens(t, "gina", "c")
 
 		const n = 20
 		results := make([]tokenResp, n)
@@ -564,11 +570,7 @@ func TestGraceReplayReturnsTheSameSuccessor(t *testing.T) {
 	t.Parallel()
 	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
 		e := start(t, open(t), nil)
-		user, pw := e.user("gaby")
-		c, secret, redirect := e.loopbackClient(false)
-		code := e.codeFor(e.browser(), authRequest{clientID: c.ID, redirectURI: redirect, state: "g", verifier: testVerifier}, user, pw)
-		tr := e.postToken(exchangeForm(code, redirect, testVerifier, nil), c.ID, secret)
-		mustEqual(t, "code exchange", tr.Status, 200)
+		c, secret, _, tr := e.firstTokens(t, "gaby", "g")
 		refresh := func(tok string) tokenResp {
 			return e.postToken(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok}}, c.ID, secret)
 		}

@@ -32,11 +32,7 @@ func TestReuseDetectedAfterASweep(t *testing.T) {
 	t.Parallel()
 	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
 		e := start(t, open(t), nil) // default grace window: 30 s
-		user, pw := e.user("swept")
-		c, secret, redirect := e.loopbackClient(false)
-		code := e.codeFor(e.browser(), authRequest{clientID: c.ID, redirectURI: redirect, state: "s", verifier: testVerifier}, user, pw)
-		first := e.postToken(exchangeForm(code, redirect, testVerifier, nil), c.ID, secret)
-		mustEqual(t, "exchange", first.Status, 200)
+		c, secret, _, first := e.firstTokens(t, "swept", "s")
 		refresh := func(rt string) tokenResp {
 			return e.postToken(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}, c.ID, secret)
 		}
@@ -185,11 +181,7 @@ func TestRefreshNeedsTheGrantType(t *testing.T) {
 	t.Parallel()
 	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
 		e := start(t, open(t), nil)
-		user, pw := e.user("narrowed")
-		c, secret, redirect := e.loopbackClient(false)
-		code := e.codeFor(e.browser(), authRequest{clientID: c.ID, redirectURI: redirect, state: "s", verifier: testVerifier}, user, pw)
-		tr := e.postToken(exchangeForm(code, redirect, testVerifier, nil), c.ID, secret)
-		mustEqual(t, "exchange", tr.Status, 200)
+		c, secret, _, tr := e.firstTokens(t, "narrowed", "s")
 		if tr.RefreshToken == "" {
 			t.Fatal("no refresh token for a client registered for refresh_token")
 		}
