@@ -146,26 +146,11 @@ func rotateBound(ctx context.Context, pool *pgxpool.Pool, hash []byte, pipelined
 	}
 	if pipelined {
 		// Round trip 1: begin, lock the grant, then the token.
-		b := &pgx.Batch{}
-		b.Queue("BEGIN")
-		b.Queue(sqlXactID)
-		b.Queue(sqlLockGrantByHash, hash)
-		b.Queue(sqlLockRefresh, hash)
-		br := conn.SendBatch(ctx, b)
-		var xid string
-		_, err := br.Exec()
-		if err == nil {
-			err = br.QueryRow().Scan(&xid)
-		}
-		if err == nil {
-			g, err = scanBoundGrant(br.QueryRow())
-		}
-		if err == nil {
-			old, err = scanBoundRefresh(br.QueryRow())
-		}
-		if cerr := br.Close(); err == nil {
-			err = cerr
-		}
+		var err error
+		g, err = beginLockingGrant(ctx, conn, sqlLockGrantByHash, sqlLockRefresh, hash, func(row pgx.Row) (err error) {
+			old, err = scanBoundRefresh(row)
+			return err
+		})
 		if err == nil {
 			err = old.decide(g, now)
 		}
@@ -174,7 +159,7 @@ func rotateBound(ctx context.Context, pool *pgxpool.Pool, hash []byte, pipelined
 		}
 		// Round trip 2: mark rotated, insert the successor, touch the
 		// grant, commit.
-		b = &pgx.Batch{}
+		b := &pgx.Batch{}
 		b.Queue(sqlMarkRotated, hash, now)
 		b.Queue(sqlInsertRefresh, succ.hash, succ.id, old.grant, old.client, old.id, now, old.expires, nil)
 		if touchDue(g.lastUsed, now) {
@@ -260,27 +245,7 @@ func consumeBound(ctx context.Context, pool *pgxpool.Pool, hash []byte, pipeline
 	if pipelined {
 		// Round trip 1: begin, take the transaction id, lock the code's
 		// grant, delete the code (the single-use gate).
-		b := &pgx.Batch{}
-		b.Queue("BEGIN")
-		b.Queue(sqlXactID)
-		b.Queue(sqlLockGrantOfCode, hash)
-		b.Queue(sqlConsumeCode, hash)
-		br := conn.SendBatch(ctx, b)
-		var xid string
-		var g boundGrant
-		_, err := br.Exec()
-		if err == nil {
-			err = br.QueryRow().Scan(&xid)
-		}
-		if err == nil {
-			g, err = scanBoundGrant(br.QueryRow())
-		}
-		if err == nil {
-			err = scan(br.QueryRow())
-		}
-		if cerr := br.Close(); err == nil {
-			err = cerr
-		}
+		g, err := beginLockingGrant(ctx, conn, sqlLockGrantOfCode, sqlConsumeCode, hash, scan)
 		switch {
 		case err != nil:
 		case g.revoked != nil || !now.Before(g.expires):
@@ -293,7 +258,7 @@ func consumeBound(ctx context.Context, pool *pgxpool.Pool, hash []byte, pipeline
 		}
 		// Round trip 2: mark the grant used, store the first refresh
 		// token, commit.
-		b = &pgx.Batch{}
+		b := &pgx.Batch{}
 		b.Queue(sqlGrantUsed, gid, now)
 		b.Queue(sqlInsertRefresh, randomBytes(), randomID(), gid, client, "", now, now.Add(24*time.Hour), nil)
 		b.Queue("COMMIT")
@@ -410,4 +375,38 @@ func pgSettings(ctx context.Context, pool *pgxpool.Pool) (string, error) {
 		parts = append(parts, n+"="+vals[n])
 	}
 	return "postgres: " + strings.Join(parts, " ") + " → " + durable, nil
+}
+
+// beginLockingGrant is the first round trip of both pipelined shapes, as
+// the store sends it: BEGIN, the transaction id, the grant locked by
+// lockGrant, then the row of rowSQL (the refresh token or the consumed
+// code), read by scanRow.
+func beginLockingGrant(ctx context.Context, conn batchSender, lockGrant, rowSQL string, hash []byte, scanRow func(pgx.Row) error) (boundGrant, error) {
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(sqlXactID)
+	b.Queue(lockGrant, hash)
+	b.Queue(rowSQL, hash)
+	br := conn.SendBatch(ctx, b)
+	var xid string
+	var g boundGrant
+	_, err := br.Exec()
+	if err == nil {
+		err = br.QueryRow().Scan(&xid)
+	}
+	if err == nil {
+		g, err = scanBoundGrant(br.QueryRow())
+	}
+	if err == nil {
+		err = scanRow(br.QueryRow())
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return g, err
+}
+
+// batchSender is the one method beginLockingGrant needs of a connection.
+type batchSender interface {
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
