@@ -116,12 +116,12 @@ func (s *Server) refreshReused(ctx context.Context, c store.Client, token string
 	}
 }
 
-// loginAttempt records a sign-in attempt (event is login.succeeded,
-// login.failed or login.throttled) in the audit trail and the metrics.
+// loginAttempt records a sign-in attempt (event is login.succeeded or
+// login.failed) in the audit trail and the metrics.
 // userID is empty when the account is unknown or was not looked up; the
 // name typed is kept as a detail, never the password.
 func (s *Server) loginAttempt(ctx context.Context, event, userID, username string) {
-	outcome := map[string]string{EventLoginSucceeded: "ok", EventLoginFailed: "failed", EventLoginThrottled: "throttled"}[event]
+	outcome := map[string]string{EventLoginSucceeded: "ok", EventLoginFailed: "failed"}[event]
 	s.metrics.logins.WithLabelValues(outcome).Inc()
 	s.audit(ctx, store.AuditEvent{Name: event, Actor: ActorUser, Subject: userID, Outcome: outcome,
 		Details: map[string]string{"username": username}})

@@ -294,7 +294,7 @@ func TestLoginLimiter(t *testing.T) {
 		now := clk.Now()
 		switch st.do {
 		case "fail":
-			if err := l.fail(ctx, st.account, st.ip, now); err != nil {
+			if _, err := l.fail(ctx, st.account, st.ip, now); err != nil {
 				t.Fatal(err)
 			}
 		case "succeed":

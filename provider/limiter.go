@@ -56,24 +56,27 @@ func (l *loginLimiter) blocked(ctx context.Context, account, ip string, now time
 }
 
 // fail records a failed login; the failure that reaches a limit is logged
-// as a lockout (account and address, never the password).
-func (l *loginLimiter) fail(ctx context.Context, account, ip string, now time.Time) error {
+// as a lockout (account and address, never the password), and locked says
+// it did.
+func (l *loginLimiter) fail(ctx context.Context, account, ip string, now time.Time) (locked bool, err error) {
 	c, err := l.st.HitCounter(ctx, accountPrefix(account)+ip, l.window, now)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if c.Count == l.perAccount {
+		locked = true
 		l.log.Warn("sign-in locked for an account from one address: too many failed attempts",
 			"account", account, "ip", ip, "until", c.ExpiresAt)
 	}
 	c, err = l.st.HitCounter(ctx, ipLoginKey(ip), l.window, now)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if c.Count == l.perIP {
+		locked = true
 		l.log.Warn("sign-in locked for an address: too many failed attempts", "ip", ip, "until", c.ExpiresAt)
 	}
-	return nil
+	return locked, nil
 }
 
 // succeed clears the account's failures, from every address (not the

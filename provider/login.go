@@ -236,7 +236,9 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", retryAfter(wait))
 		page.Error = fmt.Sprintf("Too many failed sign-in attempts. Try again in %d minute(s), after %s.",
 			minutes, now.Add(wait).UTC().Format("15:04 UTC"))
-		s.loginAttempt(r.Context(), EventLoginThrottled, "", username)
+		// Counted, not audited: the trail records the lockout once (below),
+		// so a flood of refused attempts cannot grow it.
+		s.metrics.logins.WithLabelValues("throttled").Inc()
 		s.render(w, http.StatusTooManyRequests, "login", page)
 		return
 	}
@@ -255,11 +257,18 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !match || err != nil {
-		if err := s.limiter.fail(r.Context(), username, ip, now); err != nil {
+		locked, err := s.limiter.fail(r.Context(), username, ip, now)
+		if err != nil {
 			unavailable("recording a failed login failed", err)
 			return
 		}
 		s.loginAttempt(r.Context(), EventLoginFailed, u.ID, username)
+		if locked {
+			// login.throttled marks the start of a lockout, once per limit
+			// reached; the attempts it then refuses are only counted.
+			s.audit(r.Context(), store.AuditEvent{Name: EventLoginThrottled, Actor: ActorUser, Subject: u.ID, Outcome: "throttled",
+				Details: map[string]string{"username": username}})
+		}
 		page.Error = "Wrong username or password."
 		s.render(w, http.StatusUnauthorized, "login", page)
 		return
