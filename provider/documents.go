@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -92,6 +93,17 @@ func (s *Server) lookupClient(ctx context.Context, id string) (store.Client, err
 		return store.Client{}, err
 	}
 	known := err == nil
+	if !known {
+		// A new document makes a client row, as a registration does: it
+		// counts against the client IP's registration limit, so nobody
+		// can fill the database by publishing documents.
+		if ri := infoFrom(ctx); ri != nil {
+			ip, _ := netip.ParseAddr(ri.ip)
+			if err := s.registrationAllowedFrom(ctx, ip); err != nil {
+				return store.Client{}, err
+			}
+		}
+	}
 	c, err = s.fetchDocumentClient(ctx, id, now)
 	s.documentRegistered(ctx, c, known, err)
 	return c, err

@@ -2,10 +2,12 @@ package provider
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -136,8 +138,15 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) error {
 // then write). Open registration means anyone on the internet can make
 // clients; the limit keeps that from filling the database.
 func (s *Server) registrationAllowed(r *http.Request) error {
+	return s.registrationAllowedFrom(r.Context(), s.clientIP(r))
+}
+
+// registrationAllowedFrom is registrationAllowed for a known client IP; the
+// first fetch of a client ID metadata document counts against the same
+// limit, since it makes a client row just as a registration does.
+func (s *Server) registrationAllowedFrom(ctx context.Context, ip netip.Addr) error {
 	now := s.opts.Now()
-	c, err := s.store.HitCounter(r.Context(), "register:ip:"+limitKey(s.clientIP(r)), s.opts.RegistrationWindow, now)
+	c, err := s.store.HitCounter(ctx, "register:ip:"+limitKey(ip), s.opts.RegistrationWindow, now)
 	if err != nil {
 		return err
 	}

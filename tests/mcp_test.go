@@ -703,3 +703,40 @@ func TestMCPDocumentHeldToRegistrationRules(t *testing.T) {
 		mustEqual(t, "consent page for a document within the registration scopes", p.status, 200)
 	})
 }
+
+// TestMCPDocumentsCountAsRegistrations: the first fetch of a metadata
+// document makes a client row, as an RFC 7591 registration does, so it
+// counts against the client IP's registration limit; a document already
+// stored costs nothing more.
+func TestMCPDocumentsCountAsRegistrations(t *testing.T) {
+	t.Parallel()
+	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		ds := newDocServer(t)
+		e := startWithDocs(t, open(t), ds, func(o *provider.Options) { o.RegistrationsPerIP = 2 })
+		doc := func(path string) string {
+			return ds.publish(path, 200, nil, map[string]any{"client_id": ds.url(path), "client_name": "Doc",
+				"redirect_uris": []string{"https://app.example/cb"}, "token_endpoint_auth_method": "none"})
+		}
+		visit := func(id string) page {
+			return e.browser().do("GET", authRequest{clientID: id, redirectURI: "https://app.example/cb", state: "s", verifier: testVerifier}.url(e.issuer), nil)
+		}
+		first, second, third := doc("/one.json"), doc("/two.json"), doc("/three.json")
+		for _, id := range []string{first, second, first, second} {
+			if p := visit(id); p.status >= 400 {
+				t.Fatalf("document %s within the limit: status %d: %.300s", id, p.status, p.body)
+			}
+		}
+		p := visit(third)
+		if p.status != http.StatusTooManyRequests || p.location != "" {
+			t.Fatalf("third new document from one address: status %d location %q, want a 429 page", p.status, p.location)
+		}
+		if _, err := e.store.GetClient(t.Context(), third); err == nil {
+			t.Fatal("a document past the registration limit was stored as a client")
+		}
+		tr := e.postToken(url.Values{"grant_type": {"authorization_code"}, "code": {"x"}, "redirect_uri": {"https://app.example/cb"},
+			"code_verifier": {testVerifier}, "client_id": {third}}, "", "")
+		if tr.Status != http.StatusTooManyRequests {
+			t.Fatalf("token endpoint for a document past the limit: %d %s %q", tr.Status, tr.Error, tr.ErrorDescription)
+		}
+	})
+}
