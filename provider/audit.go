@@ -53,6 +53,16 @@ const auditWriteTimeout = 5 * time.Second
 // not undo the action, which has happened. cmd/authz uses it for the
 // administrator's actions; the server for everything else.
 func Audit(ctx context.Context, st store.Store, log *slog.Logger, e store.AuditEvent) {
+	attrs := logAudit(ctx, log, e)
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditWriteTimeout)
+	defer cancel()
+	if err := st.AppendAuditEvent(wctx, e); err != nil {
+		log.LogAttrs(ctx, slog.LevelError, "audit event not stored", append(attrs, slog.Any("cause", err))...)
+	}
+}
+
+// logAudit writes e's "audit" log line and returns its attributes.
+func logAudit(ctx context.Context, log *slog.Logger, e store.AuditEvent) []slog.Attr {
 	attrs := []slog.Attr{slog.String("event", e.Name), slog.String("actor", e.Actor)}
 	for _, kv := range [][2]string{{"subject", e.Subject}, {"client_id", e.ClientID}, {"client_ip", e.ClientIP}, {"outcome", e.Outcome}} {
 		if kv[1] != "" {
@@ -68,25 +78,38 @@ func Audit(ctx context.Context, st store.Store, log *slog.Logger, e store.AuditE
 		attrs = append(attrs, slog.String(k, e.Details[k]))
 	}
 	log.LogAttrs(ctx, slog.LevelInfo, "audit", attrs...)
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditWriteTimeout)
-	defer cancel()
-	if err := st.AppendAuditEvent(wctx, e); err != nil {
-		log.LogAttrs(ctx, slog.LevelError, "audit event not stored", append(attrs, slog.Any("cause", err))...)
-	}
+	return attrs
 }
 
-// audit records an event of the request ctx belongs to, at the server's
-// clock, with the request's id and client IP.
-func (s *Server) audit(ctx context.Context, e store.AuditEvent) {
-	e.Time = s.opts.Now()
+// auditEvent completes e as an event of the request ctx belongs to: at
+// now (the server's clock), with the request's id and client IP.
+func auditEvent(ctx context.Context, e store.AuditEvent, now time.Time) store.AuditEvent {
+	e.Time = now
 	if ri := infoFrom(ctx); ri != nil {
 		e.RequestID, e.ClientIP = ri.id, ri.ip
 	}
 	if e.Outcome == "" {
 		e.Outcome = "ok"
 	}
+	return e
+}
+
+// audit records an event of the request ctx belongs to, at the server's
+// clock, with the request's id and client IP.
+func (s *Server) audit(ctx context.Context, e store.AuditEvent) {
+	e = auditEvent(ctx, e, s.opts.Now())
 	s.metrics.audit.WithLabelValues(e.Name).Inc()
 	Audit(ctx, s.store, s.log, e)
+}
+
+// audited emits the log line and the metric of events a store operation
+// has already recorded with the action itself (ConsumeAuthCode's
+// grant.created), once that operation has succeeded.
+func (s *Server) audited(ctx context.Context, events []store.AuditEvent) {
+	for _, e := range events {
+		s.metrics.audit.WithLabelValues(e.Name).Inc()
+		logAudit(ctx, s.log, e)
+	}
 }
 
 // pruneAudit is the janitor job enforcing AUTHZ_AUDIT_RETENTION.

@@ -237,38 +237,49 @@ func (s *Server) exchangeCode(ctx context.Context, c store.Client, req *tokenReq
 	// revoked, so a stolen code is worth nothing to anyone; a database
 	// failure while storing the refresh token leaves the code redeemable,
 	// so the client's retry is not mistaken for a replay.
+	//
+	// The grant.created event is stored by the same transaction (issue 13:
+	// no second round trip or commit), so it exists if and only if the
+	// grant does; its log line and metric follow once that has committed.
 	var resources []string
+	var events []store.AuditEvent
 	resp := &tokenResponse{}
-	code, err := s.store.ConsumeAuthCode(ctx, tokens.Hash(req.code), now, func(code store.AuthCode) (*store.RefreshToken, error) {
+	code, err := s.store.ConsumeAuthCode(ctx, tokens.Hash(req.code), now, func(code store.AuthCode) (store.Redemption, error) {
 		if code.ClientID != c.ID {
-			return nil, oauth.New(oauth.CodeInvalidGrant, "the authorization code was issued to another client")
+			return store.Redemption{}, oauth.New(oauth.CodeInvalidGrant, "the authorization code was issued to another client")
 		}
 		if !redirectMatchesCode(req.redirectURI, code.RedirectURI, c) {
-			return nil, oauth.New(oauth.CodeInvalidGrant, "redirect_uri does not match the authorization request")
+			return store.Redemption{}, oauth.New(oauth.CodeInvalidGrant, "redirect_uri does not match the authorization request")
 		}
 		if !pkce.VerifyS256(req.verifier, code.CodeChallenge) {
-			return nil, oauth.New(oauth.CodeInvalidGrant, "code_verifier does not match the code_challenge")
+			return store.Redemption{}, oauth.New(oauth.CodeInvalidGrant, "code_verifier does not match the code_challenge")
 		}
 		var err error
 		if resources, err = narrowResources(code.Resources, req.resources); err != nil {
-			return nil, err
+			return store.Redemption{}, err
 		}
+		red := store.Redemption{Events: []store.AuditEvent{auditEvent(ctx, store.AuditEvent{
+			Name: EventGrantCreated, Actor: ActorUser, Subject: code.UserID, ClientID: c.ID,
+			Details: map[string]string{"grant_id": code.GrantID, "scope": strings.Join(code.Scopes, " ")}}, now)}}
+		events = red.Events
 		if !allowedGrant(c, oauth.GrantRefreshToken) {
-			return nil, nil
+			return red, nil
 		}
 		// The grant was created with the code, so its absolute lifetime
 		// ends GrantTTL after the code's creation.
 		rt, secret, err := s.newRefreshToken(code.GrantID, c.ID, "", now, code.CreatedAt.Add(s.opts.GrantTTL))
 		if err != nil {
-			return nil, err
+			return store.Redemption{}, err
 		}
-		resp.RefreshToken = secret
-		return &rt, nil
+		resp.RefreshToken, red.Refresh = secret, &rt
+		return red, nil
 	})
 	switch {
 	case errors.Is(err, store.ErrCodeReused):
-		s.log.WarnContext(ctx, "authorization code replayed; its grant is revoked", "client_id", c.ID)
-		s.audit(ctx, store.AuditEvent{Name: EventCodeReplayed, Actor: ActorClient, ClientID: c.ID, Outcome: "grant_revoked"})
+		// The store says which grant the replay revoked (code carries it).
+		s.log.WarnContext(ctx, "authorization code replayed; its grant is revoked", "client_id", c.ID, "grant_id", code.GrantID)
+		s.audit(ctx, store.AuditEvent{Name: EventCodeReplayed, Actor: ActorClient, Subject: code.UserID, ClientID: c.ID, Outcome: "grant_revoked",
+			Details: map[string]string{"grant_id": code.GrantID}})
 		return nil, oauth.New(oauth.CodeInvalidGrant, "the authorization code has already been used")
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrExpired), errors.Is(err, store.ErrGrantRevoked):
 		return nil, oauth.New(oauth.CodeInvalidGrant, "the authorization code is invalid or expired")
@@ -276,8 +287,7 @@ func (s *Server) exchangeCode(ctx context.Context, c store.Client, req *tokenReq
 		return nil, err // redeem's own *oauth.Error, or the store's
 	}
 	s.markUsed(ctx, c, now)
-	s.audit(ctx, store.AuditEvent{Name: EventGrantCreated, Actor: ActorUser, Subject: code.UserID, ClientID: c.ID,
-		Details: map[string]string{"grant_id": code.GrantID, "scope": strings.Join(code.Scopes, " ")}})
+	s.audited(ctx, events)
 	if resp, err = s.completeTokenResponse(ctx, resp, code.UserID, c.ID, code.GrantID, code.Scopes, resources, now); err != nil {
 		return nil, err
 	}

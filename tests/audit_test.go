@@ -2,6 +2,7 @@ package tests
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/authzd/authz/provider"
 	"github.com/authzd/authz/provider/store"
+	"github.com/authzd/authz/provider/store/postgres"
 )
 
 // TestAuditEvents drives every security-relevant action over HTTP and
@@ -133,7 +135,7 @@ func TestAuditEvents(t *testing.T) {
 			{provider.EventGrantRevoked, aliceUser.ID, ca.ID, "ok", "reuse_detected"}: 1,
 			{provider.EventConsentGranted, aliceUser.ID, cb.ID, "ok", ""}:             1,
 			{provider.EventGrantCreated, aliceUser.ID, cb.ID, "ok", ""}:               2,
-			{provider.EventCodeReplayed, "", cb.ID, "grant_revoked", ""}:              1,
+			{provider.EventCodeReplayed, aliceUser.ID, cb.ID, "grant_revoked", ""}:    1,
 			{provider.EventTokenRevoked, aliceUser.ID, cb.ID, "ok", ""}:               1,
 			{provider.EventGrantRevoked, aliceUser.ID, cb.ID, "ok", "user"}:           1,
 			{provider.EventConsentDenied, aliceUser.ID, cd.ID, "denied", ""}:          1,
@@ -205,6 +207,92 @@ func TestAuditRetention(t *testing.T) {
 		}
 		if len(evs) != 1 || !evs[0].Time.Equal(e.clock.Now().Add(-2*time.Hour)) {
 			t.Errorf("after the sweep: %+v, want only the event of 2h ago", evs)
+		}
+	})
+}
+
+// TestGrantCreatedCommitsWithTheExchange (issue 13): a code exchange's
+// grant.created event is stored by the transaction that spends the code
+// (on PostgreSQL its row and the refresh token's have the same xmin: no
+// second round trip or commit), exactly once, with the request's id, IP,
+// time and grant; its log line follows once. An exchange that fails its
+// checks records no grant.created, and a replayed code's code.replayed
+// names the grant it revoked.
+func TestGrantCreatedCommitsWithTheExchange(t *testing.T) {
+	t.Parallel()
+	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		e, logs := startLogged(t, open(t), nil)
+		ctx := context.Background()
+		name, pw := e.user("created-user")
+		u, err := e.store.GetUserByUsername(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := e.browser()
+		c, secret, redirect := e.loopbackClient(false)
+		req := authRequest{clientID: c.ID, redirectURI: redirect, state: "s", scope: "read", verifier: testVerifier}
+
+		code := e.codeFor(b, req, name, pw)
+		e.clock.Advance(time.Second)
+		tr := e.postToken(exchangeForm(code, redirect, testVerifier, nil), c.ID, secret)
+		mustEqual(t, "exchange", tr.Status, http.StatusOK)
+		reqID, grantID := tr.Header.Get(provider.HeaderRequestID), claims(t, tr.AccessToken)["sid"].(string)
+
+		// A second code whose exchange fails PKCE: its grant is never
+		// created, so it has no event.
+		bad := e.codeFor(b, req, name, pw)
+		mustEqual(t, "exchange with a wrong verifier", e.postToken(exchangeForm(bad, redirect, testVerifier+"x", nil), c.ID, secret).Error, "invalid_grant")
+		// The first code replayed: its grant is revoked, and the event says which.
+		mustEqual(t, "code replay", e.postToken(exchangeForm(code, redirect, testVerifier, nil), c.ID, secret).Error, "invalid_grant")
+
+		created, err := e.store.ListAuditEvents(ctx, store.AuditFilter{Name: provider.EventGrantCreated})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(created) != 1 {
+			t.Fatalf("%d grant.created events, want 1 (the failed exchange records none): %+v", len(created), created)
+		}
+		ev := created[0]
+		if reqID == "" || ev.RequestID != reqID || ev.ClientIP != "127.0.0.1" || !ev.Time.Equal(e.clock.Now()) ||
+			ev.Actor != provider.ActorUser || ev.Subject != u.ID || ev.ClientID != c.ID || ev.Outcome != "ok" ||
+			ev.Details["grant_id"] != grantID || ev.Details["scope"] != "read" {
+			t.Errorf("grant.created = %+v; want request %s, 127.0.0.1, %v, user %s, client %s, grant %s, scope read",
+				ev, reqID, e.clock.Now(), u.ID, c.ID, grantID)
+		}
+		var lines int
+		for _, l := range logs.records(t, "audit") {
+			if l["event"] == provider.EventGrantCreated {
+				lines++
+				if l["request_id"] != reqID || l["grant_id"] != grantID {
+					t.Errorf("grant.created log line %v, want request %s and grant %s", l, reqID, grantID)
+				}
+			}
+		}
+		mustEqual(t, "grant.created log lines", lines, 1)
+
+		replayed, err := e.store.ListAuditEvents(ctx, store.AuditFilter{Name: provider.EventCodeReplayed})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(replayed) != 1 || replayed[0].Details["grant_id"] != grantID || replayed[0].Subject != u.ID || replayed[0].ClientID != c.ID {
+			t.Errorf("code.replayed events %+v, want one naming grant %s of user %s", replayed, grantID, u.ID)
+		}
+
+		pg, ok := e.store.(*postgres.Store)
+		if !ok {
+			return
+		}
+		// One transaction wrote the event and the refresh token.
+		rtHash := sha256.Sum256([]byte(tr.RefreshToken))
+		var evX, rtX string
+		if err := pg.Pool().QueryRow(ctx, `SELECT xmin::text FROM audit_events WHERE event = $1 AND request_id = $2`, provider.EventGrantCreated, reqID).Scan(&evX); err != nil {
+			t.Fatal(err)
+		}
+		if err := pg.Pool().QueryRow(ctx, `SELECT xmin::text FROM refresh_tokens WHERE hash = $1`, rtHash[:]).Scan(&rtX); err != nil {
+			t.Fatal(err)
+		}
+		if evX != rtX {
+			t.Errorf("grant.created written by transaction %s, the refresh token by %s: want one transaction", evX, rtX)
 		}
 	})
 }

@@ -241,10 +241,10 @@ func (s *cutMidRedeem) ConsumeAuthCode(ctx context.Context, h []byte, now time.T
 	if redeem == nil || !s.armed.CompareAndSwap(true, false) {
 		return s.Store.ConsumeAuthCode(ctx, h, now, redeem)
 	}
-	return s.Store.ConsumeAuthCode(ctx, h, now, func(c store.AuthCode) (*store.RefreshToken, error) {
-		rt, err := redeem(c)
+	return s.Store.ConsumeAuthCode(ctx, h, now, func(c store.AuthCode) (store.Redemption, error) {
+		red, err := redeem(c)
 		s.proxy.setDown(true)
-		return rt, err
+		return red, err
 	})
 }
 
@@ -274,6 +274,19 @@ func TestOutageDuringCodeExchangeKeepsTheCode(t *testing.T) {
 	mustEqual(t, "retry with the same code", r.Status, 200)
 	r = e.postToken(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {r.RefreshToken}}, c.ID, secret)
 	mustEqual(t, "its refresh token", r.Status, 200)
+	// The cut transaction rolled back with its grant.created; the retry's
+	// committed with it.
+	mustEqual(t, "grant.created events after the cut and the retry", auditCount(t, e.store, provider.EventGrantCreated), 1)
+}
+
+// auditCount is the number of stored events named name.
+func auditCount(t *testing.T, st store.Store, name string) int {
+	t.Helper()
+	evs, err := st.ListAuditEvents(context.Background(), store.AuditFilter{Name: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(evs)
 }
 
 // ready returns the status of /readyz.
@@ -501,6 +514,8 @@ func TestLostCommitAcknowledgementIsNotAReplay(t *testing.T) {
 		mustEqual(t, "its refresh token", r.Status, 200)
 		replay := e.postToken(exchangeForm(code, redirect, testVerifier, nil), id, secret)
 		mustEqual(t, "the code again (it was spent)", replay.Error, "invalid_grant")
+		// The event committed with the exchange, once.
+		mustEqual(t, "grant.created events after the resolved lost commit", auditCount(t, e.store, provider.EventGrantCreated), 1)
 	})
 	t.Run("refresh", func(t *testing.T) {
 		t.Parallel()

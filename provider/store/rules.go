@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -113,6 +114,15 @@ const (
 	// delete it (it can never be used) and commit that. The error says why.
 	RedeemRefuse
 )
+
+// ReplayedCode is what ConsumeAuthCode returns with ErrCodeReused: the
+// code is gone, so it carries what its grant g remembers of it (hash,
+// grant, client, user, scopes, resources), enough to record which grant
+// the replay revoked.
+func ReplayedCode(g Grant) AuthCode {
+	return AuthCode{Hash: slices.Clone(g.CodeHash), GrantID: g.ID, ClientID: g.ClientID, UserID: g.UserID,
+		Scopes: slices.Clone(g.Scopes), Resources: slices.Clone(g.Resources)}
+}
 
 // DecideRedemption is the single-use rule of ConsumeAuthCode. code is the
 // stored code under the presented hash and g the grant whose CodeHash is

@@ -314,9 +314,22 @@ type InitialAccessToken struct {
 	Resources   []string
 }
 
-// RedeemFunc checks a consumed authorization code and returns the refresh
-// token to store with it, or nil for none. It must not call the store.
-type RedeemFunc func(code AuthCode) (*RefreshToken, error)
+// RedeemFunc checks a consumed authorization code and returns what to store
+// with it. It must not call the store.
+type RedeemFunc func(code AuthCode) (Redemption, error)
+
+// Redemption is what ConsumeAuthCode stores with a good code, in the
+// transaction that spends it: either all of it exists and the code is
+// spent, or none of it and the code is still redeemable.
+type Redemption struct {
+	// Refresh is the grant's first refresh token, or nil for none.
+	Refresh *RefreshToken
+	// Events are the audit events of the redemption (grant.created). They
+	// are recorded with it so that an event exists if and only if the grant
+	// was created, and at no extra round trip or commit (issue 13); their
+	// IDs are assigned by the store, as AppendAuditEvent's.
+	Events []AuditEvent
+}
 
 // NextRefreshFunc validates the presented refresh token and its grant, and
 // returns the successor to store. It runs inside RotateRefreshToken's
@@ -378,18 +391,20 @@ type Store interface {
 	// ConsumeAuthCode is the single-use gate: it deletes the code and returns
 	// it, marking its grant used at now. The outcome is DecideRedemption's,
 	// taken with the grant and the code locked. A code already consumed returns
-	// ErrCodeReused and revokes the grant it started; an expired code is
-	// deleted and returns ErrExpired; a code whose grant was revoked returns
+	// ErrCodeReused and revokes the grant it started, and returns with the
+	// error ReplayedCode of that grant (the code itself is gone), so the
+	// caller can say which grant it revoked; an expired code is deleted and
+	// returns ErrExpired; a code whose grant was revoked returns
 	// ErrGrantRevoked; an unknown code returns ErrNotFound.
 	//
 	// redeem (may be nil) runs inside the same transaction once the code is
 	// known good. If it returns an error, the code stays spent, its grant is
-	// revoked and the error is returned unchanged. Otherwise the refresh
-	// token it returns (if any) is stored in that transaction: either the
-	// code is spent and the token exists, or neither, so a failure while
-	// storing the token leaves the code redeemable and a retry is not a
-	// replay. A lost commit acknowledgement is resolved by the store: if
-	// the transaction committed, the call succeeds.
+	// revoked and the error is returned unchanged. Otherwise the Redemption
+	// it returns (refresh token, audit events) is stored in that
+	// transaction: either the code is spent and all of it exists, or none
+	// of it, so a failure while storing it leaves the code redeemable and a
+	// retry is not a replay. A lost commit acknowledgement is resolved by
+	// the store: if the transaction committed, the call succeeds.
 	ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time, redeem RedeemFunc) (AuthCode, error)
 
 	// Grants.

@@ -14,12 +14,18 @@ import (
 func (s *Store) AppendAuditEvent(_ context.Context, e store.AuditEvent) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.appendAuditLocked(e)
+	return nil
+}
+
+// appendAuditLocked records e; s.mu is held (ConsumeAuthCode records its
+// events under the same lock as the redemption).
+func (s *Store) appendAuditLocked(e store.AuditEvent) {
 	s.auditSeq++
 	e.ID = s.auditSeq
 	e.Time = norm(e.Time)
 	e.Details = maps.Clone(e.Details)
 	s.audit = append(s.audit, e)
-	return nil
 }
 
 func (s *Store) ListAuditEvents(_ context.Context, f store.AuditFilter) ([]store.AuditEvent, error) {

@@ -364,7 +364,7 @@ func (s *Store) ConsumeAuthCode(_ context.Context, hash []byte, now time.Time, r
 		// RFC 6749 §4.1.2: revoke every token issued from the code, i.e.
 		// the whole grant.
 		s.revokeLocked(grant.ID, now)
-		return store.AuthCode{}, err
+		return store.ReplayedCode(*grant), err
 	case store.RedeemRefuse:
 		delete(s.codes, string(hash))
 		return store.AuthCode{}, err
@@ -375,15 +375,15 @@ func (s *Store) ConsumeAuthCode(_ context.Context, hash []byte, now time.Time, r
 	c, g := *code, *grant
 	// Nothing changes until every step below has succeeded, as in one
 	// transaction.
-	var rt *store.RefreshToken
+	var red store.Redemption
 	if redeem != nil {
 		var err error
-		if rt, err = redeem(cloneCode(c)); err != nil {
+		if red, err = redeem(cloneCode(c)); err != nil {
 			delete(s.codes, string(hash))
 			s.revokeLocked(g.ID, now)
 			return store.AuthCode{}, err
 		}
-		if rt != nil {
+		if rt := red.Refresh; rt != nil {
 			if _, dup := s.refresh[string(rt.Hash)]; dup {
 				return store.AuthCode{}, store.ErrAlreadyExists
 			}
@@ -392,8 +392,11 @@ func (s *Store) ConsumeAuthCode(_ context.Context, hash []byte, now time.Time, r
 	delete(s.codes, string(hash))
 	g.LastUsedAt = now
 	s.grants[g.ID] = g
-	if rt != nil {
-		s.refresh[string(rt.Hash)] = cloneRefresh(*rt)
+	if red.Refresh != nil {
+		s.refresh[string(red.Refresh.Hash)] = cloneRefresh(*red.Refresh)
+	}
+	for _, e := range red.Events {
+		s.appendAuditLocked(e)
 	}
 	return cloneCode(c), nil
 }

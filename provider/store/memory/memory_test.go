@@ -48,8 +48,8 @@ func BenchmarkRotateRefreshToken(b *testing.B) {
 			must(s.CreateAuthCode(ctx,
 				store.AuthCode{Hash: code, ClientID: "c", UserID: "u", GrantID: gid, CreatedAt: now, ExpiresAt: now.Add(time.Minute)},
 				store.Grant{ID: gid, ClientID: "c", UserID: "u", CodeHash: code, CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour)}))
-			_, err := s.ConsumeAuthCode(ctx, code, now, func(store.AuthCode) (*store.RefreshToken, error) {
-				return &store.RefreshToken{ID: "rt", Hash: hash(c, 0), GrantID: gid, ClientID: "c", CreatedAt: now, ExpiresAt: now.Add(12 * time.Hour)}, nil
+			_, err := s.ConsumeAuthCode(ctx, code, now, func(store.AuthCode) (store.Redemption, error) {
+				return store.Redemption{Refresh: &store.RefreshToken{ID: "rt", Hash: hash(c, 0), GrantID: gid, ClientID: "c", CreatedAt: now, ExpiresAt: now.Add(12 * time.Hour)}}, nil
 			})
 			must(err)
 		}

@@ -12,18 +12,33 @@ import (
 
 // ---- Audit trail (migration 0009) ----
 
-func (s *Store) AppendAuditEvent(ctx context.Context, e store.AuditEvent) error {
+// SQLInsertAuditEvent records one audit event; AuditEventArgs are its
+// arguments. AppendAuditEvent sends it alone; ConsumeAuthCode queues it in
+// its write round trip, so a code exchange's grant.created commits with
+// the grant (issue 13), and cmd/authz-load's bound_code mode sends it there
+// too.
+const SQLInsertAuditEvent = `INSERT INTO audit_events (at, event, actor, subject, client_id, client_ip, request_id, outcome, details)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`
+
+// AuditEventArgs are SQLInsertAuditEvent's arguments for e.
+func AuditEventArgs(e store.AuditEvent) ([]any, error) {
 	details := e.Details
 	if details == nil {
 		details = map[string]string{}
 	}
 	doc, err := json.Marshal(details)
 	if err != nil {
-		return fmt.Errorf("postgres: audit details: %w", err)
+		return nil, fmt.Errorf("postgres: audit details: %w", err)
 	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO audit_events (at, event, actor, subject, client_id, client_ip, request_id, outcome, details)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		ts(e.Time), e.Name, e.Actor, e.Subject, e.ClientID, e.ClientIP, e.RequestID, e.Outcome, doc)
+	return []any{ts(e.Time), e.Name, e.Actor, e.Subject, e.ClientID, e.ClientIP, e.RequestID, e.Outcome, doc}, nil
+}
+
+func (s *Store) AppendAuditEvent(ctx context.Context, e store.AuditEvent) error {
+	args, err := AuditEventArgs(e)
+	if err != nil {
+		return err
+	}
+	_, err = s.pool.Exec(ctx, SQLInsertAuditEvent, args...)
 	return wrap(err)
 }
 

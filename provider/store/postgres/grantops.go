@@ -233,7 +233,10 @@ func (s *Store) ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time,
 	switch outcome {
 	case store.RedeemReplay:
 		b.Queue(SQLRevokeGrant, g.ID, now)
-		return store.AuthCode{}, cmp(op.commit(ctx, g.ID, b), derr)
+		if err := op.commit(ctx, g.ID, b); err != nil {
+			return store.AuthCode{}, err
+		}
+		return store.ReplayedCode(*g), derr
 	case store.RedeemRefuse:
 		grantID := ""
 		if g != nil {
@@ -244,19 +247,28 @@ func (s *Store) ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time,
 	default:
 		return store.AuthCode{}, derr
 	}
-	var rt *store.RefreshToken
+	var red store.Redemption
 	if redeem != nil {
-		if rt, err = redeem(*code); err != nil {
+		if red, err = redeem(*code); err != nil {
 			// A code that fails its checks is spent, and so is its grant.
 			b.Queue(SQLRevokeGrant, g.ID, now)
 			return store.AuthCode{}, cmp(op.commit(ctx, g.ID, b), err)
 		}
 	}
 	b.Queue(SQLTouchGrant, g.ID, now)
-	if rt != nil {
-		b.Queue(SQLInsertRefresh, RefreshArgs(*rt)...)
+	if red.Refresh != nil {
+		b.Queue(SQLInsertRefresh, RefreshArgs(*red.Refresh)...)
 	}
-	// Either the code is spent and the token exists, or neither.
+	// The events ride in the same round trip and commit: no extra WAL
+	// flush, and no event for a redemption that did not commit.
+	for _, e := range red.Events {
+		args, err := AuditEventArgs(e)
+		if err != nil {
+			return store.AuthCode{}, err // nothing sent: release rolls back
+		}
+		b.Queue(SQLInsertAuditEvent, args...)
+	}
+	// Either the code is spent and the token and events exist, or none.
 	if err := op.commit(ctx, g.ID, b); err != nil {
 		return store.AuthCode{}, err
 	}

@@ -118,9 +118,15 @@ func TestGrantOperationsTakeTwoRoundTrips(t *testing.T) {
 		return code
 	}
 	first := func(name string) store.RedeemFunc {
-		return func(store.AuthCode) (*store.RefreshToken, error) {
-			return &store.RefreshToken{ID: name + "-rt", Hash: hash("rt " + name), GrantID: name, ClientID: "c",
-				CreatedAt: base, ExpiresAt: base.Add(time.Hour)}, nil
+		// As the server's exchange: the first refresh token and the
+		// grant.created event, stored by the redemption itself.
+		return func(store.AuthCode) (store.Redemption, error) {
+			return store.Redemption{
+				Refresh: &store.RefreshToken{ID: name + "-rt", Hash: hash("rt " + name), GrantID: name, ClientID: "c",
+					CreatedAt: base, ExpiresAt: base.Add(time.Hour)},
+				Events: []store.AuditEvent{{Time: base, Name: "grant.created", Actor: "user", Subject: "u", ClientID: "c",
+					ClientIP: "192.0.2.1", RequestID: "req-" + name, Outcome: "ok", Details: map[string]string{"grant_id": name, "scope": "read"}}},
+			}, nil
 		}
 	}
 	const grace = 30 * time.Second
@@ -175,6 +181,24 @@ func TestGrantOperationsTakeTwoRoundTrips(t *testing.T) {
 		}
 		must(err)
 	}
+	// One commit: an exchange's audit event is written by the transaction
+	// that spends the code and stores the refresh token (the rows share
+	// xmin), in its two round trips, not by a second transaction.
+	code := grant("single")
+	rt.reset()
+	_, err = st.ConsumeAuthCode(ctx, code, base, first("single"))
+	if n := rt.count(); n > 2 {
+		t.Errorf("ConsumeAuthCode with its audit event: %d round trips, want at most 2", n)
+	}
+	must(err)
+	var rows, txns int
+	must(pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT xmin::text) FROM (
+		SELECT xmin FROM audit_events WHERE request_id = 'req-single'
+		UNION ALL SELECT xmin FROM refresh_tokens WHERE hash = $1) AS r`, hash("rt single")).Scan(&rows, &txns))
+	if rows != 2 || txns != 1 {
+		t.Errorf("the exchange's event and refresh token are %d rows written by %d transactions, want 2 rows by 1", rows, txns)
+	}
+
 	// The counter counts: a plain transaction is three (begin, statement,
 	// commit).
 	rt.reset()

@@ -39,9 +39,9 @@ func testAuthCodes(t *testing.T, newStore factory) {
 		now := at(10 * time.Second)
 		rt := store.RefreshToken{ID: randomID("rt"), Hash: randomHash(), GrantID: g.ID, ClientID: c.ClientID, CreatedAt: now, ExpiresAt: at(idleTTL)}
 		var seen store.AuthCode
-		got, err := e.s.ConsumeAuthCode(e.ctx, c.Hash, now, func(code store.AuthCode) (*store.RefreshToken, error) {
+		got, err := e.s.ConsumeAuthCode(e.ctx, c.Hash, now, func(code store.AuthCode) (store.Redemption, error) {
 			seen = code
-			return &rt, nil
+			return store.Redemption{Refresh: &rt}, nil
 		})
 		e.must(err, "ConsumeAuthCode with redeem")
 		equal(t, "code given to redeem", seen, c, canonCode)
@@ -55,7 +55,7 @@ func testAuthCodes(t *testing.T, newStore factory) {
 		c, g := e.code(e.client("c1").ID, e.user("u1").ID)
 		now := at(10 * time.Second)
 		errCheck := errors.New("pkce mismatch")
-		_, err := e.s.ConsumeAuthCode(e.ctx, c.Hash, now, func(store.AuthCode) (*store.RefreshToken, error) { return nil, errCheck })
+		_, err := e.s.ConsumeAuthCode(e.ctx, c.Hash, now, func(store.AuthCode) (store.Redemption, error) { return store.Redemption{}, errCheck })
 		if !errors.Is(err, errCheck) {
 			t.Fatalf("err = %v, want redeem's own error", err)
 		}
@@ -70,7 +70,7 @@ func testAuthCodes(t *testing.T, newStore factory) {
 		_, taken := e.grantRT(e.client("c2").ID, e.user("u2").ID) // its hash is already stored
 		now := at(10 * time.Second)
 		dup := store.RefreshToken{ID: randomID("rt"), Hash: taken.Hash, GrantID: g.ID, ClientID: c.ClientID, CreatedAt: now, ExpiresAt: at(idleTTL)}
-		_, err := e.s.ConsumeAuthCode(e.ctx, c.Hash, now, func(store.AuthCode) (*store.RefreshToken, error) { return &dup, nil })
+		_, err := e.s.ConsumeAuthCode(e.ctx, c.Hash, now, func(store.AuthCode) (store.Redemption, error) { return store.Redemption{Refresh: &dup}, nil })
 		wantErr(t, "storing a refresh token whose hash exists", err, store.ErrAlreadyExists)
 		// Nothing happened: the code is still good and the grant unused.
 		stored := e.getGrant(g.ID)

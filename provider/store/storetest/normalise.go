@@ -70,8 +70,8 @@ func testTimeNormalisation(t *testing.T, newStore factory) {
 			ID: "rt1", Hash: randomHash(), GrantID: g.ID, ClientID: cl.ID,
 			CreatedAt: odd(time.Second), ExpiresAt: odd(time.Hour),
 		}
-		got, err := e.s.ConsumeAuthCode(e.ctx, c.Hash, odd(time.Second), func(store.AuthCode) (*store.RefreshToken, error) {
-			return &rt, nil
+		got, err := e.s.ConsumeAuthCode(e.ctx, c.Hash, odd(time.Second), func(store.AuthCode) (store.Redemption, error) {
+			return store.Redemption{Refresh: &rt}, nil
 		})
 		e.must(err, "ConsumeAuthCode")
 		check(t, "code CreatedAt", got.CreatedAt, 0)
@@ -246,9 +246,9 @@ func testNoAliasing(t *testing.T, newStore factory) {
 		equal(t, "grant after the caller changed its input", e.getGrant("g1"), wantGrant, canonGrant)
 
 		rt := store.RefreshToken{ID: "rt1", Hash: fixedHash("rt1"), GrantID: "g1", ClientID: "c1", CreatedAt: at(time.Second), ExpiresAt: at(time.Hour)}
-		got, err := e.s.ConsumeAuthCode(e.ctx, fixedHash("code"), at(time.Second), func(store.AuthCode) (*store.RefreshToken, error) {
+		got, err := e.s.ConsumeAuthCode(e.ctx, fixedHash("code"), at(time.Second), func(store.AuthCode) (store.Redemption, error) {
 			out := rt
-			return &out, nil
+			return store.Redemption{Refresh: &out}, nil
 		})
 		e.must(err, "ConsumeAuthCode")
 		equal(t, "code after the caller changed its input", got, wantCode, canonCode)

@@ -45,6 +45,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Clients", testClients},
 		{"Users", testUsers},
 		{"AuthCodes", testAuthCodes},
+		{"RedemptionEvents", testRedemptionEvents},
 		{"Grants", testGrants},
 		{"RefreshTokens", testRefreshTokens},
 		{"Concurrency", testConcurrency},
@@ -288,9 +289,9 @@ func (e *env) redeemRT(c store.AuthCode, g store.Grant, expires time.Time) (stor
 		ID: randomID("rt"), Hash: randomHash(), GrantID: g.ID, ClientID: g.ClientID,
 		CreatedAt: now, ExpiresAt: expires,
 	}
-	_, err := e.s.ConsumeAuthCode(e.ctx, c.Hash, now, func(store.AuthCode) (*store.RefreshToken, error) {
+	_, err := e.s.ConsumeAuthCode(e.ctx, c.Hash, now, func(store.AuthCode) (store.Redemption, error) {
 		out := rt
-		return &out, nil
+		return store.Redemption{Refresh: &out}, nil
 	})
 	e.must(err, "ConsumeAuthCode with a refresh token")
 	g.LastUsedAt = now
