@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/authzd/authz/provider/store"
 	"github.com/authzd/authz/provider/store/postgres"
 )
 
@@ -49,6 +50,7 @@ const (
 	sqlGrantUsed       = postgres.SQLTouchGrant
 	sqlConsumeCode     = postgres.SQLDeleteCode
 	sqlCodeGrantUsed   = `UPDATE grants SET last_used_at = $2 WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2`
+	sqlInsertAudit     = postgres.SQLInsertAuditEvent
 	sqlXactID          = postgres.SQLXactID
 	sqlLockGrantOfCode = postgres.SQLLockGrantOfCode
 	sqlInsertGrant     = `INSERT INTO grants (` + boundGrantCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`
@@ -218,8 +220,23 @@ func boundCodeFixture(ctx context.Context, pool *pgxpool.Pool, client, user stri
 	return h[:], pool.SendBatch(ctx, b).Close()
 }
 
+// grantCreated is the arguments of the grant.created audit event the
+// server stores with each redemption (same columns, same sizes).
+func grantCreated(now time.Time, client, user, gid string, scopes []string) []any {
+	args, err := postgres.AuditEventArgs(store.AuditEvent{Time: now, Name: "grant.created", Actor: "user", Subject: user,
+		ClientID: client, ClientIP: "127.0.0.1", RequestID: fmt.Sprintf("%x", randomBytes()[:16]), Outcome: "ok",
+		Details: map[string]string{"grant_id": gid, "scope": strings.Join(scopes, " ")}})
+	if err != nil {
+		panic(err) // a map of strings always marshals
+	}
+	return args
+}
+
 // consumeBound redeems a code as ConsumeAuthCode does for a valid code:
-// delete it, mark its grant used, insert the first refresh token, commit.
+// delete it, mark its grant used, insert the first refresh token and the
+// grant.created audit event (postgres.SQLInsertAuditEvent, in the write
+// round trip, as the store does; the sequential shape sends it after the
+// commit, as the exchange did before), commit.
 func consumeBound(ctx context.Context, pool *pgxpool.Pool, hash []byte, pipelined bool) error {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
@@ -257,10 +274,11 @@ func consumeBound(ctx context.Context, pool *pgxpool.Pool, hash []byte, pipeline
 			return fail(err)
 		}
 		// Round trip 2: mark the grant used, store the first refresh
-		// token, commit.
+		// token and the audit event, commit.
 		b := &pgx.Batch{}
 		b.Queue(sqlGrantUsed, gid, now)
 		b.Queue(sqlInsertRefresh, randomBytes(), randomID(), gid, client, "", now, now.Add(24*time.Hour), nil)
+		b.Queue(sqlInsertAudit, grantCreated(now, client, user, gid, scopes)...)
 		b.Queue("COMMIT")
 		if err := conn.SendBatch(ctx, b).Close(); err != nil {
 			return fail(err)
@@ -289,7 +307,10 @@ func consumeBound(ctx context.Context, pool *pgxpool.Pool, hash []byte, pipeline
 	if _, err := conn.Exec(ctx, "COMMIT"); err != nil {
 		return fail(err)
 	}
-	return nil
+	// The event after the commit, in a transaction of its own, as the
+	// exchange recorded it before it rode in the redemption's.
+	_, err = conn.Exec(ctx, sqlInsertAudit, grantCreated(now, client, user, gid, scopes)...)
+	return err
 }
 
 func init() {

@@ -148,6 +148,40 @@ func TestEveryModeRuns(t *testing.T) {
 	}
 }
 
+// TestBoundCodeStoresTheAuditEvent: bound_code does the store's work for a
+// code exchange, the grant.created audit event included, in both shapes:
+// every grant it redeemed has exactly one grant.created naming it.
+func TestBoundCodeStoresTheAuditEvent(t *testing.T) {
+	for _, shape := range []string{"pipelined", "sequential"} {
+		t.Run(shape, func(t *testing.T) {
+			tb := newTestbed(t)
+			var out bytes.Buffer
+			args := append(tb.args, "-mode", "bound_code", "-concurrency", "2", "-duration", "250ms", "-bound-shape", shape)
+			levels, err := run(context.Background(), args, &out)
+			if err != nil {
+				t.Fatalf("run: %v\n%s", err, out.String())
+			}
+			if len(levels) != 1 || levels[0].OK == 0 {
+				t.Fatalf("bound_code redeemed nothing:\n%s", out.String())
+			}
+			pool, err := pgxpool.New(context.Background(), tb.dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pool.Close()
+			var redeemed, without int
+			if err := pool.QueryRow(context.Background(), `SELECT count(*),
+				count(*) FILTER (WHERE (SELECT count(*) FROM audit_events a WHERE a.event = 'grant.created' AND a.details->>'grant_id' = g.id) <> 1)
+				FROM grants g WHERE g.last_used_at IS NOT NULL`).Scan(&redeemed, &without); err != nil {
+				t.Fatal(err)
+			}
+			if redeemed < levels[0].OK || without != 0 {
+				t.Fatalf("%d grants redeemed (%d timed), %d of them without exactly one grant.created", redeemed, levels[0].OK, without)
+			}
+		})
+	}
+}
+
 // TestMixedSoakRuns is the soak (make soak) in miniature: every flow at
 // once across both replicas, and a verdict with no 5xx and no grant lost.
 func TestMixedSoakRuns(t *testing.T) {
