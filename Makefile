@@ -14,7 +14,7 @@ LOAD_DURATION ?= 5s
 SOAK_DURATION ?= 10m
 STATICCHECK := v0.8.2
 
-.PHONY: build run test lint bench load soak clean
+.PHONY: build run test lint bench load soak compare clean
 
 build:
 	$(GO) build -ldflags "-X main.commit=$$(git rev-parse HEAD 2>/dev/null)" -o $(BIN) ./cmd/authz
@@ -46,6 +46,13 @@ load:
 # grant or dead replica (scripts/soak.sh).
 soak:
 	$(WITH_PG) $(BENCH_PG) scripts/soak.sh $(SOAK_DURATION)
+
+# Issue 13's side-by-side run: this tree against COMPARE_OLD (default
+# fab00b9, before the two-round-trip grant operations), steps interleaved,
+# ratios per round (scripts/compare.sh; COMPARE_ROUNDS, COMPARE_DURATION).
+COMPARE_OLD ?= fab00b9
+compare:
+	$(WITH_PG) $(BENCH_PG) scripts/compare.sh $(COMPARE_OLD)
 
 clean:
 	rm -rf bin

@@ -133,9 +133,12 @@ func TestEveryModeRuns(t *testing.T) {
 					if lv.OK == 0 || len(lv.Errors) != 0 {
 						t.Fatalf("level %d: ok=%d errors=%v\n%s", lv.Concurrency, lv.OK, lv.Errors, out.String())
 					}
-					if lv.ServerCPU < 0 || len(lv.RSS) != 1 {
-						t.Fatalf("level %d: server CPU and RSS not measured\n%s", lv.Concurrency, out.String())
+					if lv.ServerCPU < 0 || lv.LoadCPU < 0 || len(lv.RSS) != 1 {
+						t.Fatalf("level %d: server CPU, load program CPU and RSS not measured\n%s", lv.Concurrency, out.String())
 					}
+				}
+				if !strings.Contains(out.String(), "load program CPU: ") {
+					t.Fatalf("the load program's own CPU not printed:\n%s", out.String())
 				}
 				if !strings.Contains(out.String(), "postgres: server_version=") {
 					t.Fatalf("PostgreSQL settings not printed:\n%s", out.String())

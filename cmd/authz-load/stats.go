@@ -107,7 +107,10 @@ type level struct {
 	P99, Max    time.Duration
 	ServerCPU   float64 // seconds of CPU per successful request, -1 unknown
 	PostgresCPU float64
-	RSS         map[int][2]int64 // pid → (VmRSS, VmHWM) in KiB
+	// LoadCPU is this program's own CPU per successful request: on one
+	// machine the three share the cores, so a rate is bounded by the sum.
+	LoadCPU float64
+	RSS     map[int][2]int64 // pid → (VmRSS, VmHWM) in KiB
 }
 
 func summarise(mode string, conc int, elapsed time.Duration, rec *recorder) level {
@@ -122,7 +125,7 @@ func summarise(mode string, conc int, elapsed time.Duration, rec *recorder) leve
 		Mode: mode, Concurrency: conc, Elapsed: elapsed, OK: len(rec.lat),
 		Errors: rec.errors, Status: rec.status, Notes: rec.notes,
 		P50: pct(0.50), P90: pct(0.90), P99: pct(0.99), Max: pct(1),
-		ServerCPU: -1, PostgresCPU: -1,
+		ServerCPU: -1, PostgresCPU: -1, LoadCPU: -1,
 	}
 }
 
@@ -148,6 +151,9 @@ func (l level) print(w io.Writer) {
 	}
 	if l.PostgresCPU >= 0 {
 		fmt.Fprintf(w, "  PostgreSQL CPU: %.1f µs/request\n", l.PostgresCPU*1e6)
+	}
+	if l.LoadCPU >= 0 {
+		fmt.Fprintf(w, "  load program CPU: %.1f µs/request\n", l.LoadCPU*1e6)
 	}
 	for _, pid := range slices.Sorted(maps.Keys(l.RSS)) {
 		m := l.RSS[pid]
@@ -238,9 +244,9 @@ func rss(pid int) (cur, peak int64, err error) {
 // cpuMeter measures the CPU seconds the given processes use between start
 // and stop.
 type cpuMeter struct {
-	servers []int
-	pg      int
-	s0, p0  float64
+	servers    []int
+	pg         int
+	s0, p0, l0 float64
 }
 
 func (m *cpuMeter) read() (srv, pg float64) {
@@ -263,11 +269,26 @@ func (m *cpuMeter) read() (srv, pg float64) {
 	return srv, pg
 }
 
-func (m *cpuMeter) start() { m.s0, m.p0 = m.read() }
+func (m *cpuMeter) start() {
+	m.s0, m.p0 = m.read()
+	m.l0 = selfCPU()
+}
+
+// selfCPU is this process's CPU seconds, -1 when unknown.
+func selfCPU() float64 {
+	s, err := cpuSeconds(os.Getpid(), false)
+	if err != nil {
+		return -1
+	}
+	return s
+}
 
 // stop fills l's CPU-per-request and RSS fields.
 func (m *cpuMeter) stop(l *level) {
 	s1, p1 := m.read()
+	if l1 := selfCPU(); l.OK > 0 && l1 >= 0 && m.l0 >= 0 {
+		l.LoadCPU = (l1 - m.l0) / float64(l.OK)
+	}
 	if l.OK > 0 && s1 >= 0 && m.s0 >= 0 {
 		l.ServerCPU = (s1 - m.s0) / float64(l.OK)
 	}
