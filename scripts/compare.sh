@@ -9,6 +9,8 @@
 #   scripts/with-postgres.sh --durable scripts/compare.sh [old commit]
 #   COMPARE_ROUNDS=3 COMPARE_DURATION=10s COMPARE_CONCURRENCY=16 (defaults)
 #   COMPARE_STEPS="old:refresh new:refresh …" (default: every target's steps)
+#   COMPARE_PIN=1: PostgreSQL on the last core, the servers and the load
+#   program on the others (taskset): "the database on its own cores".
 set -euo pipefail
 old=${1:-fab00b9}
 rounds=${COMPARE_ROUNDS:-3} dur=${COMPARE_DURATION:-10s} conc=${COMPARE_CONCURRENCY:-16}
@@ -36,7 +38,7 @@ side() {
   cc=$("$bin" client create --name load-service --grant-type client_credentials --scope read --json)
   code=$("$bin" client create --name load-app --redirect-uri http://127.0.0.1/callback --scope read --json)
   "$bin" user create load --password-stdin <<<"$AUTHZ_LOAD_PASSWORD" >/dev/null
-  AUTHZ_ADDR=127.0.0.1:$port AUTHZ_ADMIN_ADDR= "$bin" serve >"$tmp/$who.log" 2>&1 &
+  AUTHZ_ADDR=127.0.0.1:$port AUTHZ_ADMIN_ADDR= "${pin[@]}" "$bin" serve >"$tmp/$who.log" 2>&1 &
   pids+=($!)
   printf -v "${who}_PID" %s "$!"
   printf -v "${who}_ARGS" %s "-issuer http://127.0.0.1:$port -client-id $(json_field client_id <<<"$cc") -code-client-id $(json_field client_id <<<"$code")"
@@ -45,6 +47,14 @@ side() {
   for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && return 0; sleep 0.1; done
   echo "compare: the $who server did not become ready:" >&2; cat "$tmp/$who.log" >&2; return 1
 }
+pin=()
+if [ -n "${COMPARE_PIN:-}" ]; then
+  last=$(( $(nproc) - 1 ))
+  pin=(taskset -c "0-$(( last - 1 ))")
+  # The postmaster's children inherit its affinity; pin those already running too.
+  for p in "$AUTHZ_TEST_PG_PID" $(pgrep -P "$AUTHZ_TEST_PG_PID"); do taskset -p -c "$last" "$p" >/dev/null; done
+  echo "pinned: PostgreSQL on core $last, servers and load program on cores 0-$(( last - 1 ))"
+fi
 side new "$tmp/authz" "$AUTHZ_TEST_DATABASE_URL"
 side old "$tmp/authz-old" "$base/authz_old?sslmode=disable"
 
@@ -56,7 +66,7 @@ for r in $(seq "$rounds"); do
     who=${step%%:*} mode=${step#*:}
     pid=${who}_PID args=${who}_ARGS ccs=${who}_CC codes=${who}_CODE
     # shellcheck disable=SC2086
-    AUTHZ_LOAD_CLIENT_SECRET=${!ccs} AUTHZ_LOAD_CODE_CLIENT_SECRET=${!codes} "$tmp/authz-load" ${!args} -username load \
+    AUTHZ_LOAD_CLIENT_SECRET=${!ccs} AUTHZ_LOAD_CODE_CLIENT_SECRET=${!codes} "${pin[@]}" "$tmp/authz-load" ${!args} -username load \
       -pg-pid "$AUTHZ_TEST_PG_PID" -server-pid "${!pid}" -mode "$mode" -concurrency "$conc" -duration "$dur" \
       | { if [ "$r$step" = "1${steps%% *}" ]; then cat; else grep -v '^postgres: '; fi; } | sed "s/^mode=/round=$r $who mode=/"
   done
