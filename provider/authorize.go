@@ -59,7 +59,9 @@ func (s *Server) parseAuthorize(r *http.Request, form url.Values) (*authorizeReq
 	if clientID == "" {
 		return nil, &untrusted{"Invalid request", "The request names no client (client_id is missing)."}
 	}
-	c, err := s.lookupClient(r.Context(), clientID)
+	// Through the per-process cache, as the token endpoint: the client is
+	// read from the store at most once per ClientCacheTTL (issue 13).
+	c, _, err := s.clients.get(r.Context(), clientID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, &untrusted{"Unknown application", "The application that sent you here is not registered with this server."}
 	}

@@ -10,12 +10,13 @@ import (
 	"github.com/authzd/authz/provider/store"
 )
 
-// ClientCacheTTL bounds how stale a client seen by the token endpoint may
-// be on a replica that did not make the change: a client deleted, updated
-// or given a new secret elsewhere (another replica, `authz client …`) is
-// seen within this long. The replica that makes an RFC 7592 change drops
-// its entry at once. Issue 13: a client lookup was one round trip of every
-// token request.
+// ClientCacheTTL bounds how stale a client seen by the token and
+// authorization endpoints may be on a replica that did not make the
+// change: a client deleted, updated or given a new secret elsewhere
+// (another replica, `authz client …`) is seen within this long. The
+// replica that makes an RFC 7592 change drops its entry at once. Issue 13:
+// a client lookup was one round trip of every token request and of every
+// authorization request.
 const ClientCacheTTL = 2 * time.Second
 
 // clientCacheMax bounds the memory an open registration endpoint can make
@@ -23,7 +24,8 @@ const ClientCacheTTL = 2 * time.Second
 const clientCacheMax = 4096
 
 // clientCache is a per-process, short-lived cache of client records for
-// the token endpoint. Only found clients are kept: a client registered on
+// the token endpoint and the authorization endpoint (its GET, the consent
+// POST, and the sign-in page's naming of the app). Only found clients are kept: a client registered on
 // another replica is usable here at once. load is Server.lookupClient, so
 // a metadata-document client is fetched as it would be without the cache.
 type clientCache struct {

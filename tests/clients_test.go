@@ -668,3 +668,66 @@ func TestClientCacheOnTheTokenEndpoint(t *testing.T) {
 		mustEqual(t, "replica two, ClientCacheTTL later", two.postToken(cc, id, secret).Error, "invalid_client")
 	})
 }
+
+// TestClientCacheOnTheAuthorizationEndpoint (issue 13 point 2): GET
+// /authorize reads its client through the token endpoint's per-process
+// cache, so starting an authorization costs no client read per request;
+// the replica that updates or deletes a client (RFC 7592) is bound by the
+// change at once, another replica within ClientCacheTTL.
+func TestClientCacheOnTheAuthorizationEndpoint(t *testing.T) {
+	t.Parallel()
+	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		st := open(t)
+		key := make([]byte, 32) // replicas share AUTHZ_ENCRYPTION_KEY
+		withKey := func(o *provider.Options) { o.EncryptionKey = key }
+		one := start(t, st, withKey)
+		reads := &clientReads{Store: st}
+		two := start(t, reads, withKey) // a second replica on the same database
+
+		status, m := one.register(t, map[string]any{"redirect_uris": []string{"https://app.example.com/cb"}, "client_name": "v1"})
+		mustEqual(t, "register", status, 201)
+		id, uri, regToken := m["client_id"].(string), m["registration_client_uri"].(string), m["registration_access_token"].(string)
+		authURL := func(e *env, redirect string) string {
+			return authRequest{clientID: id, redirectURI: redirect, state: "s", verifier: testVerifier}.url(e.issuer)
+		}
+		// Not signed in: a known client and registered redirect send the
+		// browser to the sign-in page; anything else is an error page.
+		toLogin := func(what string, e *env, redirect string) {
+			t.Helper()
+			p := e.browser().do("GET", authURL(e, redirect), nil)
+			if p.status != http.StatusSeeOther || !strings.Contains(p.location, provider.PathLogin) {
+				t.Fatalf("%s: status %d location %q body %.300s", what, p.status, p.location, p.body)
+			}
+		}
+		refused := func(what string, e *env, redirect, page string) {
+			t.Helper()
+			p := e.browser().do("GET", authURL(e, redirect), nil)
+			if p.status != http.StatusBadRequest || !strings.Contains(p.body, page) {
+				t.Fatalf("%s: status %d, want 400 %q; body %.300s", what, p.status, page, p.body)
+			}
+		}
+
+		for i := range 3 {
+			toLogin(fmt.Sprintf("authorization %d on replica two", i), two, "https://app.example.com/cb")
+		}
+		mustEqual(t, "client reads for three authorization requests", reads.n.Load(), int64(1))
+
+		// Replica one has the client cached too; its own RFC 7592 update
+		// binds it at once: the old redirect URI is refused, the new one
+		// accepted.
+		toLogin("replica one, before the update", one, "https://app.example.com/cb")
+		upd := map[string]any{"client_id": id, "redirect_uris": []string{"https://app.example.com/cb2"}, "client_name": "v2"}
+		status, got, _ := jsonCall(t, "PUT", uri, regToken, upd)
+		mustEqual(t, "update on replica one", status, 200)
+		regToken = got["registration_access_token"].(string)
+		refused("replica one, old redirect after the update", one, "https://app.example.com/cb", "Invalid redirect")
+		toLogin("replica one, new redirect after the update", one, "https://app.example.com/cb2")
+
+		status, _, _ = jsonCall(t, "DELETE", uri, regToken, nil)
+		mustEqual(t, "delete on replica one", status, 204)
+		refused("replica one, at once after the delete", one, "https://app.example.com/cb2", "Unknown application")
+
+		two.clock.Advance(provider.ClientCacheTTL)
+		refused("replica two, ClientCacheTTL later", two, "https://app.example.com/cb", "Unknown application")
+	})
+}
