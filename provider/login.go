@@ -122,21 +122,16 @@ func (s *Server) currentUser(r *http.Request) (store.User, bool, error) {
 }
 
 // currentSession returns the signed-in user and their session, whose
-// CreatedAt is when they authenticated (OIDC auth_time).
+// CreatedAt is when they authenticated (OIDC auth_time). One store read
+// (issue 13): an unknown or expired session, or one whose user was
+// deleted, is "not signed in".
 func (s *Server) currentSession(r *http.Request) (store.User, store.Session, bool, error) {
 	v := s.cookie(r, sessionCookie)
 	if v == "" {
 		return store.User{}, store.Session{}, false, nil
 	}
-	sess, err := s.store.GetSession(r.Context(), tokens.Hash(v), s.opts.Now())
+	sess, u, err := s.store.GetSessionUser(r.Context(), tokens.Hash(v), s.opts.Now())
 	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrExpired) {
-		return store.User{}, store.Session{}, false, nil
-	}
-	if err != nil {
-		return store.User{}, store.Session{}, false, err
-	}
-	u, err := s.store.GetUser(r.Context(), sess.UserID)
-	if errors.Is(err, store.ErrNotFound) {
 		return store.User{}, store.Session{}, false, nil
 	}
 	if err != nil {
@@ -342,7 +337,7 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if v := s.cookie(r, sessionCookie); v != "" {
-		if sess, err := s.store.GetSession(r.Context(), tokens.Hash(v), s.opts.Now()); err == nil {
+		if sess, _, err := s.store.GetSessionUser(r.Context(), tokens.Hash(v), s.opts.Now()); err == nil {
 			s.audit(r.Context(), store.AuditEvent{Name: EventLogout, Actor: ActorUser, Subject: sess.UserID})
 		}
 		if err := s.store.DeleteSession(r.Context(), tokens.Hash(v)); err != nil {

@@ -133,8 +133,14 @@ func (t timedStore) ListSigningKeys(ctx context.Context) ([]store.SigningKey, er
 func (t timedStore) CreateSession(ctx context.Context, s store.Session) error {
 	return timed0(t, "CreateSession", func() error { return t.Store.CreateSession(ctx, s) })
 }
-func (t timedStore) GetSession(ctx context.Context, hash []byte, now time.Time) (store.Session, error) {
-	return timed1(t, "GetSession", func() (store.Session, error) { return t.Store.GetSession(ctx, hash, now) })
+func (t timedStore) GetSessionUser(ctx context.Context, hash []byte, now time.Time) (store.Session, store.User, error) {
+	var u store.User
+	se, err := timed1(t, "GetSessionUser", func() (store.Session, error) {
+		se, us, err := t.Store.GetSessionUser(ctx, hash, now)
+		u = us
+		return se, err
+	})
+	return se, u, err
 }
 func (t timedStore) DeleteSession(ctx context.Context, hash []byte) error {
 	return timed0(t, "DeleteSession", func() error { return t.Store.DeleteSession(ctx, hash) })

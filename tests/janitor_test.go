@@ -75,14 +75,14 @@ func TestJanitorTicks(t *testing.T) {
 		e.srv.RunJobs(ctx)
 		_, err := e.store.ConsumeAuthCode(ctx, tokens.Hash(unused), e.clock.Now(), nil)
 		gone("the expired code", err)
-		_, err = e.store.GetSession(ctx, session, e.clock.Now())
+		_, _, err = e.store.GetSessionUser(ctx, session, e.clock.Now())
 		kept("the live session", err)
 		second := refresh(first)
 
 		// Tick 2 (+55 min): still within every lifetime.
 		e.clock.Advance(50 * time.Minute)
 		e.srv.RunJobs(ctx)
-		_, err = e.store.GetSession(ctx, session, e.clock.Now())
+		_, _, err = e.store.GetSessionUser(ctx, session, e.clock.Now())
 		kept("the live session", err)
 		third := refresh(second)
 
@@ -90,7 +90,7 @@ func TestJanitorTicks(t *testing.T) {
 		// for an hour) are gone; the live chain still refreshes.
 		e.clock.Advance(15 * time.Minute)
 		e.srv.RunJobs(ctx)
-		_, err = e.store.GetSession(ctx, session, e.clock.Now())
+		_, _, err = e.store.GetSessionUser(ctx, session, e.clock.Now())
 		gone("the expired session", err)
 		_, _, err = e.store.GetRefreshToken(ctx, tokens.Hash(first))
 		gone("the idle refresh token", err)
@@ -117,7 +117,7 @@ func TestJanitorTicks(t *testing.T) {
 		gone("the expired grant's refresh token", err)
 		_, err = e.store.GetGrant(ctx, claims(t, tr2.AccessToken)["sid"].(string))
 		kept("the live grant", err)
-		_, err = e.store.GetSession(ctx, session2, e.clock.Now())
+		_, _, err = e.store.GetSessionUser(ctx, session2, e.clock.Now())
 		kept("the live session", err)
 		refresh(tr2.RefreshToken)
 	})

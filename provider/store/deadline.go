@@ -239,8 +239,18 @@ func (w *deadlineStore) CreateSession(ctx context.Context, s Session) error {
 	return w.do(ctx, func(ctx context.Context) error { return w.s.CreateSession(ctx, s) })
 }
 
-func (w *deadlineStore) GetSession(ctx context.Context, hash []byte, now time.Time) (Session, error) {
-	return get(w, ctx, func(ctx context.Context) (Session, error) { return w.s.GetSession(ctx, hash, now) })
+// sessionAndUser carries GetSessionUser's two results through bounded.
+type sessionAndUser struct {
+	se Session
+	u  User
+}
+
+func (w *deadlineStore) GetSessionUser(ctx context.Context, hash []byte, now time.Time) (Session, User, error) {
+	v, err := get(w, ctx, func(ctx context.Context) (sessionAndUser, error) {
+		se, u, err := w.s.GetSessionUser(ctx, hash, now)
+		return sessionAndUser{se, u}, err
+	})
+	return v.se, v.u, err
 }
 
 func (w *deadlineStore) DeleteSession(ctx context.Context, hash []byte) error {

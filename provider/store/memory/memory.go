@@ -769,19 +769,25 @@ func (s *Store) CreateSession(_ context.Context, se store.Session) error {
 	return nil
 }
 
-func (s *Store) GetSession(_ context.Context, hash []byte, now time.Time) (store.Session, error) {
+// GetSessionUser reads the session and its user under one lock, as
+// PostgreSQL's join reads them in one statement.
+func (s *Store) GetSessionUser(_ context.Context, hash []byte, now time.Time) (store.Session, store.User, error) {
 	now = norm(now)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	se, ok := s.sessions[string(hash)]
 	if !ok {
-		return store.Session{}, store.ErrNotFound
+		return store.Session{}, store.User{}, store.ErrNotFound
+	}
+	u, ok := s.users[se.UserID]
+	if !ok {
+		return store.Session{}, store.User{}, store.ErrNotFound
 	}
 	if !now.Before(se.ExpiresAt) {
-		return store.Session{}, store.ErrExpired
+		return store.Session{}, store.User{}, store.ErrExpired
 	}
 	se.Hash = bytes.Clone(se.Hash)
-	return se, nil
+	return se, u, nil
 }
 
 func (s *Store) DeleteSession(_ context.Context, hash []byte) error {

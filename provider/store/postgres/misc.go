@@ -167,18 +167,26 @@ func (s *Store) CreateSession(ctx context.Context, se store.Session) error {
 	return wrap(err)
 }
 
-func (s *Store) GetSession(ctx context.Context, hash []byte, now time.Time) (store.Session, error) {
+// SQLGetSessionUser reads a session and its user in one round trip (issue
+// 13: it was two sequential reads on every authorization request). The
+// inner join finds no row for a session whose user is gone.
+// u.* is userCols, in that order.
+const SQLGetSessionUser = `SELECT s.hash, s.user_id, s.created_at, s.expires_at, u.*
+	FROM sessions s JOIN (SELECT ` + userCols + ` FROM users) u ON u.id = s.user_id WHERE s.hash = $1`
+
+func (s *Store) GetSessionUser(ctx context.Context, hash []byte, now time.Time) (store.Session, store.User, error) {
 	var se store.Session
-	err := s.readRow(ctx, `SELECT hash, user_id, created_at, expires_at FROM sessions WHERE hash = $1`, hash).
-		Scan(&se.Hash, &se.UserID, &se.CreatedAt, &se.ExpiresAt)
+	var u store.User
+	err := s.readRow(ctx, SQLGetSessionUser, hash).Scan(&se.Hash, &se.UserID, &se.CreatedAt, &se.ExpiresAt,
+		&u.ID, &u.Username, &u.PasswordHash, &u.Name, &u.Email, &u.EmailVerified, &u.Provider, &u.CreatedAt)
 	if err != nil {
-		return store.Session{}, wrap(err)
+		return store.Session{}, store.User{}, wrap(err)
 	}
-	se.CreatedAt, se.ExpiresAt = se.CreatedAt.UTC(), se.ExpiresAt.UTC()
+	se.CreatedAt, se.ExpiresAt, u.CreatedAt = se.CreatedAt.UTC(), se.ExpiresAt.UTC(), u.CreatedAt.UTC()
 	if !ts(now).Before(se.ExpiresAt) {
-		return store.Session{}, store.ErrExpired
+		return store.Session{}, store.User{}, store.ErrExpired
 	}
-	return se, nil
+	return se, u, nil
 }
 
 func (s *Store) DeleteSession(ctx context.Context, hash []byte) error {

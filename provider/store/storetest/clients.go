@@ -59,8 +59,8 @@ func testNotFound(t *testing.T, newStore factory) {
 			_, err := s.GetConsent(ctx, "nope", "nope")
 			return err
 		}},
-		{"GetSession", func(ctx context.Context, s store.Store) error {
-			_, err := s.GetSession(ctx, randomHash(), now)
+		{"GetSessionUser", func(ctx context.Context, s store.Store) error {
+			_, _, err := s.GetSessionUser(ctx, randomHash(), now)
 			return err
 		}},
 		{"GetInitialAccessToken", func(ctx context.Context, s store.Store) error {

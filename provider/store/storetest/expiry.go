@@ -40,8 +40,8 @@ func testDeleteExpired(t *testing.T, newStore factory) {
 	e.must(e.s.RevokeAccessToken(e.ctx, "dead-jti", now), "RevokeAccessToken")
 
 	// The doomed records exist before the sweep.
-	_, err = e.s.GetSession(e.ctx, deadSess.Hash, now)
-	wantErr(t, "GetSession before the sweep", err, store.ErrExpired)
+	_, _, err = e.s.GetSessionUser(e.ctx, deadSess.Hash, now)
+	wantErr(t, "GetSessionUser before the sweep", err, store.ErrExpired)
 	e.getRefresh(idleRT.Hash)
 	e.getGrant(deadPending.ID)
 
@@ -60,8 +60,8 @@ func testDeleteExpired(t *testing.T, newStore factory) {
 		// Asked with an earlier clock, so "gone" cannot be mistaken for
 		// "expired".
 		early := at(time.Second)
-		_, err := e.s.GetSession(e.ctx, deadSess.Hash, early)
-		wantErr(t, "GetSession", err, store.ErrNotFound)
+		_, _, err := e.s.GetSessionUser(e.ctx, deadSess.Hash, early)
+		wantErr(t, "GetSessionUser", err, store.ErrNotFound)
 		_, err = e.s.GetInitialAccessToken(e.ctx, deadIAT.Hash, early)
 		wantErr(t, "GetInitialAccessToken", err, store.ErrNotFound)
 		if revoked, err := e.s.AccessTokenRevoked(e.ctx, "dead-jti", early); err != nil || revoked {
@@ -87,8 +87,8 @@ func testDeleteExpired(t *testing.T, newStore factory) {
 	})
 
 	t.Run("live records stay", func(t *testing.T) {
-		got, err := e.s.GetSession(e.ctx, liveSess.Hash, now)
-		e.must(err, "GetSession live")
+		got, _, err := e.s.GetSessionUser(e.ctx, liveSess.Hash, now)
+		e.must(err, "GetSessionUser live")
 		equal(t, "live session", got, liveSess, canonSession)
 		for _, tok := range []store.InitialAccessToken{liveIAT, foreverIAT} {
 			got, err := e.s.GetInitialAccessToken(e.ctx, tok.Hash, now)

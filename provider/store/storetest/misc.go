@@ -295,26 +295,67 @@ func testSessions(t *testing.T, newStore factory) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, newStore)
-			s := e.session(e.user("u1").ID, at(time.Hour))
-			got, err := e.s.GetSession(e.ctx, s.Hash, tt.now)
-			wantErr(t, "GetSession", err, tt.want)
+			u := e.user("u1")
+			s := e.session(u.ID, at(time.Hour))
+			got, gotUser, err := e.s.GetSessionUser(e.ctx, s.Hash, tt.now)
+			wantErr(t, "GetSessionUser", err, tt.want)
 			if tt.want == nil {
 				equal(t, "session", got, s, canonSession)
+				equal(t, "user", gotUser, u, canonUser)
 			}
 		})
 	}
+	// The session comes with its own user, every field of it, whatever
+	// other users and sessions exist (issue 13: one read for both).
+	t.Run("each session with its own user", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		full := sampleUser("u-full", "full")
+		full.Name, full.Email, full.EmailVerified, full.Provider = "Full Name", "full@example.com", true, "upstream"
+		e.must(e.s.CreateUser(e.ctx, full), "CreateUser")
+		plain := e.user("u-plain")
+		sFull, sPlain := e.session(full.ID, at(time.Hour)), e.session(plain.ID, at(2*time.Hour))
+		for _, w := range []struct {
+			s store.Session
+			u store.User
+		}{{sFull, full}, {sPlain, plain}} {
+			got, gotUser, err := e.s.GetSessionUser(e.ctx, w.s.Hash, base)
+			e.must(err, "GetSessionUser of "+w.u.ID)
+			equal(t, "session of "+w.u.ID, got, w.s, canonSession)
+			equal(t, "user of "+w.u.ID+"'s session", gotUser, w.u, canonUser)
+		}
+	})
+	t.Run("unknown session", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		e.session(e.user("u1").ID, at(time.Hour))
+		_, _, err := e.s.GetSessionUser(e.ctx, randomHash(), base)
+		wantErr(t, "GetSessionUser of an unknown hash", err, store.ErrNotFound)
+	})
+	t.Run("session of a deleted user", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		gone, kept := e.user("gone"), e.user("kept")
+		s, other := e.session(gone.ID, at(time.Hour)), e.session(kept.ID, at(time.Hour))
+		e.must(e.s.DeleteUser(e.ctx, gone.ID), "DeleteUser")
+		_, _, err := e.s.GetSessionUser(e.ctx, s.Hash, base)
+		wantErr(t, "GetSessionUser of a deleted user's session", err, store.ErrNotFound)
+		_, gotUser, err := e.s.GetSessionUser(e.ctx, other.Hash, base)
+		e.must(err, "GetSessionUser of the other user's session")
+		equal(t, "other user", gotUser, kept, canonUser)
+	})
 	t.Run("Delete", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, newStore)
 		u := e.user("u1").ID
 		s, keep := e.session(u, at(time.Hour)), e.session(u, at(time.Hour))
 		e.must(e.s.DeleteSession(e.ctx, s.Hash), "DeleteSession")
-		_, err := e.s.GetSession(e.ctx, s.Hash, base)
-		wantErr(t, "GetSession after delete", err, store.ErrNotFound)
+		_, _, err := e.s.GetSessionUser(e.ctx, s.Hash, base)
+		wantErr(t, "GetSessionUser after delete", err, store.ErrNotFound)
 		e.must(e.s.DeleteSession(e.ctx, s.Hash), "DeleteSession again (idempotent)")
 		e.must(e.s.DeleteSession(e.ctx, randomHash()), "DeleteSession unknown (idempotent)")
-		_, err = e.s.GetSession(e.ctx, keep.Hash, base)
-		e.must(err, "GetSession of the other session")
+		_, _, err = e.s.GetSessionUser(e.ctx, keep.Hash, base)
+		e.must(err, "GetSessionUser of the other session")
 	})
 }
 

@@ -121,8 +121,8 @@ func testTimeNormalisation(t *testing.T, newStore factory) {
 
 		sess := store.Session{Hash: randomHash(), UserID: u, CreatedAt: odd(0), ExpiresAt: odd(time.Hour)}
 		e.must(e.s.CreateSession(e.ctx, sess), "CreateSession")
-		gotSess, err := e.s.GetSession(e.ctx, sess.Hash, odd(time.Minute))
-		e.must(err, "GetSession")
+		gotSess, _, err := e.s.GetSessionUser(e.ctx, sess.Hash, odd(time.Minute))
+		e.must(err, "GetSessionUser")
 		check(t, "session CreatedAt", gotSess.CreatedAt, 0)
 		check(t, "session ExpiresAt", gotSess.ExpiresAt, time.Hour)
 
@@ -330,11 +330,11 @@ func testNoAliasing(t *testing.T, newStore factory) {
 		sess := store.Session{Hash: fixedHash("cookie"), UserID: u, CreatedAt: base, ExpiresAt: at(time.Hour)}
 		e.must(e.s.CreateSession(e.ctx, sess), "CreateSession")
 		scribbleBytes(sess.Hash)
-		gotSess, err := e.s.GetSession(e.ctx, fixedHash("cookie"), base)
-		e.must(err, "GetSession after the caller changed its input")
+		gotSess, _, err := e.s.GetSessionUser(e.ctx, fixedHash("cookie"), base)
+		e.must(err, "GetSessionUser after the caller changed its input")
 		scribbleBytes(gotSess.Hash)
-		_, err = e.s.GetSession(e.ctx, fixedHash("cookie"), base)
-		e.must(err, "GetSession after the caller changed its output")
+		_, _, err = e.s.GetSessionUser(e.ctx, fixedHash("cookie"), base)
+		e.must(err, "GetSessionUser after the caller changed its output")
 
 		iat := store.InitialAccessToken{Hash: fixedHash("iat"), CreatedAt: base}
 		e.must(e.s.CreateInitialAccessToken(e.ctx, iat), "CreateInitialAccessToken")
