@@ -39,7 +39,6 @@ import (
 const (
 	boundGrantCols   = `id, client_id, user_id, scopes, resources, code_hash, created_at, expires_at, last_used_at, revoked_at, auth_time`
 	boundRefreshCols = `hash, id, grant_id, client_id, parent_id, created_at, expires_at, rotated_at`
-	boundCodeCols    = `hash, client_id, user_id, grant_id, redirect_uri, code_challenge, scopes, resources, created_at, expires_at`
 
 	sqlRefreshGrantID  = `SELECT grant_id FROM refresh_tokens WHERE hash = $1`
 	sqlLockGrant       = `SELECT ` + boundGrantCols + ` FROM grants WHERE id = $1 FOR UPDATE`
@@ -53,8 +52,6 @@ const (
 	sqlInsertAudit     = postgres.SQLInsertAuditEvent
 	sqlXactID          = postgres.SQLXactID
 	sqlLockGrantOfCode = postgres.SQLLockGrantOfCode
-	sqlInsertGrant     = `INSERT INTO grants (` + boundGrantCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`
-	sqlInsertCode      = `INSERT INTO auth_codes (` + boundCodeCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
 )
 
 type boundGrant struct {
@@ -206,18 +203,19 @@ func rotateBound(ctx context.Context, pool *pgxpool.Pool, hash []byte, pipelined
 }
 
 // boundCodeFixture creates, untimed, a grant and its unredeemed code for
-// the owner of an existing grant (as CreateAuthCode does), and returns the
-// code's digest.
+// the owner of an existing grant with the store's own statement
+// (postgres.SQLCreateAuthCode, one round trip), and returns the code's
+// digest.
 func boundCodeFixture(ctx context.Context, pool *pgxpool.Pool, client, user string) ([]byte, error) {
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	h := sha256.Sum256(randomBytes())
 	gid := randomID()
-	b := &pgx.Batch{}
-	b.Queue("BEGIN")
-	b.Queue(sqlInsertGrant, gid, client, user, []string{"read"}, []string{}, h[:], now, now.Add(24*time.Hour), nil, nil, now)
-	b.Queue(sqlInsertCode, h[:], client, user, gid, "http://127.0.0.1/callback", "challenge", []string{"read"}, []string{}, now, now.Add(time.Minute))
-	b.Queue("COMMIT")
-	return h[:], pool.SendBatch(ctx, b).Close()
+	code := store.AuthCode{Hash: h[:], ClientID: client, UserID: user, GrantID: gid, RedirectURI: "http://127.0.0.1/callback",
+		CodeChallenge: "challenge", Scopes: []string{"read"}, CreatedAt: now, ExpiresAt: now.Add(time.Minute)}
+	g := store.Grant{ID: gid, ClientID: client, UserID: user, Scopes: []string{"read"}, CodeHash: h[:],
+		CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour), AuthTime: now}
+	_, err := pool.Exec(ctx, postgres.SQLCreateAuthCode, postgres.CreateAuthCodeArgs(code, g)...)
+	return h[:], err
 }
 
 // grantCreated is the arguments of the grant.created audit event the

@@ -36,23 +36,41 @@ func scanCode(row pgx.Row) (store.AuthCode, error) {
 	return c, nil
 }
 
-// CreateAuthCode inserts the grant and its code in one transaction: the
-// grant exists (unredeemed) from the moment the code does.
+// SQLCreateAuthCode inserts a grant and its code in one statement, so one
+// round trip (issue 13: it was BEGIN, two INSERTs and COMMIT, four). A
+// statement is atomic in its own implicit transaction, data-modifying CTE
+// included: both rows are stored or neither, and the code's foreign key is
+// checked at the statement's end, when the grant row exists. The code
+// takes its hash, client, user and grant id from the row the CTE inserted,
+// so the two cannot disagree (store.CheckCodeGrant is checked before
+// anyway). Its arguments are CreateAuthCodeArgs'. Exported so that
+// cmd/authz-load's bound_code fixture inserts with the very same SQL.
+const SQLCreateAuthCode = `WITH g AS (
+	INSERT INTO grants (` + grantCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+	RETURNING id, client_id, user_id, code_hash)
+INSERT INTO auth_codes (` + codeCols + `)
+	SELECT g.code_hash, g.client_id, g.user_id, g.id, $12, $13, $14, $15, $16, $17, $18, $19 FROM g`
+
+// CreateAuthCodeArgs are SQLCreateAuthCode's arguments for code and g,
+// which must pass store.CheckCodeGrant.
+func CreateAuthCodeArgs(code store.AuthCode, g store.Grant) []any {
+	return []any{
+		g.ID, g.ClientID, g.UserID, arr(g.Scopes), arr(g.Resources), g.CodeHash, ts(g.CreatedAt), ts(g.ExpiresAt),
+		nullTS(g.LastUsedAt), nullTS(g.RevokedAt), nullTS(g.AuthTime),
+		code.RedirectURI, code.CodeChallenge, arr(code.Scopes), arr(code.Resources), ts(code.CreatedAt), ts(code.ExpiresAt),
+		code.Nonce, nullTS(code.AuthTime),
+	}
+}
+
+// CreateAuthCode inserts the grant and its code in one statement: the
+// grant exists (unredeemed) from the moment the code does. A write, so
+// never retried (the first attempt may have been applied).
 func (s *Store) CreateAuthCode(ctx context.Context, code store.AuthCode, g store.Grant) error {
 	if err := store.CheckCodeGrant(code, g); err != nil {
 		return err
 	}
-	return s.tx(ctx, func(tx pgx.Tx) (bool, error) {
-		if _, err := tx.Exec(ctx, `INSERT INTO grants (`+grantCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-			g.ID, g.ClientID, g.UserID, arr(g.Scopes), arr(g.Resources), g.CodeHash, ts(g.CreatedAt), ts(g.ExpiresAt),
-			nullTS(g.LastUsedAt), nullTS(g.RevokedAt), nullTS(g.AuthTime)); err != nil {
-			return false, wrap(err)
-		}
-		_, err := tx.Exec(ctx, `INSERT INTO auth_codes (`+codeCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-			code.Hash, code.ClientID, code.UserID, code.GrantID, code.RedirectURI, code.CodeChallenge,
-			arr(code.Scopes), arr(code.Resources), ts(code.CreatedAt), ts(code.ExpiresAt), code.Nonce, nullTS(code.AuthTime))
-		return false, wrap(err)
-	})
+	_, err := s.pool.Exec(ctx, SQLCreateAuthCode, CreateAuthCodeArgs(code, g)...)
+	return wrap(err)
 }
 
 func (s *Store) GetGrant(ctx context.Context, id string) (store.Grant, error) {

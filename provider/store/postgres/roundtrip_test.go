@@ -1,16 +1,12 @@
 package postgres_test
 
 import (
-	"context"
 	"crypto/sha256"
 	"errors"
-	"net"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/store"
@@ -18,79 +14,12 @@ import (
 	"github.com/authzd/authz/provider/store/postgres/pgtest"
 )
 
-// roundTrips counts round trips on the wire: a round trip begins each time
-// the client writes after it has read (or first writes). It counts what
-// the network sees, statement preparation included, not what pgx reports.
-type roundTrips struct {
-	mu      sync.Mutex
-	n       int
-	writing bool
-}
-
-type countingConn struct {
-	net.Conn
-	rt *roundTrips
-}
-
-func (c countingConn) Write(b []byte) (int, error) {
-	c.rt.mu.Lock()
-	if !c.rt.writing {
-		c.rt.writing = true
-		c.rt.n++
-	}
-	c.rt.mu.Unlock()
-	return c.Conn.Write(b)
-}
-
-func (c countingConn) Read(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
-	if n > 0 {
-		c.rt.mu.Lock()
-		c.rt.writing = false
-		c.rt.mu.Unlock()
-	}
-	return n, err
-}
-
-func (r *roundTrips) reset() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.n, r.writing = 0, false
-}
-
-func (r *roundTrips) count() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.n
-}
-
 // TestGrantOperationsTakeTwoRoundTrips pins issue 13's shape: rotation and
 // code redemption, in every outcome, cost at most two round trips to
 // PostgreSQL once the statements are prepared. A count, never a time.
 func TestGrantOperationsTakeTwoRoundTrips(t *testing.T) {
 	t.Parallel()
-	cfg, err := pgxpool.ParseConfig(pgtest.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt := &roundTrips{}
-	dialer := &net.Dialer{}
-	cfg.ConnConfig.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := dialer.DialContext(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		return countingConn{Conn: c, rt: rt}, nil
-	}
-	// One connection, and no liveness ping on acquire: the pool's health
-	// check is not part of the operation being counted.
-	cfg.MinConns, cfg.MaxConns = 1, 1
-	cfg.ShouldPing = func(context.Context, pgxpool.ShouldPingParams) bool { return false }
-	pool, err := pgxpool.NewWithConfig(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool, rt := pgtest.CountingPool(t)
 	st := postgres.New(pool)
 	ctx := t.Context()
 	base := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -172,9 +101,9 @@ func TestGrantOperationsTakeTwoRoundTrips(t *testing.T) {
 		_ = s.run()
 	}
 	for _, s := range steps("counted") {
-		rt.reset()
+		rt.Reset()
 		err := s.run()
-		n := rt.count()
+		n := rt.Count()
 		t.Logf("%s: %d round trips", s.what, n)
 		if n > 2 {
 			t.Errorf("%s: %d round trips, want at most 2", s.what, n)
@@ -185,9 +114,9 @@ func TestGrantOperationsTakeTwoRoundTrips(t *testing.T) {
 	// that spends the code and stores the refresh token (the rows share
 	// xmin), in its two round trips, not by a second transaction.
 	code := grant("single")
-	rt.reset()
-	_, err = st.ConsumeAuthCode(ctx, code, base, first("single"))
-	if n := rt.count(); n > 2 {
+	rt.Reset()
+	_, err := st.ConsumeAuthCode(ctx, code, base, first("single"))
+	if n := rt.Count(); n > 2 {
 		t.Errorf("ConsumeAuthCode with its audit event: %d round trips, want at most 2", n)
 	}
 	must(err)
@@ -201,9 +130,9 @@ func TestGrantOperationsTakeTwoRoundTrips(t *testing.T) {
 
 	// The counter counts: a plain transaction is three (begin, statement,
 	// commit).
-	rt.reset()
+	rt.Reset()
 	must(pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { _, err := tx.Exec(ctx, `SELECT 1`); return err }))
-	if n := rt.count(); n != 3 {
+	if n := rt.Count(); n != 3 {
 		t.Errorf("the counter saw %d round trips for begin, select, commit; want 3", n)
 	}
 }
@@ -214,4 +143,94 @@ func ignore(err, want error) error {
 		return nil
 	}
 	return err
+}
+
+// TestAuthorizeOperationsTakeOneRoundTrip pins the store's share of GET
+// /authorize (issue 13): reading the signed-in user with their session is
+// one round trip (it was two reads), and storing a code with its grant is
+// one (it was begin, two inserts, commit: four). A count, never a time.
+func TestAuthorizeOperationsTakeOneRoundTrip(t *testing.T) {
+	t.Parallel()
+	pool, rt := pgtest.CountingPool(t)
+	st := postgres.New(pool)
+	ctx := t.Context()
+	base := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(st.CreateClient(ctx, store.Client{ID: "c", Metadata: store.ClientMetadata{TokenEndpointAuthMethod: oauth.AuthNone}, CreatedAt: base, UpdatedAt: base}))
+	must(st.CreateUser(ctx, store.User{ID: "u", Username: "u", PasswordHash: "x", CreatedAt: base}))
+	hash := func(s string) []byte { h := sha256.Sum256([]byte(s)); return h[:] }
+	must(st.CreateSession(ctx, store.Session{Hash: hash("session"), UserID: "u", CreatedAt: base, ExpiresAt: base.Add(time.Hour)}))
+
+	steps := func(name string) []struct {
+		what string
+		run  func() error
+	} {
+		code := hash("code " + name)
+		return []struct {
+			what string
+			run  func() error
+		}{
+			{"GetSessionUser (signed in)", func() error {
+				_, u, err := st.GetSessionUser(ctx, hash("session"), base)
+				if err == nil && u.ID != "u" {
+					err = errors.New("the session came with user " + u.ID)
+				}
+				return err
+			}},
+			{"GetSessionUser (expired)", func() error {
+				_, _, err := st.GetSessionUser(ctx, hash("session"), base.Add(time.Hour))
+				return ignore(err, store.ErrExpired)
+			}},
+			{"GetSessionUser (unknown)", func() error {
+				_, _, err := st.GetSessionUser(ctx, hash("nothing"), base)
+				return ignore(err, store.ErrNotFound)
+			}},
+			{"CreateAuthCode", func() error {
+				return st.CreateAuthCode(ctx,
+					store.AuthCode{Hash: code, ClientID: "c", UserID: "u", GrantID: name, RedirectURI: "https://app.example.com/cb",
+						CodeChallenge: "challenge", Scopes: []string{"read"}, Nonce: "n", CreatedAt: base, ExpiresAt: base.Add(time.Minute), AuthTime: base},
+					store.Grant{ID: name, ClientID: "c", UserID: "u", Scopes: []string{"read"}, CodeHash: code, CreatedAt: base,
+						ExpiresAt: base.Add(24 * time.Hour), AuthTime: base})
+			}},
+		}
+	}
+	// Warm up: the first use of each statement prepares it.
+	for _, s := range steps("warm") {
+		_ = s.run()
+	}
+	// Last, because pgx drops a cached statement the server refused and
+	// the connection's next query pays for that: a refused code (its hash
+	// taken) is refused in one round trip too.
+	conflict := struct {
+		what string
+		run  func() error
+	}{"CreateAuthCode (hash taken)", func() error {
+		code := hash("code counted")
+		err := st.CreateAuthCode(ctx,
+			store.AuthCode{Hash: code, ClientID: "c", UserID: "u", GrantID: "other", CreatedAt: base, ExpiresAt: base.Add(time.Minute)},
+			store.Grant{ID: "other", ClientID: "c", UserID: "u", CodeHash: code, CreatedAt: base, ExpiresAt: base.Add(24 * time.Hour)})
+		return ignore(err, store.ErrAlreadyExists)
+	}}
+	for _, s := range append(steps("counted"), conflict) {
+		rt.Reset()
+		err := s.run()
+		n := rt.Count()
+		t.Logf("%s: %d round trips", s.what, n)
+		if n != 1 {
+			t.Errorf("%s: %d round trips, want 1", s.what, n)
+		}
+		must(err)
+	}
+	// What was stored in one round trip is the grant and its code,
+	// together: the code redeems once, with every field.
+	got, err := st.ConsumeAuthCode(ctx, hash("code counted"), base.Add(time.Second), nil)
+	must(err)
+	if got.GrantID != "counted" || got.RedirectURI != "https://app.example.com/cb" || got.Nonce != "n" || !got.AuthTime.Equal(base) {
+		t.Errorf("redeemed code %+v", got)
+	}
 }

@@ -31,6 +31,52 @@ func testAuthCodes(t *testing.T, newStore factory) {
 		equal(t, "grant after redemption", e.getGrant(g.ID), g, canonGrant)
 	})
 
+	// CreateAuthCode stores the grant and its code together or neither
+	// (PostgreSQL does it in one statement, issue 13): a refused pair
+	// leaves no grant without a code and no code without a grant.
+	t.Run("CreateStoresBothOrNeither", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		cl, u := e.client("c1").ID, e.user("u1").ID
+		taken, takenGrant := e.code(cl, u)
+		pair := func(grantID string, h []byte, clientID, userID string) (store.AuthCode, store.Grant) {
+			return store.AuthCode{Hash: h, ClientID: clientID, UserID: userID, GrantID: grantID, RedirectURI: "https://app.example.com/cb",
+					CodeChallenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", CreatedAt: base, ExpiresAt: at(codeTTL)},
+				store.Grant{ID: grantID, ClientID: clientID, UserID: userID, CodeHash: slices.Clone(h), CreatedAt: base, ExpiresAt: at(grantTTL)}
+		}
+		tests := []struct {
+			name         string
+			grantID      string
+			hash         []byte
+			client, user string
+			want         error
+			hashTaken    bool // the hash is the existing code's
+		}{
+			{"unknown client", "g-client", randomHash(), "nope", u, store.ErrNotFound, false},
+			{"unknown user", "g-user", randomHash(), cl, "nope", store.ErrNotFound, false},
+			{"grant id taken", takenGrant.ID, randomHash(), cl, u, store.ErrAlreadyExists, false},
+			{"code hash taken", "g-hash", taken.Hash, cl, u, store.ErrAlreadyExists, true},
+		}
+		for _, tt := range tests {
+			c, g := pair(tt.grantID, tt.hash, tt.client, tt.user)
+			wantErr(t, "CreateAuthCode with "+tt.name, e.s.CreateAuthCode(e.ctx, c, g), tt.want)
+			if tt.grantID != takenGrant.ID {
+				_, err := e.s.GetGrant(e.ctx, tt.grantID)
+				wantErr(t, tt.name+": the refused grant", err, store.ErrNotFound)
+			}
+			if !tt.hashTaken {
+				_, err := e.s.ConsumeAuthCode(e.ctx, tt.hash, at(time.Second), nil)
+				wantErr(t, tt.name+": the refused code", err, store.ErrNotFound)
+			}
+		}
+		// What was there before is untouched: the grant as stored, its
+		// code redeemable once.
+		equal(t, "the existing grant", e.getGrant(takenGrant.ID), takenGrant, canonGrant)
+		got, err := e.s.ConsumeAuthCode(e.ctx, taken.Hash, at(time.Second), nil)
+		e.must(err, "ConsumeAuthCode of the existing code")
+		equal(t, "the existing code", got, taken, canonCode)
+	})
+
 	// The redemption and the refresh token it yields are one transaction.
 	t.Run("RedeemStoresTheRefreshToken", func(t *testing.T) {
 		t.Parallel()
