@@ -14,7 +14,8 @@ import (
 // authorization endpoints may be on a replica that did not make the
 // change: a client deleted, updated or given a new secret elsewhere
 // (another replica, `authz client …`) is seen within this long. The
-// replica that makes an RFC 7592 change drops its entry at once. Issue 13:
+// replica that makes an RFC 7592 change, or whose janitor deletes a stale
+// registration, drops its entry at once. Issue 13:
 // a client lookup was one round trip of every token request and of every
 // authorization request.
 const ClientCacheTTL = 2 * time.Second

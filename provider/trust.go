@@ -50,6 +50,9 @@ func (s *Server) deleteStaleRegistrations(ctx context.Context, now time.Time) er
 		return err
 	}
 	for _, c := range deleted {
+		// Gone on this replica at once, as after an RFC 7592 delete; other
+		// replicas see it within ClientCacheTTL.
+		s.clients.forget(c.ID)
 		e := ClientEvent(EventClientDeleted, ActorSystem, c)
 		e.Details["reason"] = "stale_registration"
 		s.audit(ctx, e)

@@ -127,3 +127,23 @@ func TestAuthorizeRoundTrips(t *testing.T) {
 		t.Errorf("GET /authorize took %d round trips to PostgreSQL, want 3", n)
 	}
 }
+
+// TestJanitorDeletionIsSeenAtOnce: a self-registered client the janitor
+// deletes on this replica is gone from its client cache at once, as after
+// an RFC 7592 delete: an authorization request naming it right after the
+// tick is refused, not served from a record cached a moment before.
+func TestJanitorDeletionIsSeenAtOnce(t *testing.T) {
+	t.Parallel()
+	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		e := start(t, open(t), nil)
+		id, _, _ := e.registerOK(t, map[string]any{"client_name": "never used", "redirect_uris": []string{"https://app.example.com/cb"}})
+		req := authRequest{clientID: id, redirectURI: "https://app.example.com/cb", state: "s", verifier: testVerifier}
+		e.clock.Advance(provider.DefaultRegistrationUnusedTTL)
+		toSignIn(t, "before the janitor's tick", getAuthorize(e.browser(), e, req)) // now cached
+		e.srv.RunJobs(context.Background())
+		p := getAuthorize(e.browser(), e, req)
+		if p.status != http.StatusBadRequest || !strings.Contains(p.body, "Unknown application") {
+			t.Fatalf("right after the janitor deleted the client: status %d location %q, want 400 Unknown application", p.status, p.location)
+		}
+	})
+}
