@@ -247,7 +247,7 @@ func (s *Server) tokenAudience(resources, scopes []string, grantID string) []str
 // scope holds openid: tokens get that audience only when openid was
 // granted, so a token for an API is not a UserInfo token, and a UserInfo
 // token reveals the user's identity claims and nothing else. A revoked
-// token or grant, or a deleted user, is invalid_token.
+// token or grant, a deleted client or a deleted user is invalid_token.
 func (s *Server) handleUserInfo(w http.ResponseWriter, r *http.Request) error {
 	if len(r.Header.Values("Authorization")) > 1 {
 		return oauth.New(oauth.CodeInvalidRequest, "more than one Authorization header")
@@ -274,21 +274,15 @@ func (s *Server) handleUserInfo(w http.ResponseWriter, r *http.Request) error {
 	if !slices.Contains(scopes, ScopeOpenID) {
 		return &oauth.Error{Code: oauth.CodeInsufficientScope, Description: "the openid scope is required"}
 	}
-	revoked, err := s.store.AccessTokenRevoked(r.Context(), cl.ID, now)
+	st, err := s.store.AccessTokenStatus(r.Context(), cl.ID, cl.GrantID, cl.ClientID, now)
 	if err != nil {
 		return err
 	}
-	if revoked {
+	if st.Revoked {
 		return oauth.New(oauth.CodeInvalidToken, "the access token was revoked")
 	}
-	if cl.GrantID != "" {
-		g, err := s.store.GetGrant(r.Context(), cl.GrantID)
-		if errors.Is(err, store.ErrNotFound) || (err == nil && !g.Active(now)) {
-			return oauth.New(oauth.CodeInvalidToken, "the grant was revoked")
-		}
-		if err != nil {
-			return err
-		}
+	if !st.Live(now) {
+		return oauth.New(oauth.CodeInvalidToken, "the grant was revoked or the client deleted")
 	}
 	u, err := s.store.GetUser(r.Context(), cl.Subject)
 	if errors.Is(err, store.ErrNotFound) {

@@ -109,8 +109,10 @@ func (t timedStore) RotateRefreshToken(ctx context.Context, hash []byte, now tim
 func (t timedStore) RevokeAccessToken(ctx context.Context, jti string, expiresAt time.Time) error {
 	return timed0(t, "RevokeAccessToken", func() error { return t.Store.RevokeAccessToken(ctx, jti, expiresAt) })
 }
-func (t timedStore) AccessTokenRevoked(ctx context.Context, jti string, now time.Time) (bool, error) {
-	return timed1(t, "AccessTokenRevoked", func() (bool, error) { return t.Store.AccessTokenRevoked(ctx, jti, now) })
+func (t timedStore) AccessTokenStatus(ctx context.Context, jti, grantID, clientID string, now time.Time) (store.AccessTokenStatus, error) {
+	return timed1(t, "AccessTokenStatus", func() (store.AccessTokenStatus, error) {
+		return t.Store.AccessTokenStatus(ctx, jti, grantID, clientID, now)
+	})
 }
 func (t timedStore) GetConsent(ctx context.Context, userID, clientID string) (store.Consent, error) {
 	return timed1(t, "GetConsent", func() (store.Consent, error) { return t.Store.GetConsent(ctx, userID, clientID) })

@@ -187,8 +187,10 @@ func (w *deadlineStore) RevokeAccessToken(ctx context.Context, jti string, expir
 	return w.do(ctx, func(ctx context.Context) error { return w.s.RevokeAccessToken(ctx, jti, expiresAt) })
 }
 
-func (w *deadlineStore) AccessTokenRevoked(ctx context.Context, jti string, now time.Time) (bool, error) {
-	return get(w, ctx, func(ctx context.Context) (bool, error) { return w.s.AccessTokenRevoked(ctx, jti, now) })
+func (w *deadlineStore) AccessTokenStatus(ctx context.Context, jti, grantID, clientID string, now time.Time) (AccessTokenStatus, error) {
+	return get(w, ctx, func(ctx context.Context) (AccessTokenStatus, error) {
+		return w.s.AccessTokenStatus(ctx, jti, grantID, clientID, now)
+	})
 }
 
 func (w *deadlineStore) UseClientAssertion(ctx context.Context, a ClientAssertion, now time.Time) error {

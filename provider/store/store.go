@@ -444,7 +444,12 @@ type Store interface {
 
 	// Access-token revocation by JWT ID (RFC 7009), kept until the token's expiry.
 	RevokeAccessToken(ctx context.Context, jti string, expiresAt time.Time) error // idempotent
-	AccessTokenRevoked(ctx context.Context, jti string, now time.Time) (bool, error)
+	// AccessTokenStatus reads, as one operation (one round trip on
+	// PostgreSQL), whether jti is revoked at now and the token's grant
+	// grantID, or, when grantID is "", whether client clientID exists. A
+	// missing grant or client is Found false, never ErrNotFound: any error
+	// is a failure to answer, which callers must not take for "inactive".
+	AccessTokenStatus(ctx context.Context, jti, grantID, clientID string, now time.Time) (AccessTokenStatus, error)
 
 	// UseClientAssertion is the single-use gate for client assertions, one
 	// atomic insert-if-absent: it records a and returns nil when no live

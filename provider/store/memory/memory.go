@@ -578,12 +578,24 @@ func (s *Store) RevokeAccessToken(_ context.Context, jti string, expiresAt time.
 	return nil
 }
 
-func (s *Store) AccessTokenRevoked(_ context.Context, jti string, now time.Time) (bool, error) {
+// AccessTokenStatus reads the revocation entry and the grant or client
+// under the one mutex, so the answer is of one instant.
+func (s *Store) AccessTokenStatus(_ context.Context, jti, grantID, clientID string, now time.Time) (store.AccessTokenStatus, error) {
 	now = norm(now)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var st store.AccessTokenStatus
 	exp, ok := s.revokedJTIs[jti]
-	return ok && now.Before(exp), nil
+	st.Revoked = ok && now.Before(exp)
+	if grantID == "" {
+		_, st.Found = s.clients[clientID]
+		return st, nil
+	}
+	if g, ok := s.grants[grantID]; ok {
+		g = cloneGrant(g)
+		st.Found, st.Grant = true, &g
+	}
+	return st, nil
 }
 
 // ---- Client assertions (RFC 7523 §3 item 7) ----

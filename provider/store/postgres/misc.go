@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -20,10 +21,41 @@ func (s *Store) RevokeAccessToken(ctx context.Context, jti string, expiresAt tim
 	return wrap(err)
 }
 
-func (s *Store) AccessTokenRevoked(ctx context.Context, jti string, now time.Time) (bool, error) {
-	var revoked bool
-	err := s.readRow(ctx, `SELECT EXISTS (SELECT 1 FROM revoked_access_tokens WHERE jti = $1 AND expires_at > $2)`, jti, ts(now)).Scan(&revoked)
-	return revoked, wrap(err)
+const jtiRevoked = `EXISTS (SELECT 1 FROM revoked_access_tokens WHERE jti = $1 AND expires_at > $2)`
+
+// AccessTokenStatus is one round trip, since introspection pays for it on
+// every call. Without a grant it is one statement that asks only whether
+// the client's row exists (its metadata is never read); with one, the
+// revocation check and GetGrant's query go as one pgx batch, whose
+// statements are sent together and answered together. Grant liveness is
+// decided by the caller (AccessTokenStatus.Live), not in SQL.
+func (s *Store) AccessTokenStatus(ctx context.Context, jti, grantID, clientID string, now time.Time) (store.AccessTokenStatus, error) {
+	var st store.AccessTokenStatus
+	if grantID == "" {
+		err := s.readRow(ctx, `SELECT `+jtiRevoked+`, EXISTS (SELECT 1 FROM clients WHERE id = $3)`, jti, ts(now), clientID).
+			Scan(&st.Revoked, &st.Found)
+		return st, wrap(err)
+	}
+	err := s.read(ctx, func() error {
+		st = store.AccessTokenStatus{}
+		b := &pgx.Batch{}
+		b.Queue(`SELECT `+jtiRevoked, jti, ts(now))
+		b.Queue(`SELECT `+grantCols+` FROM grants WHERE id = $1`, grantID)
+		br := s.pool.SendBatch(ctx, b)
+		defer br.Close()
+		if err := br.QueryRow().Scan(&st.Revoked); err != nil {
+			return wrap(err)
+		}
+		g, err := scanGrant(br.QueryRow()) // wrapped: ErrNotFound when there is no such grant
+		switch {
+		case err == nil:
+			st.Found, st.Grant = true, &g
+		case !errors.Is(err, store.ErrNotFound):
+			return err
+		}
+		return wrap(br.Close())
+	})
+	return st, err
 }
 
 // ---- Consents ----

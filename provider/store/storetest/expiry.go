@@ -64,7 +64,7 @@ func testDeleteExpired(t *testing.T, newStore factory) {
 		wantErr(t, "GetSessionUser", err, store.ErrNotFound)
 		_, err = e.s.GetInitialAccessToken(e.ctx, deadIAT.Hash, early)
 		wantErr(t, "GetInitialAccessToken", err, store.ErrNotFound)
-		if revoked, err := e.s.AccessTokenRevoked(e.ctx, "dead-jti", early); err != nil || revoked {
+		if revoked, err := e.accessTokenRevoked("dead-jti", early); err != nil || revoked {
 			t.Errorf("AccessTokenRevoked(dead-jti) = %v, %v; want false, nil", revoked, err)
 		}
 		_, err = e.s.ConsumeAuthCode(e.ctx, deadCode.Hash, early, nil)
@@ -95,7 +95,7 @@ func testDeleteExpired(t *testing.T, newStore factory) {
 			e.must(err, "GetInitialAccessToken live")
 			equal(t, "live initial access token", got, tok, canonIAT)
 		}
-		if revoked, err := e.s.AccessTokenRevoked(e.ctx, "live-jti", now); err != nil || !revoked {
+		if revoked, err := e.accessTokenRevoked("live-jti", now); err != nil || !revoked {
 			t.Errorf("AccessTokenRevoked(live-jti) = %v, %v; want true, nil", revoked, err)
 		}
 		equal(t, "unredeemed grant with a live code", e.getGrant(livePending.ID), livePending, canonGrant)

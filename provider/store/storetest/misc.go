@@ -16,7 +16,7 @@ func testAccessTokenRevocation(t *testing.T, newStore factory) {
 	e := newEnv(t, newStore)
 	exp, laterExp := at(time.Hour), at(2*time.Hour)
 
-	revoked, err := e.s.AccessTokenRevoked(e.ctx, "jti-1", base)
+	revoked, err := e.accessTokenRevoked("jti-1", base)
 	e.must(err, "AccessTokenRevoked before revocation")
 	if revoked {
 		t.Fatalf("jti-1 revoked before RevokeAccessToken")
@@ -35,7 +35,7 @@ func testAccessTokenRevocation(t *testing.T, newStore factory) {
 		{"revoked, one microsecond before expiry", "jti-1", exp.Add(-time.Microsecond), true},
 		{"never revoked", "jti-3", base, false},
 	} {
-		got, err := e.s.AccessTokenRevoked(e.ctx, tt.jti, tt.now)
+		got, err := e.accessTokenRevoked(tt.jti, tt.now)
 		e.must(err, "AccessTokenRevoked "+tt.name)
 		if got != tt.want {
 			t.Errorf("AccessTokenRevoked %s = %v, want %v", tt.name, got, tt.want)
@@ -49,12 +49,12 @@ func testAccessTokenRevocation(t *testing.T, newStore factory) {
 	}
 	// Asked with an earlier clock, a vanished entry answers false: it is gone,
 	// not merely past its expiry.
-	got, err := e.s.AccessTokenRevoked(e.ctx, "jti-1", exp.Add(-time.Microsecond))
+	got, err := e.accessTokenRevoked("jti-1", exp.Add(-time.Microsecond))
 	e.must(err, "AccessTokenRevoked after DeleteExpired")
 	if got {
 		t.Errorf("jti-1 still recorded after DeleteExpired at its expiry")
 	}
-	got, err = e.s.AccessTokenRevoked(e.ctx, "jti-2", exp)
+	got, err = e.accessTokenRevoked("jti-2", exp)
 	e.must(err, "AccessTokenRevoked jti-2")
 	if !got {
 		t.Errorf("jti-2 (expires %v) lost by DeleteExpired at %v", laterExp, exp)

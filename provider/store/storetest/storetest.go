@@ -51,6 +51,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Concurrency", testConcurrency},
 		{"Cascades", testCascades},
 		{"AccessTokenRevocation", testAccessTokenRevocation},
+		{"AccessTokenStatus", testAccessTokenStatus},
 		{"ClientAssertions", testClientAssertions},
 		{"Consents", testConsents},
 		{"Counters", testCounters},
