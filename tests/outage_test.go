@@ -464,6 +464,17 @@ func TestDeadConnectionRetriedForReads(t *testing.T) {
 			return err
 		}},
 		{"Ping", func() error { return st.Ping(ctx) }},
+		{"AccessTokenStatus (a client)", func() error {
+			s, err := st.AccessTokenStatus(ctx, "jti", "", client.ID, time.Now())
+			if err == nil && !s.Found {
+				return errors.New("the client was not found")
+			}
+			return err
+		}},
+		{"AccessTokenStatus (a grant, batched)", func() error {
+			_, err := st.AccessTokenStatus(ctx, "jti", "no-such-grant", client.ID, time.Now())
+			return err
+		}},
 	} {
 		killAll()
 		if err := tc.read(); err != nil {
