@@ -1,8 +1,15 @@
 package provider
 
 import (
+	"fmt"
+	"io"
+	"net/http"
 	"net/netip"
+	"strings"
+	"sync"
 	"testing"
+	"testing/synctest"
+	"time"
 )
 
 // TestPublicAddr: every IANA special-purpose block (IPv4 and IPv6),
@@ -49,4 +56,82 @@ func TestPublicAddr(t *testing.T) {
 	if err := dev.control("tcp", "10.0.0.1:443", nil); err == nil {
 		t.Error("the loopback-issuer policy let a private address through")
 	}
+}
+
+// blockingTransport answers every request only once release is closed,
+// counting how many requests are inside it at once. It stands in for the
+// network, so the test sees exactly what the fetcher lets through.
+type blockingTransport struct {
+	release chan struct{}
+
+	mu               sync.Mutex
+	inFlight, maxIn  int
+	started, answers int
+}
+
+func (b *blockingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	b.mu.Lock()
+	b.inFlight++
+	b.started++
+	b.maxIn = max(b.maxIn, b.inFlight)
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		b.inFlight--
+		b.mu.Unlock()
+	}()
+	select {
+	case <-b.release:
+	case <-r.Context().Done():
+		return nil, r.Context().Err()
+	}
+	b.mu.Lock()
+	b.answers++
+	b.mu.Unlock()
+	return &http.Response{StatusCode: http.StatusOK, Header: http.Header{"Content-Type": {"application/json"}},
+		Body: io.NopCloser(strings.NewReader(`{"keys":[]}`)), Request: r}, nil
+}
+
+func (b *blockingTransport) counts() (inFlight, maxIn, started, answers int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.inFlight, b.maxIn, b.started, b.answers
+}
+
+// TestFetchConcurrencyLimit: at most maxConcurrentFetches outbound fetches
+// (client ID metadata documents, jwks_uri) run at once, whatever the
+// number of distinct URLs asked for; the ones over the limit wait for a
+// slot (within the fetch's own deadline) and complete once the fetches
+// ahead of them do. The test runs in a synctest bubble: synctest.Wait
+// returns when every fetch is blocked (in the transport, or waiting for a
+// slot), so "how many are in flight" is read at a point where nothing can
+// still move, not after a sleep.
+func TestFetchConcurrencyLimit(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		const n = 3*maxConcurrentFetches + 1
+		tr := &blockingTransport{release: make(chan struct{})}
+		f := newFetcher(&http.Client{Transport: tr}, time.Now)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				_, errs[i] = f.get(t.Context(), fmt.Sprintf("https://client%d.example/doc.json", i), 1024)
+			})
+		}
+		synctest.Wait()
+		if in, _, started, _ := tr.counts(); in != maxConcurrentFetches || started != maxConcurrentFetches {
+			t.Fatalf("with %d fetches asked for and none answered, %d are in flight (%d started); want exactly %d", n, in, started, maxConcurrentFetches)
+		}
+		close(tr.release)
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("fetch %d waited for a slot and failed: %v", i, err)
+			}
+		}
+		if _, maxIn, started, answers := tr.counts(); maxIn != maxConcurrentFetches || started != n || answers != n {
+			t.Fatalf("at most %d in flight at once, %d started, %d answered; want at most %d, all %d", maxIn, started, answers, maxConcurrentFetches, n)
+		}
+	})
 }
