@@ -79,25 +79,21 @@ func (s *Server) handleApps(w http.ResponseWriter, r *http.Request) {
 // revokeUserGrant revokes a grant if it belongs to user, and forgets the
 // user's consent to its client, so the next authorization asks again
 // (revoking an app means "stop trusting it"). Another user's grant id is
-// ignored, as is an unknown one.
+// ignored, as is an unknown one. The owner check, the revocation and the
+// forgetting are one store operation (house rule 11): no revocation can
+// slip between a check and a write, and no consent survives a revocation.
 func (s *Server) revokeUserGrant(r *http.Request, user store.User, grantID string) error {
 	if grantID == "" {
 		return nil
 	}
-	g, err := s.store.GetGrant(r.Context(), grantID)
+	g, err := s.store.RevokeUserGrant(r.Context(), user.ID, grantID, s.opts.Now())
 	if errors.Is(err, store.ErrNotFound) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	if g.UserID != user.ID {
-		return nil
-	}
-	if err := s.store.RevokeGrant(r.Context(), g.ID, s.opts.Now()); err != nil {
-		return err
-	}
 	s.audit(r.Context(), store.AuditEvent{Name: EventGrantRevoked, Actor: ActorUser, Subject: user.ID, ClientID: g.ClientID,
 		Details: map[string]string{"grant_id": g.ID, "reason": "user"}})
-	return s.store.DeleteConsent(r.Context(), user.ID, g.ClientID)
+	return nil
 }

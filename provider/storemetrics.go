@@ -92,6 +92,9 @@ func (t timedStore) ListUserGrants(ctx context.Context, userID string, now time.
 func (t timedStore) RevokeGrant(ctx context.Context, id string, now time.Time) error {
 	return timed0(t, "RevokeGrant", func() error { return t.Store.RevokeGrant(ctx, id, now) })
 }
+func (t timedStore) RevokeUserGrant(ctx context.Context, userID, id string, now time.Time) (store.Grant, error) {
+	return timed1(t, "RevokeUserGrant", func() (store.Grant, error) { return t.Store.RevokeUserGrant(ctx, userID, id, now) })
+}
 func (t timedStore) GetRefreshToken(ctx context.Context, hash []byte) (store.RefreshToken, store.Grant, error) {
 	var g store.Grant
 	rt, err := timed1(t, "GetRefreshToken", func() (store.RefreshToken, error) {

@@ -333,6 +333,10 @@ func (w *writeCounter) RevokeGrant(ctx context.Context, id string, now time.Time
 	w.n.Add(1)
 	return w.Store.RevokeGrant(ctx, id, now)
 }
+func (w *writeCounter) RevokeUserGrant(ctx context.Context, userID, id string, now time.Time) (store.Grant, error) {
+	w.n.Add(1)
+	return w.Store.RevokeUserGrant(ctx, userID, id, now)
+}
 func (w *writeCounter) RotateRefreshToken(ctx context.Context, h []byte, now time.Time, grace time.Duration, next store.NextRefreshFunc) (store.Rotation, error) {
 	w.n.Add(1)
 	return w.Store.RotateRefreshToken(ctx, h, now, grace, next)

@@ -163,6 +163,10 @@ func (w *deadlineStore) RevokeGrant(ctx context.Context, id string, now time.Tim
 	return w.do(ctx, func(ctx context.Context) error { return w.s.RevokeGrant(ctx, id, now) })
 }
 
+func (w *deadlineStore) RevokeUserGrant(ctx context.Context, userID, id string, now time.Time) (Grant, error) {
+	return get(w, ctx, func(ctx context.Context) (Grant, error) { return w.s.RevokeUserGrant(ctx, userID, id, now) })
+}
+
 // refreshAndGrant carries GetRefreshToken's two results through bounded.
 type refreshAndGrant struct {
 	rt RefreshToken

@@ -414,6 +414,15 @@ type Store interface {
 	// RevokeGrant marks the grant revoked at now (idempotent); every refresh
 	// token of it stops working. ErrNotFound if it does not exist.
 	RevokeGrant(ctx context.Context, id string, now time.Time) error
+	// RevokeUserGrant is "Revoke" on the connected-apps page, one
+	// operation (house rule 11): if grant id belongs to userID it is
+	// revoked at now (the first revocation instant is kept, as
+	// RevokeGrant's) and userID's consent to the grant's client is
+	// forgotten, so the next authorization asks again. It returns the
+	// grant as revoked. A grant that does not exist or is another user's is
+	// ErrNotFound, and nothing changes. Idempotent: revoking again changes
+	// nothing and returns the grant with its first RevokedAt.
+	RevokeUserGrant(ctx context.Context, userID, id string, now time.Time) (Grant, error)
 
 	// GetRefreshToken returns a token and its grant, whatever their state.
 	GetRefreshToken(ctx context.Context, hash []byte) (RefreshToken, Grant, error)

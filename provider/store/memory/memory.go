@@ -440,6 +440,21 @@ func (s *Store) RevokeGrant(_ context.Context, id string, now time.Time) error {
 	return nil
 }
 
+// RevokeUserGrant checks the owner, revokes and forgets the consent under
+// the one mutex.
+func (s *Store) RevokeUserGrant(_ context.Context, userID, id string, now time.Time) (store.Grant, error) {
+	now = norm(now)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g, ok := s.grants[id]
+	if !ok || g.UserID != userID {
+		return store.Grant{}, store.ErrNotFound
+	}
+	s.revokeLocked(id, now)
+	delete(s.consents, consentKey{userID, g.ClientID})
+	return cloneGrant(s.grants[id]), nil
+}
+
 // revokeLocked marks grant id revoked at now unless it already is, so the
 // first revocation instant is kept. It reports whether the grant exists.
 func (s *Store) revokeLocked(id string, now time.Time) bool {

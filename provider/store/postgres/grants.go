@@ -95,6 +95,30 @@ func (s *Store) RevokeGrant(ctx context.Context, id string, now time.Time) error
 	return nil
 }
 
+// sqlRevokeUserGrant is RevokeUserGrant in one statement, so atomic in its
+// own implicit transaction: old locks the grant only if it is the user's
+// (forget joins old, so the grant row is locked before the consent is
+// touched: the grant first, the order grantops.go keeps),
+// revoke keeps the first revocation instant, forget drops the consent to
+// the grant's client. Every sub-statement sees the snapshot from before
+// the statement, so the grant is returned from old with the instant that
+// revoke wrote. No row: no such grant of this user, and nothing changed.
+const sqlRevokeUserGrant = `WITH old AS (
+	SELECT ` + grantCols + ` FROM grants WHERE id = $1 AND user_id = $2 FOR UPDATE
+), revoke AS (
+	UPDATE grants SET revoked_at = $3 FROM old WHERE grants.id = old.id AND old.revoked_at IS NULL
+), forget AS (
+	DELETE FROM consents USING old WHERE consents.user_id = old.user_id AND consents.client_id = old.client_id
+)
+SELECT id, client_id, user_id, scopes, resources, code_hash, created_at, expires_at, last_used_at,
+	COALESCE(revoked_at, $3), auth_time FROM old`
+
+// RevokeUserGrant is a write: never retried (the first attempt may have
+// been applied).
+func (s *Store) RevokeUserGrant(ctx context.Context, userID, id string, now time.Time) (store.Grant, error) {
+	return scanGrant(s.pool.QueryRow(ctx, sqlRevokeUserGrant, id, userID, ts(now)))
+}
+
 // ---- Refresh tokens ----
 
 const refreshCols = `hash, id, grant_id, client_id, parent_id, created_at, expires_at, rotated_at`

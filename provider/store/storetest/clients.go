@@ -47,6 +47,10 @@ func testNotFound(t *testing.T, newStore factory) {
 		{"GetGrant with invalid UTF-8", func(ctx context.Context, s store.Store) error { _, err := s.GetGrant(ctx, "\xc3\x28"); return err }},
 		{"DeleteClient with NUL", func(ctx context.Context, s store.Store) error { return s.DeleteClient(ctx, "\x00") }},
 		{"RevokeGrant", func(ctx context.Context, s store.Store) error { return s.RevokeGrant(ctx, "nope", now) }},
+		{"RevokeUserGrant", func(ctx context.Context, s store.Store) error {
+			_, err := s.RevokeUserGrant(ctx, "u1", "nope", now)
+			return err
+		}},
 		{"GetRefreshToken", func(ctx context.Context, s store.Store) error {
 			_, _, err := s.GetRefreshToken(ctx, randomHash())
 			return err

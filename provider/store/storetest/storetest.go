@@ -47,6 +47,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"AuthCodes", testAuthCodes},
 		{"RedemptionEvents", testRedemptionEvents},
 		{"Grants", testGrants},
+		{"RevokeUserGrant", testRevokeUserGrant},
 		{"RefreshTokens", testRefreshTokens},
 		{"Concurrency", testConcurrency},
 		{"Cascades", testCascades},
