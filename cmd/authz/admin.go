@@ -36,7 +36,7 @@ func (e env) adminStore(cfg *config) (store.Store, error) {
 	}
 	// Administrative commands never change the schema: against an older
 	// one they say "run authz migrate" (migrations.Check).
-	st, _, err := cfg.openStore(e.ctx, false)
+	st, _, err := e.openStore(cfg, false)
 	return st, err
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -118,7 +119,7 @@ func (c *config) settings() []setting {
 		{flag: "registration-unused-ttl", env: "AUTHZ_REGISTRATION_UNUSED_TTL", option: "RegistrationUnusedTTL", def: short(provider.DefaultRegistrationUnusedTTL), usage: "a self-registered client that never completed an authorization is deleted this long after registering", dur: &c.RegUnusedTTL},
 		{flag: "registration-idle-ttl", env: "AUTHZ_REGISTRATION_IDLE_TTL", option: "RegistrationIdleTTL", def: short(provider.DefaultRegistrationIdleTTL), usage: "a self-registered client without a live grant is deleted this long after its last use", dur: &c.RegIdleTTL},
 		{flag: "auto-migrate", env: "AUTHZ_AUTO_MIGRATE", def: "true", usage: "apply database migrations at start", boolean: &c.AutoMigrate},
-		{flag: "db-timeout", env: "AUTHZ_DB_TIMEOUT", option: "StoreTimeout", def: short(provider.DefaultStoreTimeout), usage: "deadline of every database call; past it a request answers 503 temporarily_unavailable", dur: &c.DBTimeout},
+		{flag: "db-timeout", env: "AUTHZ_DB_TIMEOUT", option: "StoreTimeout", def: short(provider.DefaultStoreTimeout), usage: "deadline of every database call, start-up included (applying migrations: 10 times it); past it a request answers 503 temporarily_unavailable and start-up fails", dur: &c.DBTimeout},
 		{flag: "login-failures-per-account", env: "AUTHZ_LOGIN_FAILURES_PER_ACCOUNT", option: "LoginFailuresPerAccount", def: strconv.Itoa(provider.DefaultLoginFailuresPerAccount), usage: "failed sign-ins allowed per account from one client IP per login window", integer: &c.LoginFailuresPerAccount},
 		{flag: "login-failures-per-ip", env: "AUTHZ_LOGIN_FAILURES_PER_IP", option: "LoginFailuresPerIP", def: strconv.Itoa(provider.DefaultLoginFailuresPerIP), usage: "failed sign-ins allowed per client IP per login window", integer: &c.LoginFailuresPerIP},
 		{flag: "login-window", env: "AUTHZ_LOGIN_WINDOW", option: "LoginWindow", def: short(provider.DefaultLoginWindow), usage: "window of the sign-in limits (and how long a lockout lasts at most)", dur: &c.LoginWindow},
@@ -247,27 +248,143 @@ func (c *config) encryptionKey() ([]byte, error) {
 // only checks that the schema is the one this binary needs, so that no
 // command but `authz migrate` and `authz serve` ever changes the schema.
 // persistent reports whether data outlives the process.
-func (c *config) openStore(ctx context.Context, migrate bool) (st store.Store, persistent bool, err error) {
+//
+// Every step is bounded (startupStep): a database that accepts the
+// connection and never answers fails the command with a message naming
+// it, instead of hanging it. The store returned is bounded the same way
+// (store.WithDeadline, AUTHZ_DB_TIMEOUT), so an administrative command's
+// queries, and whatever serve asks before provider.New wraps the store
+// itself, cannot hang either.
+func (e env) openStore(c *config, migrate bool) (st store.Store, persistent bool, err error) {
 	if c.DatabaseURL == "" {
 		return memory.New(), false, nil
 	}
-	pg, err := postgres.Open(ctx, c.DatabaseURL)
+	pg, err := e.openPostgres(c)
 	if err != nil {
 		return nil, false, err
 	}
 	if migrate {
-		_, err = migrations.Apply(ctx, pg.Pool())
+		_, err = e.applyMigrations(c, pg)
+	} else {
+		err = startupStep(e.ctx, c, "checking the schema version", c.DBTimeout, func(ctx context.Context) error {
+			return migrations.Check(ctx, pg.Pool())
+		})
+	}
+	closing := boundedClose{Store: pg, limit: c.DBTimeout}
+	if err != nil {
+		closing.Close()
+		return nil, false, err
+	}
+	return store.WithDeadline(closing, c.DBTimeout), true, nil
+}
+
+// boundedClose waits at most limit for the store to close. Closing the pool
+// says goodbye on every connection, and pgx gives a connection whose query
+// was cut off by a deadline 15 s to send PostgreSQL a cancel request and
+// drain it; a database that hangs answers neither, and a command that
+// failed because of it would take that long to exit. The process is ending
+// (or the server shutting down): the connections go with it.
+type boundedClose struct {
+	store.Store
+	limit time.Duration
+}
+
+func (b boundedClose) Close() {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b.Store.Close()
+	}()
+	t := time.NewTimer(b.limit)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
+}
+
+// openPostgres connects to AUTHZ_DATABASE_URL and checks that the server
+// answers, within AUTHZ_DB_TIMEOUT. From here on, an unavailable database
+// is reported under its name (env.database).
+func (e env) openPostgres(c *config) (*postgres.Store, error) {
+	if e.database != nil {
+		*e.database = c.databaseName()
+	}
+	var pg *postgres.Store
+	err := startupStep(e.ctx, c, "connecting", c.DBTimeout, func(ctx context.Context) error {
+		var err error
+		pg, err = postgres.Open(ctx, c.DatabaseURL)
+		return err
+	})
+	return pg, err
+}
+
+// applyMigrations applies pending migrations within migrationTimeout and
+// returns the versions it applied.
+func (e env) applyMigrations(c *config, pg *postgres.Store) ([]int, error) {
+	var applied []int
+	err := startupStep(e.ctx, c, "applying migrations", migrationTimeout(c.DBTimeout), func(ctx context.Context) error {
+		var err error
+		applied, err = migrations.Apply(ctx, pg.Pool())
 		if err != nil {
 			err = fmt.Errorf("applying migrations: %w", err)
 		}
-	} else {
-		err = migrations.Check(ctx, pg.Pool())
+		return err
+	})
+	return applied, err
+}
+
+// migrationFactor: applying migrations is bounded by this many times
+// AUTHZ_DB_TIMEOUT (50s by default), longer than one database call since
+// Apply waits for another replica's migration (an advisory lock) and may
+// rewrite tables. A migration that needs longer gets it from a larger
+// --db-timeout (`authz migrate --db-timeout 3m`: 30 minutes).
+const migrationFactor = 10
+
+func migrationTimeout(dbTimeout time.Duration) time.Duration { return migrationFactor * dbTimeout }
+
+// startupTimeout: a start-up database step got no answer within its bound.
+// It is an outage (ErrUnavailable) and reads as one line naming the
+// database (never its password), the step and the setting that bounds it.
+type startupTimeout struct {
+	database, step string
+	limit          time.Duration
+	migrations     bool
+}
+
+func (e startupTimeout) Error() string {
+	bound := "AUTHZ_DB_TIMEOUT"
+	if e.migrations {
+		bound = strconv.Itoa(migrationFactor) + " times AUTHZ_DB_TIMEOUT"
 	}
+	return fmt.Sprintf("the database %s did not answer within %s while %s (the bound is %s): check that PostgreSQL is up and answering at AUTHZ_DATABASE_URL",
+		e.database, e.limit, e.step, bound)
+}
+
+func (e startupTimeout) Unwrap() error { return store.ErrUnavailable }
+
+// startupStep runs f under limit. Past it, f's error (whatever pgx made of
+// the cancelled context) becomes a startupTimeout; a signal that stopped
+// the command (ctx cancelled) is returned as it is.
+func startupStep(ctx context.Context, c *config, step string, limit time.Duration, f func(context.Context) error) error {
+	sctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	err := f(sctx)
+	if err != nil && ctx.Err() == nil && errors.Is(sctx.Err(), context.DeadlineExceeded) {
+		return startupTimeout{database: c.databaseName(), step: step, limit: limit, migrations: step == "applying migrations"}
+	}
+	return err
+}
+
+// databaseName is AUTHZ_DATABASE_URL as it may be shown: user, host, port
+// and database, never the password or any other parameter.
+func (c *config) databaseName() string {
+	pc, err := pgxpool.ParseConfig(c.DatabaseURL)
 	if err != nil {
-		pg.Close()
-		return nil, false, err
+		return "named by AUTHZ_DATABASE_URL"
 	}
-	return pg, true, nil
+	cc := pc.ConnConfig
+	return fmt.Sprintf("postgres://%s@%s/%s", cc.User, net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port))), cc.Database)
 }
 
 // providerOptions maps the configuration to provider.Options.

@@ -129,16 +129,38 @@ func main() {
 	os.Exit(1)
 }
 
-// env is a command's standard streams.
+// env is a command's standard streams, and the database it opened.
 type env struct {
 	ctx    context.Context
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
+	// database is set (to config.databaseName, never with the password)
+	// once the command connects to PostgreSQL, so that an outage is
+	// reported under the database's name.
+	database *string
 }
 
+// databaseError is an outage of the database a command opened.
+type databaseError struct {
+	database string
+	err      error
+}
+
+func (e databaseError) Error() string { return e.err.Error() }
+func (e databaseError) Unwrap() error { return e.err }
+
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	e := env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr}
+	e := env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr, database: new(string)}
+	err := dispatch(e, args)
+	if *e.database != "" && errors.Is(err, store.ErrUnavailable) {
+		err = databaseError{database: *e.database, err: err}
+	}
+	return err
+}
+
+func dispatch(e env, args []string) error {
+	stdout := e.stdout
 	if len(args) == 0 {
 		return usageError{msg: "no command given"}
 	}
@@ -237,8 +259,16 @@ func describe(err error) string {
 	for _, p := range []string{"store: ", "postgres: ", "provider: "} {
 		msg = strings.ReplaceAll(msg, p, "")
 	}
+	var timeout startupTimeout
+	if errors.As(err, &timeout) {
+		return timeout.Error()
+	}
+	db := "the database"
+	if de := (databaseError{}); errors.As(err, &de) {
+		db += " " + de.database
+	}
 	if errors.Is(err, store.ErrUnavailable) {
-		return "the database cannot be reached or failed; check AUTHZ_DATABASE_URL and try again (" + msg + ")"
+		return db + " cannot be reached or failed; check AUTHZ_DATABASE_URL and try again (" + msg + ")"
 	}
 	return msg
 }

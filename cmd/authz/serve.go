@@ -11,12 +11,10 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/authzd/authz/migrations"
 	"github.com/authzd/authz/provider"
 	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/pkce"
 	"github.com/authzd/authz/provider/store"
-	"github.com/authzd/authz/provider/store/postgres"
 	"github.com/authzd/authz/provider/tokens"
 )
 
@@ -47,7 +45,7 @@ func (e env) serve(args []string) error {
 	if *dev && cfg.Scopes == "" {
 		cfg.Scopes = "read=Read your data,write=Change your data"
 	}
-	st, persistent, err := cfg.openStore(e.ctx, cfg.AutoMigrate)
+	st, persistent, err := e.openStore(&cfg, cfg.AutoMigrate)
 	if err != nil {
 		return err
 	}
@@ -225,12 +223,12 @@ func (e env) migrate(args []string) error {
 	if cfg.DatabaseURL == "" {
 		return errors.New("migrate needs a database: set AUTHZ_DATABASE_URL or --database-url")
 	}
-	pg, err := postgres.Open(e.ctx, cfg.DatabaseURL)
+	pg, err := e.openPostgres(&cfg)
 	if err != nil {
 		return err
 	}
-	defer pg.Close()
-	applied, err := migrations.Apply(e.ctx, pg.Pool())
+	defer boundedClose{Store: pg, limit: cfg.DBTimeout}.Close()
+	applied, err := e.applyMigrations(&cfg, pg)
 	if err != nil {
 		return err
 	}
