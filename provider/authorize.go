@@ -459,7 +459,7 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, user store.Us
 		ac.Nonce = req.oidc.nonce
 		// The ID-token key exists before the code does, so redeeming the
 		// code never has to make one.
-		if _, err := s.idKeys.signer(r.Context(), idTokenAlg(req.client)); err != nil {
+		if _, err := s.keys.idSigner(r.Context(), idTokenAlg(req.client)); err != nil {
 			s.authorizeFailed(w, r, req, err)
 			return
 		}

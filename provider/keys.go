@@ -12,27 +12,34 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/store"
 	"github.com/authzd/authz/provider/tokens"
 )
 
-// keyManager holds the signing keys and the published key set, re-reading
-// them from the store every KeyRefreshInterval so that a rotation made by
-// another process (`authz keys rotate`, another replica) takes effect
-// without a restart.
+// keyManager holds the signing keys of every purpose (access tokens, and
+// ID tokens per algorithm) and the published key set, re-reading them from
+// the store every KeyRefreshInterval so that a rotation made by another
+// process (`authz keys rotate`, another replica) takes effect without a
+// restart.
 //
 // A rotated-in key is published at once but signs only from its
 // activation, KeyActivationDelay after the rotation: by then every replica
 // has reloaded and publishes it, so no replica meets a token whose key it
 // has never seen. Should one still arrive (a replica whose reloads failed),
-// verify reloads once before calling the token invalid.
+// verify reloads once before calling the token invalid. The same rules
+// (keyInUse, keyPublished) hold for every purpose.
 type keyManager struct {
-	store     store.Store
-	encKey    []byte
-	now       func() time.Time
-	every     time.Duration
-	accessTTL time.Duration
-	log       *slog.Logger
+	store  store.Store
+	encKey []byte
+	now    func() time.Time
+	rand   io.Reader
+	every  time.Duration
+	// tokenTTL is how long a token signed by any of these keys is valid:
+	// access tokens and ID tokens both live Options.AccessTokenTTL (see
+	// Server.idToken), so one publication window serves both.
+	tokenTTL time.Duration
+	log      *slog.Logger
 
 	reload     sync.Mutex // one reload at a time
 	lastForced time.Time  // last reload for an unknown kid; guarded by reload
@@ -41,28 +48,43 @@ type keyManager struct {
 
 type keyState struct {
 	loadedAt time.Time
-	signers  []timedSigner // newest activation first
-	jwks     []byte
-	keySet   *tokens.KeySet
+	signers  []timed[*tokens.Signer] // access tokens, newest activation first
+	// idSigners are the ID-token keys by algorithm, newest activation
+	// first. An algorithm no ID token has used yet has none.
+	idSigners map[string][]timed[*tokens.IDTokenSigner]
+	jwks      []byte         // every published key, access and ID tokens
+	keySet    *tokens.KeySet // published access-token keys
+	idKeySet  *tokens.KeySet // published ID-token keys
 }
 
-// timedSigner is a key that signs from its activation on, until a newer
-// key activates.
-type timedSigner struct {
+// timed is a key that signs from its activation on, until a newer key of
+// its purpose activates.
+type timed[S any] struct {
 	from   time.Time
-	signer *tokens.Signer
+	signer S
 }
 
 // signerAt returns the key that signs at now: the newest already active.
-func (st *keyState) signerAt(now time.Time) *tokens.Signer {
-	for _, s := range st.signers {
+func signerAt[S any](list []timed[S], now time.Time) S {
+	for _, s := range list {
 		if !now.Before(s.from) {
 			return s.signer
 		}
 	}
 	// Only keys activating later (a clock behind the rotating process):
 	// the earliest of them is the best there is.
-	return st.signers[len(st.signers)-1].signer
+	return list[len(list)-1].signer
+}
+
+// keyInUse: k signs now or will (it is not retired at now), so its private
+// half is needed.
+func keyInUse(k store.SigningKey, now time.Time) bool {
+	return k.RetiredAt.IsZero() || now.Before(k.RetiredAt)
+}
+
+// keyPublished: k is in the JWKS until every token it signed has expired.
+func keyPublished(k store.SigningKey, now time.Time, tokenTTL time.Duration) bool {
+	return k.RetiredAt.IsZero() || now.Before(k.RetiredAt.Add(tokenTTL+publishLeeway))
 }
 
 // publishLeeway keeps a retired key published a little longer than the
@@ -89,18 +111,18 @@ func newKeyManager(ctx context.Context, o Options) (*keyManager, error) {
 		}
 	}
 	km := &keyManager{
-		store: o.Store, encKey: encKey, now: o.Now,
-		every: o.KeyRefreshInterval, accessTTL: o.AccessTokenTTL, log: o.Logger,
+		store: o.Store, encKey: encKey, now: o.Now, rand: o.Rand,
+		every: o.KeyRefreshInterval, tokenTTL: o.AccessTokenTTL, log: o.Logger,
 	}
 	keys, err := km.store.ListSigningKeys(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("loading signing keys: %w", err)
 	}
-	if len(keys) == 0 {
+	if !slices.ContainsFunc(keys, func(k store.SigningKey) bool { return k.KeyPurpose() == store.PurposeAccessToken }) {
 		// The first key signs at once: no token exists yet. The store
-		// creates it only on an empty table, so replicas starting together
+		// creates it only when there is none, so replicas starting together
 		// on a fresh database end with one key; the losers load the winner's.
-		k, err := newSigningKey(encKey, o.SigningAlgorithm, o.Now(), time.Time{}, o.Rand)
+		k, err := newSigningKey(encKey, store.PurposeAccessToken, o.SigningAlgorithm, o.Now(), time.Time{}, o.Rand)
 		if err != nil {
 			return nil, err
 		}
@@ -116,9 +138,9 @@ func newKeyManager(ctx context.Context, o Options) (*keyManager, error) {
 	return km, nil
 }
 
-// newSigningKey generates a key and seals its private half with encKey.
-// activatesAt zero means it signs from now.
-func newSigningKey(encKey []byte, alg string, now, activatesAt time.Time, r io.Reader) (store.SigningKey, error) {
+// newSigningKey generates a key for purpose and seals its private half
+// with encKey. activatesAt zero means it signs from now.
+func newSigningKey(encKey []byte, purpose, alg string, now, activatesAt time.Time, r io.Reader) (store.SigningKey, error) {
 	if alg == "" {
 		alg = "ES256"
 	}
@@ -128,7 +150,11 @@ func newSigningKey(encKey []byte, alg string, now, activatesAt time.Time, r io.R
 	if activatesAt.IsZero() {
 		activatesAt = now
 	}
-	k, err := tokens.GenerateKey(r, alg)
+	generate := tokens.GenerateKey
+	if _, ok := store.IDTokenAlgorithm(purpose); ok {
+		generate = tokens.GenerateIDTokenKey // RS256 too
+	}
+	k, err := generate(r, alg)
 	if err != nil {
 		return store.SigningKey{}, err
 	}
@@ -141,49 +167,77 @@ func newSigningKey(encKey []byte, alg string, now, activatesAt time.Time, r io.R
 		return store.SigningKey{}, err
 	}
 	return store.SigningKey{
-		ID: k.ID, Algorithm: alg, PublicJWK: pub, EncryptedPrivateKey: enc, CreatedAt: now, ActivatesAt: activatesAt,
+		ID: k.ID, Algorithm: alg, Purpose: purpose, PublicJWK: pub, EncryptedPrivateKey: enc, CreatedAt: now, ActivatesAt: activatesAt,
 	}, nil
 }
 
-// RotateSigningKey adds a new signing key, published at once and signing
-// from activatesAt (now + KeyActivationDelay of the servers' key-reload
-// interval); the key signing until then retires at that instant and stays
-// published until the tokens it signed have expired. It refuses when encKey
-// cannot decrypt the keys that still sign: a new key sealed with another
-// key would leave the servers unable to load their keys at their next start.
-func RotateSigningKey(ctx context.Context, st store.Store, encKey []byte, alg string, now, activatesAt time.Time, r io.Reader) (store.SigningKey, error) {
+// RotateSigningKeys adds a new access-token key (of algorithm alg) and a
+// new ID-token key for every algorithm that has one, each published at
+// once and signing from activatesAt (now + KeyActivationDelay of the
+// servers' key-reload interval); the key of the same purpose signing until
+// then retires at that instant and stays published until the tokens it
+// signed have expired. An algorithm no ID token has used yet gets its
+// first key when one does, as before. It returns the new keys, the
+// access-token key first.
+//
+// It refuses, before changing anything, when encKey cannot decrypt a key
+// that still signs (of any purpose): a new key sealed with another key
+// would leave the servers unable to load their keys at their next start.
+// Each key is its own store operation; should one fail, the keys already
+// rotated stay rotated and running the command again is safe (a key
+// rotated twice merely signs for no time).
+func RotateSigningKeys(ctx context.Context, st store.Store, encKey []byte, alg string, now, activatesAt time.Time, r io.Reader) ([]store.SigningKey, error) {
 	keys, err := st.ListSigningKeys(ctx)
 	if err != nil {
-		return store.SigningKey{}, err
+		return nil, err
 	}
+	idAlgs := map[string]bool{}
 	for _, k := range keys {
-		if !k.RetiredAt.IsZero() && !k.RetiredAt.After(now) {
+		if !keyInUse(k, now) {
 			continue // retired: only its public half is still used
 		}
 		if _, err := tokens.DecryptPrivateKey(k.ID, k.Algorithm, k.EncryptedPrivateKey, encKey); err != nil {
-			return store.SigningKey{}, fmt.Errorf("refusing to rotate: signing key %s cannot be decrypted with this AUTHZ_ENCRYPTION_KEY (it is not the one the servers use)", k.ID)
+			return nil, fmt.Errorf("refusing to rotate: signing key %s (%s) cannot be decrypted with this AUTHZ_ENCRYPTION_KEY (it is not the one the servers use)", k.ID, k.KeyPurpose())
+		}
+		if a, ok := store.IDTokenAlgorithm(k.KeyPurpose()); ok {
+			idAlgs[a] = true
 		}
 	}
 	if activatesAt.Before(now) {
 		activatesAt = now
 	}
-	k, err := newSigningKey(encKey, alg, now, activatesAt, r)
-	if err != nil {
-		return store.SigningKey{}, err
+	type next struct{ purpose, alg string }
+	todo := []next{{store.PurposeAccessToken, alg}}
+	for _, a := range oauth.IDTokenAlgorithms {
+		if idAlgs[a] {
+			todo = append(todo, next{store.IDTokenPurpose(a), a})
+		}
 	}
-	return k, st.RotateSigningKey(ctx, k)
+	var out []store.SigningKey
+	for _, n := range todo {
+		k, err := newSigningKey(encKey, n.purpose, n.alg, now, activatesAt, r)
+		if err != nil {
+			return out, err
+		}
+		if err := st.RotateSigningKey(ctx, k); err != nil {
+			return out, err
+		}
+		out = append(out, k)
+	}
+	return out, nil
 }
 
 // KeyState names a signing key's state at now, for `authz keys list`:
 // "pending" (published, not signing yet), "signing", "retired" (published
-// for the tokens it signed) or "expired" (no longer published).
-func KeyState(k store.SigningKey, now time.Time, accessTokenTTL time.Duration) string {
+// for the tokens it signed) or "expired" (no longer published). tokenTTL
+// is the access-token lifetime, which ID tokens share.
+func KeyState(k store.SigningKey, now time.Time, tokenTTL time.Duration) string {
 	switch {
 	case now.Before(k.Activation()):
 		return "pending"
-	case k.RetiredAt.IsZero() || now.Before(k.RetiredAt):
+	case keyInUse(k, now):
 		return "signing"
-	case now.Before(k.RetiredAt.Add(accessTokenTTL + publishLeeway)):
+	case keyPublished(k, now, tokenTTL):
 		return "retired"
 	}
 	return "expired"
@@ -195,52 +249,77 @@ func (km *keyManager) load(ctx context.Context) (*keyState, error) {
 		return nil, fmt.Errorf("loading signing keys: %w", err)
 	}
 	now := km.now()
-	var signers []timedSigner
-	var published [][]byte
+	st := &keyState{loadedAt: now, idSigners: map[string][]timed[*tokens.IDTokenSigner]{}}
+	var access, idTokens [][]byte
 	for _, k := range keys {
-		if k.RetiredAt.IsZero() || now.Before(k.RetiredAt) {
-			// It signs now or will: decrypt it.
+		purpose := k.KeyPurpose()
+		idAlg, isID := store.IDTokenAlgorithm(purpose)
+		if !isID && purpose != store.PurposeAccessToken {
+			continue // not ours to use (a newer version's purpose)
+		}
+		if keyInUse(k, now) {
 			priv, err := tokens.DecryptPrivateKey(k.ID, k.Algorithm, k.EncryptedPrivateKey, km.encKey)
 			if err != nil {
 				return nil, fmt.Errorf("cannot decrypt signing key %s: the encryption key (AUTHZ_ENCRYPTION_KEY) is not the one it was stored with: %w", k.ID, err)
 			}
-			signer, err := tokens.NewSigner(priv)
-			if err != nil {
-				return nil, err
+			if isID {
+				signer, err := tokens.NewIDTokenSigner(priv)
+				if err != nil {
+					return nil, err
+				}
+				st.idSigners[idAlg] = append(st.idSigners[idAlg], timed[*tokens.IDTokenSigner]{from: k.Activation(), signer: signer})
+			} else {
+				signer, err := tokens.NewSigner(priv)
+				if err != nil {
+					return nil, err
+				}
+				st.signers = append(st.signers, timed[*tokens.Signer]{from: k.Activation(), signer: signer})
 			}
-			signers = append(signers, timedSigner{from: k.Activation(), signer: signer})
 		}
-		if k.RetiredAt.IsZero() || now.Before(k.RetiredAt.Add(km.accessTTL+publishLeeway)) {
-			published = append(published, k.PublicJWK)
+		if keyPublished(k, now, km.tokenTTL) {
+			if isID {
+				idTokens = append(idTokens, k.PublicJWK)
+			} else {
+				access = append(access, k.PublicJWK)
+			}
 		}
 	}
-	if len(signers) == 0 {
+	if len(st.signers) == 0 {
 		return nil, errors.New("no current signing key")
 	}
-	slices.SortStableFunc(signers, func(a, b timedSigner) int { return b.from.Compare(a.from) })
-	jwks, err := tokens.PublicJWKSet(published...)
-	if err != nil {
+	sortTimed(st.signers)
+	for _, l := range st.idSigners {
+		sortTimed(l)
+	}
+	if st.jwks, err = tokens.PublicJWKSet(append(access, idTokens...)...); err != nil {
 		return nil, err
 	}
-	ks, err := tokens.NewKeySet(published...)
-	if err != nil {
+	if st.keySet, err = tokens.NewKeySet(access...); err != nil {
 		return nil, err
 	}
-	return &keyState{loadedAt: now, signers: signers, jwks: jwks, keySet: ks}, nil
+	if st.idKeySet, err = tokens.NewKeySet(idTokens...); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// sortTimed orders keys by activation, newest first.
+func sortTimed[S any](l []timed[S]) {
+	slices.SortStableFunc(l, func(a, b timed[S]) int { return b.from.Compare(a.from) })
 }
 
 // state returns the current keys, reloading them when they are older than
-// the refresh interval. A failed reload keeps the keys already loaded.
-func (km *keyManager) state(ctx context.Context) *keyState {
+// maxAge. A failed reload keeps the keys already loaded.
+func (km *keyManager) state(ctx context.Context, maxAge time.Duration) *keyState {
 	st := km.cur.Load()
-	if km.now().Sub(st.loadedAt) < km.every {
+	if km.now().Sub(st.loadedAt) < maxAge {
 		return st
 	}
 	if !km.reload.TryLock() {
 		return st
 	}
 	defer km.reload.Unlock()
-	if st = km.cur.Load(); km.now().Sub(st.loadedAt) < km.every {
+	if st = km.cur.Load(); km.now().Sub(st.loadedAt) < maxAge {
 		return st
 	}
 	next, err := km.load(ctx)
@@ -256,9 +335,48 @@ func (km *keyManager) state(ctx context.Context) *keyState {
 	return next
 }
 
-// signer returns the key to sign with now.
+// signer returns the key to sign access tokens with now.
 func (km *keyManager) signer(ctx context.Context) *tokens.Signer {
-	return km.state(ctx).signerAt(km.now())
+	return signerAt(km.state(ctx, km.every).signers, km.now())
+}
+
+// idSigner returns the key to sign ID tokens of alg with now. The first
+// key of an algorithm is made the first time an ID token needs it (an RSA
+// key costs a few hundred milliseconds, which a server that never issues
+// an RS256 ID token should not pay) and signs at once, since no ID token
+// of that algorithm exists yet; the store keeps one first key per
+// algorithm however many replicas try at once, and the losers use the
+// winner's. From then on `authz keys rotate` rotates it like any key.
+func (km *keyManager) idSigner(ctx context.Context, alg string) (*tokens.IDTokenSigner, error) {
+	if l := km.state(ctx, km.every).idSigners[alg]; len(l) > 0 {
+		return signerAt(l, km.now()), nil
+	}
+	km.reload.Lock()
+	defer km.reload.Unlock()
+	// Another replica (or caller) may have made it since the last load.
+	st, err := km.load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	km.cur.Store(st)
+	if l := st.idSigners[alg]; len(l) > 0 {
+		return signerAt(l, km.now()), nil
+	}
+	k, err := newSigningKey(km.encKey, store.IDTokenPurpose(alg), alg, km.now(), time.Time{}, km.rand)
+	if err != nil {
+		return nil, err
+	}
+	if err := km.store.CreateFirstSigningKey(ctx, k); err != nil && !errors.Is(err, store.ErrAlreadyExists) {
+		return nil, err
+	}
+	if st, err = km.load(ctx); err != nil {
+		return nil, err
+	}
+	km.cur.Store(st)
+	if l := st.idSigners[alg]; len(l) > 0 {
+		return signerAt(l, km.now()), nil
+	}
+	return nil, fmt.Errorf("%w: the ID-token key for %s was stored but not loaded", store.ErrUnavailable, alg)
 }
 
 // verify checks an access token issued by this server (any replica). A
@@ -268,7 +386,7 @@ func (km *keyManager) signer(ctx context.Context) *tokens.Signer {
 // for a token that is not valid; err is set only when the keys could not be
 // reloaded, and then nothing can be decided (the caller answers 503).
 func (km *keyManager) verify(ctx context.Context, token, issuer string, now time.Time) (cl tokens.AccessTokenClaims, ok bool, err error) {
-	st := km.state(ctx)
+	st := km.state(ctx, km.every)
 	cl, verr := st.keySet.Verify(token, issuer, now, 0)
 	if errors.Is(verr, tokens.ErrUnknownKey) {
 		if st, err = km.reloadForUnknownKey(ctx, st); err != nil {
@@ -277,6 +395,27 @@ func (km *keyManager) verify(ctx context.Context, token, issuer string, now time
 		cl, verr = st.keySet.Verify(token, issuer, now, 0)
 	}
 	return cl, verr == nil, nil
+}
+
+// verifyIDTokenHint checks an id_token_hint against the published ID-token
+// keys: a hint this replica cannot verify makes it reload once, as verify
+// does, since its key may be one another replica just made. A hint whose
+// key is no longer published (retired by a rotation longer ago than the
+// ID-token lifetime) is not accepted.
+func (km *keyManager) verifyIDTokenHint(ctx context.Context, token, issuer string) (tokens.IDTokenClaims, error) {
+	st := km.state(ctx, km.every)
+	c, err := st.idKeySet.VerifyIDTokenHint(token, issuer)
+	if err == nil {
+		return c, nil
+	}
+	next, rerr := km.reloadForUnknownKey(ctx, st)
+	if rerr != nil {
+		return c, rerr
+	}
+	if next == st {
+		return c, err
+	}
+	return next.idKeySet.VerifyIDTokenHint(token, issuer)
 }
 
 // reloadForUnknownKey reloads the keys unless another caller did since seen
@@ -306,6 +445,22 @@ func (km *keyManager) reloadForUnknownKey(ctx context.Context, seen *keyState) (
 	return next, nil
 }
 
-func (km *keyManager) jwks() ([]byte, error) {
-	return km.state(context.Background()).jwks, nil
+// jwks is the published key set: access-token and ID-token keys. While
+// some ID-token algorithm has no key yet, it is re-read at most once a
+// second rather than every reload interval: another replica may have just
+// made that algorithm's first key, which signs at once, and a relying
+// party fetching the JWKS for it must find it here too.
+func (km *keyManager) jwks(ctx context.Context) []byte {
+	maxAge := km.every
+	if st := km.cur.Load(); len(st.idSigners) < len(oauth.IDTokenAlgorithms) {
+		maxAge = min(maxAge, time.Second)
+	}
+	return km.state(ctx, maxAge).jwks
+}
+
+// jwks serves the JWKS endpoint.
+func (s *Server) jwks() ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return s.keys.jwks(ctx), nil
 }

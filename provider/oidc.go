@@ -59,7 +59,7 @@ var promptValues = []string{"none", "login", "consent", "select_account"}
 // addOpenIDMetadata adds the OpenID Connect fields that do not name an
 // endpoint (OIDC Discovery §3); the endpoints come from the route table.
 func (s *Server) addOpenIDMetadata(m *wellknown.OpenIDProviderMetadata) {
-	m.IDTokenSigningAlgValuesSupported = tokens.IDTokenAlgorithms
+	m.IDTokenSigningAlgValuesSupported = oauth.IDTokenAlgorithms
 	m.SubjectTypesSupported = []string{"public"}
 	m.ClaimsSupported = claimsSupported
 	m.PromptValuesSupported = promptValues
@@ -133,7 +133,7 @@ func (s *Server) parseOIDC(ctx context.Context, form url.Values, scopes []string
 		o.maxAge, o.hasMaxAge = time.Duration(n)*time.Second, true
 	}
 	if h := form.Get("id_token_hint"); h != "" {
-		c, err := s.idKeys.verifyHint(ctx, h, s.opts.Issuer)
+		c, err := s.keys.verifyIDTokenHint(ctx, h, s.opts.Issuer)
 		if errors.Is(err, tokens.ErrNotIDToken) {
 			return nil, oauth.New(oauth.CodeInvalidRequest, "id_token_hint is not an ID token issued by this server")
 		}
@@ -199,28 +199,26 @@ func idTokenAlg(c store.Client) string {
 	return "RS256"
 }
 
-// prepareIDToken loads the client's ID-token key before a code or refresh
-// token is spent, so that a store failure can only happen while the
-// client's retry is still welcome.
+// prepareIDToken loads (or makes) the client's ID-token key before a code
+// or refresh token is spent, so that a store failure can only happen while
+// the client's retry is still welcome.
 func (s *Server) prepareIDToken(ctx context.Context, c store.Client) error {
 	if !s.oidcOn() {
 		return nil
 	}
-	s.idKeys.mu.Lock()
-	defer s.idKeys.mu.Unlock()
-	if _, ok := s.idKeys.signers[idTokenAlg(c)]; ok {
-		return nil
-	}
-	return s.idKeys.refresh(ctx)
+	_, err := s.keys.idSigner(ctx, idTokenAlg(c))
+	return err
 }
 
 // idToken signs the ID token of a token response (OIDC Core §3.1.3.3):
 // aud and azp are the client, sid the grant (as in the access token),
-// at_hash binds it to the access token beside it. Profile and email claims
-// are served by UserInfo only, so issuing an ID token never reads the store
-// after the code or refresh token was spent.
+// at_hash binds it to the access token beside it. It lives as long as an
+// access token: the signing keys' publication window (keyManager.tokenTTL)
+// relies on that. Profile and email claims are served by UserInfo only, so
+// issuing an ID token never reads the store after the code or refresh
+// token was spent.
 func (s *Server) idToken(ctx context.Context, c store.Client, sub, grantID, nonce string, authTime time.Time, accessToken string, now time.Time) (string, error) {
-	signer, err := s.idKeys.signer(ctx, idTokenAlg(c))
+	signer, err := s.keys.idSigner(ctx, idTokenAlg(c))
 	if err != nil {
 		return "", err
 	}
@@ -331,9 +329,13 @@ func (s *Server) handleEndSession(w http.ResponseWriter, r *http.Request) {
 	}
 	var hint *tokens.IDTokenClaims
 	if h := form.Get("id_token_hint"); h != "" {
-		c, err := s.idKeys.verifyHint(r.Context(), h, s.opts.Issuer)
-		if err != nil {
+		c, err := s.keys.verifyIDTokenHint(r.Context(), h, s.opts.Issuer)
+		if errors.Is(err, tokens.ErrNotIDToken) {
 			s.renderError(w, http.StatusBadRequest, "Invalid sign-out request", "The application's sign-out request could not be verified.", oauth.CodeInvalidRequest)
+			return
+		}
+		if err != nil {
+			s.pageError(w, r, "end session: reloading the signing keys", err)
 			return
 		}
 		hint = &c

@@ -71,7 +71,6 @@ type Server struct {
 	// openidMetadata is the OpenID Provider Metadata (served only when the
 	// OpenID Connect layer is on); metadata is its RFC 8414 part.
 	openidMetadata wellknown.OpenIDProviderMetadata
-	idKeys         *idTokenKeys
 	upstreams      []*upstream
 }
 
@@ -119,7 +118,6 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	// manager's is.
 	s.successorKey = deriveKey(s.keys.encKey, "authz refresh-token successor v1")
 	s.clients = newClientCache(s.lookupClient, opts.Now)
-	s.idKeys = newIDTokenKeys(opts, s.keys.encKey)
 	if s.upstreams, err = s.newUpstreams(); err != nil {
 		return nil, err
 	}

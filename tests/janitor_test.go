@@ -199,16 +199,18 @@ func TestJanitorDeletesOnlyLongRetiredKeys(t *testing.T) {
 			first = id
 		}
 		now := e.clock.Now()
-		second, err := provider.RotateSigningKey(ctx, e.store, key, "ES256", now, now.Add(time.Minute), nil)
+		rotated, err := provider.RotateSigningKeys(ctx, e.store, key, "ES256", now, now.Add(time.Minute), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
+		second := rotated[0]
 		// The first key retires when the second activates, a minute from now.
 		e.clock.Advance(time.Minute + 15*time.Minute + 5*time.Minute + 24*time.Hour - time.Second)
-		pending, err := provider.RotateSigningKey(ctx, e.store, key, "ES256", e.clock.Now(), e.clock.Now().Add(time.Hour), nil)
+		rotated, err = provider.RotateSigningKeys(ctx, e.store, key, "ES256", e.clock.Now(), e.clock.Now().Add(time.Hour), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
+		pending := rotated[0]
 		e.srv.RunJobs(ctx)
 		if got := ids(); !got[first] || !got[second.ID] || !got[pending.ID] {
 			t.Fatalf("keys one second before the first may go: %v", got)

@@ -114,11 +114,11 @@ func (r *replicaSet) token(t testing.TB, e *env) string {
 func (r *replicaSet) rotate(t testing.TB) store.SigningKey {
 	t.Helper()
 	now := r.clk.Now()
-	k, err := provider.RotateSigningKey(context.Background(), r.a.store, r.encKey, "ES256", now, now.Add(provider.KeyActivationDelay(replicaReload)), nil)
+	keys, err := provider.RotateSigningKeys(context.Background(), r.a.store, r.encKey, "ES256", now, now.Add(provider.KeyActivationDelay(replicaReload)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return k
+	return keys[0]
 }
 
 func jwksKids(t testing.TB, e *env) map[string]bool {

@@ -226,7 +226,7 @@ func TestRetiredKeysLeaveTheJWKS(t *testing.T) {
 		if len(before) != 1 {
 			t.Fatalf("keys at start: %v", before)
 		}
-		if _, err := provider.RotateSigningKey(context.Background(), e.store, key, "ES256", e.clock.Now(), e.clock.Now(), nil); err != nil {
+		if _, err := provider.RotateSigningKeys(context.Background(), e.store, key, "ES256", e.clock.Now(), e.clock.Now(), nil); err != nil {
 			t.Fatal(err)
 		}
 		e.clock.Advance(2 * time.Second)

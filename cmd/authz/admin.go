@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -529,9 +530,10 @@ func (e env) userList(args []string) error {
 	return tw.Flush()
 }
 
-// keysRotate adds a key that every server publishes at its next reload and
-// signs with only after twice the reload interval, so no replica meets a
-// token whose key it has not loaded.
+// keysRotate adds an access-token key and an ID-token key for every
+// algorithm that has one: every server publishes them at its next reload
+// and signs with them only after twice the reload interval, so no replica
+// meets a token whose key it has not loaded.
 func (e env) keysRotate(args []string) error {
 	st, _, cfg, err := e.adminCommand("keys rotate", args, nil)
 	if err != nil {
@@ -543,18 +545,35 @@ func (e env) keysRotate(args []string) error {
 		return err
 	}
 	now := time.Now()
-	k, err := provider.RotateSigningKey(e.ctx, st, key, cfg.SigningAlg, now, now.Add(provider.KeyActivationDelay(cfg.KeyReloadInterval)), rand.Reader)
+	keys, err := provider.RotateSigningKeys(e.ctx, st, key, cfg.SigningAlg, now, now.Add(provider.KeyActivationDelay(cfg.KeyReloadInterval)), rand.Reader)
+	for _, k := range keys {
+		e.auditAdmin(st, store.AuditEvent{Name: provider.EventKeyRotated,
+			Details: map[string]string{"kid": k.ID, "purpose": k.KeyPurpose(), "algorithm": k.Algorithm, "activates_at": k.ActivatesAt.UTC().Format(time.RFC3339)}})
+		fmt.Fprintf(e.stdout, "%s: new key %s (%s) is published now and signs from %s\n", keyPurposeText(k), k.ID, k.Algorithm, k.ActivatesAt.UTC().Format(time.RFC3339))
+	}
 	if err != nil {
+		if len(keys) > 0 {
+			fmt.Fprintln(e.stdout, "the keys above were rotated; running keys rotate again rotates every key afresh")
+		}
 		return err
 	}
-	e.auditAdmin(st, store.AuditEvent{Name: provider.EventKeyRotated,
-		Details: map[string]string{"kid": k.ID, "algorithm": k.Algorithm, "activates_at": k.ActivatesAt.UTC().Format(time.RFC3339)}})
-	fmt.Fprintf(e.stdout, "new signing key %s is published now and signs from %s (after every server has reloaded its keys); older keys stay published until their tokens expire\n",
-		k.ID, k.ActivatesAt.UTC().Format(time.RFC3339))
+	if len(keys) == 1 {
+		fmt.Fprintln(e.stdout, "ID tokens: no ID-token key yet (none has been issued); the first is made when an ID token needs it")
+	}
+	fmt.Fprintln(e.stdout, "the new keys sign once every server has reloaded its keys; the keys they replace stay published until the tokens they signed expire")
 	return nil
 }
 
-// keysList shows every stored signing key with its state and dates.
+// keyPurposeText says in words what a key signs.
+func keyPurposeText(k store.SigningKey) string {
+	if alg, ok := store.IDTokenAlgorithm(k.KeyPurpose()); ok {
+		return "ID tokens (" + alg + ")"
+	}
+	return "access tokens"
+}
+
+// keysList shows every stored signing key, access-token keys first, then
+// ID-token keys by algorithm, each newest first, with its state and dates.
 func (e env) keysList(args []string) error {
 	st, _, cfg, err := e.adminCommand("keys list", args, nil)
 	if err != nil {
@@ -565,6 +584,18 @@ func (e env) keysList(args []string) error {
 	if err != nil {
 		return err
 	}
+	// Stable: within a purpose, the store's newest-first order stays.
+	slices.SortStableFunc(keys, func(a, b store.SigningKey) int {
+		_, aID := store.IDTokenAlgorithm(a.KeyPurpose())
+		_, bID := store.IDTokenAlgorithm(b.KeyPurpose())
+		if aID != bID {
+			if aID {
+				return 1
+			}
+			return -1
+		}
+		return strings.Compare(a.KeyPurpose(), b.KeyPurpose())
+	})
 	now := time.Now()
 	date := func(t time.Time) string {
 		if t.IsZero() {
@@ -573,9 +604,13 @@ func (e env) keysList(args []string) error {
 		return t.UTC().Format(time.RFC3339)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tALGORITHM\tSTATE\tCREATED\tSIGNS FROM\tRETIRED")
+	fmt.Fprintln(tw, "ID\tSIGNS\tALGORITHM\tSTATE\tCREATED\tSIGNS FROM\tRETIRED")
 	for _, k := range keys {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Algorithm, provider.KeyState(k, now, cfg.AccessTokenTTL),
+		signs := "access tokens"
+		if _, ok := store.IDTokenAlgorithm(k.KeyPurpose()); ok {
+			signs = "ID tokens"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, signs, k.Algorithm, provider.KeyState(k, now, cfg.AccessTokenTTL),
 			date(k.CreatedAt), date(k.Activation()), date(k.RetiredAt))
 	}
 	return tw.Flush()

@@ -61,9 +61,6 @@ type Metadata struct {
 	PostLogoutRedirectURIs   []string `json:"post_logout_redirect_uris,omitempty"`
 }
 
-// IDTokenAlgs are the ID-token signing algorithms a client may ask for.
-var IDTokenAlgs = []string{"RS256", "ES256", "EdDSA"}
-
 // Errors are *oauth.Error with one of the RFC 7591 §3.2.2 codes; the
 // description names the offending field.
 
@@ -225,8 +222,8 @@ func (m *Metadata) Normalize() error {
 	}
 	// OpenID Connect: never "none" (OIDC Registration §2 allows it only
 	// without a token endpoint, which a code client always uses).
-	if m.IDTokenSignedResponseAlg != "" && !slices.Contains(IDTokenAlgs, m.IDTokenSignedResponseAlg) {
-		return metaErr("id_token_signed_response_alg", "unsupported value %q (supported: %s)", m.IDTokenSignedResponseAlg, strings.Join(IDTokenAlgs, ", "))
+	if m.IDTokenSignedResponseAlg != "" && !slices.Contains(oauth.IDTokenAlgorithms, m.IDTokenSignedResponseAlg) {
+		return metaErr("id_token_signed_response_alg", "unsupported value %q (supported: %s)", m.IDTokenSignedResponseAlg, strings.Join(oauth.IDTokenAlgorithms, ", "))
 	}
 	// Logout returns are redirects like any other: the same rules apply.
 	m.PostLogoutRedirectURIs = dedupe(m.PostLogoutRedirectURIs)

@@ -48,6 +48,15 @@ const ResponseCode = "code"
 // accepted).
 const CodeChallengeS256 = "S256"
 
+// IDTokenAlgorithms are the JWS algorithms ID tokens may be signed with:
+// what discovery advertises (id_token_signing_alg_values_supported), what
+// a client may register (id_token_signed_response_alg, OpenID Connect
+// Registration §2) and what the server makes keys for. RS256 comes first:
+// OpenID Connect Discovery §3 requires it, and it is the default (OIDC
+// Core §3.1.3.7). Never "none": a code client always uses the token
+// endpoint.
+var IDTokenAlgorithms = []string{"RS256", "ES256", "EdDSA"}
+
 // Error codes: RFC 6749 §4.1.2.1 and §5.2, RFC 6750 §3.1, RFC 7591 §3.2.2,
 // RFC 8707 §2, RFC 8628 §3.5 (slow_down, used for rate limits).
 const (

@@ -26,11 +26,3 @@ func (w *deadlineStore) ListIdentities(ctx context.Context, userID string) ([]Id
 func (w *deadlineStore) SetUserProfile(ctx context.Context, id, name, email string, emailVerified bool) error {
 	return w.do(ctx, func(ctx context.Context) error { return w.s.SetUserProfile(ctx, id, name, email, emailVerified) })
 }
-
-func (w *deadlineStore) EnsureIDTokenKey(ctx context.Context, k SigningKey) (SigningKey, error) {
-	return get(w, ctx, func(ctx context.Context) (SigningKey, error) { return w.s.EnsureIDTokenKey(ctx, k) })
-}
-
-func (w *deadlineStore) ListIDTokenKeys(ctx context.Context) ([]SigningKey, error) {
-	return get(w, ctx, w.s.ListIDTokenKeys)
-}

@@ -42,11 +42,4 @@ type OIDCStore interface {
 	ListIdentities(ctx context.Context, userID string) ([]Identity, error)
 	// SetUserProfile replaces a user's Name, Email and EmailVerified.
 	SetUserProfile(ctx context.Context, id, name, email string, emailVerified bool) error
-
-	// EnsureIDTokenKey stores k as the ID-token key for k.Algorithm unless
-	// one exists, and returns the stored one: replicas starting together
-	// agree on one key per algorithm.
-	EnsureIDTokenKey(ctx context.Context, k SigningKey) (SigningKey, error)
-	// ListIDTokenKeys returns the ID-token keys, by algorithm.
-	ListIDTokenKeys(ctx context.Context) ([]SigningKey, error)
 }

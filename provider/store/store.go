@@ -7,6 +7,7 @@ import (
 	"errors"
 	"reflect"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/authzd/authz/provider/oauth"
@@ -249,11 +250,14 @@ type Counter struct {
 	ExpiresAt time.Time
 }
 
-// SigningKey is a key pair for access tokens. The private key is encrypted
-// at rest by the caller; the store never sees it in the clear.
+// SigningKey is a key pair for access tokens or ID tokens. The private key
+// is encrypted at rest by the caller; the store never sees it in the clear.
 type SigningKey struct {
-	ID                  string // the JWK "kid"
-	Algorithm           string // "ES256" or "EdDSA"
+	ID        string // the JWK "kid"
+	Algorithm string // "ES256", "EdDSA", or "RS256" for ID tokens
+	// Purpose is what the key signs, and the set a rotation retires
+	// within: PurposeAccessToken (empty means that), or IDTokenPurpose(alg).
+	Purpose             string
 	PublicJWK           []byte // JSON Web Key of the public key
 	EncryptedPrivateKey []byte
 	// CreatedAt is when the key was added; it is published from then on.
@@ -266,6 +270,32 @@ type SigningKey struct {
 	// ActivatesAt (possibly still ahead): the key signs until then, and
 	// stays published until the tokens it signed have expired.
 	RetiredAt time.Time
+}
+
+// PurposeAccessToken is the purpose of the access-token keys: one set,
+// whatever their algorithm (AUTHZ_SIGNING_ALG may change between
+// rotations).
+const PurposeAccessToken = "access_token"
+
+const idTokenPurposePrefix = "id_token:"
+
+// IDTokenPurpose is the purpose of the keys that sign ID tokens with alg:
+// one set per algorithm, since each client chooses its ID tokens'
+// algorithm (OpenID Connect Registration §2) and each needs a current key.
+func IDTokenPurpose(alg string) string { return idTokenPurposePrefix + alg }
+
+// IDTokenAlgorithm returns the algorithm of an ID-token purpose, and false
+// for any other purpose.
+func IDTokenAlgorithm(purpose string) (string, bool) {
+	return strings.CutPrefix(purpose, idTokenPurposePrefix)
+}
+
+// KeyPurpose returns k.Purpose, or PurposeAccessToken when it is empty.
+func (k SigningKey) KeyPurpose() string {
+	if k.Purpose == "" {
+		return PurposeAccessToken
+	}
+	return k.Purpose
 }
 
 // Activation returns when k starts signing: ActivatesAt, or CreatedAt when
@@ -490,19 +520,22 @@ type Store interface {
 	// returns how many it removed.
 	DeleteCounters(ctx context.Context, prefix string) (int64, error)
 
-	// Signing keys.
-	// RotateSigningKey stores k and retires every other key at
-	// k.Activation(), unless it is retired earlier already: the previous
-	// key signs until k starts to. Rotations are serialised with each
-	// other and with CreateFirstSigningKey.
+	// Signing keys (access tokens and ID tokens, told apart by Purpose).
+	// RotateSigningKey stores k and retires every other key of k's purpose
+	// at k.Activation(), unless it is retired earlier already: the
+	// previous key signs until k starts to. Keys of other purposes are
+	// untouched. Rotations are serialised with each other and with
+	// CreateFirstSigningKey.
 	RotateSigningKey(ctx context.Context, k SigningKey) error
-	// CreateFirstSigningKey stores k only when there is no signing key at
-	// all, atomically, and returns ErrAlreadyExists otherwise: replicas
-	// starting at once on an empty database end with one key, not several.
+	// CreateFirstSigningKey stores k only when there is no key of k's
+	// purpose at all, atomically, and returns ErrAlreadyExists otherwise:
+	// replicas starting at once on an empty database (or signing their
+	// first ID token of an algorithm at once) end with one key, not several.
 	CreateFirstSigningKey(ctx context.Context, k SigningKey) error
-	// ListSigningKeys returns every key, newest first.
+	// ListSigningKeys returns every key of every purpose, newest first.
 	ListSigningKeys(ctx context.Context) ([]SigningKey, error)
-	// DeleteSigningKeysRetiredBefore removes keys retired before t.
+	// DeleteSigningKeysRetiredBefore removes keys (of any purpose) retired
+	// before t.
 	DeleteSigningKeysRetiredBefore(ctx context.Context, t time.Time) error
 
 	// Sessions.

@@ -10,12 +10,9 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
-)
 
-// IDTokenAlgorithms are the algorithms ID tokens may be signed with. RS256
-// comes first: OpenID Connect Discovery §3 requires it, and it is the
-// default (OIDC Core §3.1.3.7).
-var IDTokenAlgorithms = []string{"RS256", "ES256", "EdDSA"}
+	"github.com/authzd/authz/provider/oauth"
+)
 
 // IDTokenClaims are the claims of an OpenID Connect ID token (OIDC Core §2).
 type IDTokenClaims struct {
@@ -99,6 +96,15 @@ func AccessTokenHash(alg, accessToken string) string {
 	return base64.RawURLEncoding.EncodeToString(sum[:len(sum)/2])
 }
 
+// idTokenJOSEAlgorithms are oauth.IDTokenAlgorithms as go-jose names them.
+var idTokenJOSEAlgorithms = func() []jose.SignatureAlgorithm {
+	out := make([]jose.SignatureAlgorithm, len(oauth.IDTokenAlgorithms))
+	for i, a := range oauth.IDTokenAlgorithms {
+		out[i] = jose.SignatureAlgorithm(a)
+	}
+	return out
+}()
+
 // ErrNotIDToken: the token is not an ID token of this issuer.
 var ErrNotIDToken = errors.New("tokens: not an ID token of this issuer")
 
@@ -106,7 +112,7 @@ var ErrNotIDToken = errors.New("tokens: not an ID token of this issuer")
 // in id_token_hint (OIDC Core §3.1.2.1, RP-Initiated Logout §2): signature
 // and issuer, but not expiry, since a hint is often an expired token.
 func (ks *KeySet) VerifyIDTokenHint(token, issuer string) (IDTokenClaims, error) {
-	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.RS256, jose.ES256, jose.EdDSA})
+	jws, err := jose.ParseSignedCompact(token, idTokenJOSEAlgorithms)
 	if err != nil || len(jws.Signatures) != 1 {
 		return IDTokenClaims{}, ErrNotIDToken
 	}

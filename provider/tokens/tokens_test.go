@@ -13,6 +13,8 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/authzd/authz/provider/oauth"
 )
 
 func TestNewSecret(t *testing.T) {
@@ -539,7 +541,7 @@ func TestVerifyRejectsAlgMismatchWithJWK(t *testing.T) {
 
 func TestIDTokenKeyAndHint(t *testing.T) {
 	t.Parallel()
-	for _, alg := range IDTokenAlgorithms {
+	for _, alg := range oauth.IDTokenAlgorithms {
 		t.Run(alg, func(t *testing.T) {
 			t.Parallel()
 			k, err := GenerateIDTokenKey(rand.Reader, alg)

@@ -43,7 +43,6 @@ type Store struct {
 	audit       []store.AuditEvent // append-only, in ID order
 	auditSeq    int64
 	identities  map[identityKey]store.Identity
-	idTokenKeys map[string]store.SigningKey // by algorithm
 }
 
 type identityKey struct{ provider, subject string }
@@ -72,7 +71,6 @@ func New() *Store {
 		iats:        map[string]store.InitialAccessToken{},
 		counters:    map[string]store.Counter{},
 		identities:  map[identityKey]store.Identity{},
-		idTokenKeys: map[string]store.SigningKey{},
 	}
 }
 
@@ -732,6 +730,9 @@ func (s *Store) RotateSigningKey(_ context.Context, k store.SigningKey) error {
 		return store.ErrAlreadyExists
 	}
 	for id, old := range s.keys {
+		if old.Purpose != k.Purpose {
+			continue
+		}
 		if old.RetiredAt.IsZero() || old.RetiredAt.After(k.ActivatesAt) {
 			old.RetiredAt = k.ActivatesAt
 			s.keys[id] = old
@@ -746,8 +747,10 @@ func (s *Store) CreateFirstSigningKey(_ context.Context, k store.SigningKey) err
 	k.RetiredAt = time.Time{}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.keys) > 0 {
-		return store.ErrAlreadyExists
+	for _, old := range s.keys {
+		if old.Purpose == k.Purpose || old.ID == k.ID {
+			return store.ErrAlreadyExists
+		}
 	}
 	s.keys[k.ID] = k
 	return nil
@@ -969,6 +972,7 @@ func cloneConsent(c store.Consent) store.Consent {
 }
 
 func cloneKey(k store.SigningKey) store.SigningKey {
+	k.Purpose = k.KeyPurpose()
 	k.PublicJWK, k.EncryptedPrivateKey = bytes.Clone(k.PublicJWK), bytes.Clone(k.EncryptedPrivateKey)
 	k.CreatedAt, k.ActivatesAt, k.RetiredAt = norm(k.CreatedAt), norm(k.Activation()), norm(k.RetiredAt)
 	return k

@@ -87,31 +87,3 @@ func (s *Store) SetUserProfile(_ context.Context, id, name, email string, emailV
 	s.users[id] = u
 	return nil
 }
-
-func (s *Store) EnsureIDTokenKey(_ context.Context, k store.SigningKey) (store.SigningKey, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if cur, ok := s.idTokenKeys[k.Algorithm]; ok {
-		return cloneKey(cur), nil
-	}
-	for _, cur := range s.idTokenKeys {
-		if cur.ID == k.ID {
-			return store.SigningKey{}, store.ErrAlreadyExists
-		}
-	}
-	k = cloneKey(k)
-	k.RetiredAt = time.Time{}
-	s.idTokenKeys[k.Algorithm] = k
-	return cloneKey(k), nil
-}
-
-func (s *Store) ListIDTokenKeys(context.Context) ([]store.SigningKey, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]store.SigningKey, 0, len(s.idTokenKeys))
-	for _, k := range s.idTokenKeys {
-		out = append(out, cloneKey(k))
-	}
-	slices.SortFunc(out, func(a, b store.SigningKey) int { return cmp.Compare(a.Algorithm, b.Algorithm) })
-	return out, nil
-}

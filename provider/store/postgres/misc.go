@@ -135,8 +135,8 @@ func (s *Store) DeleteCounters(ctx context.Context, prefix string) (int64, error
 const signingKeysLock = `SELECT pg_advisory_xact_lock(hashtextextended('authz.signing_keys:' || current_schema(), 0))`
 
 func insertSigningKey(ctx context.Context, tx pgx.Tx, k store.SigningKey) error {
-	_, err := tx.Exec(ctx, `INSERT INTO signing_keys (id, algorithm, public_jwk, encrypted_private_key, created_at, activates_at, retired_at)
-		VALUES ($1, $2, $3, $4, $5, $6, NULL)`, k.ID, k.Algorithm, string(k.PublicJWK), k.EncryptedPrivateKey, ts(k.CreatedAt), ts(k.Activation()))
+	_, err := tx.Exec(ctx, `INSERT INTO signing_keys (id, algorithm, purpose, public_jwk, encrypted_private_key, created_at, activates_at, retired_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)`, k.ID, k.Algorithm, k.KeyPurpose(), string(k.PublicJWK), k.EncryptedPrivateKey, ts(k.CreatedAt), ts(k.Activation()))
 	return wrap(err)
 }
 
@@ -145,8 +145,9 @@ func (s *Store) RotateSigningKey(ctx context.Context, k store.SigningKey) error 
 		if _, err := tx.Exec(ctx, signingKeysLock); err != nil {
 			return false, wrap(err)
 		}
-		// The previous keys sign until the new one starts to.
-		if _, err := tx.Exec(ctx, `UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL OR retired_at > $1`, ts(k.Activation())); err != nil {
+		// The previous keys of its purpose sign until the new one starts to.
+		if _, err := tx.Exec(ctx, `UPDATE signing_keys SET retired_at = $1 WHERE purpose = $2 AND (retired_at IS NULL OR retired_at > $1)`,
+			ts(k.Activation()), k.KeyPurpose()); err != nil {
 			return false, wrap(err)
 		}
 		return false, insertSigningKey(ctx, tx, k)
@@ -161,7 +162,7 @@ func (s *Store) CreateFirstSigningKey(ctx context.Context, k store.SigningKey) e
 			return false, wrap(err)
 		}
 		var exists bool
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM signing_keys)`).Scan(&exists); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM signing_keys WHERE purpose = $1)`, k.KeyPurpose()).Scan(&exists); err != nil {
 			return false, wrap(err)
 		}
 		if exists {
@@ -172,14 +173,14 @@ func (s *Store) CreateFirstSigningKey(ctx context.Context, k store.SigningKey) e
 }
 
 func (s *Store) ListSigningKeys(ctx context.Context) ([]store.SigningKey, error) {
-	return readRows(s, ctx, scanSigningKey, `SELECT id, algorithm, public_jwk, encrypted_private_key, created_at, activates_at, retired_at
+	return readRows(s, ctx, scanSigningKey, `SELECT id, algorithm, purpose, public_jwk, encrypted_private_key, created_at, activates_at, retired_at
 		FROM signing_keys ORDER BY created_at DESC, id COLLATE "C" DESC`)
 }
 
 func scanSigningKey(row pgx.Row) (store.SigningKey, error) {
 	var k store.SigningKey
 	var retired *time.Time
-	if err := row.Scan(&k.ID, &k.Algorithm, &k.PublicJWK, &k.EncryptedPrivateKey, &k.CreatedAt, &k.ActivatesAt, &retired); err != nil {
+	if err := row.Scan(&k.ID, &k.Algorithm, &k.Purpose, &k.PublicJWK, &k.EncryptedPrivateKey, &k.CreatedAt, &k.ActivatesAt, &retired); err != nil {
 		return store.SigningKey{}, wrap(err)
 	}
 	k.CreatedAt, k.ActivatesAt, k.RetiredAt = k.CreatedAt.UTC(), k.ActivatesAt.UTC(), fromNull(retired)

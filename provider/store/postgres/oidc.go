@@ -99,34 +99,3 @@ func (s *Store) SetUserProfile(ctx context.Context, id, name, email string, emai
 	}
 	return nil
 }
-
-// EnsureIDTokenKey is one statement: insert unless the algorithm has a key,
-// then read whichever key won.
-func (s *Store) EnsureIDTokenKey(ctx context.Context, k store.SigningKey) (store.SigningKey, error) {
-	var out store.SigningKey
-	err := s.tx(ctx, func(tx pgx.Tx) (bool, error) {
-		if _, err := tx.Exec(ctx, `INSERT INTO id_token_keys (algorithm, id, public_jwk, encrypted_private_key, created_at)
-			VALUES ($1, $2, $3, $4, $5) ON CONFLICT (algorithm) DO NOTHING`,
-			k.Algorithm, k.ID, string(k.PublicJWK), k.EncryptedPrivateKey, ts(k.CreatedAt)); err != nil {
-			return false, wrap(err)
-		}
-		var err error
-		out, err = scanIDTokenKey(tx.QueryRow(ctx, `SELECT algorithm, id, public_jwk, encrypted_private_key, created_at FROM id_token_keys WHERE algorithm = $1`, k.Algorithm))
-		return false, err
-	})
-	return out, err
-}
-
-func scanIDTokenKey(row pgx.Row) (store.SigningKey, error) {
-	var k store.SigningKey
-	var pub string
-	if err := row.Scan(&k.Algorithm, &k.ID, &pub, &k.EncryptedPrivateKey, &k.CreatedAt); err != nil {
-		return store.SigningKey{}, wrap(err)
-	}
-	k.PublicJWK, k.CreatedAt = []byte(pub), k.CreatedAt.UTC()
-	return k, nil
-}
-
-func (s *Store) ListIDTokenKeys(ctx context.Context) ([]store.SigningKey, error) {
-	return readRows(s, ctx, scanIDTokenKey, `SELECT algorithm, id, public_jwk, encrypted_private_key, created_at FROM id_token_keys ORDER BY algorithm COLLATE "C"`)
-}

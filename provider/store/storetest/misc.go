@@ -280,6 +280,92 @@ func testFirstSigningKey(t *testing.T, newStore factory) {
 	}
 }
 
+// testSigningKeyPurposes: access-token keys and each algorithm's ID-token
+// keys rotate, retire and are created first independently of each other
+// (a rotation retires only keys of its purpose), under one publication
+// rule; listing returns them all, and old retired keys of any purpose are
+// deleted alike.
+func testSigningKeyPurposes(t *testing.T, newStore factory) {
+	e := newEnv(t, newStore)
+	key := func(id, purpose, alg string, created, activates time.Time) store.SigningKey {
+		return store.SigningKey{
+			ID: id, Algorithm: alg, Purpose: purpose,
+			PublicJWK:           []byte(`{"kty":"EC","kid":"` + id + `"}`),
+			EncryptedPrivateKey: append([]byte{9, 0xff}, randomHash()...),
+			CreatedAt:           created, ActivatesAt: activates,
+		}
+	}
+	list := func(what string, want ...store.SigningKey) {
+		t.Helper()
+		got, err := e.s.ListSigningKeys(e.ctx)
+		e.must(err, "ListSigningKeys")
+		equal(t, what, got, want, canonKeys)
+	}
+	rs, es := store.IDTokenPurpose("RS256"), store.IDTokenPurpose("ES256")
+
+	// An access-token key stored without a purpose is an access-token key.
+	a1 := key("a1", "", "ES256", base, base)
+	e.must(e.s.CreateFirstSigningKey(e.ctx, a1), "CreateFirstSigningKey a1")
+	got, err := e.s.ListSigningKeys(e.ctx)
+	e.must(err, "ListSigningKeys")
+	if len(got) != 1 || got[0].Purpose != store.PurposeAccessToken {
+		t.Fatalf("a key stored without a purpose lists as %+v, want purpose %q", got, store.PurposeAccessToken)
+	}
+
+	// The first ID-token key of an algorithm, with access keys present.
+	r1 := key("r1", rs, "RS256", at(time.Minute), at(time.Minute))
+	e.must(e.s.CreateFirstSigningKey(e.ctx, r1), "CreateFirstSigningKey r1 (first RS256 ID-token key)")
+	if err := e.s.CreateFirstSigningKey(e.ctx, key("r-other", rs, "RS256", at(time.Minute), at(time.Minute))); !errors.Is(err, store.ErrAlreadyExists) {
+		t.Fatalf("a second first RS256 ID-token key: %v, want ErrAlreadyExists", err)
+	}
+	s1 := key("s1", es, "ES256", at(2*time.Minute), at(2*time.Minute))
+	e.must(e.s.CreateFirstSigningKey(e.ctx, s1), "CreateFirstSigningKey s1 (first ES256 ID-token key)")
+	list("one key per purpose", s1, r1, a1)
+
+	// Rotating the RS256 ID-token key retires r1 at r2's activation and
+	// leaves the access-token key and the ES256 key alone.
+	r2 := key("r2", rs, "RS256", at(time.Hour), at(time.Hour+time.Minute))
+	e.must(e.s.RotateSigningKey(e.ctx, r2), "RotateSigningKey r2")
+	r1.RetiredAt = r2.ActivatesAt
+	list("r2 pending, r1 retiring", r2, s1, r1, a1)
+
+	// Rotating the access-token key retires a1 only.
+	a2 := key("a2", store.PurposeAccessToken, "EdDSA", at(2*time.Hour), at(2*time.Hour+time.Minute))
+	e.must(e.s.RotateSigningKey(e.ctx, a2), "RotateSigningKey a2")
+	a1.RetiredAt = a2.ActivatesAt
+	list("a2 pending, a1 retiring", a2, r2, s1, r1, a1)
+
+	// Retired keys of every purpose go by the same cut-off; current ones stay.
+	e.must(e.s.DeleteSigningKeysRetiredBefore(e.ctx, at(1000*time.Hour)), "DeleteSigningKeysRetiredBefore")
+	list("only the current keys", a2, r2, s1)
+}
+
+// testFirstIDTokenKey: replicas signing their first ID token of an
+// algorithm at once each try to create its key; exactly one succeeds, and
+// the access-token key already there does not count.
+func testFirstIDTokenKey(t *testing.T, newStore factory) {
+	e := newEnv(t, newStore)
+	e.must(e.s.CreateFirstSigningKey(e.ctx, store.SigningKey{
+		ID: "access", Algorithm: "ES256", PublicJWK: []byte(`{"kty":"EC","kid":"access"}`), EncryptedPrivateKey: randomHash(), CreatedAt: base,
+	}), "CreateFirstSigningKey access")
+	errs := race(func(i int) error {
+		id := fmt.Sprintf("id-%d", i)
+		return e.s.CreateFirstSigningKey(e.ctx, store.SigningKey{
+			ID: id, Algorithm: "EdDSA", Purpose: store.IDTokenPurpose("EdDSA"), PublicJWK: []byte(`{"kty":"OKP","kid":"` + id + `"}`),
+			EncryptedPrivateKey: randomHash(), CreatedAt: base,
+		})
+	})
+	n, other := count(errs, store.ErrAlreadyExists)
+	if n["ok"] != 1 || n[store.ErrAlreadyExists.Error()] != racers-1 {
+		t.Fatalf("outcomes %v (first unexpected error: %v), want 1 ok and %d ErrAlreadyExists", n, other, racers-1)
+	}
+	keys, err := e.s.ListSigningKeys(e.ctx)
+	e.must(err, "ListSigningKeys")
+	if len(keys) != 2 || !keys[0].RetiredAt.IsZero() || !keys[1].RetiredAt.IsZero() {
+		t.Fatalf("keys after the race: %+v, want the access-token key and one ID-token key, neither retired", keys)
+	}
+}
+
 func testSessions(t *testing.T, newStore factory) {
 	tests := []struct {
 		name string

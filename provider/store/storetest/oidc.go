@@ -12,7 +12,8 @@ import (
 // testOIDC covers what the OpenID Connect layer stores: profile claims,
 // upstream identities (created once, linked only by verified email, gone
 // with their user, one user under concurrent first sign-ins), the nonce and
-// auth_time an ID token repeats, and one ID-token key per algorithm.
+// auth_time an ID token repeats. ID-token keys are signing keys of their own
+// purpose: see testSigningKeyPurposes.
 func testOIDC(t *testing.T, newStore factory) {
 	t.Run("ProfileRoundTrip", func(t *testing.T) {
 		t.Parallel()
@@ -161,26 +162,4 @@ func testOIDC(t *testing.T, newStore factory) {
 		equalTime(t, "grant auth_time", gg.AuthTime, authAt)
 	})
 
-	t.Run("IDTokenKeyFirstWins", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t, newStore)
-		mk := func(id, alg string) store.SigningKey {
-			return store.SigningKey{ID: id, Algorithm: alg, PublicJWK: []byte(`{"kty":"RSA","kid":"` + id + `"}`), EncryptedPrivateKey: []byte{1, 2, 3}, CreatedAt: base}
-		}
-		first, err := e.s.EnsureIDTokenKey(e.ctx, mk("k1", "RS256"))
-		e.must(err, "EnsureIDTokenKey")
-		again, err := e.s.EnsureIDTokenKey(e.ctx, mk("k2", "RS256"))
-		e.must(err, "EnsureIDTokenKey again")
-		if first.ID != "k1" || again.ID != "k1" {
-			t.Fatalf("keys = %s, %s; want k1 twice", first.ID, again.ID)
-		}
-		_, err = e.s.EnsureIDTokenKey(e.ctx, mk("k3", "ES256"))
-		e.must(err, "EnsureIDTokenKey ES256")
-		ks, err := e.s.ListIDTokenKeys(e.ctx)
-		e.must(err, "ListIDTokenKeys")
-		if len(ks) != 2 || ks[0].Algorithm != "ES256" || ks[1].ID != "k1" {
-			t.Fatalf("ListIDTokenKeys = %+v", ks)
-		}
-		equal(t, "stored key", ks[1], mk("k1", "RS256"), canonKey)
-	})
 }

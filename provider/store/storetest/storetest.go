@@ -59,6 +59,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"MetadataDocumentClients", testMetadataDocumentClients},
 		{"SigningKeys", testSigningKeys},
 		{"FirstSigningKey", testFirstSigningKey},
+		{"SigningKeyPurposes", testSigningKeyPurposes},
+		{"FirstIDTokenKey", testFirstIDTokenKey},
 		{"Sessions", testSessions},
 		{"InitialAccessTokens", testInitialAccessTokens},
 		{"DeleteExpired", testDeleteExpired},
@@ -493,6 +495,7 @@ func canonConsent(c store.Consent) store.Consent {
 }
 
 func canonKey(k store.SigningKey) store.SigningKey {
+	k.Purpose = k.KeyPurpose()
 	k.PublicJWK, k.EncryptedPrivateKey = cJSON(k.PublicJWK), cBytes(k.EncryptedPrivateKey)
 	k.CreatedAt, k.ActivatesAt, k.RetiredAt = cTime(k.CreatedAt), cTime(k.Activation()), cTime(k.RetiredAt)
 	return k
