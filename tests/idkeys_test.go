@@ -1,0 +1,187 @@
+package tests
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	jose "github.com/go-jose/go-jose/v4"
+	"golang.org/x/oauth2"
+
+	"github.com/authzd/authz/provider"
+	"github.com/authzd/authz/provider/store"
+)
+
+// jwksOf fetches the server's JWK Set over HTTP, as a relying party does.
+func jwksOf(t *testing.T, e *env) jose.JSONWebKeySet {
+	t.Helper()
+	resp, err := http.Get(e.issuer + provider.PathJWKS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var set jose.JSONWebKeySet
+	if err := json.NewDecoder(resp.Body).Decode(&set); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET jwks: %d %v", resp.StatusCode, err)
+	}
+	return set
+}
+
+// verifiesAgainstJWKS: the signature of jws checks out with the key of its
+// kid in the JWKS the server publishes now.
+func verifiesAgainstJWKS(t *testing.T, e *env, jws string) bool {
+	t.Helper()
+	set := jwksOf(t, e)
+	keys := set.Key(kidOf(t, jws))
+	if len(keys) != 1 {
+		return false
+	}
+	parsed, err := jose.ParseSigned(jws, []jose.SignatureAlgorithm{jose.RS256, jose.ES256, jose.EdDSA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = parsed.Verify(keys[0])
+	return err == nil
+}
+
+// TestIDTokenKeysRotate: `keys rotate` (provider.RotateSigningKeys, what
+// the command runs) rotates the ID-token keys of every algorithm in use
+// under the access-token keys' rules, over real HTTP: the new kid is in
+// the JWKS before any ID token carries it; after the activation delay new
+// ID tokens carry it and verify (go-oidc, from the JWKS); an ID token
+// signed before still verifies until its lifetime has passed; then the old
+// kid leaves the JWKS, the old ID token is no longer taken as an
+// id_token_hint, and the janitor deletes the key a day later.
+func TestIDTokenKeysRotate(t *testing.T) {
+	t.Parallel()
+	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		ctx := context.Background()
+		encKey := make([]byte, 32)
+		const reload = 30 * time.Second
+		e := start(t, open(t), func(o *provider.Options) {
+			o.EncryptionKey = encKey
+			o.KeyRefreshInterval = reload
+		})
+		ttl := e.srv.Options().AccessTokenTTL
+		user, pw := e.user("ivy")
+		r := e.relyingParty(t)
+		b := e.browser()
+		tok0, _ := r.signIn(t, b, user, pw)
+		id0 := tok0.Extra("id_token").(string)
+		kid0 := kidOf(t, id0)
+		// An ES256 client too: every algorithm in use rotates.
+		ces, secret := e.client(store.ClientMetadata{RedirectURIs: []string{r.redirect}, IDTokenSignedResponseAlg: "ES256"})
+		res := &rp{e: e, provider: r.provider, client: ces, redirect: r.redirect,
+			verifier: r.provider.Verifier(&oidc.Config{ClientID: ces.ID, Now: e.clock.Now, SupportedSigningAlgs: []string{"ES256"}}),
+			cfg:      oauth2.Config{ClientID: ces.ID, ClientSecret: secret, RedirectURL: r.redirect, Endpoint: r.provider.Endpoint(), Scopes: []string{"openid"}}}
+		tokES, _ := res.signIn(t, b, user, pw)
+		kidES0 := kidOf(t, tokES.Extra("id_token").(string))
+
+		refresh := func(tok *oauth2.Token) (*oauth2.Token, string) {
+			t.Helper()
+			tok.Expiry = time.Now().Add(-time.Hour) // make x/oauth2 refresh
+			next, err := r.cfg.TokenSource(ctx, tok).Token()
+			if err != nil {
+				t.Fatalf("refresh: %v", err)
+			}
+			return next, next.Extra("id_token").(string)
+		}
+
+		rotatedAt := e.clock.Now()
+		activation := rotatedAt.Add(provider.KeyActivationDelay(reload))
+		keys, err := provider.RotateSigningKeys(ctx, e.store, encKey, "ES256", rotatedAt, activation, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var purposes []string
+		for _, k := range keys {
+			purposes = append(purposes, k.KeyPurpose())
+		}
+		if got := strings.Join(purposes, " "); got != "access_token id_token:RS256 id_token:ES256" {
+			t.Fatalf("rotated purposes %q, want the access-token key and one ID-token key per algorithm in use", got)
+		}
+		kid1, kidES1 := keys[1].ID, keys[2].ID
+
+		// After every server's reload, before the activation: both kids
+		// published, ID tokens still signed with the old key.
+		e.clock.Advance(reload + time.Second)
+		tok, idt := refresh(tok0)
+		if got := kidOf(t, idt); got != kid0 {
+			t.Fatalf("an ID token signed before the new key's activation carries %s, want the old %s", got, kid0)
+		}
+		set := jwksOf(t, e)
+		if len(set.Key(kid1)) != 1 || len(set.Key(kidES1)) != 1 || len(set.Key(kid0)) != 1 || len(set.Key(kidES0)) != 1 {
+			t.Fatalf("JWKS before activation lacks a key: %v", set.Keys)
+		}
+
+		// From the activation on, new ID tokens carry the new kid and
+		// verify against the JWKS (go-oidc fetches it for the unknown kid).
+		e.clock.Advance(activation.Add(time.Second).Sub(e.clock.Now()))
+		tok, idt = refresh(tok)
+		if got := kidOf(t, idt); got != kid1 {
+			t.Fatalf("an ID token after the activation carries %s, want the new %s", got, kid1)
+		}
+		r.verify(t, tok)
+		if !verifiesAgainstJWKS(t, e, idt) {
+			t.Fatal("the new ID token does not verify against the JWKS")
+		}
+		tokES, _ = res.signIn(t, b, user, pw)
+		if got := kidOf(t, tokES.Extra("id_token").(string)); got != kidES1 {
+			t.Fatalf("an ES256 ID token after the activation carries %s, want %s", got, kidES1)
+		}
+
+		// The old ID token verifies until its own lifetime has passed, with
+		// a relying party that never saw the old key before.
+		e.clock.Advance(rotatedAt.Add(ttl - time.Second).Sub(e.clock.Now()))
+		fresh := r.provider.Verifier(&oidc.Config{ClientID: r.client.ID, Now: e.clock.Now})
+		if _, err := fresh.Verify(ctx, id0); err != nil {
+			t.Fatalf("the ID token signed before the rotation, within its lifetime: %v", err)
+		}
+		if !verifiesAgainstJWKS(t, e, id0) {
+			t.Fatal("the old ID token's key left the JWKS within the token's lifetime")
+		}
+
+		// Once every ID token the old key signed has expired (it signed
+		// until the activation), plus the clock-skew leeway and one reload,
+		// the old kid is gone from the JWKS.
+		e.clock.Advance(activation.Add(ttl + 5*time.Minute + reload + time.Second).Sub(e.clock.Now()))
+		set = jwksOf(t, e)
+		if len(set.Key(kid0)) != 0 || len(set.Key(kidES0)) != 0 {
+			t.Fatalf("the retired ID-token keys %s, %s are still published: %v", kid0, kidES0, set.Keys)
+		}
+		if len(set.Key(kid1)) != 1 || len(set.Key(kidES1)) != 1 {
+			t.Fatalf("the current ID-token keys are not published: %v", set.Keys)
+		}
+		if verifiesAgainstJWKS(t, e, id0) {
+			t.Fatal("the old ID token still verifies against the JWKS")
+		}
+		// Nor is it taken as an id_token_hint any more.
+		p := e.browser().do("GET", e.issuer+provider.PathEndSession+"?"+url.Values{"id_token_hint": {id0}}.Encode(), nil)
+		if p.status != http.StatusBadRequest {
+			t.Fatalf("end_session with an ID token whose key is gone: %d, want 400", p.status)
+		}
+		p = e.browser().do("GET", e.issuer+provider.PathEndSession+"?"+url.Values{"id_token_hint": {idt}}.Encode(), nil)
+		if p.status == http.StatusBadRequest {
+			t.Fatal("end_session refused an ID token signed by the current key")
+		}
+
+		// The janitor deletes the old keys a day after that, as it does
+		// access-token keys.
+		e.clock.Advance(24 * time.Hour)
+		e.srv.RunJobs(ctx)
+		stored, err := e.store.ListSigningKeys(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range stored {
+			if k.ID == kid0 || k.ID == kidES0 {
+				t.Fatalf("the janitor kept the long-retired ID-token key %s", k.ID)
+			}
+		}
+	})
+}
