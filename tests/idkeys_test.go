@@ -41,7 +41,7 @@ func verifiesAgainstJWKS(t *testing.T, e *env, jws string) bool {
 	if len(keys) != 1 {
 		return false
 	}
-	parsed, err := jose.ParseSigned(jws, []jose.SignatureAlgorithm{jose.RS256, jose.ES256, jose.EdDSA})
+	parsed, err := jose.ParseSignedCompact(jws, []jose.SignatureAlgorithm{jose.RS256, jose.ES256, jose.EdDSA})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,6 +181,57 @@ func TestIDTokenKeysRotate(t *testing.T) {
 		for _, k := range stored {
 			if k.ID == kid0 || k.ID == kidES0 {
 				t.Fatalf("the janitor kept the long-retired ID-token key %s", k.ID)
+			}
+		}
+	})
+}
+
+// TestIDTokenAlgorithmsAreOneList: the algorithms discovery advertises
+// (id_token_signing_alg_values_supported) are exactly those registration
+// accepts (id_token_signed_response_alg) and those the server signs ID
+// tokens with, each verifiable from the JWKS; one it does not advertise is
+// refused at registration.
+func TestIDTokenAlgorithmsAreOneList(t *testing.T) {
+	t.Parallel()
+	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		e := start(t, open(t), nil)
+		user, pw := e.user("ada")
+		b := e.browser()
+		base := e.relyingParty(t)
+		register := func(alg string) (int, map[string]any) {
+			body := `{"redirect_uris":["https://rp.example.com/cb"],"id_token_signed_response_alg":"` + alg + `"}`
+			resp, err := http.Post(e.issuer+provider.PathRegister, "application/json", strings.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var m map[string]any
+			_ = json.NewDecoder(resp.Body).Decode(&m)
+			return resp.StatusCode, m
+		}
+		var advertised []string
+		for _, a := range getJSON(t, e.issuer+"/.well-known/openid-configuration")["id_token_signing_alg_values_supported"].([]any) {
+			advertised = append(advertised, a.(string))
+		}
+		if len(advertised) == 0 || advertised[0] != "RS256" {
+			t.Fatalf("id_token_signing_alg_values_supported = %v, want RS256 first (OpenID Connect Discovery §3)", advertised)
+		}
+		for _, alg := range advertised {
+			if st, m := register(alg); st != 201 || m["id_token_signed_response_alg"] != alg {
+				t.Fatalf("registering for advertised %s: %d %v", alg, st, m)
+			}
+			c, secret := e.client(store.ClientMetadata{RedirectURIs: []string{base.redirect}, IDTokenSignedResponseAlg: alg})
+			r := &rp{e: e, provider: base.provider, client: c, redirect: base.redirect,
+				verifier: base.provider.Verifier(&oidc.Config{ClientID: c.ID, Now: e.clock.Now, SupportedSigningAlgs: []string{alg}}),
+				cfg:      oauth2.Config{ClientID: c.ID, ClientSecret: secret, RedirectURL: base.redirect, Endpoint: base.provider.Endpoint(), Scopes: []string{"openid"}}}
+			tok, _ := r.signIn(t, b, user, pw) // verified by go-oidc, for alg only
+			if !verifiesAgainstJWKS(t, e, tok.Extra("id_token").(string)) {
+				t.Fatalf("the %s ID token does not verify against the JWKS", alg)
+			}
+		}
+		for _, alg := range []string{"PS256", "HS256", "none"} {
+			if st, m := register(alg); st != 400 || m["error"] != "invalid_client_metadata" {
+				t.Fatalf("registering for unadvertised %s: %d %v", alg, st, m)
 			}
 		}
 	})

@@ -726,9 +726,10 @@ func TestBinaryCoverageFollowsTheTest(t *testing.T) {
 }
 
 // TestKeysCommands: two real binaries started at once on an empty database
-// make one signing key; `keys rotate` adds a pending key (refusing an
-// encryption key that cannot decrypt the existing ones); `keys list` shows
-// each key's id, algorithm, state and dates.
+// make one signing key; `keys rotate` adds a pending access-token key and a
+// pending key for each ID-token algorithm in use (refusing an encryption
+// key that cannot decrypt the existing ones); `keys list` shows each key's
+// id, what it signs, algorithm, state and dates.
 func TestKeysCommands(t *testing.T) {
 	t.Parallel()
 	dbURL := pgtest.URL(t)
@@ -763,22 +764,35 @@ func TestKeysCommands(t *testing.T) {
 		t.Fatalf("keys list: %d %q %s", code, out, stderr)
 	}
 
-	wrongKey := "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=" // 32 other bytes
-	_, stderr, code = runCmd(t, []string{"AUTHZ_DATABASE_URL=" + dbURL, "AUTHZ_ENCRYPTION_KEY=" + wrongKey}, "", "keys", "rotate")
+	// The first RS256 ID token made that algorithm's key: listed, and
+	// rotated with the others.
+	idKey := storeFirstIDTokenKey(t, dbURL, "RS256", testEncryptionKey)
+	out, stderr, code = runCmd(t, env, "", "keys", "list")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 3 || !strings.Contains(lines[1], first) || !strings.Contains(lines[1], "access tokens") ||
+		!strings.Contains(lines[2], idKey) || !strings.Contains(lines[2], "ID tokens") || !strings.Contains(lines[2], "RS256") || !strings.Contains(lines[2], "signing") {
+		t.Fatalf("keys list with an ID-token key: %d %q %s", code, out, stderr)
+	}
+
+	_, stderr, code = runCmd(t, []string{"AUTHZ_DATABASE_URL=" + dbURL, "AUTHZ_ENCRYPTION_KEY=" + wrongEncryptionKey}, "", "keys", "rotate")
 	if code == 0 || !strings.Contains(stderr, "AUTHZ_ENCRYPTION_KEY") {
 		t.Fatalf("keys rotate with the wrong encryption key: %d %s", code, stderr)
 	}
-	if out, _, _ := runCmd(t, env, "", "keys", "list"); strings.Count(out, "\n") != 2 {
+	if out, _, _ := runCmd(t, env, "", "keys", "list"); strings.Count(out, "\n") != 3 {
 		t.Fatalf("a refused rotation added a key:\n%s", out)
 	}
 
 	out, stderr, code = runCmd(t, env, "", "keys", "rotate")
-	if code != 0 || !strings.Contains(out, "published") {
+	if code != 0 || !strings.Contains(out, "access tokens: new key") || !strings.Contains(out, "ID tokens (RS256): new key") || !strings.Contains(out, "published") {
 		t.Fatalf("keys rotate: %d %q %s", code, out, stderr)
 	}
 	out, _, _ = runCmd(t, env, "", "keys", "list")
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 3 || !strings.Contains(lines[0], "STATE") || !strings.Contains(lines[1], "pending") || !strings.Contains(lines[2], first) || !strings.Contains(lines[2], "signing") {
+	lines = strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 5 || !strings.Contains(lines[0], "STATE") ||
+		!strings.Contains(lines[1], "access tokens") || !strings.Contains(lines[1], "pending") ||
+		!strings.Contains(lines[2], first) || !strings.Contains(lines[2], "signing") ||
+		!strings.Contains(lines[3], "ID tokens") || !strings.Contains(lines[3], "pending") ||
+		!strings.Contains(lines[4], idKey) || !strings.Contains(lines[4], "signing") {
 		t.Fatalf("keys list after a rotation:\n%s", out)
 	}
 	s1.stop(t)

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/authzd/authz/provider/store"
+	"github.com/authzd/authz/provider/store/postgres"
+	"github.com/authzd/authz/provider/store/postgres/pgtest"
+	"github.com/authzd/authz/provider/tokens"
+)
+
+// wrongEncryptionKey is 32 bytes other than testEncryptionKey's.
+const wrongEncryptionKey = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA="
+
+// storeFirstIDTokenKey stores what a server stores the first time it signs
+// an ID token of alg: that algorithm's first key, sealed with encKeyB64.
+func storeFirstIDTokenKey(t *testing.T, dbURL, alg, encKeyB64 string) string {
+	t.Helper()
+	encKey, err := base64.StdEncoding.DecodeString(encKeyB64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := tokens.GenerateIDTokenKey(rand.Reader, alg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := k.PublicJWK()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := tokens.EncryptPrivateKey(k, encKey, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := pgxpool.New(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if err := postgres.New(pool).CreateFirstSigningKey(context.Background(), store.SigningKey{
+		ID: k.ID, Algorithm: alg, Purpose: store.IDTokenPurpose(alg), PublicJWK: pub, EncryptedPrivateKey: sealed, CreatedAt: time.Now(),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return k.ID
+}
+
+// TestKeysRotateRefusesUndecryptableIDTokenKey: `keys rotate` checks the
+// ID-token keys as it checks the access-token keys: one it cannot decrypt
+// with its AUTHZ_ENCRYPTION_KEY stops the whole rotation, named in the
+// message, before any key changes.
+func TestKeysRotateRefusesUndecryptableIDTokenKey(t *testing.T) {
+	t.Parallel()
+	dbURL := pgtest.URL(t)
+	env := []string{"AUTHZ_DATABASE_URL=" + dbURL, "AUTHZ_ENCRYPTION_KEY=" + testEncryptionKey}
+	if _, stderr, code := runCmd(t, env, "", "migrate"); code != 0 {
+		t.Fatalf("migrate: %s", stderr)
+	}
+	// An access-token key and an RS256 ID-token key the command can
+	// decrypt, and an ES256 ID-token key sealed with another key.
+	storeFirstIDTokenKey(t, dbURL, "RS256", testEncryptionKey)
+	bad := storeFirstIDTokenKey(t, dbURL, "ES256", wrongEncryptionKey)
+	before, _, code := runCmd(t, env, "", "keys", "list")
+	if code != 0 || strings.Count(before, "\n") != 3 {
+		t.Fatalf("keys list before: %d\n%s", code, before)
+	}
+	out, stderr, code := runCmd(t, env, "", "keys", "rotate")
+	if code == 0 || !strings.Contains(stderr, "AUTHZ_ENCRYPTION_KEY") || !strings.Contains(stderr, bad) || strings.Contains(out, "new key") {
+		t.Fatalf("keys rotate with an ID-token key it cannot decrypt: %d %q %s", code, out, stderr)
+	}
+	if after, _, _ := runCmd(t, env, "", "keys", "list"); after != before {
+		t.Fatalf("a refused rotation changed the keys:\n%s\nbefore:\n%s", after, before)
+	}
+}
