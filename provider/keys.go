@@ -379,6 +379,28 @@ func (km *keyManager) idSigner(ctx context.Context, alg string) (*tokens.IDToken
 	return nil, fmt.Errorf("%w: the ID-token key for %s was stored but not loaded", store.ErrUnavailable, alg)
 }
 
+// loadIDSigner makes sure this replica has loaded alg's ID-token keys when
+// the store has them, reloading (at most once a second) when it has none:
+// another replica may have made the algorithm's first key. It never makes
+// one; the error is the store's.
+func (km *keyManager) loadIDSigner(ctx context.Context, alg string) error {
+	if len(km.state(ctx, km.every).idSigners[alg]) > 0 {
+		return nil
+	}
+	km.reload.Lock()
+	defer km.reload.Unlock()
+	st := km.cur.Load()
+	if len(st.idSigners[alg]) > 0 || km.now().Sub(st.loadedAt) < time.Second {
+		return nil
+	}
+	next, err := km.load(ctx)
+	if err != nil {
+		return err
+	}
+	km.cur.Store(next)
+	return nil
+}
+
 // verify checks an access token issued by this server (any replica). A
 // token naming a kid this replica does not know makes it reload the keys
 // once before calling the token invalid: single-flight (concurrent callers

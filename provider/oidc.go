@@ -199,15 +199,16 @@ func idTokenAlg(c store.Client) string {
 	return "RS256"
 }
 
-// prepareIDToken loads (or makes) the client's ID-token key before a code
-// or refresh token is spent, so that a store failure can only happen while
-// the client's retry is still welcome.
+// prepareIDToken loads the client's ID-token key before a code or refresh
+// token is spent, so that a store failure can only happen while the
+// client's retry is still welcome. It only reads: the key of a grant with
+// openid was made when its code was (handleAuthorize), and a grant without
+// openid needs none, so an exchange never writes a key.
 func (s *Server) prepareIDToken(ctx context.Context, c store.Client) error {
 	if !s.oidcOn() {
 		return nil
 	}
-	_, err := s.keys.idSigner(ctx, idTokenAlg(c))
-	return err
+	return s.keys.loadIDSigner(ctx, idTokenAlg(c))
 }
 
 // idToken signs the ID token of a token response (OIDC Core §3.1.3.3):

@@ -236,3 +236,29 @@ func TestIDTokenAlgorithmsAreOneList(t *testing.T) {
 		}
 	})
 }
+
+// TestNoIDTokenKeyWithoutOpenID: a code exchange and a refresh of a grant
+// without openid make no ID-token key (an RSA key is slow to make, and the
+// exchange must not write anything before its code is spent).
+func TestNoIDTokenKeyWithoutOpenID(t *testing.T) {
+	t.Parallel()
+	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		e := start(t, open(t), nil)
+		user, pw := e.user("noid")
+		c, secret, redirect := e.loopbackClient(false)
+		code := e.codeFor(e.browser(), authRequest{clientID: c.ID, redirectURI: redirect, state: "s", scope: "read", verifier: testVerifier}, user, pw)
+		tr := e.postToken(exchangeForm(code, redirect, testVerifier, nil), c.ID, secret)
+		mustEqual(t, "code exchange", tr.Status, 200)
+		r := e.postToken(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tr.RefreshToken}}, c.ID, secret)
+		mustEqual(t, "refresh", r.Status, 200)
+		keys, err := e.store.ListSigningKeys(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range keys {
+			if k.KeyPurpose() != store.PurposeAccessToken {
+				t.Fatalf("a flow without openid made the key %s for %s", k.ID, k.KeyPurpose())
+			}
+		}
+	})
+}
