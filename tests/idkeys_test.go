@@ -262,3 +262,67 @@ func TestNoIDTokenKeyWithoutOpenID(t *testing.T) {
 		}
 	})
 }
+
+// TestReplicasIDTokenKeysAcrossRotation: replicas on one PostgreSQL. The
+// first ID-token key one replica makes is in the others' JWKS a second
+// later; after a rotation, a replica whose periodic reload has not come
+// (the laggard) keeps signing ID tokens with the old key, which the other
+// replicas still publish, while an up-to-date replica signs with the new.
+func TestReplicasIDTokenKeysAcrossRotation(t *testing.T) {
+	t.Parallel()
+	r := newReplicaSet(t, nil)
+	a, c := r.a, r.c // c reloads only every hour
+	user, pw := a.user("rhea")
+	client, secret, redirect := a.loopbackClient(false)
+	idTokenFrom := func(e *env, b *browser, state string) string {
+		t.Helper()
+		// The replica's own listener; iss is the shared issuer.
+		u := b.authorize(authRequest{clientID: client.ID, redirectURI: redirect, state: state, scope: "openid", verifier: testVerifier,
+			extra: url.Values{"nonce": {"n-" + state}}}.url(e.issuer), user, pw)
+		code := u.Query().Get("code")
+		if code == "" {
+			t.Fatalf("no code: %s", u)
+		}
+		tr := e.postToken(exchangeForm(code, redirect, testVerifier, nil), client.ID, secret)
+		mustEqual(t, "code exchange at a replica", tr.Status, 200)
+		if tr.IDToken == "" {
+			t.Fatal("no ID token")
+		}
+		return tr.IDToken
+	}
+	ba, bc := a.browser(), c.browser()
+
+	// The laggard makes the first RS256 key; a publishes it within a second.
+	id0 := idTokenFrom(c, bc, "s0")
+	kid0 := kidOf(t, id0)
+	r.clk.Advance(2 * time.Second)
+	if !verifiesAgainstJWKS(t, a, id0) {
+		t.Fatal("the first ID-token key made on one replica is not in another's JWKS")
+	}
+
+	keys := func() []store.SigningKey {
+		now := r.clk.Now()
+		ks, err := provider.RotateSigningKeys(context.Background(), a.store, r.encKey, "ES256", now, now.Add(provider.KeyActivationDelay(replicaReload)), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ks
+	}()
+	if len(keys) != 2 {
+		t.Fatalf("rotation made %d keys, want the access-token key and the RS256 ID-token key", len(keys))
+	}
+	kid1 := keys[1].ID
+	r.clk.Advance(provider.KeyActivationDelay(replicaReload) + time.Second)
+
+	fromA := idTokenFrom(a, ba, "s1")
+	if got := kidOf(t, fromA); got != kid1 {
+		t.Fatalf("the up-to-date replica signs ID tokens with %s, want the new %s", got, kid1)
+	}
+	fromC := idTokenFrom(c, bc, "s2")
+	if got := kidOf(t, fromC); got != kid0 {
+		t.Fatalf("the laggard signs ID tokens with %s, want the old %s it still has", got, kid0)
+	}
+	if !verifiesAgainstJWKS(t, a, fromC) || !verifiesAgainstJWKS(t, a, fromA) {
+		t.Fatal("an ID token of either replica does not verify against the up-to-date replica's JWKS")
+	}
+}
