@@ -186,6 +186,20 @@ func TestIDTokenKeysRotate(t *testing.T) {
 	})
 }
 
+// registerJSON posts an RFC 7591 registration and returns the status and
+// the decoded answer.
+func registerJSON(t *testing.T, e *env, body string) (int, map[string]any) {
+	t.Helper()
+	resp, err := http.Post(e.issuer+provider.PathRegister, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&m)
+	return resp.StatusCode, m
+}
+
 // TestIDTokenAlgorithmsAreOneList: the algorithms discovery advertises
 // (id_token_signing_alg_values_supported) are exactly those registration
 // accepts (id_token_signed_response_alg) and those the server signs ID
@@ -199,15 +213,7 @@ func TestIDTokenAlgorithmsAreOneList(t *testing.T) {
 		b := e.browser()
 		base := e.relyingParty(t)
 		register := func(alg string) (int, map[string]any) {
-			body := `{"redirect_uris":["https://rp.example.com/cb"],"id_token_signed_response_alg":"` + alg + `"}`
-			resp, err := http.Post(e.issuer+provider.PathRegister, "application/json", strings.NewReader(body))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			var m map[string]any
-			_ = json.NewDecoder(resp.Body).Decode(&m)
-			return resp.StatusCode, m
+			return registerJSON(t, e, `{"redirect_uris":["https://rp.example.com/cb"],"id_token_signed_response_alg":"`+alg+`"}`)
 		}
 		var advertised []string
 		for _, a := range getJSON(t, e.issuer+"/.well-known/openid-configuration")["id_token_signing_alg_values_supported"].([]any) {

@@ -551,16 +551,7 @@ func TestOIDCRegistration(t *testing.T) {
 	t.Parallel()
 	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
 		e := start(t, open(t), nil)
-		register := func(body string) (int, map[string]any) {
-			resp, err := http.Post(e.issuer+provider.PathRegister, "application/json", strings.NewReader(body))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			var m map[string]any
-			_ = json.NewDecoder(resp.Body).Decode(&m)
-			return resp.StatusCode, m
-		}
+		register := func(body string) (int, map[string]any) { return registerJSON(t, e, body) }
 		st, m := register(`{"redirect_uris":["https://rp.example.com/cb"],"post_logout_redirect_uris":["https://rp.example.com/bye"],"id_token_signed_response_alg":"EdDSA","client_name":"RP"}`)
 		if st != 201 || m["id_token_signed_response_alg"] != "EdDSA" {
 			t.Fatalf("registration: %d %v", st, m)

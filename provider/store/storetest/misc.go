@@ -262,21 +262,28 @@ func testSigningKeys(t *testing.T, newStore factory) {
 // try to create the first key; exactly one succeeds and one key exists.
 func testFirstSigningKey(t *testing.T, newStore factory) {
 	e := newEnv(t, newStore)
+	raceFirstKey(t, e, "", "ES256")
+	keys, err := e.s.ListSigningKeys(e.ctx)
+	e.must(err, "ListSigningKeys")
+	if len(keys) != 1 || !keys[0].RetiredAt.IsZero() {
+		t.Fatalf("keys after the race: %+v, want exactly one unretired key", keys)
+	}
+}
+
+// raceFirstKey has racers goroutines create the first key of purpose at
+// once: exactly one may succeed, every other gets ErrAlreadyExists.
+func raceFirstKey(t *testing.T, e *env, purpose, alg string) {
+	t.Helper()
 	errs := race(func(i int) error {
 		id := fmt.Sprintf("first-%d", i)
 		return e.s.CreateFirstSigningKey(e.ctx, store.SigningKey{
-			ID: id, Algorithm: "ES256", PublicJWK: []byte(`{"kty":"EC","kid":"` + id + `"}`),
+			ID: id, Algorithm: alg, Purpose: purpose, PublicJWK: []byte(`{"kty":"EC","kid":"` + id + `"}`),
 			EncryptedPrivateKey: randomHash(), CreatedAt: base,
 		})
 	})
 	n, other := count(errs, store.ErrAlreadyExists)
 	if n["ok"] != 1 || n[store.ErrAlreadyExists.Error()] != racers-1 {
 		t.Fatalf("outcomes %v (first unexpected error: %v), want 1 ok and %d ErrAlreadyExists", n, other, racers-1)
-	}
-	keys, err := e.s.ListSigningKeys(e.ctx)
-	e.must(err, "ListSigningKeys")
-	if len(keys) != 1 || !keys[0].RetiredAt.IsZero() {
-		t.Fatalf("keys after the race: %+v, want exactly one unretired key", keys)
 	}
 }
 
@@ -348,17 +355,7 @@ func testFirstIDTokenKey(t *testing.T, newStore factory) {
 	e.must(e.s.CreateFirstSigningKey(e.ctx, store.SigningKey{
 		ID: "access", Algorithm: "ES256", PublicJWK: []byte(`{"kty":"EC","kid":"access"}`), EncryptedPrivateKey: randomHash(), CreatedAt: base,
 	}), "CreateFirstSigningKey access")
-	errs := race(func(i int) error {
-		id := fmt.Sprintf("id-%d", i)
-		return e.s.CreateFirstSigningKey(e.ctx, store.SigningKey{
-			ID: id, Algorithm: "EdDSA", Purpose: store.IDTokenPurpose("EdDSA"), PublicJWK: []byte(`{"kty":"OKP","kid":"` + id + `"}`),
-			EncryptedPrivateKey: randomHash(), CreatedAt: base,
-		})
-	})
-	n, other := count(errs, store.ErrAlreadyExists)
-	if n["ok"] != 1 || n[store.ErrAlreadyExists.Error()] != racers-1 {
-		t.Fatalf("outcomes %v (first unexpected error: %v), want 1 ok and %d ErrAlreadyExists", n, other, racers-1)
-	}
+	raceFirstKey(t, e, store.IDTokenPurpose("EdDSA"), "EdDSA")
 	keys, err := e.s.ListSigningKeys(e.ctx)
 	e.must(err, "ListSigningKeys")
 	if len(keys) != 2 || !keys[0].RetiredAt.IsZero() || !keys[1].RetiredAt.IsZero() {
