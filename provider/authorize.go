@@ -150,20 +150,35 @@ func (s *Server) requestedScopes(c store.Client, values []string) ([]string, err
 	}
 	scopes = s.dropUnhandled(scopes)
 	allowed := s.allowedScopes(c)
+	var kept, refused []string
 	for _, sc := range scopes {
 		if !s.offersScope(sc) {
 			return nil, oauth.New(oauth.CodeInvalidScope, "unknown scope: "+sc)
 		}
-		if sc == ScopeOfflineAccess || (s.oidcOn() && slices.Contains(oidcScopes, sc)) {
+		switch {
+		case sc == ScopeOfflineAccess || (s.oidcOn() && slices.Contains(oidcScopes, sc)):
 			// About the grant or about the user, not a permission at a
 			// resource: any client may ask.
-			continue
-		}
-		if allowed != nil && !slices.Contains(allowed, sc) {
-			return nil, oauth.New(oauth.CodeInvalidScope, "the client may not request scope "+sc)
+			kept = append(kept, sc)
+		case allowed == nil || slices.Contains(allowed, sc):
+			kept = append(kept, sc)
+		default:
+			refused = append(refused, sc)
 		}
 	}
-	return scopes, nil
+	// An offered scope this client may not have is left out rather than
+	// refused (RFC 6749 §3.3: the server MAY partially ignore the
+	// requested scope, and the token response then names what was
+	// issued): MCP clients ask for every scope a resource lists, admin-only
+	// ones included. Fewer is always safe; a request of nothing this
+	// client may have is still refused.
+	switch {
+	case len(refused) == 0:
+		return scopes, nil
+	case len(kept) == 0:
+		return nil, oauth.New(oauth.CodeInvalidScope, "the client may not request scope "+strings.Join(refused, " "))
+	}
+	return kept, nil
 }
 
 // requestedResources checks RFC 8707 resource indicators: each must be a

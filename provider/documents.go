@@ -124,9 +124,10 @@ func (s *Server) fetchDocumentClient(ctx context.Context, id string, now time.Ti
 	if err == nil {
 		// Anyone can publish a document, so it is held to exactly the
 		// rules of an anonymous RFC 7591 registration: registration
-		// scopes (never an admin-only one), private-use schemes in
-		// reverse-DNS form or from the operator's list, no allowances.
-		if rerr := s.checkRegistration(&m, registrationPolicy{}); rerr != nil {
+		// scopes (admin-only ones dropped, by the same code), private-use
+		// schemes in reverse-DNS form or from the operator's list, no
+		// allowances.
+		if _, rerr := s.checkRegistration(&m, registrationPolicy{}); rerr != nil {
 			err = docErr("%s", dcrDescription(rerr))
 		}
 	}

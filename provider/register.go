@@ -28,8 +28,9 @@ type registration struct {
 	RegistrationAccessToken string  `json:"registration_access_token,omitempty"`
 	RegistrationClientURI   string  `json:"registration_client_uri"`
 	dcr.Metadata
-	// Notice says what an RFC 7592 update kept or narrowed (RFC 7592 §2.2
-	// lets the server replace values; this says which and why).
+	// Notice says what a registration or an RFC 7592 update kept or
+	// narrowed (RFC 7591 §3.2.1 and RFC 7592 §2.2 let the server replace
+	// values; this says which and why).
 	Notice string `json:"notice,omitempty"`
 }
 
@@ -116,7 +117,8 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	c.Trust = store.TrustRegistered
-	if err := s.checkRegistration(&c.Metadata, policy); err != nil {
+	note, err := s.checkRegistration(&c.Metadata, policy)
+	if err != nil {
 		return err
 	}
 	regToken, err := tokens.NewSecret(s.opts.Rand, tokens.PrefixRegistrationToken)
@@ -129,7 +131,9 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.audit(r.Context(), ClientEvent(EventClientRegistered, ActorClient, c))
-	writeTokenJSON(w, http.StatusCreated, s.registrationView(c, secret, regToken))
+	v := s.registrationView(c, secret, regToken)
+	v.Notice = note
+	writeTokenJSON(w, http.StatusCreated, v)
 	return nil
 }
 

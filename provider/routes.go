@@ -119,9 +119,12 @@ func (s *Server) routes() []route {
 			continue
 		}
 		rs = append(rs, route{rootPath: path, handler: wellknown.JSON(wellknown.ProtectedResourceMetadata{
-			Resource:               res,
-			AuthorizationServers:   []string{s.opts.Issuer},
-			ScopesSupported:        resourceScopes(s.opts.Scopes),
+			Resource:             res,
+			AuthorizationServers: []string{s.opts.Issuer},
+			// What a self-registered client can obtain, not every
+			// offered scope: MCP clients ask for all of these and must
+			// not be refused (RFC 8414 metadata still lists them all).
+			ScopesSupported:        resourceScopes(s.registrableScopes()),
 			BearerMethodsSupported: []string{"header"},
 		})})
 	}

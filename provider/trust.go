@@ -90,35 +90,64 @@ func policyOf(t store.InitialAccessToken) registrationPolicy {
 // checkRegistration applies the rules for a client nobody vouches for to
 // metadata that passed the RFC 7591 checks (CheckClientMetadata), and sets
 // the administrator's allowances from the policy. Errors are *oauth.Error naming
-// the field (RFC 7591 §3.2.2).
-func (s *Server) checkRegistration(m *store.ClientMetadata, p registrationPolicy) error {
+// the field (RFC 7591 §3.2.2); the returned note says which requested
+// scopes were not registered, for the response's notice.
+func (s *Server) checkRegistration(m *store.ClientMetadata, p registrationPolicy) (note string, err error) {
 	if err := s.checkRegisteredRedirects(m); err != nil {
-		return err
+		return "", err
 	}
 	// client_credentials makes tokens without any user's consent, so only
 	// an administrator can hand it out (RFC 6749 §4.4, RFC 9700 §2.5).
 	if slices.Contains(m.GrantTypes, oauth.GrantClientCredentials) && !slices.Contains(p.allowGrants, oauth.GrantClientCredentials) {
-		return oauth.New(oauth.CodeInvalidClientMetadata, "grant_types: client_credentials needs an initial access token from an administrator that allows it")
+		return "", oauth.New(oauth.CodeInvalidClientMetadata, "grant_types: client_credentials needs an initial access token from an administrator that allows it")
 	}
 	if len(p.scopes) > 0 {
 		if len(m.Scopes) == 0 {
 			m.Scopes = slices.Clone(p.scopes)
 		} else if extra := without(m.Scopes, p.scopes); len(extra) > 0 {
-			return oauth.New(oauth.CodeInvalidClientMetadata, "scope: not allowed by the initial access token: "+strings.Join(extra, " "))
+			return "", oauth.New(oauth.CodeInvalidClientMetadata, "scope: not allowed by the initial access token: "+strings.Join(extra, " "))
 		}
-	} else if extra := s.adminOnly(m.Scopes); len(extra) > 0 {
-		return oauth.New(oauth.CodeInvalidClientMetadata, "scope: reserved for clients an administrator creates: "+strings.Join(extra, " "))
+	} else if note, err = s.narrowRegistrationScopes(m); err != nil {
+		return "", err
 	}
 	m.Resources = nil
 	for _, r := range p.resources {
 		n, err := resourceid.Canonical(r)
 		if err != nil {
-			return oauth.New(oauth.CodeInvalidClientMetadata, "resources: the initial access token's policy names a bad resource: "+err.Error())
+			return "", oauth.New(oauth.CodeInvalidClientMetadata, "resources: the initial access token's policy names a bad resource: "+err.Error())
 		}
 		m.Resources = append(m.Resources, n)
 	}
 	m.Introspect = false
-	return nil
+	return note, nil
+}
+
+// narrowRegistrationScopes drops the admin-only scopes from the scope list
+// of a client nobody vouches for, instead of refusing the registration:
+// RFC 7591 §3.2.1 lets the server replace requested values, and the
+// response carries the registered scope. MCP clients register with every
+// scope a resource's RFC 9728 document lists, and refusing them means
+// they never connect. Registering fewer scopes is always safe; a request
+// of nothing but admin-only scopes is still refused, since nothing it
+// asked for could be registered.
+func (s *Server) narrowRegistrationScopes(m *store.ClientMetadata) (string, error) {
+	dropped := s.adminOnly(m.Scopes)
+	if len(dropped) == 0 {
+		return "", nil
+	}
+	m.Scopes = without(m.Scopes, dropped)
+	if len(m.Scopes) == 0 {
+		return "", oauth.New(oauth.CodeInvalidClientMetadata, "scope: reserved for clients an administrator creates: "+strings.Join(dropped, " "))
+	}
+	return "not registered, reserved for clients an administrator creates: " + strings.Join(dropped, " "), nil
+}
+
+// registrableScopes are the offered scopes a self-registered client can
+// obtain, by the one rule registration applies (adminOnly): what authz's
+// own RFC 9728 documents list, so a client asking for everything listed
+// gets everything it asked for.
+func (s *Server) registrableScopes() []string {
+	return without(s.opts.Scopes, s.adminOnly(s.opts.Scopes))
 }
 
 // checkRegisteredRedirects holds a self-registered client's private-use
@@ -178,9 +207,13 @@ func (s *Server) keepAllowances(old store.Client, m *store.ClientMetadata) (stri
 		}
 	default:
 		// No list yet: the client is held to the registration scopes,
-		// exactly as at registration.
-		if extra := s.adminOnly(m.Scopes); len(extra) > 0 {
-			return "", oauth.New(oauth.CodeInvalidClientMetadata, "scope: reserved for clients an administrator creates: "+strings.Join(extra, " "))
+		// narrowed exactly as at registration.
+		narrowed, err := s.narrowRegistrationScopes(m)
+		if err != nil {
+			return "", err
+		}
+		if narrowed != "" {
+			note += "; " + narrowed
 		}
 	}
 	return note, nil

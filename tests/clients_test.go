@@ -442,6 +442,10 @@ func TestClientCredentials(t *testing.T) {
 			{"client_secret_post", url.Values{"scope": {"write"}}, svc.ID, secret, true, []string{e.issuer + "/api"}, "", "write"},
 			{"unknown resource", url.Values{"resource": {"https://nope.example.com"}}, svc.ID, secret, false, nil, "invalid_target", ""},
 			{"scope not allowed", url.Values{"scope": {"admin"}}, svc.ID, secret, false, nil, "invalid_scope", ""},
+			// RFC 6749 §3.3: an offered scope the client may not have is
+			// left out when others remain, and the response says so.
+			{"scope not allowed beside allowed ones", url.Values{"scope": {"read admin"}}, svc.ID, secret, false, []string{e.issuer + "/api"}, "", "read"},
+			{"unknown scope", url.Values{"scope": {"read bogus"}}, svc.ID, secret, false, nil, "invalid_scope", ""},
 			{"client not registered for the grant", url.Values{}, web.ID, webSecret, false, nil, "unauthorized_client", ""},
 			{"public client", url.Values{"client_id": {pub.ID}}, "", "", true, nil, "unauthorized_client", ""},
 		}

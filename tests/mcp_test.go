@@ -662,9 +662,10 @@ func TestResourceEncodedSlash(t *testing.T) {
 
 // TestMCPDocumentHeldToRegistrationRules: anyone can publish a metadata
 // document, so a document client gets no more than an anonymous RFC 7591
-// registration: an admin-only scope in its `scope` and a made-up
+// registration: a `scope` of nothing but admin-only scopes and a made-up
 // single-word redirect scheme are refused (the page and the token endpoint
-// say which rule), and a document asking only for registration scopes works.
+// say which rule), an admin-only scope beside others is left out, and a
+// document asking only for registration scopes works.
 func TestMCPDocumentHeldToRegistrationRules(t *testing.T) {
 	t.Parallel()
 	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
@@ -678,7 +679,7 @@ func TestMCPDocumentHeldToRegistrationRules(t *testing.T) {
 			return ds.publish(path, 200, nil, d)
 		}
 		for _, tc := range []struct{ name, path, scope, redirect, rule string }{
-			{"admin-only scope", "/admin.json", "read admin", "https://app.example/cb", "admin"},
+			{"only an admin-only scope", "/admin.json", "admin", "https://app.example/cb", "admin"},
 			{"single-word scheme not listed", "/scheme.json", "", "myapp:/cb", "redirect_uris"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
@@ -701,6 +702,18 @@ func TestMCPDocumentHeldToRegistrationRules(t *testing.T) {
 		user, pw := e.user("docuser")
 		p := e.browser().consentPage(authRequest{clientID: id, redirectURI: "https://app.example/cb", state: "s", verifier: testVerifier, scope: "read"}.url(e.issuer), user, pw)
 		mustEqual(t, "consent page for a document within the registration scopes", p.status, 200)
+
+		// Read admin: stored with read only, and an authorization asking
+		// for both is shown read alone.
+		id = doc("/narrowed.json", "read admin", "https://app.example/cb")
+		p = e.browser().consentPage(authRequest{clientID: id, redirectURI: "https://app.example/cb", state: "s", verifier: testVerifier, scope: "read admin"}.url(e.issuer), user, pw)
+		if p.status != 200 || !strings.Contains(p.body, "(read)") || strings.Contains(p.body, "(admin)") {
+			t.Fatalf("consent page for a document asking for read admin: %d, want read alone: %.1500s", p.status, p.body)
+		}
+		c, err := e.store.GetClient(t.Context(), id)
+		if err != nil || !slices.Equal(c.Metadata.Scopes, []string{"read"}) {
+			t.Fatalf("stored document client scopes %v (%v), want [read]", c.Metadata.Scopes, err)
+		}
 	})
 }
 

@@ -98,9 +98,11 @@ func TestAnonymousClientCredentialsRefused(t *testing.T) {
 	})
 }
 
-// TestRegistrationScopes: a self-registered client may ask only for the
+// TestRegistrationScopes: a self-registered client gets only the
 // registration scopes (default: offered minus AUTHZ_ADMIN_SCOPES), at
-// registration and, when it registered none, at authorization.
+// registration and, when it registered none, at authorization: other
+// offered scopes are left out (RFC 7591 §3.2.1, RFC 6749 §3.3), and a
+// request of nothing but those is refused.
 func TestRegistrationScopes(t *testing.T) {
 	t.Parallel()
 	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
@@ -114,30 +116,37 @@ func TestRegistrationScopes(t *testing.T) {
 			}
 			return m
 		}
-		status, m := e.register(t, native(map[string]any{"scope": "read admin"}))
-		wantMetadataError(t, "admin scope at registration", status, m, "invalid_client_metadata", "scope")
+		_, _, reg := e.registerOK(t, native(map[string]any{"scope": "read admin"}))
+		mustEqual(t, "admin scope left out at registration", reg["scope"], any("read"))
+		status, m := e.register(t, native(map[string]any{"scope": "admin"}))
+		wantMetadataError(t, "only an admin scope at registration", status, m, "invalid_client_metadata", "scope")
 
 		// offline_access is about the grant, not a permission: never refused.
 		e.registerOK(t, native(map[string]any{"scope": "read offline_access"}))
 		strict := start(t, open(t), func(o *provider.Options) { o.RegistrationScopes = []string{"read"} })
 		strict.registerOK(t, native(map[string]any{"scope": "read offline_access"}))
-		status, m = strict.register(t, native(map[string]any{"scope": "read write"}))
-		wantMetadataError(t, "a scope outside AUTHZ_REGISTRATION_SCOPES", status, m, "invalid_client_metadata", "scope")
+		_, _, reg = strict.registerOK(t, native(map[string]any{"scope": "read write"}))
+		mustEqual(t, "a scope outside AUTHZ_REGISTRATION_SCOPES left out", reg["scope"], any("read"))
+		status, m = strict.register(t, native(map[string]any{"scope": "write"}))
+		wantMetadataError(t, "only a scope outside AUTHZ_REGISTRATION_SCOPES", status, m, "invalid_client_metadata", "scope")
 
 		id, _, _ := e.registerOK(t, native(nil))
 		redirect := "http://127.0.0.1:" + strconv.Itoa(freePort(t)) + "/callback"
-		u := e.browser().authorize(authRequest{clientID: id, redirectURI: redirect, state: "s", verifier: testVerifier, scope: "read admin"}.url(e.issuer), user, pw)
+		u := e.browser().authorize(authRequest{clientID: id, redirectURI: redirect, state: "s", verifier: testVerifier, scope: "admin"}.url(e.issuer), user, pw)
 		if q := u.Query(); q.Get("error") != "invalid_scope" || q.Get("code") != "" {
-			t.Fatalf("admin scope at authorization: %s", u)
+			t.Fatalf("only an admin scope at authorization: %s", u)
 		}
-		// The registration scopes work.
-		code := e.codeFor(e.browser(), authRequest{clientID: id, redirectURI: redirect, state: "s", verifier: testVerifier, scope: "read write"}, user, pw)
-		tr := e.postToken(exchangeForm(code, redirect, testVerifier, url.Values{"client_id": {id}}), "", "")
-		mustEqual(t, "exchange", tr.Scope, "read write")
+		// The registration scopes work; an admin scope beside them is
+		// left out.
+		for _, scope := range []string{"read write", "read write admin"} {
+			code := e.codeFor(e.browser(), authRequest{clientID: id, redirectURI: redirect, state: "s", verifier: testVerifier, scope: scope}, user, pw)
+			tr := e.postToken(exchangeForm(code, redirect, testVerifier, url.Values{"client_id": {id}}), "", "")
+			mustEqual(t, "exchange for "+scope, tr.Scope, "read write")
+		}
 
 		// An administrator's client may have the admin scope.
 		admin, adminSecret, adminRedirect := e.loopbackClient(false)
-		code = e.codeFor(e.browser(), authRequest{clientID: admin.ID, redirectURI: adminRedirect, state: "s", verifier: testVerifier, scope: "admin"}, user, pw)
+		code := e.codeFor(e.browser(), authRequest{clientID: admin.ID, redirectURI: adminRedirect, state: "s", verifier: testVerifier, scope: "admin"}, user, pw)
 		mustEqual(t, "admin client", e.postToken(exchangeForm(code, adminRedirect, testVerifier, nil), admin.ID, adminSecret).Scope, "admin")
 	})
 }
