@@ -44,14 +44,16 @@ func ParseTrustedProxies(s string) ([]netip.Prefix, error) {
 // further left were written by the client and are never believed, so a
 // forged X-Forwarded-For cannot pick the address that gets counted.
 //
-// X-Forwarded-For is read when present, otherwise Forwarded (RFC 7239 §5.2):
-// a proxy that speaks only Forwarded must drop X-Forwarded-For from requests.
+// The chain is read from the one header family Options.ProxyHeaders names
+// and from no other: a proxy appends to the header it speaks and passes
+// the other through as the client sent it, so falling back to (or
+// preferring) the other would let the client choose the address.
 func (s *Server) clientIP(r *http.Request) netip.Addr {
 	peer, ok := parseHop(r.RemoteAddr)
 	if !ok || !s.trustedProxy(peer) {
 		return peer
 	}
-	chain := forwardedFor(r.Header)
+	chain := forwardedFor(r.Header, s.opts.ProxyHeaders)
 	ip := peer
 	for i := len(chain) - 1; i >= 0; i-- {
 		hop, ok := parseHop(chain[i])
@@ -75,24 +77,28 @@ func (s *Server) trustedProxy(a netip.Addr) bool {
 	return false
 }
 
-// forwardedFor returns the client chain of X-Forwarded-For, or of
-// Forwarded's for= parameters, oldest first, across every header line.
-func forwardedFor(h http.Header) []string {
+// forwardedFor returns the client chain, oldest first, across every header
+// line, of X-Forwarded-For (ProxyHeadersXForwarded) or of Forwarded's for=
+// parameters (ProxyHeadersForwarded, RFC 7239 §4, §5.2). The other header
+// is never looked at. family is resolved (ResolveOptions): any other value
+// reads nothing, leaving the peer's address.
+func forwardedFor(h http.Header, family string) []string {
 	var out []string
-	if xff := h.Values("X-Forwarded-For"); len(xff) > 0 {
-		for _, line := range xff {
+	switch family {
+	case ProxyHeadersXForwarded:
+		for _, line := range h.Values("X-Forwarded-For") {
 			for _, v := range strings.Split(line, ",") {
 				out = append(out, strings.TrimSpace(v))
 			}
 		}
-		return out
-	}
-	for _, line := range h.Values("Forwarded") {
-		for _, elem := range strings.Split(line, ",") {
-			for _, pair := range strings.Split(elem, ";") {
-				k, v, ok := strings.Cut(strings.TrimSpace(pair), "=")
-				if ok && strings.EqualFold(k, "for") {
-					out = append(out, strings.Trim(v, `"`))
+	case ProxyHeadersForwarded:
+		for _, line := range h.Values("Forwarded") {
+			for _, elem := range strings.Split(line, ",") {
+				for _, pair := range strings.Split(elem, ";") {
+					k, v, ok := strings.Cut(strings.TrimSpace(pair), "=")
+					if ok && strings.EqualFold(k, "for") {
+						out = append(out, strings.Trim(v, `"`))
+					}
 				}
 			}
 		}

@@ -26,6 +26,15 @@ const (
 	RegistrationOff   = "off"   // the endpoint answers 403 and is not advertised
 )
 
+// Proxy header families for Options.ProxyHeaders: which one header a trusted
+// proxy names the client in. Exactly one is read, so a proxy that sets one
+// family and passes the client's own copy of the other through cannot be
+// fooled by it (Keycloak's proxy-headers=forwarded|xforwarded).
+const (
+	ProxyHeadersXForwarded = "xforwarded" // X-Forwarded-For only
+	ProxyHeadersForwarded  = "forwarded"  // RFC 7239 Forwarded (for=) only
+)
+
 // Options configures a Server. Zero durations take the documented defaults.
 type Options struct {
 	// Issuer is the server's identifier (RFC 8414 §2): an absolute http(s)
@@ -108,11 +117,17 @@ type Options struct {
 	RegistrationsPerIP int
 	RegistrationWindow time.Duration
 
-	// TrustedProxies are the peers whose X-Forwarded-For / Forwarded headers
-	// name the client IP that limits count, and whose X-Request-ID is kept
+	// TrustedProxies are the peers whose forwarding header (ProxyHeaders)
+	// names the client IP that limits count, and whose X-Request-ID is kept
 	// (README, "Operating authz"). Default none: the peer address, and a
 	// new request id for every request.
 	TrustedProxies []netip.Prefix
+	// ProxyHeaders is the one header family a trusted proxy's client
+	// address is read from: ProxyHeadersXForwarded (default, what most
+	// load balancers set) or ProxyHeadersForwarded. The other is ignored
+	// even when present: the proxy that sets one usually passes a client's
+	// copy of the other through untouched.
+	ProxyHeaders string
 
 	// HTTPClient fetches what clients point to (a private_key_jwt client's
 	// jwks_uri, a client ID metadata document). Redirects are never
@@ -172,6 +187,7 @@ const (
 	DefaultJanitorInterval         = 5 * time.Minute
 	DefaultStoreTimeout            = 5 * time.Second
 	DefaultRegistrationPolicy      = RegistrationOpen
+	DefaultProxyHeaders            = ProxyHeadersXForwarded
 	DefaultLoginFailuresPerAccount = 5
 	DefaultLoginFailuresPerIP      = 20
 	DefaultLoginWindow             = 15 * time.Minute
@@ -348,6 +364,13 @@ func (o *Options) setDefaults() error {
 	case RegistrationOpen, RegistrationToken, RegistrationOff:
 	default:
 		return optErr("RegistrationPolicy", "registration policy %q: want %s, %s or %s", o.RegistrationPolicy, RegistrationOpen, RegistrationToken, RegistrationOff)
+	}
+	switch o.ProxyHeaders {
+	case "":
+		o.ProxyHeaders = DefaultProxyHeaders
+	case ProxyHeadersXForwarded, ProxyHeadersForwarded:
+	default:
+		return optErr("ProxyHeaders", "proxy headers %q: want %s (X-Forwarded-For) or %s (RFC 7239 Forwarded)", o.ProxyHeaders, ProxyHeadersXForwarded, ProxyHeadersForwarded)
 	}
 	if o.Now == nil {
 		o.Now = time.Now

@@ -25,7 +25,8 @@ func TestResolveOptions(t *testing.T) {
 		o.StoreTimeout != DefaultStoreTimeout || o.LoginWindow != DefaultLoginWindow ||
 		o.RegistrationWindow != DefaultRegistrationWindow || o.LoginFailuresPerAccount != DefaultLoginFailuresPerAccount ||
 		o.LoginFailuresPerIP != DefaultLoginFailuresPerIP || o.RegistrationsPerIP != DefaultRegistrationsPerIP ||
-		o.RegistrationPolicy != DefaultRegistrationPolicy || o.SigningAlgorithm != DefaultSigningAlgorithm {
+		o.RegistrationPolicy != DefaultRegistrationPolicy || o.SigningAlgorithm != DefaultSigningAlgorithm ||
+		o.ProxyHeaders != DefaultProxyHeaders || DefaultProxyHeaders != ProxyHeadersXForwarded {
 		t.Fatalf("defaults not applied: %+v", o)
 	}
 	resources := []string{"HTTPS://API.example.com:443/"}
@@ -62,6 +63,10 @@ func TestResolveOptions(t *testing.T) {
 		{"negative grace", func(o *Options) { o.RefreshGrace = -time.Second }, "RefreshGrace"},
 		{"grace shorter than Retry-After", func(o *Options) { o.RefreshGrace = RetryAfter - time.Second }, "RefreshGrace"},
 		{"unknown registration policy", func(o *Options) { o.RegistrationPolicy = "sometimes" }, "RegistrationPolicy"},
+		// Exactly the two spellings: "both" or a header name would read as
+		// a family it is not.
+		{"unknown proxy headers", func(o *Options) { o.ProxyHeaders = "x-forwarded-for" }, "ProxyHeaders"},
+		{"proxy headers: both", func(o *Options) { o.ProxyHeaders = "both" }, "ProxyHeaders"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -61,6 +61,7 @@ type config struct {
 	RegistrationLimit       int
 	RegistrationWindow      time.Duration
 	TrustedProxies          string
+	ProxyHeaders            string
 
 	AdminAddr      string
 	AccessLog      bool
@@ -125,7 +126,8 @@ func (c *config) settings() []setting {
 		{flag: "login-window", env: "AUTHZ_LOGIN_WINDOW", option: "LoginWindow", def: short(provider.DefaultLoginWindow), usage: "window of the sign-in limits (and how long a lockout lasts at most)", dur: &c.LoginWindow},
 		{flag: "registration-limit", env: "AUTHZ_REGISTRATION_LIMIT", option: "RegistrationsPerIP", def: strconv.Itoa(provider.DefaultRegistrationsPerIP), usage: "dynamic registrations allowed per client IP per registration window", integer: &c.RegistrationLimit},
 		{flag: "registration-window", env: "AUTHZ_REGISTRATION_WINDOW", option: "RegistrationWindow", def: short(provider.DefaultRegistrationWindow), usage: "window of the registration limit", dur: &c.RegistrationWindow},
-		{flag: "trusted-proxies", env: "AUTHZ_TRUSTED_PROXIES", option: "TrustedProxies", def: "", usage: "comma-separated CIDRs of reverse proxies whose X-Forwarded-For / Forwarded name the client IP and whose X-Request-ID is kept; empty: the peer address", str: &c.TrustedProxies},
+		{flag: "trusted-proxies", env: "AUTHZ_TRUSTED_PROXIES", option: "TrustedProxies", def: "", usage: "comma-separated CIDRs of reverse proxies whose forwarding header (see --proxy-headers) names the client IP and whose X-Request-ID is kept; empty: the peer address", str: &c.TrustedProxies},
+		{flag: "proxy-headers", env: "AUTHZ_PROXY_HEADERS", option: "ProxyHeaders", def: provider.DefaultProxyHeaders, usage: "the one header a trusted proxy names the client in: " + provider.ProxyHeadersXForwarded + " (X-Forwarded-For) or " + provider.ProxyHeadersForwarded + " (RFC 7239 Forwarded); the other is ignored", str: &c.ProxyHeaders},
 		{flag: "admin-addr", env: "AUTHZ_ADMIN_ADDR", def: "127.0.0.1:9090", usage: "admin listener for /metrics (Prometheus) and /debug/pprof/; empty turns it off. Never expose it publicly", str: &c.AdminAddr},
 		{flag: "access-log", env: "AUTHZ_ACCESS_LOG", def: "true", usage: "log one INFO line per request (method, route, status, duration, client id)", boolean: &c.AccessLog},
 		{flag: "audit-retention", env: "AUTHZ_AUDIT_RETENTION", option: "AuditRetention", def: short(provider.DefaultAuditRetention), usage: "how long audit events are kept before the janitor deletes them", dur: &c.AuditRetention},
@@ -405,7 +407,7 @@ func (c *config) providerOptions(st store.Store, log *slog.Logger) (provider.Opt
 		KeyRefreshInterval: c.KeyReloadInterval,
 		RegistrationPolicy: c.RegistrationPolicy, StoreTimeout: c.DBTimeout, Logger: log,
 		LoginFailuresPerAccount: c.LoginFailuresPerAccount, LoginFailuresPerIP: c.LoginFailuresPerIP, LoginWindow: c.LoginWindow,
-		RegistrationsPerIP: c.RegistrationLimit, RegistrationWindow: c.RegistrationWindow, TrustedProxies: proxies,
+		RegistrationsPerIP: c.RegistrationLimit, RegistrationWindow: c.RegistrationWindow, TrustedProxies: proxies, ProxyHeaders: c.ProxyHeaders,
 		DisableClientMetadataDocuments: c.MetadataDocuments == "off",
 		AdminScopes:                    splitList(c.AdminScopes), RegistrationScopes: noneList(c.RegistrationScopes),
 		RedirectSchemes: noneList(c.RedirectSchemes), RegistrationUnusedTTL: c.RegUnusedTTL, RegistrationIdleTTL: c.RegIdleTTL,

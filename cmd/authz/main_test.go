@@ -134,6 +134,7 @@ func TestBadConfigurationExitsWithOneLine(t *testing.T) {
 		{"bad encryption key", []string{"AUTHZ_ENCRYPTION_KEY=short"}, "AUTHZ_ENCRYPTION_KEY"},
 		{"bad registration policy", []string{"AUTHZ_REGISTRATION=sometimes"}, "registration"},
 		{"bad trusted proxy", []string{"AUTHZ_TRUSTED_PROXIES=10.0.0.0/8,not-a-cidr"}, "AUTHZ_TRUSTED_PROXIES"},
+		{"unknown proxy headers", []string{"AUTHZ_PROXY_HEADERS=x-forwarded-for"}, `AUTHZ_PROXY_HEADERS="x-forwarded-for"`},
 		{"login limit not a number", []string{"AUTHZ_LOGIN_FAILURES_PER_ACCOUNT=many"}, "AUTHZ_LOGIN_FAILURES_PER_ACCOUNT"},
 		{"registration limit zero", []string{"AUTHZ_REGISTRATION_LIMIT=0"}, "AUTHZ_REGISTRATION_LIMIT"},
 		{"zero database timeout", []string{"AUTHZ_DB_TIMEOUT=0s"}, "AUTHZ_DB_TIMEOUT"},
