@@ -141,3 +141,29 @@ func DecideRedemption(code *AuthCode, g *Grant, now time.Time) (RedemptionOutcom
 		return RedeemOK, nil
 	}
 }
+
+// SweptTrusts are the trust levels whose clients DeleteStaleClients may
+// remove: those anyone on the internet can create, by RFC 7591 registration
+// or by publishing a client ID metadata document at a new URL. Both are
+// rate-limited per client IP, not bounded, so abandoned ones must go. A
+// metadata-document client loses nothing by it: its next request fetches
+// the document again and makes a new row. An administrator's client is
+// never swept.
+var SweptTrusts = []string{TrustRegistered, TrustMetadataDocument}
+
+// ClientStale is the staleness rule of DeleteStaleClients: c's trust is
+// one of SweptTrusts, it has no live grant (liveGrant false: none neither
+// revoked nor past its lifetime at now), and it either never completed an
+// authorization (zero UsedAt) and was created at or before now-unusedTTL,
+// or was last used at or before now-idleTTL. The memory store calls it;
+// the PostgreSQL store's one DELETE states the same conditions over the
+// same SweptTrusts.
+func ClientStale(c Client, liveGrant bool, now time.Time, unusedTTL, idleTTL time.Duration) bool {
+	if liveGrant || !slices.Contains(SweptTrusts, c.Trust) {
+		return false
+	}
+	if c.UsedAt.IsZero() {
+		return !c.CreatedAt.After(now.Add(-unusedTTL))
+	}
+	return !c.UsedAt.After(now.Add(-idleTTL))
+}

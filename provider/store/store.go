@@ -71,8 +71,8 @@ type Client struct {
 	UpdatedAt         time.Time
 	// UsedAt is when the client last completed an authorization or used
 	// a grant, to within a day (MarkClientUsed); zero until the first
-	// completed authorization. The janitor removes self-registered clients
-	// by it (DeleteStaleClients).
+	// completed authorization. The janitor removes self-registered and
+	// metadata-document clients by it (DeleteStaleClients).
 	UsedAt time.Time
 }
 
@@ -397,12 +397,13 @@ type Store interface {
 	// MarkClientUsed moves the client's UsedAt forward to now (never back).
 	// ErrNotFound if it does not exist.
 	MarkClientUsed(ctx context.Context, id string, now time.Time) error
-	// DeleteStaleClients removes, in one operation, every TrustRegistered
-	// client without a live grant at now (one neither revoked nor past its
-	// lifetime) that either never completed an authorization (zero UsedAt)
-	// and was created at or before now-unusedTTL, or was last used at or
-	// before now-idleTTL; with them go their codes, grants, tokens and
-	// consents, as DeleteClient. It returns the clients it removed, as they
+	// DeleteStaleClients removes, in one operation, every client that
+	// ClientStale says is stale: a self-registered or metadata-document
+	// client (SweptTrusts) without a live grant at now (one neither
+	// revoked nor past its lifetime) that either never completed an
+	// authorization (zero UsedAt) and was created at or before
+	// now-unusedTTL, or was last used at or before now-idleTTL; with them
+	// go their codes, grants, tokens and consents, as DeleteClient. It returns the clients it removed, as they
 	// were (so the caller can record each deletion).
 	DeleteStaleClients(ctx context.Context, now time.Time, unusedTTL, idleTTL time.Duration) ([]Client, error)
 

@@ -206,12 +206,7 @@ func (s *Store) DeleteStaleClients(_ context.Context, now time.Time, unusedTTL, 
 	}
 	var doomed []store.Client
 	for id, c := range s.clients {
-		if c.Trust != store.TrustRegistered || live[id] {
-			continue
-		}
-		unused := c.UsedAt.IsZero() && !c.CreatedAt.After(now.Add(-unusedTTL))
-		idle := !c.UsedAt.IsZero() && !c.UsedAt.After(now.Add(-idleTTL))
-		if unused || idle {
+		if store.ClientStale(c, live[id], now, unusedTTL, idleTTL) {
 			doomed = append(doomed, cloneClient(c))
 		}
 	}

@@ -280,18 +280,22 @@ func (s *Store) MarkClientUsed(ctx context.Context, id string, now time.Time) er
 }
 
 // DeleteStaleClients is one DELETE: the staleness test and the removal see
-// the same rows. Grants, codes, refresh tokens and consents go by cascade.
-// A grant committed while the statement runs may go with its client: that
-// client had completed no authorization for the whole TTL.
+// the same rows. Its WHERE is store.ClientStale over store.SweptTrusts.
+// The trust list is written into the statement as literals, not passed as
+// a parameter, so the planner can match the partial index
+// clients_swept_used_at (migration 0011), whose predicate is the same
+// list. Grants, codes, refresh tokens and consents go by cascade. A grant
+// committed while the statement runs may go with its client: that client
+// had completed no authorization for the whole TTL.
 func (s *Store) DeleteStaleClients(ctx context.Context, now time.Time, unusedTTL, idleTTL time.Duration) ([]store.Client, error) {
 	now = ts(now)
 	rows, err := s.pool.Query(ctx, `DELETE FROM clients c
-		WHERE c.trust = $1
-		  AND ((c.used_at IS NULL AND c.created_at <= $3) OR c.used_at <= $4)
+		WHERE c.trust IN (`+sweptTrustsSQL+`)
+		  AND ((c.used_at IS NULL AND c.created_at <= $2) OR c.used_at <= $3)
 		  AND NOT EXISTS (SELECT 1 FROM grants g
-		                  WHERE g.client_id = c.id AND g.revoked_at IS NULL AND g.expires_at > $2)
+		                  WHERE g.client_id = c.id AND g.revoked_at IS NULL AND g.expires_at > $1)
 		RETURNING `+clientCols,
-		store.TrustRegistered, now, now.Add(-unusedTTL), now.Add(-idleTTL))
+		now, now.Add(-unusedTTL), now.Add(-idleTTL))
 	if err != nil {
 		return nil, wrap(err)
 	}
@@ -306,6 +310,17 @@ func (s *Store) DeleteStaleClients(ctx context.Context, now time.Time, unusedTTL
 	}
 	return out, wrap(rows.Err())
 }
+
+// sweptTrustsSQL is store.SweptTrusts as SQL string literals. The values
+// are the package's own constants, never input; quoting still doubles any
+// quote so the list stays a list whatever they become.
+var sweptTrustsSQL = func() string {
+	q := make([]string, len(store.SweptTrusts))
+	for i, t := range store.SweptTrusts {
+		q[i] = "'" + strings.ReplaceAll(t, "'", "''") + "'"
+	}
+	return strings.Join(q, ", ")
+}()
 
 // ---- Users ----
 

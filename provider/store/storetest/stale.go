@@ -9,9 +9,10 @@ import (
 )
 
 // testStaleClients covers MarkClientUsed and DeleteStaleClients: the janitor
-// removes self-registered clients that never completed an authorization
-// within unusedTTL, or have been idle (no live grant) for idleTTL; clients
-// of every other trust level stay whatever their age (issue 11).
+// removes self-registered and metadata-document clients that never
+// completed an authorization within unusedTTL, or have been idle (no live
+// grant) for idleTTL; administrators' clients stay whatever their age
+// (issue 11).
 func testStaleClients(t *testing.T, newStore factory) {
 	const unusedTTL, idleTTL = 24 * time.Hour, 90 * 24 * time.Hour
 
@@ -53,7 +54,16 @@ func testStaleClients(t *testing.T, newStore factory) {
 		{"registered, idle by UsedAt but a live grant", store.TrustRegistered, now.Add(-idleTTL - time.Hour), base, "live", false},
 		{"admin, never used, old", store.TrustAdmin, time.Time{}, base, "", false},
 		{"admin, idle", store.TrustAdmin, now.Add(-idleTTL - time.Hour), base, "", false},
-		{"metadata document, never used, old", store.TrustMetadataDocument, time.Time{}, base, "", false},
+		// A metadata-document client goes by the same rule: anyone can
+		// publish documents at new URLs, and its next request fetches the
+		// document again.
+		{"metadata document, never used, old", store.TrustMetadataDocument, time.Time{}, base, "", true},
+		{"metadata document, never used, younger than unusedTTL", store.TrustMetadataDocument, time.Time{}, now.Add(-unusedTTL + time.Microsecond), "", false},
+		{"metadata document, never used, pending authorization", store.TrustMetadataDocument, time.Time{}, now.Add(-2 * unusedTTL), "live", false},
+		{"metadata document, used exactly idleTTL ago, no grant", store.TrustMetadataDocument, now.Add(-idleTTL), base, "", true},
+		{"metadata document, used just under idleTTL ago", store.TrustMetadataDocument, now.Add(-idleTTL + time.Microsecond), base, "", false},
+		{"metadata document, idle, only a revoked grant", store.TrustMetadataDocument, now.Add(-idleTTL - time.Hour), base, "revoked", true},
+		{"metadata document, idle by UsedAt but a live grant", store.TrustMetadataDocument, now.Add(-idleTTL - time.Hour), base, "live", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -85,7 +95,7 @@ func testStaleClients(t *testing.T, newStore factory) {
 			n := len(deleted)
 			_, getErr := e.s.GetClient(e.ctx, "c1")
 			if tt.gone {
-				if n != 1 || deleted[0].ID != "c1" || deleted[0].Trust != store.TrustRegistered {
+				if n != 1 || deleted[0].ID != "c1" || deleted[0].Trust != tt.trust {
 					t.Errorf("DeleteStaleClients removed %+v, want exactly client c1 as it was", deleted)
 				}
 				wantErr(t, "GetClient after DeleteStaleClients", getErr, store.ErrNotFound)
