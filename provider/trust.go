@@ -40,10 +40,12 @@ func (s *Server) markUsed(ctx context.Context, c store.Client, now time.Time) {
 }
 
 // deleteStaleRegistrations is the janitor's job that removes self-registered
-// clients that never completed an authorization within
-// Options.RegistrationUnusedTTL, or have had no live grant for
-// Options.RegistrationIdleTTL (issue 11: abandoned registrations must not
-// pile up).
+// and metadata-document clients (store.SweptTrusts) that never completed an
+// authorization within Options.RegistrationUnusedTTL, or have had no live
+// grant for Options.RegistrationIdleTTL (issue 11: abandoned registrations
+// must not pile up; anyone can publish documents at new URLs just as
+// anyone can register). A swept document client is fetched again on its
+// next request.
 func (s *Server) deleteStaleRegistrations(ctx context.Context, now time.Time) error {
 	deleted, err := s.store.DeleteStaleClients(ctx, now, s.opts.RegistrationUnusedTTL, s.opts.RegistrationIdleTTL)
 	if err != nil {
@@ -58,7 +60,7 @@ func (s *Server) deleteStaleRegistrations(ctx context.Context, now time.Time) er
 		s.audit(ctx, e)
 	}
 	if len(deleted) > 0 {
-		s.log.Info("deleted unused or idle self-registered clients", "count", len(deleted))
+		s.log.Info("deleted unused or idle self-registered and metadata-document clients", "count", len(deleted))
 	}
 	return nil
 }
