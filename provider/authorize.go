@@ -45,6 +45,10 @@ type untrusted struct{ title, message string }
 
 func (u *untrusted) Error() string { return u.message }
 
+// errUnknownClient is the page for a client_id the store does not hold:
+// never registered, or deleted (see vanished).
+var errUnknownClient = &untrusted{"Unknown application", "The application that sent you here is not registered with this server."}
+
 // authorizeParams are the single-valued parameters of an authorization request.
 var authorizeParams = []string{"response_type", "state", "code_challenge", "code_challenge_method", "scope", "response_mode"}
 
@@ -63,7 +67,7 @@ func (s *Server) parseAuthorize(r *http.Request, form url.Values) (*authorizeReq
 	// read from the store at most once per ClientCacheTTL (issue 13).
 	c, _, err := s.clients.get(r.Context(), clientID)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, &untrusted{"Unknown application", "The application that sent you here is not registered with this server."}
+		return nil, errUnknownClient
 	}
 	var de *documentError
 	if errors.As(err, &de) {
@@ -308,11 +312,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !ok || (perr == nil && req.oidc.needsLogin(user, sess.CreatedAt, s.opts.Now())) {
-		back := stripConsentFields(r.Form)
-		if perr == nil && req.oidc != nil {
-			back = reauthReturn(back)
-		}
-		http.Redirect(w, r, s.loginURL(s.issuerPath+PathAuthorize+"?"+back.Encode()), http.StatusSeeOther)
+		s.toSignIn(w, r, perr == nil && req.oidc != nil)
 		return
 	}
 	req.authTime = sess.CreatedAt
@@ -331,7 +331,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if err := s.rememberConsent(r, user, req); err != nil {
-			s.authorizeFailed(w, r, req, err)
+			s.codeFailed(w, r, req, err)
 			return
 		}
 		s.audit(r.Context(), consentEvent(EventConsentGranted, user, req))
@@ -381,6 +381,48 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	}
 	slices.SortFunc(page.Hidden, func(a, b hiddenField) int { return strings.Compare(a.Name, b.Name) })
 	s.render(w, http.StatusOK, "consent", page)
+}
+
+// toSignIn sends the browser to the sign-in page, returning to this
+// authorization request (without the consent form's fields). reauth: the
+// OIDC request asked for a fresh sign-in (see reauthReturn).
+func (s *Server) toSignIn(w http.ResponseWriter, r *http.Request, reauth bool) {
+	back := stripConsentFields(r.Form)
+	if reauth {
+		back = reauthReturn(back)
+	}
+	http.Redirect(w, r, s.loginURL(s.issuerPath+PathAuthorize+"?"+back.Encode()), http.StatusSeeOther)
+}
+
+// codeFailed answers a failure to store the consent or the code. Both
+// return ErrNotFound when the client or the user is gone: deleted since
+// this request read them, on another replica (RFC 7592 DELETE, `authz
+// client delete`, the janitor's sweep) while this one still holds the
+// client in its cache (ClientCacheTTL), or the user deleted after the
+// session check. That is not a server error: the request is answered
+// again from the store, as a request arriving now would be. A client
+// gone is the unknown-application page (no redirect: nobody vouches for
+// the redirect URI any more, RFC 6749 §4.1.2.1); a user gone, with the
+// sessions that cascade with it, is the sign-in page.
+func (s *Server) codeFailed(w http.ResponseWriter, r *http.Request, req *authorizeRequest, err error) {
+	if !errors.Is(err, store.ErrNotFound) {
+		s.authorizeFailed(w, r, req, err)
+		return
+	}
+	s.clients.forget(req.client.ID)
+	fresh, perr := s.parseAuthorize(r, r.Form)
+	if perr != nil && (fresh == nil || fresh.redirect == "") {
+		s.authorizeFailed(w, r, fresh, perr)
+		return
+	}
+	_, _, ok, serr := s.currentSession(r)
+	if serr == nil && !ok {
+		s.toSignIn(w, r, perr == nil && fresh.oidc != nil)
+		return
+	}
+	// Both are there again (a metadata-document client fetched anew):
+	// nothing to explain but the original failure.
+	s.authorizeFailed(w, r, req, err)
 }
 
 // stripConsentFields removes the consent form's own fields from a request.
@@ -480,7 +522,7 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, user store.Us
 		}
 	}
 	if err := s.store.CreateAuthCode(r.Context(), ac, grant); err != nil {
-		s.authorizeFailed(w, r, req, err)
+		s.codeFailed(w, r, req, err)
 		return
 	}
 	s.redirect(w, r, req.redirect, req.state, url.Values{"code": {code}})
