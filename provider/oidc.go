@@ -270,6 +270,10 @@ func (s *Server) handleUserInfo(w http.ResponseWriter, r *http.Request) error {
 		return oauth.New(oauth.CodeInvalidToken, "the access token was not issued for UserInfo (request the openid scope)")
 	}
 	scopes := strings.Fields(cl.Scope)
+	// Reachable: an operator may list the UserInfo URL among the
+	// resources, and a token requested for it (resource=, RFC 8707) has
+	// this audience whatever its scope. Without this check it would read
+	// the user's identity with an API scope (RFC 6750 §3.1: 403).
 	if !slices.Contains(scopes, ScopeOpenID) {
 		return &oauth.Error{Code: oauth.CodeInsufficientScope, Description: "the openid scope is required"}
 	}

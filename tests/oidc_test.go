@@ -15,6 +15,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/authzd/authz/provider"
+	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/store"
 )
 
@@ -570,6 +571,49 @@ func TestOIDCRegistration(t *testing.T) {
 		p := e.browser().do("GET", provider.PathAuthorize+"?"+q.Encode(), nil)
 		if p.status != http.StatusBadRequest || p.location != "" || !strings.Contains(p.body, "login_required") {
 			t.Fatalf("prompt=none for a self-registered client before sign-in: %d %q", p.status, p.location)
+		}
+	})
+}
+
+// TestUserInfoInsufficientScope: a token whose audience names UserInfo but
+// whose scope lacks openid reaches UserInfo's scope check when an operator
+// lists the UserInfo URL among the protected resources (a resource is
+// requested by URL, RFC 8707). It is answered 403 with RFC 6750 §3.1's
+// challenge naming the scope needed, never 200 and never invalid_token.
+func TestUserInfoInsufficientScope(t *testing.T) {
+	t.Parallel()
+	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		e := start(t, open(t), func(o *provider.Options) {
+			o.Resources = append(o.Resources, o.Issuer+provider.PathUserInfo)
+		})
+		userInfo := e.issuer + provider.PathUserInfo
+		user, pw := e.user("scant")
+		b := e.browser()
+		c, secret, redirect := e.loopbackClient(false)
+		code := e.codeFor(b, authRequest{clientID: c.ID, redirectURI: redirect, state: "s", scope: "read", verifier: testVerifier, resources: []string{userInfo}}, user, pw)
+		tr := e.postToken(exchangeForm(code, redirect, testVerifier, nil), c.ID, secret)
+		mustEqual(t, "exchange", tr.Status, 200)
+		svc, svcSecret := e.client(store.ClientMetadata{GrantTypes: []string{oauth.GrantClientCredentials}, Scopes: []string{"read"}})
+		cc := e.postToken(url.Values{"grant_type": {"client_credentials"}, "scope": {"read"}, "resource": {userInfo}}, svc.ID, svcSecret)
+		mustEqual(t, "client_credentials", cc.Status, 200)
+		for name, tok := range map[string]string{"user token without openid": tr.AccessToken, "client_credentials token": cc.AccessToken} {
+			if !slices.Contains(audience(t, tok), userInfo) {
+				t.Fatalf("%s: audience %v lacks UserInfo", name, audience(t, tok))
+			}
+			req, _ := http.NewRequest("GET", userInfo, nil)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			wa := resp.Header.Get("WWW-Authenticate")
+			if resp.StatusCode != http.StatusForbidden || !strings.HasPrefix(wa, "Bearer ") ||
+				!strings.Contains(wa, `error="insufficient_scope"`) || !strings.Contains(wa, `scope="openid"`) ||
+				!strings.Contains(string(body), `"insufficient_scope"`) {
+				t.Errorf("%s: %d WWW-Authenticate %q body %s, want 403 insufficient_scope naming openid", name, resp.StatusCode, wa, body)
+			}
 		}
 	})
 }
