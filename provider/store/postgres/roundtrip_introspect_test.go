@@ -1,14 +1,10 @@
 package postgres_test
 
 import (
-	"crypto/sha256"
 	"testing"
 	"time"
 
-	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/store"
-	"github.com/authzd/authz/provider/store/postgres"
-	"github.com/authzd/authz/provider/store/postgres/pgtest"
 )
 
 // TestAccessTokenStatusTakesOneRoundTrip: what introspection and UserInfo
@@ -17,23 +13,12 @@ import (
 // statements are prepared, not one per question (issue 13: introspection
 // must not regress). A count, never a time.
 func TestAccessTokenStatusTakesOneRoundTrip(t *testing.T) {
-	t.Parallel()
-	pool, rt := pgtest.CountingPool(t)
-	st := postgres.New(pool)
+	st, _, rt, must := roundTripStore(t)
 	ctx := t.Context()
-	base := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	must(st.CreateClient(ctx, store.Client{ID: "c", Metadata: store.ClientMetadata{TokenEndpointAuthMethod: oauth.AuthNone}, CreatedAt: base, UpdatedAt: base}))
-	must(st.CreateUser(ctx, store.User{ID: "u", Username: "u", PasswordHash: "x", CreatedAt: base}))
-	code := sha256.Sum256([]byte("code"))
+	code := hash("code")
 	must(st.CreateAuthCode(ctx,
-		store.AuthCode{Hash: code[:], ClientID: "c", UserID: "u", GrantID: "g", CreatedAt: base, ExpiresAt: base.Add(time.Minute)},
-		store.Grant{ID: "g", ClientID: "c", UserID: "u", CodeHash: code[:], CreatedAt: base, ExpiresAt: base.Add(24 * time.Hour)}))
+		store.AuthCode{Hash: code, ClientID: "c", UserID: "u", GrantID: "g", CreatedAt: base, ExpiresAt: base.Add(time.Minute)},
+		store.Grant{ID: "g", ClientID: "c", UserID: "u", CodeHash: code, CreatedAt: base, ExpiresAt: base.Add(24 * time.Hour)}))
 	must(st.RevokeAccessToken(ctx, "revoked", base.Add(time.Hour)))
 
 	now := base.Add(time.Second)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/store"
@@ -14,25 +15,36 @@ import (
 	"github.com/authzd/authz/provider/store/postgres/pgtest"
 )
 
-// TestGrantOperationsTakeTwoRoundTrips pins issue 13's shape: rotation and
-// code redemption, in every outcome, cost at most two round trips to
-// PostgreSQL once the statements are prepared. A count, never a time.
-func TestGrantOperationsTakeTwoRoundTrips(t *testing.T) {
+// base is the clock every round-trip count starts from.
+var base = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+
+// roundTripStore is a store on a pool that counts round trips, holding
+// client "c" (public) and user "u", where every count below starts.
+func roundTripStore(t *testing.T) (*postgres.Store, *pgxpool.Pool, *pgtest.RoundTrips, func(error)) {
+	t.Helper()
 	t.Parallel()
 	pool, rt := pgtest.CountingPool(t)
 	st := postgres.New(pool)
-	ctx := t.Context()
-	base := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	must(st.CreateClient(ctx, store.Client{ID: "c", Metadata: store.ClientMetadata{TokenEndpointAuthMethod: oauth.AuthNone}, CreatedAt: base, UpdatedAt: base}))
-	must(st.CreateUser(ctx, store.User{ID: "u", Username: "u", PasswordHash: "x", CreatedAt: base}))
+	must(st.CreateClient(t.Context(), store.Client{ID: "c", Metadata: store.ClientMetadata{TokenEndpointAuthMethod: oauth.AuthNone}, CreatedAt: base, UpdatedAt: base}))
+	must(st.CreateUser(t.Context(), store.User{ID: "u", Username: "u", PasswordHash: "x", CreatedAt: base}))
+	return st, pool, rt, must
+}
 
-	hash := func(s string) []byte { h := sha256.Sum256([]byte(s)); return h[:] }
+func hash(s string) []byte { h := sha256.Sum256([]byte(s)); return h[:] }
+
+// TestGrantOperationsTakeTwoRoundTrips pins issue 13's shape: rotation and
+// code redemption, in every outcome, cost at most two round trips to
+// PostgreSQL once the statements are prepared. A count, never a time.
+func TestGrantOperationsTakeTwoRoundTrips(t *testing.T) {
+	st, pool, rt, must := roundTripStore(t)
+	ctx := t.Context()
+
 	next := func(now time.Time) store.NextRefreshFunc {
 		return func(old store.RefreshToken, g store.Grant) (store.RefreshToken, error) {
 			return store.RefreshToken{ID: old.ID + "'", Hash: hash("next " + string(old.Hash)), GrantID: g.ID, ClientID: old.ClientID,
@@ -150,20 +162,8 @@ func ignore(err, want error) error {
 // one round trip (it was two reads), and storing a code with its grant is
 // one (it was begin, two inserts, commit: four). A count, never a time.
 func TestAuthorizeOperationsTakeOneRoundTrip(t *testing.T) {
-	t.Parallel()
-	pool, rt := pgtest.CountingPool(t)
-	st := postgres.New(pool)
+	st, _, rt, must := roundTripStore(t)
 	ctx := t.Context()
-	base := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	must(st.CreateClient(ctx, store.Client{ID: "c", Metadata: store.ClientMetadata{TokenEndpointAuthMethod: oauth.AuthNone}, CreatedAt: base, UpdatedAt: base}))
-	must(st.CreateUser(ctx, store.User{ID: "u", Username: "u", PasswordHash: "x", CreatedAt: base}))
-	hash := func(s string) []byte { h := sha256.Sum256([]byte(s)); return h[:] }
 	must(st.CreateSession(ctx, store.Session{Hash: hash("session"), UserID: "u", CreatedAt: base, ExpiresAt: base.Add(time.Hour)}))
 
 	steps := func(name string) []struct {
