@@ -173,12 +173,32 @@ func BenchmarkIntrospectionPostgres(b *testing.B) {
 	c, csecret, redirect := e.loopbackClient(false)
 	code := e.codeFor(e.browser(), authRequest{clientID: c.ID, redirectURI: redirect, state: "i", verifier: testVerifier}, user, pw)
 	tr := e.postToken(exchangeForm(code, redirect, testVerifier, nil), c.ID, csecret)
-	form := url.Values{"token": {tr.AccessToken}}
+	benchIntrospect(b, e, tr.AccessToken, svc.ID, secret)
+}
+
+// BenchmarkIntrospectionClientCredentialsPostgres introspects a token
+// without a grant, as `make load`'s introspect mode does: the store's
+// answer is one statement (revoked? client still there?), where
+// BenchmarkIntrospectionPostgres's token of a grant takes one batch.
+func BenchmarkIntrospectionClientCredentialsPostgres(b *testing.B) {
+	e := benchEnv(b)
+	svc, secret := e.resourceServer(store.ClientMetadata{Scopes: []string{"read"}})
+	tr := e.postToken(url.Values{"grant_type": {"client_credentials"}}, svc.ID, secret)
+	if tr.Status != 200 {
+		b.Fatalf("client_credentials: %d %s", tr.Status, tr.Error)
+	}
+	benchIntrospect(b, e, tr.AccessToken, svc.ID, secret)
+}
+
+// benchIntrospect introspects token as the resource server svcID, from 8
+// goroutines per core; every answer must be active.
+func benchIntrospect(b *testing.B, e *env, token, svcID, secret string) {
+	form := url.Values{"token": {token}}
 	b.SetParallelism(8)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			raw := benchPost(b, e.issuer+provider.PathIntrospect, form, svc.ID, secret, 200)
+			raw := benchPost(b, e.issuer+provider.PathIntrospect, form, svcID, secret, 200)
 			if !strings.Contains(string(raw), `"active":true`) {
 				b.Fatalf("inactive: %s", raw)
 			}

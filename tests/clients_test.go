@@ -635,6 +635,15 @@ func (c *clientReads) GetClient(ctx context.Context, id string) (store.Client, e
 	return c.Store.GetClient(ctx, id)
 }
 
+// replicasCountingReads starts two replicas on st; the second counts its
+// client reads.
+func replicasCountingReads(t *testing.T, st store.Store) (one, two *env, reads *clientReads) {
+	key := make([]byte, 32) // replicas share AUTHZ_ENCRYPTION_KEY
+	withKey := func(o *provider.Options) { o.EncryptionKey = key }
+	reads = &clientReads{Store: st}
+	return start(t, st, withKey), start(t, reads, withKey), reads
+}
+
 // TestClientCacheOnTheTokenEndpoint (issue 13 point 2): the token endpoint
 // reads a client from a per-process cache, so a busy client costs no
 // database read per request; the replica that deletes a client sees it at
@@ -642,12 +651,7 @@ func (c *clientReads) GetClient(ctx context.Context, id string) (store.Client, e
 func TestClientCacheOnTheTokenEndpoint(t *testing.T) {
 	t.Parallel()
 	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
-		st := open(t)
-		key := make([]byte, 32) // replicas share AUTHZ_ENCRYPTION_KEY
-		withKey := func(o *provider.Options) { o.EncryptionKey = key }
-		one := start(t, st, withKey)
-		reads := &clientReads{Store: st}
-		two := start(t, reads, withKey) // a second replica on the same database
+		one, two, reads := replicasCountingReads(t, open(t))
 
 		status, m := one.registerService(t, map[string]any{"grant_types": []string{"client_credentials"}, "token_endpoint_auth_method": "client_secret_basic"})
 		mustEqual(t, "register", status, 201)
@@ -681,12 +685,7 @@ func TestClientCacheOnTheTokenEndpoint(t *testing.T) {
 func TestClientCacheOnTheAuthorizationEndpoint(t *testing.T) {
 	t.Parallel()
 	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
-		st := open(t)
-		key := make([]byte, 32) // replicas share AUTHZ_ENCRYPTION_KEY
-		withKey := func(o *provider.Options) { o.EncryptionKey = key }
-		one := start(t, st, withKey)
-		reads := &clientReads{Store: st}
-		two := start(t, reads, withKey) // a second replica on the same database
+		one, two, reads := replicasCountingReads(t, open(t))
 
 		status, m := one.register(t, map[string]any{"redirect_uris": []string{"https://app.example.com/cb"}, "client_name": "v1"})
 		mustEqual(t, "register", status, 201)
