@@ -384,7 +384,10 @@ func (km *keyManager) idSigner(ctx context.Context, alg string) (*tokens.IDToken
 // another replica may have made the algorithm's first key. It never makes
 // one; the error is the store's.
 func (km *keyManager) loadIDSigner(ctx context.Context, alg string) error {
-	if len(km.state(ctx, km.every).idSigners[alg]) > 0 {
+	// Checked before the lock too: this runs before every code exchange
+	// and refresh, and a server whose clients never ask for openid has no
+	// ID-token key, so the lock would otherwise be taken by each of them.
+	if st := km.state(ctx, km.every); len(st.idSigners[alg]) > 0 || km.now().Sub(st.loadedAt) < time.Second {
 		return nil
 	}
 	km.reload.Lock()
