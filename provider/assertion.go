@@ -69,6 +69,10 @@ func (s *Server) authenticateAssertion(ctx context.Context, form url.Values) (st
 		return store.Client{}, errBadClient
 	}
 	keys, err := s.keysOf(ctx, c)
+	if errors.Is(err, errFetchBusy) {
+		// Our own capacity, not the client's keys: 503, never invalid_client.
+		return store.Client{}, err
+	}
 	if err != nil {
 		s.log.Warn("client keys unavailable", "client_id", c.ID, "cause", err)
 		return store.Client{}, errBadClient

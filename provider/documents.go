@@ -104,19 +104,37 @@ func (s *Server) lookupClient(ctx context.Context, id string) (store.Client, err
 			}
 		}
 	}
-	c, err = s.fetchDocumentClient(ctx, id, now)
-	s.documentRegistered(ctx, c, known, err)
-	return c, err
+	// A row at most staleOnBusy past its lifetime is refreshed only if a
+	// fetch slot is free at once; if none is, it serves this request: the
+	// slots are busy with others' fetches, which says nothing about this
+	// document (RFC 9111 §4.2.4 lets a cache serve stale when it cannot
+	// reach the origin).
+	get := s.fetch.get
+	stale := known && now.Before(c.DocumentExpiresAt.Add(staleOnBusy))
+	if stale {
+		get = s.fetch.tryGet
+	}
+	fresh, err := s.fetchDocumentClient(ctx, id, now, get)
+	if stale && errors.Is(err, errFetchBusy) {
+		return c, nil
+	}
+	s.documentRegistered(ctx, fresh, known, err)
+	return fresh, err
 }
 
-// fetchDocumentClient fetches, checks and stores the document at id. A
-// failure is never stored; the fetcher remembers it briefly.
-func (s *Server) fetchDocumentClient(ctx context.Context, id string, now time.Time) (store.Client, error) {
-	f, err := s.fetch.get(ctx, id, maxDocumentBytes)
+// fetchDocumentClient fetches (with get), checks and stores the document
+// at id. A failure is never stored; the fetcher remembers it briefly. No
+// free fetch slot is errFetchBusy (a 503), never a documentError.
+func (s *Server) fetchDocumentClient(ctx context.Context, id string, now time.Time,
+	get func(context.Context, string, int64) (fetched, error)) (store.Client, error) {
+	f, err := get(ctx, id, maxDocumentBytes)
 	if err != nil {
 		var de *documentError
 		if errors.As(err, &de) {
 			return store.Client{}, de
+		}
+		if errors.Is(err, errFetchBusy) {
+			return store.Client{}, err
 		}
 		return store.Client{}, docErr("it could not be fetched: %s", strings.TrimPrefix(err.Error(), errFetch.Error()+": "))
 	}

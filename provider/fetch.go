@@ -11,11 +11,15 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/authzd/authz/provider/store"
 )
 
 // Outbound fetches (a client's jwks_uri, a client ID metadata document) go
@@ -24,8 +28,10 @@ import (
 // dialled after DNS, so a name that resolves (or re-resolves) to an
 // internal address is refused too (server-side request forgery, RFC 7591
 // §5, draft-ietf-oauth-client-id-metadata-document §6). It follows no
-// redirect, runs at most a few fetches at once, and remembers a failure
-// briefly so a bad URL cannot make the server fetch on every request.
+// redirect, runs at most a few fetches at once (and at most a share of
+// them for one host), and remembers a failure of the URL briefly so a bad
+// URL cannot make the server fetch on every request. Finding no free slot
+// is this server's condition, not the URL's: it is never remembered.
 
 // specialPurpose are the IANA IPv4 and IPv6 Special-Purpose Address
 // Registries (RFC 6890 and the RFCs they cite), plus multicast and the
@@ -139,8 +145,24 @@ func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastR
 
 const (
 	maxConcurrentFetches = 4
-	fetchFailureTTL      = 30 * time.Second
-	fetchFailureEntries  = 1024
+	// maxFetchesPerHost of those slots may serve one host at once, so one
+	// slow host (or one host publishing many documents) cannot hold them
+	// all: fetches for other hosts still find a slot. Many slow hosts
+	// still can; see README, "Outbound fetches".
+	maxFetchesPerHost = 2
+	// fetchSlotWait bounds the wait for a slot, then the request is
+	// answered 503 temporarily_unavailable. fetchTimeout bounds the fetch
+	// itself and starts once it has its slot, so a fetch that times out
+	// had all of it: time spent queueing is never charged to the URL.
+	fetchSlotWait       = 5 * time.Second
+	fetchTimeout        = 10 * time.Second
+	fetchFailureTTL     = 30 * time.Second
+	fetchFailureEntries = 1024
+	// staleOnBusy is how long past its lifetime a good copy (a client's
+	// key set, a metadata-document client) is still used when refreshing
+	// it finds no free slot. Bounded, so a flood of fetches cannot keep a
+	// document's old redirect URIs or a removed key in use for long.
+	staleOnBusy = 5 * time.Minute
 )
 
 // fetcher performs outbound GETs of small JSON documents.
@@ -151,6 +173,14 @@ type fetcher struct {
 
 	mu       sync.Mutex
 	failures map[string]failedFetch
+	hosts    map[string]*hostSlots
+}
+
+// hostSlots are one host's share of the slots; users counts the fetches
+// holding or waiting for one, so the entry goes when the last is done.
+type hostSlots struct {
+	slots chan struct{}
+	users int
 }
 
 type failedFetch struct {
@@ -167,14 +197,34 @@ type fetched struct {
 func newFetcher(client *http.Client, now func() time.Time) *fetcher {
 	c := *client
 	c.CheckRedirect = noRedirects
-	return &fetcher{client: &c, now: now, slots: make(chan struct{}, maxConcurrentFetches), failures: map[string]failedFetch{}}
+	return &fetcher{client: &c, now: now, slots: make(chan struct{}, maxConcurrentFetches),
+		failures: map[string]failedFetch{}, hosts: map[string]*hostSlots{}}
 }
 
 // errFetch marks a fetch failure (as opposed to a failure of ours).
 var errFetch = errors.New("fetch failed")
 
-// get fetches uri. Only a 200 with a body of at most limit bytes counts.
+// errFetchBusy is a fetch that found no free slot: a condition of this
+// server (others' fetches hold the slots), not of the URL. It is never
+// remembered as the URL's failure, and is answered like any other
+// transient failure: 503 temporarily_unavailable with Retry-After, never
+// invalid_client or invalid_grant (as errHashBusy for sign-in).
+var errFetchBusy = fmt.Errorf("%w: every outbound fetch slot is busy", store.ErrUnavailable)
+
+// get fetches uri, waiting up to fetchSlotWait for a slot. Only a 200 with
+// a body of at most limit bytes counts.
 func (f *fetcher) get(ctx context.Context, uri string, limit int64) (fetched, error) {
+	return f.fetch(ctx, uri, limit, true)
+}
+
+// tryGet is get without the wait: errFetchBusy unless a slot is free now.
+// It refreshes what the caller holds a usable copy of, so that a request
+// with a copy in hand never queues behind a flood of other fetches.
+func (f *fetcher) tryGet(ctx context.Context, uri string, limit int64) (fetched, error) {
+	return f.fetch(ctx, uri, limit, false)
+}
+
+func (f *fetcher) fetch(ctx context.Context, uri string, limit int64, wait bool) (fetched, error) {
 	now := f.now()
 	f.mu.Lock()
 	if ff, ok := f.failures[uri]; ok && now.Before(ff.until) {
@@ -182,9 +232,16 @@ func (f *fetcher) get(ctx context.Context, uri string, limit int64) (fetched, er
 		return fetched{}, ff.err
 	}
 	f.mu.Unlock()
-	out, err := f.do(ctx, uri, limit)
-	if err != nil {
-		err = fmt.Errorf("%w: %w", errFetch, err)
+	out, err := f.do(ctx, uri, limit, wait)
+	if err == nil || errors.Is(err, errFetchBusy) {
+		return out, err
+	}
+	err = fmt.Errorf("%w: %w", errFetch, err)
+	// Remembered only when the fetch ran and failed on its own: a caller
+	// that stopped waiting (a client that went away) says nothing about
+	// uri, and remembering it would let anyone make a good URL "fail" for
+	// fetchFailureTTL by asking for it and hanging up.
+	if ctx.Err() == nil {
 		f.remember(uri, err)
 	}
 	return out, err
@@ -200,15 +257,86 @@ func (f *fetcher) remember(uri string, err error) {
 	f.failures[uri] = failedFetch{err: err, until: f.now().Add(fetchFailureTTL)}
 }
 
-func (f *fetcher) do(ctx context.Context, uri string, limit int64) (fetched, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	select {
-	case f.slots <- struct{}{}:
-		defer func() { <-f.slots }()
-	case <-ctx.Done():
-		return fetched{}, errors.New("too many fetches in progress")
+// fetchHost is the key of a URL's per-host share: the host name in lower
+// case without a trailing dot or port, an IP address however it is
+// spelled (ports and spellings are free to an attacker; names are not).
+func fetchHost(uri string) string {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return ""
 	}
+	h := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+	if ip, err := netip.ParseAddr(h); err == nil {
+		return ip.Unmap().WithZone("").String()
+	}
+	return h
+}
+
+// acquire takes one of host's slots, then one of the global slots (in
+// that order, so a fetch waiting for its host's share holds no global
+// slot), waiting up to fetchSlotWait (not at all unless wait). It returns
+// errFetchBusy when none came free.
+func (f *fetcher) acquire(ctx context.Context, host string, wait bool) (release func(), err error) {
+	f.mu.Lock()
+	h := f.hosts[host]
+	if h == nil {
+		h = &hostSlots{slots: make(chan struct{}, maxFetchesPerHost)}
+		f.hosts[host] = h
+	}
+	h.users++
+	f.mu.Unlock()
+	done := func() {
+		f.mu.Lock()
+		if h.users--; h.users == 0 {
+			delete(f.hosts, host)
+		}
+		f.mu.Unlock()
+	}
+	var expired <-chan struct{} // nil: do not wait
+	if wait {
+		wctx, cancel := context.WithTimeout(ctx, fetchSlotWait)
+		defer cancel()
+		expired = wctx.Done()
+	}
+	if !take(h.slots, expired) {
+		done()
+		return nil, errFetchBusy
+	}
+	if !take(f.slots, expired) {
+		<-h.slots
+		done()
+		return nil, errFetchBusy
+	}
+	return func() { <-f.slots; <-h.slots; done() }, nil
+}
+
+// take takes a slot of slots, waiting until expired is closed (not at all
+// when it is nil). A free slot is taken even if expired is already closed.
+func take(slots chan struct{}, expired <-chan struct{}) bool {
+	select {
+	case slots <- struct{}{}:
+		return true
+	default:
+	}
+	if expired == nil {
+		return false
+	}
+	select {
+	case slots <- struct{}{}:
+		return true
+	case <-expired:
+		return false
+	}
+}
+
+func (f *fetcher) do(ctx context.Context, uri string, limit int64, wait bool) (fetched, error) {
+	release, err := f.acquire(ctx, fetchHost(uri), wait)
+	if err != nil {
+		return fetched{}, err
+	}
+	defer release()
+	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, uri, nil)
 	if err != nil {
 		return fetched{}, err
@@ -253,14 +381,23 @@ const (
 	maxClientJWKS     = 256 << 10
 )
 
-func (c *clientKeyCache) get(uri string, now time.Time) (jose.JSONWebKeySet, bool) {
+// get returns the key set fetched for uri: fresh while younger than
+// clientJWKSTTL, else, as a stale copy, while younger than clientJWKSTTL
+// plus staleOnBusy.
+func (c *clientKeyCache) get(uri string, now time.Time) (ks jose.JSONWebKeySet, fresh, stale bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.entries[uri]
-	if !ok || now.Sub(e.fetched) >= clientJWKSTTL || now.Before(e.fetched) {
-		return jose.JSONWebKeySet{}, false
+	if !ok || now.Before(e.fetched) {
+		return jose.JSONWebKeySet{}, false, false
 	}
-	return e.keys, true
+	switch age := now.Sub(e.fetched); {
+	case age < clientJWKSTTL:
+		return e.keys, true, false
+	case age < clientJWKSTTL+staleOnBusy:
+		return e.keys, false, true
+	}
+	return jose.JSONWebKeySet{}, false, false
 }
 
 func (c *clientKeyCache) put(uri string, ks jose.JSONWebKeySet, now time.Time) {
@@ -272,14 +409,25 @@ func (c *clientKeyCache) put(uri string, ks jose.JSONWebKeySet, now time.Time) {
 	c.entries[uri] = jwksEntry{keys: ks, fetched: now}
 }
 
-// fetchClientKeys gets a client's JWK Set from its jwks_uri.
+// fetchClientKeys gets a client's JWK Set from its jwks_uri. A stale copy
+// is refreshed only if a fetch slot is free at once; if none is, the copy
+// serves: the slots are busy with others' fetches, which says nothing
+// about this client's keys.
 func (s *Server) fetchClientKeys(ctx context.Context, uri string) (jose.JSONWebKeySet, error) {
 	var ks jose.JSONWebKeySet
 	now := s.opts.Now()
-	if cached, ok := s.clientKeys.get(uri, now); ok {
+	cached, fresh, stale := s.clientKeys.get(uri, now)
+	if fresh {
 		return cached, nil
 	}
-	f, err := s.fetch.get(ctx, uri, maxClientJWKS)
+	get := s.fetch.get
+	if stale {
+		get = s.fetch.tryGet
+	}
+	f, err := get(ctx, uri, maxClientJWKS)
+	if stale && errors.Is(err, errFetchBusy) {
+		return cached, nil
+	}
 	if err != nil {
 		return ks, err
 	}

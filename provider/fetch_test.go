@@ -1,6 +1,8 @@
 package provider
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -133,5 +135,204 @@ func TestFetchConcurrencyLimit(t *testing.T) {
 		if _, maxIn, started, answers := tr.counts(); maxIn != maxConcurrentFetches || started != n || answers != n {
 			t.Fatalf("at most %d in flight at once, %d started, %d answered; want at most %d, all %d", maxIn, started, answers, maxConcurrentFetches, n)
 		}
+	})
+}
+
+// hostTransport answers a request at once unless its host (as fetchHost
+// keys it) has a gate, and then only once the gate is closed or the
+// request's context ends. It counts requests per host.
+type hostTransport struct {
+	gate map[string]chan struct{}
+
+	mu                          sync.Mutex
+	inFlight, started, answered map[string]int
+}
+
+func newHostTransport(gated ...string) *hostTransport {
+	h := &hostTransport{gate: map[string]chan struct{}{}, inFlight: map[string]int{}, started: map[string]int{}, answered: map[string]int{}}
+	for _, host := range gated {
+		h.gate[host] = make(chan struct{})
+	}
+	return h
+}
+
+func (h *hostTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	host := fetchHost(r.URL.String())
+	h.mu.Lock()
+	h.started[host]++
+	h.inFlight[host]++
+	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		h.inFlight[host]--
+		h.mu.Unlock()
+	}()
+	if g := h.gate[host]; g != nil {
+		select {
+		case <-g:
+		case <-r.Context().Done():
+			return nil, r.Context().Err()
+		}
+	}
+	h.mu.Lock()
+	h.answered[host]++
+	h.mu.Unlock()
+	return &http.Response{StatusCode: http.StatusOK, Header: http.Header{"Content-Type": {"application/json"}},
+		Body: io.NopCloser(strings.NewReader(`{"keys":[]}`)), Request: r}, nil
+}
+
+func (h *hostTransport) counts(host string) (inFlight, started, answered int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.inFlight[host], h.started[host], h.answered[host]
+}
+
+// flood starts n fetches of distinct URLs on each of hosts and returns a
+// wait for them and their errors.
+func flood(t *testing.T, f *fetcher, n int, hosts ...string) (wait func() []error) {
+	var wg sync.WaitGroup
+	errs := make([]error, n*len(hosts))
+	for i := range errs {
+		wg.Go(func() {
+			_, errs[i] = f.get(t.Context(), fmt.Sprintf("https://%s/flood/%d.json", hosts[i%len(hosts)], i), 1024)
+		})
+	}
+	return func() []error { wg.Wait(); return errs }
+}
+
+// TestFetchBusyIsNotRemembered: a fetch that finds every slot held by
+// others' slow fetches for fetchSlotWait is errFetchBusy (answered 503 by
+// the endpoints), the URL is never asked for, and the failure is not
+// remembered as the URL's: once the slots free, the same URL is fetched
+// at once, not fetchFailureTTL later. Today's failure memory would refuse
+// it for 30 s after any flood of slow hosts.
+func TestFetchBusyIsNotRemembered(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		tr := newHostTransport("slow1.example", "slow2.example")
+		f := newFetcher(&http.Client{Transport: tr}, time.Now)
+		done := flood(t, f, maxFetchesPerHost, "slow1.example", "slow2.example")
+		synctest.Wait()
+		if in1, _, _ := tr.counts("slow1.example"); in1 != maxFetchesPerHost {
+			t.Fatalf("%d fetches of slow1 in flight, want %d", in1, maxFetchesPerHost)
+		}
+		const good = "https://good.example/client.json"
+		_, err := f.get(t.Context(), good, 1024)
+		if !errors.Is(err, errFetchBusy) {
+			t.Fatalf("with every slot held, a fetch of another host: %v, want errFetchBusy", err)
+		}
+		if _, started, _ := tr.counts("good.example"); started != 0 {
+			t.Fatalf("the refused fetch reached the network (%d requests)", started)
+		}
+		close(tr.gate["slow1.example"])
+		close(tr.gate["slow2.example"])
+		for i, err := range done() {
+			if err != nil {
+				t.Errorf("flood fetch %d: %v", i, err)
+			}
+		}
+		if _, err := f.get(t.Context(), good, 1024); err != nil {
+			t.Fatalf("right after the slots freed, the URL refused for want of a slot still fails: %v", err)
+		}
+		if _, _, answered := tr.counts("good.example"); answered != 1 {
+			t.Fatalf("good.example answered %d times, want 1", answered)
+		}
+	})
+}
+
+// TestFetchPerHostShare: one host, however many URLs it publishes and
+// however its name or address is spelled, holds at most maxFetchesPerHost
+// slots; a fetch for another host proceeds while that host's fetches
+// hang, and the flood's own fetches all complete once it answers.
+func TestFetchPerHostShare(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, host string
+		spellings  []string
+	}{
+		{"name", "slow.example", []string{"slow.example", "SLOW.example.", "slow.example:8443"}},
+		{"IPv6 address", "2001:db8::1", []string{"[2001:db8::1]", "[2001:db8:0::1]:8443", "[2001:0db8::0001]"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				tr := newHostTransport(tc.host)
+				f := newFetcher(&http.Client{Transport: tr}, time.Now)
+				done := flood(t, f, maxConcurrentFetches, tc.spellings...)
+				synctest.Wait()
+				if in, started, _ := tr.counts(tc.host); in != maxFetchesPerHost || started != maxFetchesPerHost {
+					t.Fatalf("%s has %d fetches in flight (%d started), want %d", tc.host, in, started, maxFetchesPerHost)
+				}
+				if _, err := f.get(t.Context(), "https://other.example/client.json", 1024); err != nil {
+					t.Fatalf("a fetch for another host during one host's flood: %v", err)
+				}
+				if in, _, answered := tr.counts(tc.host); in != maxFetchesPerHost || answered != 0 {
+					t.Fatalf("%s: %d in flight, %d answered when the other host was fetched; want %d, 0", tc.host, in, answered, maxFetchesPerHost)
+				}
+				close(tr.gate[tc.host])
+				for i, err := range done() {
+					if err != nil {
+						t.Errorf("flood fetch %d, queued behind its host's share: %v", i, err)
+					}
+				}
+				f.mu.Lock()
+				left := len(f.hosts)
+				f.mu.Unlock()
+				if left != 0 {
+					t.Fatalf("%d per-host entries left after every fetch ended", left)
+				}
+			})
+		})
+	}
+}
+
+// TestFetchCallerGoneIsNotRemembered: a fetch whose caller stops waiting
+// (a client that hung up) is not remembered as the URL's failure, so
+// nobody can make a good document "fail" for others by asking for it and
+// hanging up.
+func TestFetchCallerGoneIsNotRemembered(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		tr := newHostTransport("docs.example")
+		f := newFetcher(&http.Client{Transport: tr}, time.Now)
+		const uri = "https://docs.example/client.json"
+		ctx, cancel := context.WithCancel(t.Context())
+		var err error
+		var wg sync.WaitGroup
+		wg.Go(func() { _, err = f.get(ctx, uri, 1024) })
+		synctest.Wait()
+		cancel()
+		wg.Wait()
+		if err == nil {
+			t.Fatal("a fetch whose caller went away succeeded")
+		}
+		close(tr.gate["docs.example"])
+		if _, err := f.get(t.Context(), uri, 1024); err != nil {
+			t.Fatalf("after a caller hung up, the URL is refused for others: %v", err)
+		}
+	})
+}
+
+// TestFetchTryGetDoesNotWait: tryGet (a refresh by a caller holding a
+// usable copy) takes a free slot, and with none free is errFetchBusy at
+// once (no time passes in the bubble), never queueing behind a flood.
+func TestFetchTryGetDoesNotWait(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		tr := newHostTransport("slow1.example", "slow2.example")
+		f := newFetcher(&http.Client{Transport: tr}, time.Now)
+		if _, err := f.tryGet(t.Context(), "https://keys.example/jwks.json", 1024); err != nil {
+			t.Fatalf("tryGet with slots free: %v", err)
+		}
+		done := flood(t, f, maxFetchesPerHost, "slow1.example", "slow2.example")
+		synctest.Wait()
+		start := time.Now()
+		_, err := f.tryGet(t.Context(), "https://keys.example/jwks.json", 1024)
+		if !errors.Is(err, errFetchBusy) || time.Since(start) != 0 {
+			t.Fatalf("tryGet with every slot held: %v after %s, want errFetchBusy at once", err, time.Since(start))
+		}
+		close(tr.gate["slow1.example"])
+		close(tr.gate["slow2.example"])
+		done()
 	})
 }

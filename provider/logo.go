@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -50,7 +51,10 @@ func (s *Server) clientLogo(ctx context.Context, uri string) template.URL {
 	}
 	s.logos.mu.Unlock()
 
-	data := s.fetchLogo(ctx, uri)
+	data, keep := s.fetchLogo(ctx, uri)
+	if !keep {
+		return data
+	}
 	s.logos.mu.Lock()
 	if s.logos.m == nil || len(s.logos.m) >= maxLogoEntries {
 		s.logos.m = map[string]logoEntry{}
@@ -60,18 +64,21 @@ func (s *Server) clientLogo(ctx context.Context, uri string) template.URL {
 	return data
 }
 
-func (s *Server) fetchLogo(ctx context.Context, uri string) template.URL {
+// fetchLogo fetches the logo at uri; keep is false when no fetch slot came
+// free: that is this server's condition, not the logo's, so the empty
+// answer is not cached and the next page tries again.
+func (s *Server) fetchLogo(ctx context.Context, uri string) (data template.URL, keep bool) {
 	ctx, cancel := context.WithTimeout(ctx, logoTimeout)
 	defer cancel()
 	got, err := s.fetch.get(ctx, uri, maxLogoBytes)
 	if err != nil {
 		s.log.DebugContext(ctx, "client logo not fetched", "logo_uri", uri, "cause", err)
-		return ""
+		return "", !errors.Is(err, errFetchBusy)
 	}
 	ct := http.DetectContentType(got.body)
 	if !logoTypes[ct] {
-		return ""
+		return "", true
 	}
 	// template.URL: a data: URI we built from sniffed raster bytes.
-	return template.URL("data:" + ct + ";base64," + base64.StdEncoding.EncodeToString(got.body))
+	return template.URL("data:" + ct + ";base64," + base64.StdEncoding.EncodeToString(got.body)), true
 }
