@@ -204,8 +204,8 @@ func flood(t *testing.T, f *fetcher, n int, hosts ...string) (wait func() []erro
 // others' slow fetches for fetchSlotWait is errFetchBusy (answered 503 by
 // the endpoints), the URL is never asked for, and the failure is not
 // remembered as the URL's: once the slots free, the same URL is fetched
-// at once, not fetchFailureTTL later. Today's failure memory would refuse
-// it for 30 s after any flood of slow hosts.
+// at once, not fetchFailureTTL later (a flood of slow hosts must not
+// outlast itself as failures of the clients fetched during it).
 func TestFetchBusyIsNotRemembered(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
