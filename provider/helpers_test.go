@@ -340,3 +340,26 @@ func TestAllowedGrantDefault(t *testing.T) {
 		t.Error("allowedGrant does not follow the listed grant types")
 	}
 }
+
+// TestUnavailableCause: a 503 from this process's own full slots (a sign-in
+// or fetch flood) is counted as "busy", not as the store's failure, though
+// both are outage-class errors; a deadline is "timeout" even when wrapped.
+func TestUnavailableCause(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{errHashBusy, causeBusy},
+		{fmt.Errorf("sign-in: %w", errHashBusy), causeBusy},
+		{errFetchBusy, causeBusy},
+		{fmt.Errorf("client document: %w", errFetchBusy), causeBusy},
+		{fmt.Errorf("%w: connection refused", store.ErrUnavailable), causeStore},
+		{fmt.Errorf("query: %w", context.DeadlineExceeded), causeTimeout},
+		{errors.New("something else"), causeOther},
+	} {
+		if got := unavailableCause(c.err); got != c.want {
+			t.Errorf("unavailableCause(%v) = %q, want %q", c.err, got, c.want)
+		}
+	}
+}

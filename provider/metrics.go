@@ -20,7 +20,11 @@ import (
 const (
 	causeStore   = "store"   // the store is unreachable or failed transiently
 	causeTimeout = "timeout" // a deadline ran out
-	causeOther   = "other"
+	// causeBusy: this process's own bounded capacity (the password-hashing
+	// or outbound-fetch slots) was full, as during a sign-in or fetch
+	// flood; the database is not the place to look.
+	causeBusy  = "busy"
+	causeOther = "other"
 )
 
 // metrics are the Prometheus collectors of one Server, on a registry of its
@@ -78,7 +82,7 @@ func newMetrics(keyAge func() float64) *metrics {
 			Name: "authz_store_errors_total", Help: "Store calls that failed (not a domain answer such as not found) by operation and kind: unavailable or other.",
 		}, []string{"operation", "kind"}),
 		unavailable: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "authz_unavailable_total", Help: "Responses answered 503 by Cause: store, timeout, other.",
+			Name: "authz_unavailable_total", Help: "Responses answered 503 by Cause: store, timeout, busy, other.",
 		}, []string{"cause"}),
 		audit: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "authz_audit_events_total", Help: "Audit events by event name.",
@@ -123,6 +127,8 @@ func outcome(err error) string {
 // unavailableCause classifies a failure answered 503.
 func unavailableCause(err error) string {
 	switch {
+	case errors.Is(err, errHashBusy), errors.Is(err, errFetchBusy):
+		return causeBusy
 	case errors.Is(err, context.DeadlineExceeded):
 		return causeTimeout
 	case errors.Is(err, store.ErrUnavailable):

@@ -191,6 +191,8 @@ func TestFetchFloodIsNotTheClientsFault(t *testing.T) {
 		t.Run("every slot held: 503, then at once", func(t *testing.T) {
 			fh := newFloodHosts(t, keys)
 			e := start(t, open(t), func(o *provider.Options) { o.HTTPClient = fh.client() })
+			admin := httptest.NewServer(e.srv.AdminHandler())
+			defer admin.Close()
 			user, pw := e.user("flood")
 			authorize := func(id string) page {
 				return e.browser().do("GET", authRequest{clientID: id, redirectURI: "https://app.example/cb", state: "s", verifier: testVerifier}.url(e.issuer), nil)
@@ -261,6 +263,15 @@ func TestFetchFloodIsNotTheClientsFault(t *testing.T) {
 						name, tr.Status, tr.Error, tr.ErrorDescription, tr.Header.Get("Retry-After"))
 				}
 			}
+			// Counted as this process's capacity, not as a store outage:
+			// the three above, and any of the flood's own two requests
+			// that waited for their host's share as long.
+			m := scrape(t, admin.URL)
+			if busy, _ := metric(m, "authz_unavailable_total", "cause", "busy"); busy < 3 || busy > 5 {
+				t.Errorf("503s counted as busy: %v, want the 3 answered here and up to 2 of the flood's", busy)
+			}
+			storeOut, _ := metric(m, "authz_unavailable_total", "cause", "store")
+			mustEqual(t, "503s counted as store outages", storeOut, 0.0)
 			mustEqual(t, "authorize, stale document row", pStale.status, http.StatusSeeOther)
 			mustEqual(t, "stale document fetches", fh.fetches("good.example.com/doc/stale.json"), 1)
 			mustEqual(t, "token endpoint, stale key set: "+tStaleKeys.ErrorDescription, tStaleKeys.Status, 200)
