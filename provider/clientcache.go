@@ -88,6 +88,17 @@ func cloneClient(c store.Client) store.Client {
 	return c
 }
 
+// used records in the cached entry (if any) that this process wrote id's
+// use at at, so the entry's next hits do not write it again.
+func (cc *clientCache) used(id string, at time.Time) {
+	cc.mu.Lock()
+	if e, ok := cc.m[id]; ok {
+		e.c.UsedAt = at
+		cc.m[id] = e
+	}
+	cc.mu.Unlock()
+}
+
 // forget drops id, after this process changed or deleted it.
 func (cc *clientCache) forget(id string) {
 	cc.mu.Lock()

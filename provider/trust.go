@@ -36,7 +36,11 @@ func (s *Server) markUsed(ctx context.Context, c store.Client, now time.Time) {
 	}
 	if err := s.store.MarkClientUsed(ctx, c.ID, now); err != nil {
 		s.log.Warn("recording a client's use failed", "client_id", c.ID, "cause", err)
+		return
 	}
+	// The cached copy is what the next requests see: without this, every
+	// request of a busy client within ClientCacheTTL wrote again.
+	s.clients.used(c.ID, now)
 }
 
 // deleteStaleRegistrations is the janitor's job that removes self-registered

@@ -734,3 +734,39 @@ func TestClientCacheOnTheAuthorizationEndpoint(t *testing.T) {
 		refused("replica two, ClientCacheTTL later", two, "https://app.example.com/cb", "Unknown application")
 	})
 }
+
+// clientUses counts MarkClientUsed calls.
+type clientUses struct {
+	store.Store
+	n atomic.Int64
+}
+
+func (c *clientUses) MarkClientUsed(ctx context.Context, id string, at time.Time) error {
+	c.n.Add(1)
+	return c.Store.MarkClientUsed(ctx, id, at)
+}
+
+// TestClientUseWrittenOncePerResolution: a self-registered client's use
+// (which keeps the janitor from sweeping it) is written once a day, not by
+// every request that meets the client's cached copy within ClientCacheTTL.
+func TestClientUseWrittenOncePerResolution(t *testing.T) {
+	t.Parallel()
+	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		uses := &clientUses{Store: open(t)}
+		e := start(t, uses, nil)
+		status, m := e.registerService(t, map[string]any{"grant_types": []string{"client_credentials"}, "token_endpoint_auth_method": "client_secret_basic"})
+		mustEqual(t, "register", status, 201)
+		id, secret := m["client_id"].(string), m["client_secret"].(string)
+		burst := func() {
+			for range 5 {
+				r := e.postToken(url.Values{"grant_type": {"client_credentials"}}, id, secret)
+				mustEqual(t, "client_credentials: "+r.ErrorDescription, r.Status, 200)
+			}
+		}
+		burst()
+		mustEqual(t, "uses written by a burst of a new client's requests", uses.n.Load(), int64(1))
+		e.clock.Advance(25 * time.Hour)
+		burst()
+		mustEqual(t, "uses written by a burst a day later", uses.n.Load(), int64(2))
+	})
+}
