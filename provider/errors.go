@@ -88,7 +88,7 @@ func (s *Server) writeJSONError(w http.ResponseWriter, r *http.Request, err erro
 	w.WriteHeader(oe.HTTPStatus())
 	body := map[string]string{"error": oe.Code}
 	if oe.Description != "" {
-		body["error_description"] = oe.Description
+		body["error_description"] = oe.WireDescription()
 	}
 	_ = json.NewEncoder(w).Encode(body)
 }
@@ -102,7 +102,7 @@ func (s *Server) redirectError(w http.ResponseWriter, r *http.Request, redirectU
 	}
 	params := url.Values{"error": {oe.Code}}
 	if oe.Description != "" {
-		params.Set("error_description", oe.Description)
+		params.Set("error_description", oe.WireDescription())
 	}
 	s.redirect(w, r, redirectURI, state, params)
 }

@@ -3,6 +3,7 @@ package oauth
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -155,6 +156,35 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Cause }
+
+// WireDescription is e's description as it may be sent: RFC 6749
+// §4.1.2.1 and §5.2 allow only %x20-21 / %x23-5B / %x5D-7E in
+// error_description (printable ASCII without '"' and '\'), and RFC 7591
+// §3.2.2 asks for ASCII. Descriptions often quote what the client sent (a
+// redirect URI, a resource), so a double quote becomes a single one and
+// every other byte outside the set is percent-encoded, which keeps a URL
+// readable and a strict client's parser happy.
+func (e *Error) WireDescription() string {
+	s := e.Description
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"':
+			b.WriteByte('\'')
+		case descriptionByte(c):
+			b.WriteByte(c)
+		default:
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return b.String()
+}
+
+// descriptionByte reports whether c may appear in an error_description
+// (RFC 6749 §4.1.2.1: %x20-21 / %x23-5B / %x5D-7E).
+func descriptionByte(c byte) bool {
+	return c >= 0x20 && c <= 0x7E && c != '"' && c != '\\'
+}
 
 // HTTPStatus is the status to answer e with.
 func (e *Error) HTTPStatus() int {

@@ -43,3 +43,22 @@ func TestError(t *testing.T) {
 		t.Fatalf("Errorf: %q", got)
 	}
 }
+
+func TestWireDescription(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, in, want string }{
+		{"plain", "unknown scope: bogus", "unknown scope: bogus"},
+		{"every allowed byte kept", " !#[]~", " !#[]~"},
+		{"quotes become single quotes", `redirect_uris: "x:/cb" has a fragment`, `redirect_uris: 'x:/cb' has a fragment`},
+		{"backslash", `a\b`, `a%5Cb`},
+		{"non-ASCII", "é", "%C3%A9"},
+		{"controls", "a\nb\tc\x7f", "a%0Ab%09c%7F"},
+		{"empty", "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := (&Error{Description: tc.in}).WireDescription(); got != tc.want {
+				t.Fatalf("WireDescription(%q) = %q, want %q", tc.in, got, tc.want)
+			}
+		})
+	}
+}
