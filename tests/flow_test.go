@@ -127,20 +127,40 @@ func TestFlowWithOAuth2Library(t *testing.T) {
 	})
 }
 
+// TestTokenResponseHeaders: every token response is JSON with
+// Cache-Control: no-store (RFC 6749 §5.1, §5.2), successes of each grant
+// and errors alike, and names its lifetime in expires_in, which
+// golang.org/x/oauth2 needs to refresh before the token runs out.
 func TestTokenResponseHeaders(t *testing.T) {
 	t.Parallel()
-	e := start(t, storeKinds[0].open(t), nil)
-	c, secret, _, tr := e.firstTokens(t, "bob", "s")
-	mustEqual(t, "Cache-Control", tr.Header.Get("Cache-Control"), "no-store")
-	mustEqual(t, "Pragma", tr.Header.Get("Pragma"), "no-cache")
-	if !strings.HasPrefix(tr.Header.Get("Content-Type"), "application/json") {
-		t.Fatalf("content type %q", tr.Header.Get("Content-Type"))
-	}
-	// Errors too (RFC 6749 §5.2).
-	bad := e.postToken(url.Values{"grant_type": {"password"}}, c.ID, secret)
-	mustEqual(t, "error", bad.Error, "unsupported_grant_type")
-	mustEqual(t, "status", bad.Status, 400)
-	mustEqual(t, "Cache-Control", bad.Header.Get("Cache-Control"), "no-store")
+	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		e := start(t, open(t), nil)
+		c, secret, _, tr := e.firstTokens(t, "bob", "s")
+		svc, svcSecret := e.client(store.ClientMetadata{GrantTypes: []string{oauth.GrantClientCredentials}, Scopes: []string{"read"}})
+		ttl := int(provider.DefaultAccessTokenTTL / time.Second)
+		check := func(what string, r tokenResp, status int) {
+			t.Helper()
+			mustEqual(t, what+": status", r.Status, status)
+			mustEqual(t, what+": Cache-Control", r.Header.Get("Cache-Control"), "no-store")
+			mustEqual(t, what+": Pragma", r.Header.Get("Pragma"), "no-cache")
+			if !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+				t.Fatalf("%s: content type %q", what, r.Header.Get("Content-Type"))
+			}
+			if status == 200 {
+				mustEqual(t, what+": expires_in", r.ExpiresIn, ttl)
+				mustEqual(t, what+": token_type", r.TokenType, "Bearer")
+			}
+		}
+		check("code exchange", tr, 200)
+		check("refresh", e.postToken(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tr.RefreshToken}}, c.ID, secret), 200)
+		check("client_credentials", e.postToken(url.Values{"grant_type": {"client_credentials"}}, svc.ID, svcSecret), 200)
+		// Errors too (RFC 6749 §5.2).
+		bad := e.postToken(url.Values{"grant_type": {"password"}}, c.ID, secret)
+		mustEqual(t, "error", bad.Error, "unsupported_grant_type")
+		check("error", bad, 400)
+		check("invalid_grant", e.postToken(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"authz_rt_unknown"}}, c.ID, secret), 400)
+		check("invalid_client", e.postToken(url.Values{"grant_type": {"client_credentials"}}, svc.ID, "authz_cs_wrong"), 401)
+	})
 }
 
 // TestResourceIndicators covers RFC 8707 at authorize, token and refresh.

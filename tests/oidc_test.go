@@ -283,13 +283,16 @@ func (r *rp) authorizeOnce(b *browser, verifier string, params map[string]string
 	return b.do("GET", r.authURL("st-p", "n-p", verifier, opts...), nil)
 }
 
-func callbackError(t *testing.T, p page) string {
+func callbackError(t *testing.T, issuer string, p page) string {
 	t.Helper()
 	if p.status != http.StatusFound {
 		t.Fatalf("status %d (location %q), want a redirect to the client", p.status, p.location)
 	}
 	u, _ := url.Parse(p.location)
 	mustEqual(t, "state", u.Query().Get("state"), "st-p")
+	// RFC 9207: the server advertises the iss parameter, so strict clients
+	// reject an error redirect without it (CLIENTS.md).
+	mustEqual(t, "iss", u.Query().Get("iss"), issuer)
 	return u.Query().Get("error")
 }
 
@@ -306,11 +309,11 @@ func TestOIDCPromptAndMaxAge(t *testing.T) {
 
 		// prompt=none without a session: login_required, no page.
 		b := e.browser()
-		mustEqual(t, "none, signed out", callbackError(t, r.authorizeOnce(b, v, map[string]string{"prompt": "none"})), "login_required")
+		mustEqual(t, "none, signed out", callbackError(t, e.issuer, r.authorizeOnce(b, v, map[string]string{"prompt": "none"})), "login_required")
 
 		// Signed in but never consented: consent_required.
 		b.authorize(e.relyingParty(t, "read").authURL("x", "y", v), user, pw) // signs b in through another client
-		mustEqual(t, "none, no consent", callbackError(t, r.authorizeOnce(b, v, map[string]string{"prompt": "none"})), "consent_required")
+		mustEqual(t, "none, no consent", callbackError(t, e.issuer, r.authorizeOnce(b, v, map[string]string{"prompt": "none"})), "consent_required")
 
 		// After consent, prompt=none is silent and succeeds.
 		_, first := r.signIn(t, b, user, pw)
@@ -345,7 +348,7 @@ func TestOIDCPromptAndMaxAge(t *testing.T) {
 		if p.status != http.StatusSeeOther || !strings.Contains(p.location, provider.PathLogin) {
 			t.Fatalf("max_age=60: %d %s", p.status, p.location)
 		}
-		mustEqual(t, "none with max_age exceeded", callbackError(t, r.authorizeOnce(b, v, map[string]string{"max_age": "60", "prompt": "none"})), "login_required")
+		mustEqual(t, "none with max_age exceeded", callbackError(t, e.issuer, r.authorizeOnce(b, v, map[string]string{"max_age": "60", "prompt": "none"})), "login_required")
 		p = r.authorizeOnce(b, v, map[string]string{"max_age": "600"})
 		if p.status != http.StatusFound || !strings.Contains(p.location, "code=") {
 			t.Fatalf("max_age=600: %d %s", p.status, p.location)
@@ -359,19 +362,19 @@ func TestOIDCPromptAndMaxAge(t *testing.T) {
 		b2 := e.browser()
 		tokOther, _ := r.signIn(t, b2, other, otherPW)
 		hint := tokOther.Extra("id_token").(string)
-		mustEqual(t, "hint of another user", callbackError(t, r.authorizeOnce(b, v, map[string]string{"prompt": "none", "id_token_hint": hint})), "login_required")
+		mustEqual(t, "hint of another user", callbackError(t, e.issuer, r.authorizeOnce(b, v, map[string]string{"prompt": "none", "id_token_hint": hint})), "login_required")
 		p = r.authorizeOnce(b2, v, map[string]string{"prompt": "none", "id_token_hint": hint})
 		if p.status != http.StatusFound || !strings.Contains(p.location, "code=") {
 			t.Fatalf("hint of the signed-in user: %d %s", p.status, p.location)
 		}
-		mustEqual(t, "forged hint", callbackError(t, r.authorizeOnce(b, v, map[string]string{"id_token_hint": "a.b.c"})), "invalid_request")
+		mustEqual(t, "forged hint", callbackError(t, e.issuer, r.authorizeOnce(b, v, map[string]string{"id_token_hint": "a.b.c"})), "invalid_request")
 
 		// Bad prompt combinations and values, an over-long nonce, request objects.
-		mustEqual(t, "none with login", callbackError(t, r.authorizeOnce(b, v, map[string]string{"prompt": "none login"})), "invalid_request")
-		mustEqual(t, "unknown prompt", callbackError(t, r.authorizeOnce(b, v, map[string]string{"prompt": "bogus"})), "invalid_request")
-		mustEqual(t, "bad max_age", callbackError(t, r.authorizeOnce(b, v, map[string]string{"max_age": "-1"})), "invalid_request")
-		mustEqual(t, "long nonce", callbackError(t, r.authorizeOnce(b, v, map[string]string{"nonce": strings.Repeat("n", 513)})), "invalid_request")
-		mustEqual(t, "request object", callbackError(t, r.authorizeOnce(b, v, map[string]string{"request": "eyJ.x.y"})), "request_not_supported")
+		mustEqual(t, "none with login", callbackError(t, e.issuer, r.authorizeOnce(b, v, map[string]string{"prompt": "none login"})), "invalid_request")
+		mustEqual(t, "unknown prompt", callbackError(t, e.issuer, r.authorizeOnce(b, v, map[string]string{"prompt": "bogus"})), "invalid_request")
+		mustEqual(t, "bad max_age", callbackError(t, e.issuer, r.authorizeOnce(b, v, map[string]string{"max_age": "-1"})), "invalid_request")
+		mustEqual(t, "long nonce", callbackError(t, e.issuer, r.authorizeOnce(b, v, map[string]string{"nonce": strings.Repeat("n", 513)})), "invalid_request")
+		mustEqual(t, "request object", callbackError(t, e.issuer, r.authorizeOnce(b, v, map[string]string{"request": "eyJ.x.y"})), "request_not_supported")
 
 		// login_hint pre-fills the login page.
 		b3 := e.browser()
