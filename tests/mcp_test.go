@@ -141,7 +141,9 @@ var mcpShapes = []struct {
 	{"VS Code", `{"client_id":"%s","client_name":"Visual Studio Code","client_uri":"https://code.visualstudio.com",
 		"redirect_uris":["http://127.0.0.1:33418","https://vscode.dev/redirect"],
 		"grant_types":["authorization_code","refresh_token"],"response_types":["code"],"token_endpoint_auth_method":"none"}`,
-		func(testing.TB) string { return "http://127.0.0.1:33418" }},
+		// What its loopback server sends: the published URI has no path,
+		// the one it listens on ends in "/", on 33418 or any free port.
+		func(t testing.TB) string { return fmt.Sprintf("http://127.0.0.1:%d/", freePort(t)) }},
 	{"VS Code for the Web", `{"client_id":"%s","client_name":"Visual Studio Code","client_uri":"https://code.visualstudio.com",
 		"redirect_uris":["http://127.0.0.1:33418","https://vscode.dev/redirect"],
 		"grant_types":["authorization_code","refresh_token"],"response_types":["code"],"token_endpoint_auth_method":"none"}`,

@@ -480,7 +480,9 @@ func IsLoopback(host string) bool {
 // (RFC 8252 §7.3): any port matches, including a registered URI without a
 // port, and localhost, 127.0.0.1 and [::1] are the same host (Claude Code
 // publishes http://localhost/callback and sends
-// http://127.0.0.1:52163/callback). It returns the URI to redirect to.
+// http://127.0.0.1:52163/callback), and an empty path is "/" (RFC 3986
+// §6.2.3: VS Code publishes http://127.0.0.1:33418 and its loopback server
+// sends http://127.0.0.1:PORT/). It returns the URI to redirect to.
 func MatchRedirectURI(registered []string, requested string) (string, bool) {
 	// A fragment, even an empty one, would swallow the response
 	// parameters (RFC 6749 §3.1.2).
@@ -499,11 +501,20 @@ func MatchRedirectURI(registered []string, requested string) (string, bool) {
 		if err != nil || u.Scheme != "http" {
 			continue
 		}
-		if IsLoopback(u.Hostname()) && u.User == nil && u.EscapedPath() == ru.EscapedPath() && u.RawQuery == ru.RawQuery {
+		if IsLoopback(u.Hostname()) && u.User == nil && httpPath(u) == httpPath(ru) && u.RawQuery == ru.RawQuery {
 			return requested, true
 		}
 	}
 	return "", false
+}
+
+// httpPath is u's path as http compares it: empty is "/" (RFC 3986
+// §6.2.3).
+func httpPath(u *url.URL) string {
+	if p := u.EscapedPath(); p != "" {
+		return p
+	}
+	return "/"
 }
 
 func webURL(s string) bool {
