@@ -131,7 +131,7 @@ func (l *loader) ccForm() url.Values {
 
 func (l *loader) ccToken() result {
 	r := l.post(pathToken, l.ccForm(), l.cfg.ccID, l.cfg.ccSecret)
-	if r.outcome() == "" && tokens(r.body).AccessToken == "" {
+	if r.tok = tokens(r.body); r.outcome() == "" && r.tok.AccessToken == "" {
 		r.err = errors.New("no access_token")
 	}
 	return r
@@ -288,7 +288,7 @@ func (l *loader) refresh(rt string) result {
 
 // tokenPair checks that a 200 carries both tokens.
 func (l *loader) tokenPair(r result) result {
-	if t := tokens(r.body); r.outcome() == "" && (t.AccessToken == "" || t.RefreshToken == "") {
+	if r.tok = tokens(r.body); r.outcome() == "" && (r.tok.AccessToken == "" || r.tok.RefreshToken == "") {
 		r.err = errors.New("missing token")
 	}
 	return r
@@ -305,7 +305,7 @@ func (l *loader) newChain(rec *recorder) (string, bool) {
 	if !rec.untimed(r) {
 		return "", false
 	}
-	return tokens(r.body).RefreshToken, true
+	return r.tok.RefreshToken, true
 }
 
 // ---- flows ----
@@ -328,7 +328,7 @@ var flows = map[string]flow{
 		if r.outcome() != "" {
 			return nil, fmt.Errorf("getting a token to introspect: %s", r.outcome())
 		}
-		tok := tokens(r.body).AccessToken
+		tok := r.tok.AccessToken
 		return func(ctx context.Context, rec *recorder) {
 			for ctx.Err() == nil {
 				rec.timed(func() result { return l.introspect(tok, true) })
@@ -344,7 +344,7 @@ var flows = map[string]flow{
 				if !rec.untimed(r) {
 					continue
 				}
-				tok := tokens(r.body).AccessToken
+				tok := r.tok.AccessToken
 				rec.timed(func() result { return l.revoke(tok, l.cfg.ccID, l.cfg.ccSecret) })
 			}
 		}, nil
@@ -357,7 +357,7 @@ var flows = map[string]flow{
 		if r.outcome() != "" {
 			return nil, fmt.Errorf("getting a token for the resource: %s", r.outcome())
 		}
-		tok := tokens(r.body).AccessToken
+		tok := r.tok.AccessToken
 		return func(ctx context.Context, rec *recorder) {
 			for ctx.Err() == nil {
 				rec.timed(func() result { return l.getResource(tok) })
@@ -395,7 +395,7 @@ var flows = map[string]flow{
 			for ctx.Err() == nil {
 				r, ok := rec.timed(func() result { return l.refresh(rt) })
 				if ok {
-					rt = tokens(r.body).RefreshToken
+					rt = r.tok.RefreshToken
 					continue
 				}
 				if r.status == 400 {
@@ -435,7 +435,7 @@ var flows = map[string]flow{
 			for ctx.Err() == nil {
 				if !pair {
 					if r, ok := rec.timed(func() result { return l.refresh(rt) }); ok {
-						rt = tokens(r.body).RefreshToken
+						rt = r.tok.RefreshToken
 					}
 					continue
 				}
@@ -447,7 +447,7 @@ var flows = map[string]flow{
 				ra, oka = rec.timed(func() result { return l.refresh(rt) })
 				wg.Wait()
 				rec.notes["pair rounds"]++
-				sa, sb := tokens(ra.body).RefreshToken, tokens(rb.body).RefreshToken
+				sa, sb := ra.tok.RefreshToken, rb.tok.RefreshToken
 				switch {
 				case oka && okb:
 					if sa == sb {

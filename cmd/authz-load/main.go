@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -40,6 +41,7 @@ type config struct {
 	dbURL, boundShape  string
 	serverPIDs         []int
 	pgPID              int
+	cpuProfile         string
 }
 
 // modes lists the modes in the order `-mode all` runs them.
@@ -95,6 +97,7 @@ func parseConfig(args []string) (*config, error) {
 	fs.StringVar(&c.boundShape, "bound-shape", "pipelined", "bound modes: pipelined (2 round trips) or sequential (one per statement, as the store before issue 13)")
 	serverPIDs := fs.String("server-pid", "", "comma-separated PIDs of the authz processes: CPU per request and RSS")
 	fs.IntVar(&c.pgPID, "pg-pid", 0, "PID of the postmaster: PostgreSQL CPU per request (its children summed)")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write the load program's own CPU profile to this file (what its CPU per request is spent on)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -159,6 +162,17 @@ func run(ctx context.Context, args []string, out io.Writer) ([]level, error) {
 			return nil, fmt.Errorf("reading PostgreSQL settings: %w", err)
 		}
 		fmt.Fprintln(out, s)
+	}
+	if cfg.cpuProfile != "" {
+		f, err := os.Create(cfg.cpuProfile)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	meter := &cpuMeter{servers: cfg.serverPIDs, pg: cfg.pgPID}
 	var levels []level

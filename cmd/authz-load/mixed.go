@@ -28,7 +28,7 @@ func init() {
 						tok = ""
 						continue
 					}
-					tok = tokens(r.body).AccessToken
+					tok = r.tok.AccessToken
 				}
 				rec.timed(func() result { return l.introspect(tok, true) })
 			}
@@ -62,7 +62,7 @@ func init() {
 				if !rec.untimed(r) {
 					continue
 				}
-				tok := tokens(r.body).AccessToken
+				tok := r.tok.AccessToken
 				if _, ok := rec.timed(func() result { return l.revoke(tok, l.cfg.ccID, l.cfg.ccSecret) }); !ok {
 					continue
 				}

@@ -18,6 +18,7 @@ type result struct {
 	status int // 0: no answer (transport error)
 	body   []byte
 	err    error
+	tok    tokenAnswer // a token endpoint answer's tokens, decoded once (by ccToken and tokenPair)
 }
 
 // outcome classifies r: "" for success, else "STATUS oauth_error_code" (RFC
