@@ -69,8 +69,10 @@ func (s *Server) authenticateAssertion(ctx context.Context, form url.Values) (st
 		return store.Client{}, errBadClient
 	}
 	keys, err := s.keysOf(ctx, c)
-	if errors.Is(err, errFetchBusy) {
-		// Our own capacity, not the client's keys: 503, never invalid_client.
+	if retryableFetch(err) {
+		// Our own capacity, or the key set's host unreachable or saying
+		// "not now": nothing about the client's keys. 503, never
+		// invalid_client (the client would discard its credentials).
 		return store.Client{}, err
 	}
 	if err != nil {

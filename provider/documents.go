@@ -104,18 +104,24 @@ func (s *Server) lookupClient(ctx context.Context, id string) (store.Client, err
 			}
 		}
 	}
-	// A row at most staleOnBusy past its lifetime is refreshed only if a
-	// fetch slot is free at once; if none is, it serves this request: the
-	// slots are busy with others' fetches, which says nothing about this
-	// document (RFC 9111 §4.2.4 lets a cache serve stale when it cannot
-	// reach the origin).
+	// A row at most staleIfError past its lifetime is refreshed only if a
+	// fetch slot is free at once, and serves this request when the refresh
+	// fails for a reason that is not the document's: no free slot (others'
+	// fetches hold them), or the document's host unreachable or saying
+	// "not now" (RFC 5861 §4 stale-if-error; RFC 9111 §4.2.4 lets a cache
+	// serve stale when it cannot reach the origin). A bad answer (404, an
+	// invalid document) is the document's: the row does not serve.
 	get := s.fetch.get
-	stale := known && now.Before(c.DocumentExpiresAt.Add(staleOnBusy))
+	stale := known && now.Before(c.DocumentExpiresAt.Add(staleIfError))
 	if stale {
 		get = s.fetch.tryGet
 	}
 	fresh, err := s.fetchDocumentClient(ctx, id, now, get)
-	if stale && errors.Is(err, errFetchBusy) {
+	if stale && retryableFetch(err) {
+		if !errors.Is(err, errFetchBusy) {
+			s.log.WarnContext(ctx, "client metadata document unreachable, using the stored copy",
+				"client_id", id, "expired", c.DocumentExpiresAt, "cause", err)
+		}
 		return c, nil
 	}
 	s.documentRegistered(ctx, fresh, known, err)
@@ -124,7 +130,9 @@ func (s *Server) lookupClient(ctx context.Context, id string) (store.Client, err
 
 // fetchDocumentClient fetches (with get), checks and stores the document
 // at id. A failure is never stored; the fetcher remembers it briefly. No
-// free fetch slot is errFetchBusy (a 503), never a documentError.
+// free fetch slot (errFetchBusy) and a host that could not be reached or
+// said "not now" (errFetchUnreachable) are 503s, never a documentError:
+// only a bad answer is the document's fault.
 func (s *Server) fetchDocumentClient(ctx context.Context, id string, now time.Time,
 	get func(context.Context, string, int64) (fetched, error)) (store.Client, error) {
 	f, err := get(ctx, id, maxDocumentBytes)
@@ -133,7 +141,7 @@ func (s *Server) fetchDocumentClient(ctx context.Context, id string, now time.Ti
 		if errors.As(err, &de) {
 			return store.Client{}, de
 		}
-		if errors.Is(err, errFetchBusy) {
+		if retryableFetch(err) {
 			return store.Client{}, err
 		}
 		return store.Client{}, docErr("it could not be fetched: %s", strings.TrimPrefix(err.Error(), errFetch.Error()+": "))

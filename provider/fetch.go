@@ -32,6 +32,16 @@ import (
 // them for one host), and remembers a failure of the URL briefly so a bad
 // URL cannot make the server fetch on every request. Finding no free slot
 // is this server's condition, not the URL's: it is never remembered.
+//
+// A failed fetch is one of two kinds, and they are answered differently:
+// the URL's host could not be reached or said "not now" (errFetchUnreachable:
+// a network error, a timeout, 5xx, 429, 408), or it answered and the answer
+// is bad (404, a redirect, too large, not JSON, an invalid document, an
+// address refused above). Only the second says anything about the client:
+// it is invalid_client. The first is a 503 temporarily_unavailable, and a
+// stored good copy of the document or key set serves meanwhile (see
+// staleIfError): MCP hosts and x/oauth2 throw their credentials away on
+// invalid_client, so a host's outage must never look like one.
 
 // specialPurpose are the IANA IPv4 and IPv6 Special-Purpose Address
 // Registries (RFC 6890 and the RFCs they cite), plus multicast and the
@@ -104,16 +114,21 @@ func publicAddr(ip netip.Addr) bool {
 // loopback (local development, as the metadata-document draft allows).
 type addressPolicy struct{ allowLoopback bool }
 
+// errRefusedAddress marks a dial the address policy refused: the URL
+// names a place this server never goes, a definitive failure however the
+// dialler wraps it.
+var errRefusedAddress = errors.New("refusing to connect")
+
 func (p addressPolicy) control(_, address string, _ syscall.RawConn) error {
 	ap, err := netip.ParseAddrPort(address)
 	if err != nil {
-		return fmt.Errorf("refusing to connect to %s: not an IP address", address)
+		return fmt.Errorf("%w to %s: not an IP address", errRefusedAddress, address)
 	}
 	ip := ap.Addr().Unmap()
 	if publicAddr(ip) || (p.allowLoopback && ip.IsLoopback()) {
 		return nil
 	}
-	return fmt.Errorf("refusing to connect to %s: not a public address", ip)
+	return fmt.Errorf("%w to %s: not a public address", errRefusedAddress, ip)
 }
 
 // newFetchClient is the default outbound client: TLS verified against
@@ -154,15 +169,34 @@ const (
 	// answered 503 temporarily_unavailable. fetchTimeout bounds the fetch
 	// itself and starts once it has its slot, so a fetch that times out
 	// had all of it: time spent queueing is never charged to the URL.
-	fetchSlotWait       = 5 * time.Second
-	fetchTimeout        = 10 * time.Second
-	fetchFailureTTL     = 30 * time.Second
+	fetchSlotWait = 5 * time.Second
+	fetchTimeout  = 10 * time.Second
+	// fetchFailureTTL is how long a definitive failure (the URL answered
+	// badly) is remembered and answered without a fetch.
+	fetchFailureTTL = 30 * time.Second
+	// fetchUnreachableTTL is how long a transient failure (the host could
+	// not be reached, or said "not now") is remembered: no longer than the
+	// Retry-After its 503 carries, so a client that waits as told finds
+	// the host asked again, and works as soon as the host is back. A dead
+	// host is still asked at most once per URL in that time (and by at
+	// most maxFetchesPerHost fetches at once).
+	fetchUnreachableTTL = RetryAfter
 	fetchFailureEntries = 1024
-	// staleOnBusy is how long past its lifetime a good copy (a client's
-	// key set, a metadata-document client) is still used when refreshing
-	// it finds no free slot. Bounded, so a flood of fetches cannot keep a
-	// document's old redirect URIs or a removed key in use for long.
-	staleOnBusy = 5 * time.Minute
+	// staleIfError is how long past its lifetime a good copy (a client's
+	// key set, a metadata-document client row) is still used when
+	// refreshing it fails for a reason that is not the copy's: the host
+	// could not be reached or said "not now" (errFetchUnreachable), or no
+	// fetch slot was free (errFetchBusy). RFC 5861 §4 (stale-if-error),
+	// RFC 9111 §4.2.4: a cache may serve stale when the origin cannot be
+	// reached. One hour rides out a host's restart, deploy or regional
+	// blip: the outages during which a client must not be made to lose
+	// its sign-in. It is bounded because the copy may be wrong by now: a
+	// key the client removed, a redirect URI it dropped, must not stay
+	// usable for as long as its host is down (or our slots are flooded);
+	// a definitive failure (404, an invalid document) ends it at once.
+	// Past the bound the request is answered 503 (never invalid_client),
+	// so the client still keeps its credentials.
+	staleIfError = time.Hour
 )
 
 // fetcher performs outbound GETs of small JSON documents.
@@ -203,6 +237,51 @@ func newFetcher(client *http.Client, now func() time.Time) *fetcher {
 
 // errFetch marks a fetch failure (as opposed to a failure of ours).
 var errFetch = errors.New("fetch failed")
+
+// errFetchUnreachable marks a transient fetch failure: the URL's host
+// could not be reached (network error, TLS failure, timeout) or answered
+// "not now" (5xx, 429, 408). It says nothing about the client's document
+// or keys, so it is answered as a transient failure (503
+// temporarily_unavailable with Retry-After, metrics cause "client_host"),
+// never invalid_client, and a stored copy within staleIfError serves.
+var errFetchUnreachable = fmt.Errorf("%w: the URL's host could not be reached", store.ErrUnavailable)
+
+// unreachable is a transient fetch failure; its message is the cause's.
+type unreachable struct{ err error }
+
+func (e *unreachable) Error() string   { return e.err.Error() }
+func (e *unreachable) Unwrap() []error { return []error{errFetchUnreachable, e.err} }
+
+// transientStatus reports whether an HTTP status means "not now" rather
+// than an answer: any 5xx (RFC 9110 §15.6), 429 (RFC 6585 §4) and 408
+// (RFC 9110 §15.5.9).
+func transientStatus(code int) bool {
+	return code >= 500 || code == http.StatusTooManyRequests || code == http.StatusRequestTimeout
+}
+
+// transientNetError reports whether err, from sending a request or
+// reading its response, means the host could not be reached: anything
+// but an address the policy refused (errRefusedAddress) or a name that
+// does not exist (the DNS answered NXDOMAIN: there is no origin to wait
+// for). A refused dial, a reset, a timeout, a TLS failure, a resolver
+// that did not answer, a connection closed mid-response are all transient.
+func transientNetError(err error) bool {
+	if errors.Is(err, errRefusedAddress) {
+		return false
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
+		return false
+	}
+	return true
+}
+
+// retryableFetch reports whether a refresh failed for a reason that is not
+// the stored copy's (its host unreachable, or no free slot here), so that
+// copy may still serve within staleIfError.
+func retryableFetch(err error) bool {
+	return errors.Is(err, errFetchUnreachable) || errors.Is(err, errFetchBusy)
+}
 
 // errFetchBusy is a fetch that found no free slot: a condition of this
 // server (others' fetches hold the slots), not of the URL. It is never
@@ -247,14 +326,20 @@ func (f *fetcher) fetch(ctx context.Context, uri string, limit int64, wait bool)
 	return out, err
 }
 
-// remember keeps a failure for fetchFailureTTL.
+// remember keeps a failure, with its class: a definitive one for
+// fetchFailureTTL, a transient one (still answered 503 while remembered)
+// for fetchUnreachableTTL.
 func (f *fetcher) remember(uri string, err error) {
+	ttl := fetchFailureTTL
+	if errors.Is(err, errFetchUnreachable) {
+		ttl = fetchUnreachableTTL
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if len(f.failures) >= fetchFailureEntries {
 		f.failures = map[string]failedFetch{}
 	}
-	f.failures[uri] = failedFetch{err: err, until: f.now().Add(fetchFailureTTL)}
+	f.failures[uri] = failedFetch{err: err, until: f.now().Add(ttl)}
 }
 
 // fetchHost is the key of a URL's per-host share: the host name in lower
@@ -344,18 +429,26 @@ func (f *fetcher) do(ctx context.Context, uri string, limit int64, wait bool) (f
 	req.Header.Set("Accept", "application/json")
 	resp, err := f.client.Do(req)
 	if err != nil {
+		if transientNetError(err) {
+			return fetched{}, &unreachable{err}
+		}
 		return fetched{}, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		if resp.StatusCode >= 300 && resp.StatusCode < 400 {
-			return fetched{}, fmt.Errorf("answered %d (redirects are not followed)", resp.StatusCode)
+		switch code := resp.StatusCode; {
+		case code >= 300 && code < 400:
+			return fetched{}, fmt.Errorf("answered %d (redirects are not followed)", code)
+		case transientStatus(code):
+			return fetched{}, &unreachable{fmt.Errorf("answered %d, not 200", code)}
+		default:
+			return fetched{}, fmt.Errorf("answered %d, not 200", code)
 		}
-		return fetched{}, fmt.Errorf("answered %d, not 200", resp.StatusCode)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
-		return fetched{}, err
+		// The connection broke (or timed out) mid-body: not an answer.
+		return fetched{}, &unreachable{err}
 	}
 	if int64(len(body)) > limit {
 		return fetched{}, fmt.Errorf("larger than %d bytes", limit)
@@ -383,7 +476,7 @@ const (
 
 // get returns the key set fetched for uri: fresh while younger than
 // clientJWKSTTL, else, as a stale copy, while younger than clientJWKSTTL
-// plus staleOnBusy.
+// plus staleIfError.
 func (c *clientKeyCache) get(uri string, now time.Time) (ks jose.JSONWebKeySet, fresh, stale bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -394,7 +487,7 @@ func (c *clientKeyCache) get(uri string, now time.Time) (ks jose.JSONWebKeySet, 
 	switch age := now.Sub(e.fetched); {
 	case age < clientJWKSTTL:
 		return e.keys, true, false
-	case age < clientJWKSTTL+staleOnBusy:
+	case age < clientJWKSTTL+staleIfError:
 		return e.keys, false, true
 	}
 	return jose.JSONWebKeySet{}, false, false
@@ -410,9 +503,11 @@ func (c *clientKeyCache) put(uri string, ks jose.JSONWebKeySet, now time.Time) {
 }
 
 // fetchClientKeys gets a client's JWK Set from its jwks_uri. A stale copy
-// is refreshed only if a fetch slot is free at once; if none is, the copy
-// serves: the slots are busy with others' fetches, which says nothing
-// about this client's keys.
+// (at most staleIfError past its lifetime) is refreshed only if a fetch
+// slot is free at once, and serves when the refresh fails for a reason
+// that is not the keys' (no free slot, the host unreachable or saying
+// "not now"): that says nothing about this client's keys. Without a
+// usable copy such a failure is returned as it is, a 503.
 func (s *Server) fetchClientKeys(ctx context.Context, uri string) (jose.JSONWebKeySet, error) {
 	var ks jose.JSONWebKeySet
 	now := s.opts.Now()
@@ -425,7 +520,10 @@ func (s *Server) fetchClientKeys(ctx context.Context, uri string) (jose.JSONWebK
 		get = s.fetch.tryGet
 	}
 	f, err := get(ctx, uri, maxClientJWKS)
-	if stale && errors.Is(err, errFetchBusy) {
+	if stale && retryableFetch(err) {
+		if !errors.Is(err, errFetchBusy) {
+			s.log.WarnContext(ctx, "jwks_uri unreachable, using the stored key set", "jwks_uri", uri, "cause", err)
+		}
 		return cached, nil
 	}
 	if err != nil {

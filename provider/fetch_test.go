@@ -5,13 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/authzd/authz/provider/store"
 )
 
 // TestPublicAddr: every IANA special-purpose block (IPv4 and IPv6),
@@ -335,4 +340,187 @@ func TestFetchTryGetDoesNotWait(t *testing.T) {
 		close(tr.gate["slow2.example"])
 		done()
 	})
+}
+
+// TestFetchFailureClass: a failed fetch is transient (errFetchUnreachable,
+// an outage-class error answered 503) when the URL's host could not be
+// reached or said "not now", and definitive (the client's fault, answered
+// invalid_client) when it answered and the answer is bad, or when the
+// address policy refused the address. Real local servers stand in for
+// the hosts; only the timeout runs on a transport, in a synctest bubble,
+// so no test waits for the fetch deadline.
+func TestFetchFailureClass(t *testing.T) {
+	t.Parallel()
+	statuses := map[string]int{"/500": 500, "/502": 502, "/503": 503, "/504": 504, "/429": 429, "/408": 408,
+		"/404": 404, "/410": 410, "/403": 403, "/400": 400, "/401": 401, "/302": 302}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/big":
+			_, _ = w.Write([]byte(strings.Repeat("x", 2048)))
+		case "/cut":
+			// A connection closed in the middle of the answer.
+			w.Header().Set("Content-Length", "1000")
+			w.WriteHeader(http.StatusOK)
+			_, _ = w.Write([]byte(`{"keys":`))
+			conn, _, err := http.NewResponseController(w).Hijack()
+			if err == nil {
+				_ = conn.Close()
+			}
+		case "/reset":
+			conn, _, err := http.NewResponseController(w).Hijack()
+			if err == nil {
+				_ = conn.Close()
+			}
+		default:
+			if code, ok := statuses[r.URL.Path]; ok {
+				if code == 302 {
+					w.Header().Set("Location", "/ok")
+				}
+				w.WriteHeader(code)
+				return
+			}
+			_, _ = w.Write([]byte(`{"keys":[]}`))
+		}
+	}))
+	defer srv.Close()
+	tlsSrv := httptest.NewTLSServer(http.NotFoundHandler())
+	defer tlsSrv.Close()
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refusedAddr := closed.Addr().String()
+	_ = closed.Close()
+
+	plain := newFetcher(srv.Client(), time.Now)
+	guarded := newFetcher(newFetchClient(nil, addressPolicy{}), time.Now) // public addresses only
+	for _, tc := range []struct {
+		name      string
+		f         *fetcher
+		uri       string
+		transient bool
+	}{
+		{"500", plain, srv.URL + "/500", true},
+		{"502", plain, srv.URL + "/502", true},
+		{"503", plain, srv.URL + "/503", true},
+		{"504", plain, srv.URL + "/504", true},
+		{"429", plain, srv.URL + "/429", true},
+		{"408", plain, srv.URL + "/408", true},
+		{"connection refused", plain, "http://" + refusedAddr + "/x", true},
+		{"connection closed before an answer", plain, srv.URL + "/reset", true},
+		{"connection closed mid-body", plain, srv.URL + "/cut", true},
+		{"certificate not trusted", plain, tlsSrv.URL + "/x", true},
+		{"404", plain, srv.URL + "/404", false},
+		{"410", plain, srv.URL + "/410", false},
+		{"403", plain, srv.URL + "/403", false},
+		{"400", plain, srv.URL + "/400", false},
+		{"401", plain, srv.URL + "/401", false},
+		{"302", plain, srv.URL + "/302", false},
+		{"too large", plain, srv.URL + "/big", false},
+		{"address refused by the policy", guarded, srv.URL + "/ok", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := tc.f.get(t.Context(), tc.uri, 1024)
+			if err == nil {
+				t.Fatal("the fetch succeeded")
+			}
+			if !errors.Is(err, errFetch) {
+				t.Errorf("%v is not marked as a fetch failure", err)
+			}
+			if got := errors.Is(err, errFetchUnreachable); got != tc.transient {
+				t.Errorf("transient = %v, want %v (%v)", got, tc.transient, err)
+			}
+			if got := errors.Is(err, store.ErrUnavailable); got != tc.transient {
+				t.Errorf("answered as an outage (503) = %v, want %v (%v)", got, tc.transient, err)
+			}
+			if got := retryableFetch(err); got != tc.transient {
+				t.Errorf("a stored copy may serve = %v, want %v", got, tc.transient)
+			}
+		})
+	}
+
+	t.Run("timeout", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			f := newFetcher(&http.Client{Transport: &blockingTransport{release: make(chan struct{})}}, time.Now)
+			_, err := f.get(t.Context(), "https://slow.example/client.json", 1024)
+			if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, errFetchUnreachable) {
+				t.Fatalf("a fetch that ran out of time: %v, want a transient failure", err)
+			}
+			mustEqualCause(t, err, causeClientHost)
+		})
+	})
+
+	t.Run("DNS", func(t *testing.T) {
+		for _, tc := range []struct {
+			err       *net.DNSError
+			transient bool
+		}{
+			{&net.DNSError{Err: "no such host", Name: "gone.example", IsNotFound: true}, false},
+			{&net.DNSError{Err: "i/o timeout", Name: "slow.example", IsTimeout: true}, true},
+			{&net.DNSError{Err: "server misbehaving", Name: "flaky.example", IsTemporary: true}, true},
+		} {
+			err := &url.Error{Op: "Get", URL: "https://" + tc.err.Name + "/c.json", Err: &net.OpError{Op: "dial", Net: "tcp", Err: tc.err}}
+			if got := transientNetError(err); got != tc.transient {
+				t.Errorf("%v: transient = %v, want %v", err, got, tc.transient)
+			}
+		}
+	})
+}
+
+func mustEqualCause(t *testing.T, err error, want string) {
+	t.Helper()
+	if got := unavailableCause(err); got != want {
+		t.Errorf("unavailableCause(%v) = %q, want %q", err, got, want)
+	}
+}
+
+// TestFetchRememberKeepsClass: a remembered failure keeps its class, so a
+// host that was unreachable is still answered as a transient failure (503)
+// while remembered, never as the client's fault; it is remembered only
+// for fetchUnreachableTTL (the Retry-After the 503 carries), a definitive
+// failure for fetchFailureTTL.
+func TestFetchRememberKeepsClass(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	status := http.StatusServiceUnavailable
+	hits := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		hits++
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte(`{}`))
+	}))
+	defer srv.Close()
+	set := func(code int) { mu.Lock(); status = code; mu.Unlock() }
+	count := func() int { mu.Lock(); defer mu.Unlock(); return hits }
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	f := newFetcher(srv.Client(), func() time.Time { return now })
+
+	if _, err := f.get(t.Context(), srv.URL+"/u", 1024); !errors.Is(err, errFetchUnreachable) {
+		t.Fatalf("503: %v", err)
+	}
+	set(http.StatusOK)
+	_, err := f.get(t.Context(), srv.URL+"/u", 1024)
+	if !errors.Is(err, errFetchUnreachable) || count() != 1 {
+		t.Fatalf("while remembered: %v after %d requests, want the transient failure without a request", err, count())
+	}
+	now = now.Add(fetchUnreachableTTL)
+	if _, err := f.get(t.Context(), srv.URL+"/u", 1024); err != nil {
+		t.Fatalf("a Retry-After later, with the host back: %v", err)
+	}
+
+	set(http.StatusNotFound)
+	if _, err := f.get(t.Context(), srv.URL+"/d", 1024); err == nil || errors.Is(err, errFetchUnreachable) {
+		t.Fatalf("404: %v, want a definitive failure", err)
+	}
+	set(http.StatusOK)
+	now = now.Add(fetchUnreachableTTL)
+	if _, err := f.get(t.Context(), srv.URL+"/d", 1024); err == nil || errors.Is(err, errFetchUnreachable) {
+		t.Fatalf("a remembered 404: %v, want the definitive failure", err)
+	}
+	now = now.Add(fetchFailureTTL)
+	if _, err := f.get(t.Context(), srv.URL+"/d", 1024); err != nil {
+		t.Fatalf("after fetchFailureTTL: %v", err)
+	}
 }

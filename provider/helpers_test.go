@@ -342,8 +342,10 @@ func TestAllowedGrantDefault(t *testing.T) {
 }
 
 // TestUnavailableCause: a 503 from this process's own full slots (a sign-in
-// or fetch flood) is counted as "busy", not as the store's failure, though
-// both are outage-class errors; a deadline is "timeout" even when wrapped.
+// or fetch flood) is counted as "busy", and one from a client's host that
+// could not be reached as "client_host" (even when it timed out), not as
+// the store's failure, though all are outage-class errors; a deadline is
+// "timeout" even when wrapped.
 func TestUnavailableCause(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
@@ -355,6 +357,8 @@ func TestUnavailableCause(t *testing.T) {
 		{errFetchBusy, causeBusy},
 		{fmt.Errorf("client document: %w", errFetchBusy), causeBusy},
 		{fmt.Errorf("%w: connection refused", store.ErrUnavailable), causeStore},
+		{fmt.Errorf("%w: %w", errFetch, &unreachable{errors.New("answered 503, not 200")}), causeClientHost},
+		{fmt.Errorf("%w: %w", errFetch, &unreachable{fmt.Errorf("get: %w", context.DeadlineExceeded)}), causeClientHost},
 		{fmt.Errorf("query: %w", context.DeadlineExceeded), causeTimeout},
 		{errors.New("something else"), causeOther},
 	} {

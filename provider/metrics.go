@@ -23,8 +23,13 @@ const (
 	// causeBusy: this process's own bounded capacity (the password-hashing
 	// or outbound-fetch slots) was full, as during a sign-in or fetch
 	// flood; the database is not the place to look.
-	causeBusy  = "busy"
-	causeOther = "other"
+	causeBusy = "busy"
+	// causeClientHost: a client's own host (its metadata document or
+	// jwks_uri) could not be reached or said "not now", and no stored copy
+	// could serve; neither the database nor this process is at fault.
+	// Not "upstream": that is the sign-in identity provider here.
+	causeClientHost = "client_host"
+	causeOther      = "other"
 )
 
 // metrics are the Prometheus collectors of one Server, on a registry of its
@@ -129,6 +134,9 @@ func unavailableCause(err error) string {
 	switch {
 	case errors.Is(err, errHashBusy), errors.Is(err, errFetchBusy):
 		return causeBusy
+	case errors.Is(err, errFetchUnreachable):
+		// Before timeout: a fetch that timed out is the client's host.
+		return causeClientHost
 	case errors.Is(err, context.DeadlineExceeded):
 		return causeTimeout
 	case errors.Is(err, store.ErrUnavailable):

@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -157,20 +158,28 @@ func TestPrivateKeyJWTWithJWKSURI(t *testing.T) {
 
 // TestJWKSURIRefusesPrivateAddresses: with the default fetch client, a
 // jwks_uri on a loopback address is never fetched (SSRF), and the client
-// cannot authenticate.
+// cannot authenticate: invalid_client, the address being the client's
+// fault, not a host that is down. The server's issuer is public (on a
+// loopback issuer, loopback is allowed for local development) and the key
+// server's certificate is trusted, so only the address policy refuses.
 func TestJWKSURIRefusesPrivateAddresses(t *testing.T) {
 	t.Parallel()
 	ks := newKeyServer(t)
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	ks.publish(key, "k1")
-	e := start(t, storeKinds[0].open(t), nil)
+	const issuer = "https://auth.example.com"
+	e := start(t, storeKinds[0].open(t), func(o *provider.Options) {
+		o.Issuer = issuer
+		o.FetchRootCAs = x509.NewCertPool()
+		o.FetchRootCAs.AddCert(ks.srv.Certificate())
+	})
 	status, m := e.registerService(t, map[string]any{
 		"token_endpoint_auth_method": "private_key_jwt", "jwks_uri": ks.srv.URL + "/jwks", "grant_types": []string{"client_credentials"},
 	})
 	mustEqual(t, "register", status, 201)
 	id := m["client_id"].(string)
 	signer, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: "k1"}}, nil)
-	a, _ := jwt.Signed(signer).Claims(jwt.Claims{Issuer: id, Subject: id, Audience: jwt.Audience{e.issuer + provider.PathToken},
+	a, _ := jwt.Signed(signer).Claims(jwt.Claims{Issuer: id, Subject: id, Audience: jwt.Audience{issuer + provider.PathToken},
 		ID: "j1", Expiry: jwt.NewNumericDate(e.clock.Now().Add(time.Minute))}).Serialize()
 	r := e.postToken(url.Values{"grant_type": {"client_credentials"},
 		"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {a}}, "", "")
