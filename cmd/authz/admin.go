@@ -55,6 +55,9 @@ func (e env) adminCommand(name string, args []string, extra func(fs *flag.FlagSe
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	if err := noArguments(name, pos); err != nil {
+		return nil, nil, nil, err
+	}
 	st, err := e.adminStore(cfg)
 	if err != nil {
 		return nil, nil, nil, err
@@ -619,7 +622,7 @@ func (e env) keysList(args []string) error {
 func (e env) initialAccessCreate(args []string) error {
 	var ttl time.Duration
 	var grants, scopes, resources listFlag
-	st, _, _, err := e.adminCommand("token initial-access create", args, func(fs *flag.FlagSet) {
+	st, _, cfg, err := e.adminCommand("token initial-access create", args, func(fs *flag.FlagSet) {
 		fs.DurationVar(&ttl, "ttl", 0, "lifetime (0: never expires)")
 		fs.Var(&grants, "allow-grant", "grant type a client registered with this token may have beyond the anonymous ones: client_credentials (repeatable)")
 		fs.Var(&scopes, "scope", "scope allowance of clients registered with this token (repeatable; may include admin-only scopes)")
@@ -639,10 +642,20 @@ func (e env) initialAccessCreate(args []string) error {
 	if len(grants) > 0 && (len(scopes) == 0 || len(resources) == 0) {
 		return usageError{msg: "--allow-grant client_credentials needs --scope and --resource: the allowances of clients registered with the token"}
 	}
+	// 0 is "never expires"; a negative lifetime is a slip (the sign of
+	// "expires 1h ago"?), never to be read as forever.
+	if ttl < 0 {
+		return usageError{msg: fmt.Sprintf("--ttl %v: a lifetime cannot be negative (0: the token never expires)", ttl)}
+	}
 	for _, r := range resources {
 		if u, err := url.Parse(r); err != nil || !u.IsAbs() || u.Host == "" || u.Fragment != "" {
 			return usageError{msg: "--resource " + r + " is not an absolute URL without a fragment (RFC 8707)"}
 		}
+	}
+	// The allowances are held to what the server offers, as client create
+	// holds a client's: a scope or resource no request can obtain is a typo.
+	if err := (&clientFlags{scopes: scopes, resources: resources}).offered(cfg); err != nil {
+		return err
 	}
 	secret, err := tokens.NewSecret(rand.Reader, tokens.PrefixInitialAccessToken)
 	if err != nil {

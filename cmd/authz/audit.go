@@ -47,7 +47,7 @@ func (e env) auditList(args []string) error {
 	var since, user, client, event string
 	var asJSON bool
 	var limit int
-	st, pos, _, err := e.adminCommand("audit list", args, func(fs *flag.FlagSet) {
+	st, _, _, err := e.adminCommand("audit list", args, func(fs *flag.FlagSet) {
 		fs.StringVar(&since, "since", "", "only events this long ago or later (a duration such as 24h) or since an RFC 3339 time")
 		fs.StringVar(&user, "user", "", "only events about this user (username or user ID)")
 		fs.StringVar(&client, "client", "", "only events of this client ID")
@@ -59,8 +59,8 @@ func (e env) auditList(args []string) error {
 		return err
 	}
 	defer st.Close()
-	if len(pos) != 0 {
-		return usageError{msg: "audit list takes no arguments, only flags"}
+	if limit < 0 {
+		return usageError{msg: fmt.Sprintf("--limit %d: want a number of events (0: every one)", limit)}
 	}
 	f := store.AuditFilter{ClientID: client, Name: event, Limit: limit}
 	if since != "" {

@@ -60,7 +60,7 @@ func TestHelpForEveryCommand(t *testing.T) {
 	const userHelp = `authz: an OAuth 2.1 authorization server
 
 Usage:
-  authz user create NAME --password-stdin
+  authz user create NAME --password-stdin [--name N] [--email E [--email-verified]]
       create a user (password of at least 8 characters on stdin)
   authz user set-password NAME --password-stdin
       set a user's password

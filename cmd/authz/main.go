@@ -38,7 +38,8 @@ func commands() []cmdSpec {
 		"    [--scope S ...] [--resource R ...] [--grant-type G ...] [--introspect] [--auth-method M]\n" +
 		"    [--jwks JSON|@file | --jwks-uri U] [--application-type T] [--client-uri U]\n" +
 		"    [--logo-uri U] [--tos-uri U] [--policy-uri U] [--contact C ...]\n" +
-		"    [--software-id S] [--software-version V] [--json]"
+		"    [--software-id S] [--software-version V]\n" +
+		"    [--post-logout-redirect-uri U ...] [--id-token-alg RS256|ES256|EdDSA] [--json]"
 	return []cmdSpec{
 		{"serve", "[--dev]", "run the server (--dev seeds a demo user and client)", env.serve},
 		{"migrate", "", "apply database migrations", env.migrate},
@@ -47,7 +48,7 @@ func commands() []cmdSpec {
 		{"client list", "[--self-registered] [--json]", "list clients (--self-registered: with trust and last use)", env.clientList},
 		{"client show", "ID", "show one client", env.clientShow},
 		{"client delete", "ID", "delete a client and revoke its grants", env.clientDelete},
-		{"user create", "NAME --password-stdin", "create a user (password of at least 8 characters on stdin)", env.userCreate},
+		{"user create", "NAME --password-stdin [--name N] [--email E [--email-verified]]", "create a user (password of at least 8 characters on stdin)", env.userCreate},
 		{"user set-password", "NAME --password-stdin", "set a user's password", env.userSetPassword},
 		{"user delete", "NAME", "delete a user and revoke their grants", env.userDelete},
 		{"user list", "", "list users", env.userList},
@@ -178,7 +179,14 @@ func dispatch(e env, args []string) error {
 		name := strings.Join(args[:n], " ")
 		for _, c := range commands() {
 			if c.name == name && c.run != nil {
-				return c.run(e, args[n:])
+				err := c.run(e, args[n:])
+				// A command used wrongly shows its own synopsis, not
+				// every command's.
+				if ue := (usageError{}); errors.As(err, &ue) && ue.help == "" {
+					ue.help = usage(c.name)
+					return ue
+				}
+				return err
 			}
 		}
 	}
@@ -198,6 +206,24 @@ func dispatch(e env, args []string) error {
 		return usageError{msg: fmt.Sprintf("unknown %s subcommand %q", name, args[n]), help: usage(name)}
 	}
 	return usageError{msg: fmt.Sprintf("unknown command %q", args[0])}
+}
+
+// noArguments refuses positional arguments to a command whose synopsis
+// names none (its first word is not a placeholder such as ID or NAME):
+// `authz keys rotate now` is a mistake to report, not a rotation.
+func noArguments(name string, pos []string) error {
+	if len(pos) == 0 {
+		return nil
+	}
+	for _, c := range commands() {
+		if c.name != name {
+			continue
+		}
+		if w := strings.Fields(c.args); len(w) > 0 && w[0] == strings.ToUpper(w[0]) && !strings.HasPrefix(w[0], "-") && !strings.HasPrefix(w[0], "[") {
+			return nil
+		}
+	}
+	return usageError{msg: fmt.Sprintf("%s takes no arguments, only flags (got %q)", name, pos[0]), help: usage(name)}
 }
 
 func known(name string) bool {

@@ -35,7 +35,11 @@ func (e env) serve(args []string) error {
 		return err
 	}
 	dev := fs.Bool("dev", false, "seed a demo user and a demo public client, and print them")
-	if _, err := parse(fs, &cfg, args); err != nil {
+	pos, err := parse(fs, &cfg, args)
+	if err != nil {
+		return err
+	}
+	if err := noArguments("serve", pos); err != nil {
 		return err
 	}
 	log, err := cfg.logger(e.stderr)
@@ -217,7 +221,11 @@ func (e env) migrate(args []string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := parse(fs, &cfg, args); err != nil {
+	pos, err := parse(fs, &cfg, args)
+	if err != nil {
+		return err
+	}
+	if err := noArguments("migrate", pos); err != nil {
 		return err
 	}
 	if cfg.DatabaseURL == "" {

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/authzd/authz/provider/store/postgres/pgtest"
+)
+
+// ownFlags parses `authz CMD --help` and returns the command's own flags
+// (those without an AUTHZ_* variable), each with its value placeholder.
+func ownFlags(t *testing.T, help string) map[string]string {
+	t.Helper()
+	flagLine := regexp.MustCompile(`^  -([a-z0-9-]+)(?: (.*))?$`)
+	own := map[string]string{}
+	lines := strings.Split(help, "\n")
+	for i, l := range lines {
+		m := flagLine.FindStringSubmatch(l)
+		if m == nil {
+			continue
+		}
+		usage := ""
+		if i+1 < len(lines) {
+			usage = lines[i+1]
+		}
+		if !strings.Contains(usage, "($AUTHZ_") {
+			own[m[1]] = m[2]
+		}
+	}
+	return own
+}
+
+// TestHelpShowsEveryOwnFlag: a command's synopsis (`authz --help`, `authz
+// GROUP --help`, the first lines of `authz COMMAND --help`) names every
+// flag of its own, so an operator reading it learns, say, that `user
+// create` takes --email and `client create` --post-logout-redirect-uri.
+func TestHelpShowsEveryOwnFlag(t *testing.T) {
+	t.Parallel()
+	var create string
+	for _, c := range commands() {
+		if c.name == "client create" {
+			create = c.args
+		}
+	}
+	for _, c := range commands() {
+		if c.run == nil || c.name == "version" {
+			continue
+		}
+		_, stderr, code := runCmd(t, nil, "", append(strings.Fields(c.name), "--help")...)
+		if code != 0 {
+			t.Fatalf("authz %s --help: exit %d", c.name, code)
+		}
+		synopsis := c.args
+		if c.name == "client update" {
+			synopsis += " " + create // "[any of the create flags]"
+		}
+		for f := range ownFlags(t, stderr) {
+			if !regexp.MustCompile(`--` + regexp.QuoteMeta(f) + `\b`).MatchString(synopsis) {
+				t.Errorf("authz %s: the synopsis %q does not name its flag --%s", c.name, c.args, f)
+			}
+		}
+	}
+}
+
+// TestFlagHelpShowsValueTypes: in `authz serve --help` every flag reads
+// "-name" or "-name TYPE". Go's flag package takes a back-quoted word of a
+// usage text as the value's name, so a usage mentioning `keys rotate`
+// printed "-key-reload-interval keys rotate".
+func TestFlagHelpShowsValueTypes(t *testing.T) {
+	t.Parallel()
+	_, stderr, code := runCmd(t, nil, "", "serve", "--help")
+	if code != 0 {
+		t.Fatalf("authz serve --help: exit %d", code)
+	}
+	flagLine := regexp.MustCompile(`^  -[a-z0-9-]+( .*)?$`)
+	valueType := regexp.MustCompile(`^  -[a-z0-9-]+( (duration|string|int|value))?$`)
+	n := 0
+	for _, l := range strings.Split(stderr, "\n") {
+		if !flagLine.MatchString(l) {
+			continue
+		}
+		n++
+		if !valueType.MatchString(l) {
+			t.Errorf("flag line %q: want -name or -name TYPE", l)
+		}
+	}
+	if n < 20 {
+		t.Fatalf("only %d flag lines in:\n%s", n, stderr)
+	}
+	if !strings.Contains(stderr, "  -key-reload-interval duration\n") {
+		t.Errorf("authz serve --help lacks %q", "  -key-reload-interval duration")
+	}
+}
+
+// TestCommandsRefuseStrayArguments: a command that takes no arguments
+// refuses one (exit 2, its own help) instead of ignoring it and acting:
+// `authz keys rotate now` must not rotate. Checked before the database is
+// touched.
+func TestCommandsRefuseStrayArguments(t *testing.T) {
+	t.Parallel()
+	url := pgtest.URL(t)
+	env := []string{"AUTHZ_DATABASE_URL=" + url, "AUTHZ_ENCRYPTION_KEY=" + testEncryptionKey}
+	if _, stderr, code := runCmd(t, env, "", "migrate"); code != 0 {
+		t.Fatalf("migrate: exit %d %s", code, stderr)
+	}
+	keysBefore, stderr, code := runCmd(t, env, "", "keys", "list")
+	if code != 0 {
+		t.Fatalf("keys list: exit %d %s", code, stderr)
+	}
+	for _, name := range []string{"serve", "migrate", "client create", "client list", "user list", "keys rotate", "keys list", "token initial-access create"} {
+		args := append(strings.Fields(name), "stray")
+		if name == "client create" {
+			args = append(args, "--name", "x", "--redirect-uri", "https://a.example.com/cb")
+		}
+		env := env
+		if name == "serve" {
+			// Were the argument ignored, serve would fail (exit 1) on
+			// this unreachable database instead of serving.
+			env = []string{"AUTHZ_DATABASE_URL=postgres://authz@127.0.0.1:1/none", "AUTHZ_ENCRYPTION_KEY=" + testEncryptionKey,
+				"AUTHZ_DB_TIMEOUT=1s", "AUTHZ_ADDR=127.0.0.1:0"}
+		}
+		out, stderr, code := runCmd(t, env, "", args...)
+		if code != 2 || !strings.HasPrefix(stderr, "authz: "+name+" takes no arguments") || !strings.Contains(stderr, "  authz "+name) ||
+			strings.Contains(stderr, "  authz version") {
+			t.Errorf("authz %s: exit %d\nstdout %s\nstderr %s\nwant exit 2, %q and only its own help", strings.Join(args, " "), code, out, stderr,
+				"authz: "+name+" takes no arguments")
+		}
+	}
+	if keysAfter, _, _ := runCmd(t, env, "", "keys", "list"); keysAfter != keysBefore {
+		t.Errorf("keys rotate with a stray argument rotated:\nbefore:\n%s\nafter:\n%s", keysBefore, keysAfter)
+	}
+}
+
+// TestCommandUsageErrorsShowOwnHelp: a command used wrongly shows its own
+// synopsis, not every command's.
+func TestCommandUsageErrorsShowOwnHelp(t *testing.T) {
+	t.Parallel()
+	env := []string{"AUTHZ_DATABASE_URL=" + pgtest.URL(t), "AUTHZ_ENCRYPTION_KEY=" + testEncryptionKey}
+	for _, args := range [][]string{
+		{"client", "create"},
+		{"client", "show"},
+		{"user", "create"},
+		{"token", "initial-access", "create", "--allow-grant", "client_credentials"},
+	} {
+		name := strings.Join(args[:min(len(args), 3)], " ")
+		if args[0] != "token" {
+			name = strings.Join(args[:2], " ")
+		}
+		_, stderr, code := runCmd(t, env, "", args...)
+		if code != 2 || !strings.Contains(stderr, "Usage:\n  authz "+name) || strings.Contains(stderr, "  authz version") {
+			t.Errorf("authz %v: exit %d, want 2 and only the help of %q:\n%s", args, code, name, stderr)
+		}
+	}
+}
+
+// TestInitialAccessTokenRefusals: a negative --ttl is a mistake, not "never
+// expires" (what 0 means), and --scope/--resource allowances are held to
+// what the server offers, as `client create` holds them.
+func TestInitialAccessTokenRefusals(t *testing.T) {
+	t.Parallel()
+	env := []string{"AUTHZ_DATABASE_URL=" + pgtest.URL(t), "AUTHZ_ENCRYPTION_KEY=" + testEncryptionKey,
+		"AUTHZ_SCOPES=read,write", "AUTHZ_RESOURCES=https://api.example.com"}
+	for _, tt := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--ttl", "-1h"}, 2, "authz: --ttl -1h0m0s: a lifetime cannot be negative (0: the token never expires)\n"},
+		{[]string{"--scope", "admin"}, 1, `authz: --scope "admin": the server does not offer it (AUTHZ_SCOPES="read,write")` + "\n"},
+		{[]string{"--allow-grant", "client_credentials", "--scope", "read", "--resource", "https://evil.example.com"}, 1,
+			`authz: --resource "https://evil.example.com": the server does not offer it (AUTHZ_RESOURCES="https://api.example.com")` + "\n"},
+	} {
+		out, stderr, code := runCmd(t, env, "", append([]string{"token", "initial-access", "create"}, tt.args...)...)
+		if code != tt.code || !strings.HasPrefix(stderr, tt.want) || out != "" {
+			t.Errorf("token initial-access create %v: exit %d, stdout %q, stderr %q; want exit %d, %q and no token", tt.args, code, out, stderr, tt.code, tt.want)
+		}
+	}
+	if out, stderr, code := runCmd(t, env, "", "token", "initial-access", "create", "--ttl", "1h", "--allow-grant", "client_credentials",
+		"--scope", "read", "--resource", "https://API.example.com/"); code != 0 || !strings.HasPrefix(out, "authz_iat_") {
+		t.Errorf("a good token refused: exit %d %s", code, stderr)
+	}
+}
+
+// TestAuditListRefusesNegativeLimit: --limit -1 is a mistake, not "no limit".
+func TestAuditListRefusesNegativeLimit(t *testing.T) {
+	t.Parallel()
+	env := []string{"AUTHZ_DATABASE_URL=" + pgtest.URL(t), "AUTHZ_ENCRYPTION_KEY=" + testEncryptionKey}
+	out, stderr, code := runCmd(t, env, "", "audit", "list", "--limit", "-1")
+	if code != 2 || !strings.HasPrefix(stderr, "authz: --limit -1: ") {
+		t.Errorf("audit list --limit -1: exit %d\n%s%s", code, out, stderr)
+	}
+}
