@@ -20,8 +20,8 @@ import (
 
 func main() {
 	issuer := flag.String("issuer", "http://localhost:8080", "authorization server issuer URL")
-	resource := flag.String("resource", "http://127.0.0.1:9090/api", "this service's URL: the audience its tokens must carry")
-	addr := flag.String("addr", "127.0.0.1:9090", "listen address")
+	resource := flag.String("resource", "http://127.0.0.1:8081/api", "this service's URL: the audience its tokens must carry")
+	addr := flag.String("addr", "127.0.0.1:8081", "listen address (authz uses 8080, and 9090 for its admin listener)")
 	scope := flag.String("scope", "read", "scopes GET /api/hello needs (space-separated)")
 	clientID := flag.String("client-id", "", "client ID for token introspection (opaque tokens, revocation checks)")
 	clientSecret := flag.String("client-secret", os.Getenv("RESOURCE_CLIENT_SECRET"), "client secret for introspection (or RESOURCE_CLIENT_SECRET)")
