@@ -175,6 +175,11 @@ func (s *Server) Handler() http.Handler {
 			mr.Methods(methods...)
 		}
 	}
+	if s.issuerPath != "" {
+		// The issuer URL itself, as the documents and the CLI print it
+		// (no final "/"), is what people open: lead it to the root page.
+		r.Handle(s.issuerPath, http.RedirectHandler(s.issuerPath+"/", http.StatusFound)).Methods(http.MethodGet, http.MethodHead)
+	}
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		http.Error(w, "not found", http.StatusNotFound)
 	})
