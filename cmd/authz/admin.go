@@ -133,6 +133,35 @@ func (f *clientFlags) offered(cfg *config) error {
 	return fmt.Errorf("--resource %q: the server does not offer it (AUTHZ_RESOURCES=%q)", v, cfg.Resources)
 }
 
+// metadataFlags maps the RFC 7591 field a metadata error names to the
+// flag that sets it.
+var metadataFlags = map[string]string{
+	"client_name": "--name", "redirect_uris": "--redirect-uri", "token_endpoint_auth_method": "--auth-method",
+	"grant_types": "--grant-type", "scope": "--scope", "resources": "--resource", "application_type": "--application-type",
+	"client_uri": "--client-uri", "logo_uri": "--logo-uri", "tos_uri": "--tos-uri", "policy_uri": "--policy-uri",
+	"contacts": "--contact", "software_id": "--software-id", "software_version": "--software-version",
+	"jwks": "--jwks", "jwks_uri": "--jwks-uri", "id_token_signed_response_alg": "--id-token-alg",
+	"post_logout_redirect_uris": "--post-logout-redirect-uri",
+}
+
+// flagError words a refused client's metadata error for the operator: by
+// the flag given ("--redirect-uri: …"), not as the OAuth error a
+// registration would answer ("invalid_redirect_uri: redirect_uris: …").
+func flagError(err error) error {
+	var oe *oauth.Error
+	if !errors.As(err, &oe) || (oe.Code != oauth.CodeInvalidClientMetadata && oe.Code != oauth.CodeInvalidRedirectURI) {
+		return err
+	}
+	msg := oe.Description
+	if field, rest, ok := strings.Cut(msg, ": "); ok && metadataFlags[field] != "" {
+		msg = metadataFlags[field] + ": " + rest
+	}
+	if oe.Cause != nil {
+		msg += ": " + oe.Cause.Error()
+	}
+	return errors.New(msg)
+}
+
 func (f *clientFlags) apply(fs *flag.FlagSet, m *store.ClientMetadata) error {
 	var err error
 	fs.Visit(func(fl *flag.Flag) {
@@ -225,7 +254,7 @@ func (e env) clientCreate(args []string) error {
 	}
 	c, secret, err := provider.NewClient(m, time.Now(), rand.Reader)
 	if err != nil {
-		return err
+		return flagError(err)
 	}
 	c.Trust = store.TrustAdmin
 	if err := st.CreateClient(e.ctx, c); err != nil {
@@ -282,9 +311,12 @@ func (e env) clientUpdate(args []string) error {
 	if m.Introspect && len(m.Resources) == 0 {
 		return usageError{msg: "--introspect needs --resource: the resources whose tokens the client may introspect"}
 	}
+	if rotate && c.Metadata.TokenEndpointAuthMethod == oauth.AuthNone && m.TokenEndpointAuthMethod == oauth.AuthNone {
+		return errors.New("--rotate-secret: the client is public (token_endpoint_auth_method none): it has no secret")
+	}
 	secret, err := provider.UpdateClient(&c, m, rotate, time.Now(), rand.Reader)
 	if err != nil {
-		return err
+		return flagError(err)
 	}
 	if err := st.UpdateClient(e.ctx, c); err != nil {
 		return err

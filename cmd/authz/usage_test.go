@@ -191,3 +191,35 @@ func TestAuditListRefusesNegativeLimit(t *testing.T) {
 		t.Errorf("audit list --limit -1: exit %d\n%s%s", code, out, stderr)
 	}
 }
+
+// TestClientMetadataErrorsNameTheFlag: a refused client create or update
+// names the flag the operator typed, not the RFC 7591 field behind it
+// under an OAuth error code ("invalid_redirect_uri: redirect_uris: …").
+func TestClientMetadataErrorsNameTheFlag(t *testing.T) {
+	t.Parallel()
+	env := []string{"AUTHZ_DATABASE_URL=" + pgtest.URL(t), "AUTHZ_ENCRYPTION_KEY=" + testEncryptionKey}
+	create := []string{"client", "create", "--name", "x"}
+	out, stderr, code := runCmd(t, env, "", "client", "create", "--name", "pub", "--public", "--redirect-uri", "http://127.0.0.1/cb", "--json")
+	if code != 0 {
+		t.Fatalf("client create --public: exit %d %s", code, stderr)
+	}
+	public := strings.Split(strings.Split(out, `"client_id":"`)[1], `"`)[0]
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{append(create, "--redirect-uri", "foo"), `authz: --redirect-uri: "foo" is not an absolute URI` + "\n"},
+		{create, "authz: --redirect-uri: at least one is required for the authorization_code grant\n"},
+		{append(create, "--redirect-uri", "https://a.example.com/cb", "--grant-type", "password"), "authz: --grant-type: no supported grant type"},
+		{append(create, "--redirect-uri", "https://a.example.com/cb", "--id-token-alg", "HS256"), `authz: --id-token-alg: unsupported value "HS256"`},
+		{append(create, "--redirect-uri", "https://a.example.com/cb", "--post-logout-redirect-uri", "javascript:x"), "authz: --post-logout-redirect-uri: "},
+		{append(create, "--redirect-uri", "https://a.example.com/cb", "--application-type", "tv"), "authz: --application-type: "},
+		{[]string{"client", "update", public, "--rotate-secret"}, "authz: --rotate-secret: the client is public (token_endpoint_auth_method none): it has no secret\n"},
+		{[]string{"client", "update", public, "--auth-method", "client_secret_basic"}, "authz: --auth-method: a client cannot switch between public and confidential\n"},
+	} {
+		_, stderr, code := runCmd(t, env, "", tt.args...)
+		if code != 1 || !strings.HasPrefix(stderr, tt.want) {
+			t.Errorf("authz %v: exit %d, stderr %q; want exit 1 and %q", tt.args, code, stderr, tt.want)
+		}
+	}
+}
