@@ -65,24 +65,30 @@ func (e env) serve(args []string) error {
 	if err != nil {
 		return err
 	}
-	if *dev {
-		if err := seedDev(e, srv.Options(), st, cfg.Addr); err != nil {
-			return fmt.Errorf("seeding demo data: %w", err)
-		}
-	}
+	// Both listeners open before --dev prints anything: a banner saying
+	// "listening on" with a URL, above an "address already in use", sends
+	// people to whatever else holds the port.
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		return err
+		return fmt.Errorf("AUTHZ_ADDR: %w (is another server running there? set it to another address)", err)
+	}
+	defer ln.Close()
+	var aln net.Listener
+	if cfg.AdminAddr != "" {
+		if aln, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
+			return fmt.Errorf("AUTHZ_ADMIN_ADDR: %w (set it to another address, or empty to turn the admin listener off)", err)
+		}
+		defer aln.Close()
+	}
+	if *dev {
+		if err := seedDev(e, srv.Options(), st, ln.Addr().String()); err != nil {
+			return fmt.Errorf("seeding demo data: %w", err)
+		}
 	}
 	// The admin listener (metrics, pprof) is separate from the public one
 	// and loopback by default: what it shows is for operators only.
 	var adminSrv *http.Server
-	if cfg.AdminAddr != "" {
-		aln, err := net.Listen("tcp", cfg.AdminAddr)
-		if err != nil {
-			ln.Close()
-			return fmt.Errorf("AUTHZ_ADMIN_ADDR: %w (set it to another address, or empty to turn the admin listener off)", err)
-		}
+	if aln != nil {
 		adminSrv = &http.Server{
 			Handler:           srv.AdminHandler(),
 			ReadHeaderTimeout: readHeaderTimeout,

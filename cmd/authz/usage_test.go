@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net"
 	"regexp"
 	"strings"
 	"testing"
@@ -221,5 +222,25 @@ func TestClientMetadataErrorsNameTheFlag(t *testing.T) {
 		if code != 1 || !strings.HasPrefix(stderr, tt.want) {
 			t.Errorf("authz %v: exit %d, stderr %q; want exit 1 and %q", tt.args, code, stderr, tt.want)
 		}
+	}
+}
+
+// TestServeOnBusyAddressPrintsNoBanner: `make run` while something else
+// holds the port printed "authz is running in development mode (listening
+// on …)" with a new demo password and a URL, and only then failed; the
+// URL led to whatever held the port. Now the listeners open first, and the
+// error names AUTHZ_ADDR.
+func TestServeOnBusyAddressPrintsNoBanner(t *testing.T) {
+	t.Parallel()
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	addr := busy.Addr().String()
+	out, stderr, code := runCmd(t, []string{"AUTHZ_ADDR=" + addr, "AUTHZ_ISSUER=http://" + addr}, "", "serve", "--dev")
+	if code != 1 || strings.Contains(out, "running") || strings.Contains(out, "password") ||
+		!strings.Contains(stderr, "authz: AUTHZ_ADDR: listen tcp "+addr) {
+		t.Errorf("serve --dev on a busy address: exit %d\nstdout:\n%s\nstderr:\n%s\nwant exit 1, no banner, an error naming AUTHZ_ADDR", code, out, stderr)
 	}
 }
