@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -72,29 +73,89 @@ func (e env) auditList(args []string) error {
 			return usageError{msg: fmt.Sprintf("--since %q: want a duration (24h) or an RFC 3339 time (2026-01-02T15:04:05Z)", since)}
 		}
 	}
-	names := map[string]string{} // user ID → username, for display
+	// A deleted user no longer resolves by name, yet that is when the
+	// trail is read: their user.deleted event records the name.
+	var deleted map[string]string // user ID → username, of deleted users
+	deletedUsers := func() (map[string]string, error) {
+		if deleted == nil {
+			evs, err := st.ListAuditEvents(e.ctx, store.AuditFilter{Name: provider.EventUserDeleted})
+			if err != nil {
+				return nil, err
+			}
+			deleted = map[string]string{}
+			for _, ev := range evs {
+				deleted[ev.Subject] = ev.Details["username"]
+			}
+		}
+		return deleted, nil
+	}
+	var subjects []string
 	if user != "" {
-		f.Subject = user
+		subjects = []string{user} // a user ID
 		if u, err := st.GetUserByUsername(e.ctx, user); err == nil {
-			f.Subject = u.ID
+			subjects = []string{u.ID}
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return err
+		} else {
+			d, err := deletedUsers()
+			if err != nil {
+				return err
+			}
+			var ids []string // the name may have been deleted, reused and deleted again
+			for id, name := range d {
+				if name == user {
+					ids = append(ids, id)
+				}
+			}
+			if len(ids) > 0 {
+				subjects = ids
+			}
 		}
 	}
-	evs, err := st.ListAuditEvents(e.ctx, f)
-	if err != nil {
-		return err
+	var evs []store.AuditEvent
+	if len(subjects) <= 1 {
+		if len(subjects) == 1 {
+			f.Subject = subjects[0]
+		}
+		if evs, err = st.ListAuditEvents(e.ctx, f); err != nil {
+			return err
+		}
+	} else {
+		for _, s := range subjects {
+			f.Subject = s
+			part, err := st.ListAuditEvents(e.ctx, f)
+			if err != nil {
+				return err
+			}
+			evs = append(evs, part...)
+		}
+		slices.SortFunc(evs, func(a, b store.AuditEvent) int {
+			if c := a.Time.Compare(b.Time); c != 0 {
+				return c
+			}
+			return cmp.Compare(a.ID, b.ID)
+		})
+		if limit > 0 && len(evs) > limit {
+			evs = evs[len(evs)-limit:]
+		}
 	}
-	username := func(id string) string {
+	type name struct {
+		username string
+		deleted  bool
+	}
+	names := map[string]name{} // user ID → username, for display
+	username := func(id string) name {
 		if id == "" {
-			return ""
+			return name{}
 		}
 		if n, ok := names[id]; ok {
 			return n
 		}
-		n := ""
+		var n name
 		if u, err := st.GetUser(e.ctx, id); err == nil {
-			n = u.Username
+			n.username = u.Username
+		} else if d, err := deletedUsers(); err == nil && d[id] != "" {
+			n = name{username: d[id], deleted: true}
 		}
 		names[id] = n
 		return n
@@ -102,7 +163,7 @@ func (e env) auditList(args []string) error {
 	if asJSON {
 		enc := json.NewEncoder(e.stdout)
 		for _, ev := range evs {
-			if err := enc.Encode(auditView{Time: ev.Time, Event: ev.Name, Actor: ev.Actor, Subject: ev.Subject, Username: username(ev.Subject),
+			if err := enc.Encode(auditView{Time: ev.Time, Event: ev.Name, Actor: ev.Actor, Subject: ev.Subject, Username: username(ev.Subject).username,
 				ClientID: ev.ClientID, ClientIP: ev.ClientIP, RequestID: ev.RequestID, Outcome: ev.Outcome, Details: ev.Details}); err != nil {
 				return err
 			}
@@ -112,9 +173,13 @@ func (e env) auditList(args []string) error {
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TIME\tEVENT\tACTOR\tUSER\tCLIENT\tIP\tOUTCOME\tREQUEST\tDETAILS")
 	for _, ev := range evs {
-		who := username(ev.Subject)
-		if who == "" {
+		n := username(ev.Subject)
+		who := n.username
+		switch {
+		case who == "":
 			who = ev.Subject
+		case n.deleted:
+			who += "(deleted)"
 		}
 		var details []string
 		for _, k := range slices.Sorted(maps.Keys(ev.Details)) {

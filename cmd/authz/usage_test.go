@@ -244,3 +244,42 @@ func TestServeOnBusyAddressPrintsNoBanner(t *testing.T) {
 		t.Errorf("serve --dev on a busy address: exit %d\nstdout:\n%s\nstderr:\n%s\nwant exit 1, no banner, an error naming AUTHZ_ADDR", code, out, stderr)
 	}
 }
+
+// TestAuditListFindsDeletedUsers: `audit list --user NAME` after `user
+// delete NAME` (the usual order after an incident) listed nothing, not
+// even the deletion: the name no longer resolved to the user's ID. It now
+// resolves through the user.deleted event, and the USER column names the
+// deleted user.
+func TestAuditListFindsDeletedUsers(t *testing.T) {
+	t.Parallel()
+	env := []string{"AUTHZ_DATABASE_URL=" + pgtest.URL(t), "AUTHZ_ENCRYPTION_KEY=" + testEncryptionKey}
+	for _, args := range [][]string{{"user", "create", "dora", "--password-stdin"}, {"user", "unlock", "dora"}, {"user", "delete", "dora"},
+		{"user", "create", "dora", "--password-stdin"}, {"user", "unlock", "dora"}} {
+		if _, stderr, code := runCmd(t, env, "a-long-enough-password\n", args...); code != 0 {
+			t.Fatalf("authz %v: exit %d %s", args, code, stderr)
+		}
+	}
+	// The live dora: only her own event.
+	out, stderr, code := runCmd(t, env, "", "audit", "list", "--user", "dora", "--json")
+	if code != 0 || strings.Count(out, "\n") != 1 || !strings.Contains(out, `"event":"lockout.cleared"`) {
+		t.Errorf("audit list --user dora (the live one): exit %d\n%s%s", code, out, stderr)
+	}
+	if _, stderr, code := runCmd(t, env, "", "user", "delete", "dora"); code != 0 {
+		t.Fatalf("user delete: %s", stderr)
+	}
+	// Both deleted doras: each one's unlock and deletion, oldest first.
+	out, stderr, code = runCmd(t, env, "", "audit", "list", "--user", "dora")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 5 {
+		t.Fatalf("audit list --user dora after deleting her: exit %d, want a header and 4 events:\n%s%s", code, out, stderr)
+	}
+	for i, want := range []string{"lockout.cleared", "user.deleted", "lockout.cleared", "user.deleted"} {
+		if f := strings.Fields(lines[i+1]); f[1] != want || f[3] != "dora(deleted)" {
+			t.Errorf("event %d: %q, want %s by dora(deleted)", i, lines[i+1], want)
+		}
+	}
+	out, _, _ = runCmd(t, env, "", "audit", "list", "--user", "dora", "--limit", "1")
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 2 || !strings.Contains(lines[1], "user.deleted") {
+		t.Errorf("audit list --user dora --limit 1: want the newest event only:\n%s", out)
+	}
+}
