@@ -45,7 +45,7 @@ func commands() []cmdSpec {
 		{"migrate", "", "apply database migrations", env.migrate},
 		{"client create", clientFlags, "register a client; its secret is printed once", env.clientCreate},
 		{"client update", "ID [any of the create flags] [--rotate-secret] [--json]", "change the fields whose flags are given", env.clientUpdate},
-		{"client list", "[--self-registered] [--json]", "list clients (--self-registered: with trust and last use)", env.clientList},
+		{"client list", "[--self-registered] [--json]", "list clients with their trust and last use (--self-registered: only dynamically registered ones)", env.clientList},
 		{"client show", "ID", "show one client", env.clientShow},
 		{"client delete", "ID", "delete a client and revoke its grants", env.clientDelete},
 		{"user create", "NAME --password-stdin [--name N] [--email E [--email-verified]]", "create a user (password of at least 8 characters on stdin)", env.userCreate},

@@ -64,6 +64,21 @@ func TestHelpShowsEveryOwnFlag(t *testing.T) {
 	}
 }
 
+// TestClientListHelpIsTrue: `client list` shows trust and last use
+// always; the summary said only with --self-registered.
+func TestClientListHelpIsTrue(t *testing.T) {
+	t.Parallel()
+	env := []string{"AUTHZ_DATABASE_URL=" + pgtest.URL(t), "AUTHZ_ENCRYPTION_KEY=" + testEncryptionKey}
+	out, stderr, code := runCmd(t, env, "", "client", "list")
+	if code != 0 || !strings.Contains(out, "TRUST") || !strings.Contains(out, "LAST USED") {
+		t.Fatalf("client list: exit %d %s%s", code, out, stderr)
+	}
+	help, _, _ := runCmd(t, nil, "", "client", "--help")
+	if strings.Contains(help, "--self-registered: with trust and last use") {
+		t.Errorf("authz client --help says trust and last use need --self-registered:\n%s", help)
+	}
+}
+
 // TestFlagHelpShowsValueTypes: in `authz serve --help` every flag reads
 // "-name" or "-name TYPE". Go's flag package takes a back-quoted word of a
 // usage text as the value's name, so a usage mentioning `keys rotate`
