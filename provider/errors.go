@@ -32,6 +32,22 @@ func asOAuthError(err error) (*oauth.Error, bool) {
 	return &oauth.Error{Code: oauth.CodeServerError, Description: "internal error", Cause: err}, true
 }
 
+// formError is the answer to a request body ParseForm refused: over the
+// body limit is 413, anything else (a malformed escape) says what is wrong
+// with it. Both are invalid_request, the code RFC 6749 §5.2 gives a
+// malformed request.
+func formError(err error) *oauth.Error {
+	if tooLarge := (*http.MaxBytesError)(nil); errors.As(err, &tooLarge) {
+		return &oauth.Error{Code: oauth.CodeInvalidRequest, Status: http.StatusRequestEntityTooLarge,
+			Description: "the request body is larger than " + strconv.Itoa(maxBodyBytes>>10) + " KiB"}
+	}
+	msg := err.Error()
+	if uerr := (url.EscapeError)(""); errors.As(err, &uerr) {
+		msg = "invalid URL escape " + strconv.Quote(string(uerr))
+	}
+	return oauth.New(oauth.CodeInvalidRequest, "the request body is not valid application/x-www-form-urlencoded: "+msg)
+}
+
 // logFailure logs a request that failed on the server's side as an error,
 // except when the client went away first: a disconnect cancels the
 // request's context, so whatever ran next (a store call) failed because

@@ -47,7 +47,7 @@ type tokenQuery struct {
 // for introspection), then the token.
 func (s *Server) parseTokenQuery(r *http.Request, confidential bool) (*tokenQuery, error) {
 	if err := r.ParseForm(); err != nil {
-		return nil, oauth.New(oauth.CodeInvalidRequest, "the request body must be application/x-www-form-urlencoded")
+		return nil, formError(err)
 	}
 	if name, ok := singleValued(r.PostForm, "token", "token_type_hint", "client_id", "client_secret"); !ok {
 		return nil, oauth.New(oauth.CodeInvalidRequest, "parameter "+name+" must not be repeated")

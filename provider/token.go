@@ -40,7 +40,7 @@ var tokenParams = []string{"grant_type", "code", "redirect_uri", "code_verifier"
 // query are not read: credentials never travel in a URL.
 func parseTokenRequest(r *http.Request) (url.Values, *tokenRequest, error) {
 	if err := r.ParseForm(); err != nil {
-		return nil, nil, oauth.New(oauth.CodeInvalidRequest, "the request body must be application/x-www-form-urlencoded")
+		return nil, nil, formError(err)
 	}
 	form := r.PostForm
 	if name, ok := singleValued(form, tokenParams...); !ok {
