@@ -192,9 +192,13 @@ func RotateSigningKeys(ctx context.Context, st store.Store, encKey []byte, alg s
 		return nil, err
 	}
 	idAlgs := map[string]bool{}
+	signing := map[string]bool{} // purposes with a key signing now
 	for _, k := range keys {
 		if !keyInUse(k, now) {
 			continue // retired: only its public half is still used
+		}
+		if !now.Before(k.Activation()) {
+			signing[k.KeyPurpose()] = true
 		}
 		if _, err := tokens.DecryptPrivateKey(k.ID, k.Algorithm, k.EncryptedPrivateKey, encKey); err != nil {
 			return nil, fmt.Errorf("refusing to rotate: signing key %s (%s) cannot be decrypted with this AUTHZ_ENCRYPTION_KEY (it is not the one the servers use)", k.ID, k.KeyPurpose())
@@ -215,7 +219,15 @@ func RotateSigningKeys(ctx context.Context, st store.Store, encKey []byte, alg s
 	}
 	var out []store.SigningKey
 	for _, n := range todo {
-		k, err := newSigningKey(encKey, n.purpose, n.alg, now, activatesAt, r)
+		// The delay lets every server publish the new key before tokens
+		// signed with it appear; with no key of this purpose signing
+		// (`keys rotate` before any server ran) there is nothing to hand
+		// over from, and the servers already sign with the only key.
+		act := activatesAt
+		if !signing[n.purpose] {
+			act = now
+		}
+		k, err := newSigningKey(encKey, n.purpose, n.alg, now, act, r)
 		if err != nil {
 			return out, err
 		}

@@ -79,3 +79,30 @@ func TestKeysRotateRefusesUndecryptableIDTokenKey(t *testing.T) {
 		t.Fatalf("a refused rotation changed the keys:\n%s\nbefore:\n%s", after, before)
 	}
 }
+
+// TestKeysRotateOnAnEmptyDatabase: `keys rotate` before any server ran makes
+// the only access-token key; with no key to hand over from it signs at
+// once, and `keys list` says so (it showed "pending" while it already
+// signed). A server started afterwards signs with it and makes no other.
+func TestKeysRotateOnAnEmptyDatabase(t *testing.T) {
+	t.Parallel()
+	env := []string{"AUTHZ_DATABASE_URL=" + pgtest.URL(t), "AUTHZ_ENCRYPTION_KEY=" + testEncryptionKey}
+	if out, stderr, code := runCmd(t, env, "", "migrate"); code != 0 {
+		t.Fatalf("migrate: %d %s %s", code, out, stderr)
+	}
+	if out, stderr, code := runCmd(t, env, "", "keys", "rotate"); code != 0 {
+		t.Fatalf("keys rotate: %d %s %s", code, out, stderr)
+	}
+	out, stderr, code := runCmd(t, env, "", "keys", "list")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 2 || !strings.Contains(lines[1], "access tokens") || !strings.Contains(lines[1], "signing") {
+		t.Fatalf("keys list after rotating on an empty database: %d %q %s", code, out, stderr)
+	}
+	kid := strings.Fields(lines[1])[0]
+	s := launchServer(t, env)
+	s.waitHealthy(t)
+	defer s.stop(t)
+	if out, _, _ := runCmd(t, env, "", "keys", "list"); strings.Count(out, "\n") != 2 || !strings.Contains(out, kid) {
+		t.Fatalf("the server made another key:\n%s", out)
+	}
+}
