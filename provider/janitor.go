@@ -23,7 +23,7 @@ func (s *Server) jobs() []job {
 		{"delete old signing keys", s.deleteOldSigningKeys},
 		{"delete unused self-registered clients", s.deleteStaleRegistrations},
 		{"delete old audit events", s.pruneAudit},
-		{"count clients and live grants", s.updateCounts},
+		{"count clients and live grants", s.updateCounts}, // also once at start (RunJanitor)
 	}
 }
 
@@ -32,6 +32,11 @@ func (s *Server) jobs() []job {
 // options, so whoever starts it (cmd/authz serve, a test) cannot hand it a
 // half-configured copy.
 func (s *Server) RunJanitor(ctx context.Context) {
+	// The gauges at once: otherwise a restarted replica reports 0 clients
+	// and 0 live grants for a whole interval (5 minutes by default). The
+	// deleting jobs wait for the first tick, so replicas restarted
+	// together do not all sweep at once.
+	s.runJob(ctx, job{"count clients and live grants", s.updateCounts})
 	t := time.NewTicker(s.opts.JanitorInterval)
 	defer t.Stop()
 	for {

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/authzd/authz/provider/store/postgres/pgtest"
 )
@@ -72,6 +73,15 @@ func TestOperate(t *testing.T) {
 	status, metrics := get("http://" + admin + "/metrics")
 	if status != http.StatusOK || !strings.Contains(metrics, `authz_logins_total{outcome="failed"} 1`) || !strings.Contains(metrics, "go_goroutines") {
 		t.Errorf("admin /metrics: %d, want the failed login counted and the Go collector:\n%.2000s", status, metrics)
+	}
+	// The client made before the start is counted at once, not after the
+	// janitor's first interval (5 minutes by default).
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(metrics, "\nauthz_clients 1\n"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("authz_clients after start: want 1 before the janitor's first interval:\n%.3000s", metrics)
+		}
+		time.Sleep(50 * time.Millisecond)
+		_, metrics = get("http://" + admin + "/metrics")
 	}
 	if status, _ := get("http://" + admin + "/debug/pprof/"); status != http.StatusOK {
 		t.Errorf("admin /debug/pprof/ = %d", status)
