@@ -270,9 +270,16 @@ func (s *Server) updateRegistration(w http.ResponseWriter, r *http.Request, c st
 	if err != nil {
 		return err
 	}
+	// The update spends the token that authorised it: the store replaces
+	// the client only while that token is still the client's, so of two
+	// updates with one token the second is refused like a wrong token.
+	presented := c.RegistrationTokenHash
 	c.RegistrationTokenHash = tokens.Hash(regToken)
 	defer s.clients.forget(c.ID)
-	if err := s.store.UpdateClient(r.Context(), c); err != nil {
+	if err := s.store.UpdateRegisteredClient(r.Context(), c, presented); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return errBadRegistrationToken
+		}
 		return err
 	}
 	s.audit(r.Context(), ClientEvent(EventClientUpdated, ActorClient, c))

@@ -68,6 +68,9 @@ func (t timedStore) GetClient(ctx context.Context, id string) (store.Client, err
 func (t timedStore) UpdateClient(ctx context.Context, c store.Client) error {
 	return timed0(t, "UpdateClient", func() error { return t.Store.UpdateClient(ctx, c) })
 }
+func (t timedStore) UpdateRegisteredClient(ctx context.Context, c store.Client, presented []byte) error {
+	return timed0(t, "UpdateRegisteredClient", func() error { return t.Store.UpdateRegisteredClient(ctx, c, presented) })
+}
 func (t timedStore) DeleteClient(ctx context.Context, id string) error {
 	return timed0(t, "DeleteClient", func() error { return t.Store.DeleteClient(ctx, id) })
 }

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -768,5 +769,56 @@ func TestClientUseWrittenOncePerResolution(t *testing.T) {
 		e.clock.Advance(25 * time.Hour)
 		burst()
 		mustEqual(t, "uses written by a burst a day later", uses.n.Load(), int64(2))
+	})
+}
+
+// RFC 7592 §2.2 rotates the registration access token on every update, so
+// one token authorises one update: of concurrent updates presenting the same
+// token exactly one succeeds, and the token it returns is the client's. A
+// read, a check and a separate write (house rules 3 and 11) let several win
+// and leave all but the last writer holding a dead token.
+func TestRegistrationUpdateIsSingleUse(t *testing.T) {
+	t.Parallel()
+	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		e := start(t, open(t), nil)
+		status, m := e.register(t, map[string]any{"redirect_uris": []string{"https://app.example.com/cb"}})
+		mustEqual(t, "register", status, http.StatusCreated)
+		id, uri, tok := m["client_id"].(string), m["registration_client_uri"].(string), m["registration_access_token"].(string)
+
+		const racers = 16
+		var (
+			wg      sync.WaitGroup
+			mu      sync.Mutex
+			winners []string
+			other   []int
+		)
+		release := make(chan struct{})
+		for i := range racers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-release
+				upd := map[string]any{"client_id": id, "redirect_uris": []string{"https://app.example.com/cb"}, "client_name": "racer " + string(rune('a'+i))}
+				status, got, _ := jsonCall(t, "PUT", uri, tok, upd)
+				mu.Lock()
+				defer mu.Unlock()
+				switch status {
+				case http.StatusOK:
+					winners = append(winners, got["registration_access_token"].(string))
+				case http.StatusUnauthorized:
+				default:
+					other = append(other, status)
+				}
+			}()
+		}
+		close(release)
+		wg.Wait()
+		if len(winners) != 1 || len(other) != 0 {
+			t.Fatalf("%d updates with one registration token succeeded (other answers %v), want exactly 1", len(winners), other)
+		}
+		status, _, _ = jsonCall(t, "GET", uri, winners[0], nil)
+		mustEqual(t, "the winner's token reads the client", status, http.StatusOK)
+		status, _, _ = jsonCall(t, "GET", uri, tok, nil)
+		mustEqual(t, "the spent token", status, http.StatusUnauthorized)
 	})
 }

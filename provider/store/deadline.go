@@ -100,6 +100,10 @@ func (w *deadlineStore) UpdateClient(ctx context.Context, c Client) error {
 	return w.do(ctx, func(ctx context.Context) error { return w.s.UpdateClient(ctx, c) })
 }
 
+func (w *deadlineStore) UpdateRegisteredClient(ctx context.Context, c Client, presented []byte) error {
+	return w.do(ctx, func(ctx context.Context) error { return w.s.UpdateRegisteredClient(ctx, c, presented) })
+}
+
 func (w *deadlineStore) DeleteClient(ctx context.Context, id string) error {
 	return w.do(ctx, func(ctx context.Context) error { return w.s.DeleteClient(ctx, id) })
 }

@@ -383,6 +383,13 @@ type Store interface {
 	// UpdateClient replaces the client's secret hash, registration token hash,
 	// metadata and UpdatedAt. ErrNotFound if it does not exist.
 	UpdateClient(ctx context.Context, c Client) error
+	// UpdateRegisteredClient is UpdateClient for an RFC 7592 §2.2 update,
+	// which rotates the registration access token: it replaces the client
+	// only while its registration token hash is still presented, the hash
+	// of the token that authorised the update, in one operation. Of updates
+	// racing with one token exactly one wins; the others, like an unknown
+	// client, get ErrNotFound (house rules 3 and 11: no read, check, write).
+	UpdateRegisteredClient(ctx context.Context, c Client, presented []byte) error
 	// DeleteClient removes the client with its codes, grants, refresh tokens
 	// and consents.
 	DeleteClient(ctx context.Context, id string) error

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"slices"
@@ -123,6 +124,22 @@ func (s *Store) UpdateClient(_ context.Context, c store.Client) error {
 	defer s.mu.Unlock()
 	cur, ok := s.clients[c.ID]
 	if !ok {
+		return store.ErrNotFound
+	}
+	n := cloneClient(c)
+	cur.SecretHash, cur.RegistrationTokenHash, cur.Metadata, cur.UpdatedAt =
+		n.SecretHash, n.RegistrationTokenHash, n.Metadata, n.UpdatedAt
+	s.clients[c.ID] = cur
+	return nil
+}
+
+// UpdateRegisteredClient is UpdateClient under the same lock as the check
+// that presented is still the client's registration token hash.
+func (s *Store) UpdateRegisteredClient(_ context.Context, c store.Client, presented []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.clients[c.ID]
+	if !ok || len(presented) == 0 || subtle.ConstantTimeCompare(cur.RegistrationTokenHash, presented) != 1 {
 		return store.ErrNotFound
 	}
 	n := cloneClient(c)

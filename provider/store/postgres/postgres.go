@@ -253,6 +253,29 @@ func (s *Store) UpdateClient(ctx context.Context, c store.Client) error {
 	return nil
 }
 
+// UpdateRegisteredClient is UpdateClient with the registration token
+// check in the UPDATE's WHERE clause: the row lock makes a racing update
+// with the same token wait, then find the hash changed and match nothing.
+func (s *Store) UpdateRegisteredClient(ctx context.Context, c store.Client, presented []byte) error {
+	if len(presented) == 0 {
+		return store.ErrNotFound
+	}
+	meta, err := json.Marshal(c.Metadata)
+	if err != nil {
+		return err
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE clients SET secret_hash = $2, registration_token_hash = $3, metadata = $4, updated_at = $5
+		WHERE id = $1 AND registration_token_hash = $6`,
+		c.ID, c.SecretHash, c.RegistrationTokenHash, string(meta), ts(c.UpdatedAt), presented)
+	if err != nil {
+		return wrap(err)
+	}
+	if tag.RowsAffected() == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
 // DeleteClient cascades (ON DELETE CASCADE) to grants, and through them to
 // codes and refresh tokens, and to consents.
 func (s *Store) DeleteClient(ctx context.Context, id string) error {

@@ -227,6 +227,33 @@ func testClients(t *testing.T, newStore factory) {
 		}
 	})
 
+	// RFC 7592 §2.2: the registration token that authorises an update is
+	// spent by it. The stale or a wrong hash changes nothing.
+	t.Run("UpdateRegisteredClient", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		old := e.client("c1")
+		upd := old
+		upd.Metadata.Name, upd.RegistrationTokenHash, upd.UpdatedAt = "Renamed", randomHash(), at(time.Hour)
+		upd.Trust = store.TrustAdmin // which an update must not grant
+		wantErr(t, "with a wrong hash", e.s.UpdateRegisteredClient(e.ctx, upd, randomHash()), store.ErrNotFound)
+		wantErr(t, "with no hash", e.s.UpdateRegisteredClient(e.ctx, upd, nil), store.ErrNotFound)
+		wantErr(t, "an unknown client", e.s.UpdateRegisteredClient(e.ctx, sampleClient("ghost", base), randomHash()), store.ErrNotFound)
+		got, err := e.s.GetClient(e.ctx, "c1")
+		e.must(err, "GetClient")
+		equal(t, "client after refused updates", got, old, canonClient)
+
+		e.must(e.s.UpdateRegisteredClient(e.ctx, upd, old.RegistrationTokenHash), "UpdateRegisteredClient")
+		got, err = e.s.GetClient(e.ctx, "c1")
+		e.must(err, "GetClient")
+		want := upd
+		want.Trust = old.Trust
+		equal(t, "updated client", got, want, canonClient)
+		again := upd
+		again.Metadata.Name = "Again"
+		wantErr(t, "with the spent hash", e.s.UpdateRegisteredClient(e.ctx, again, old.RegistrationTokenHash), store.ErrNotFound)
+	})
+
 	t.Run("UpdateUnknownCreatesNothing", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, newStore)

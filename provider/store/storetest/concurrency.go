@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"bytes"
 	"errors"
 	"sync"
 	"testing"
@@ -74,6 +75,33 @@ func testConcurrency(t *testing.T, newStore factory) {
 		got := e.getGrant(g.ID)
 		equalTime(t, "LastUsedAt", got.LastUsedAt, now)
 		equalTime(t, "RevokedAt", got.RevokedAt, now)
+	})
+
+	// RFC 7592 §2.2: updates racing with one registration token each bring
+	// a new token; exactly one is stored, and the client holds the
+	// winner's token, not a loser's.
+	t.Run("UpdateRegisteredClientOnce", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		c := e.client("c1")
+		next := make([][]byte, racers)
+		errs := race(func(i int) error {
+			upd := c
+			next[i] = randomHash()
+			upd.RegistrationTokenHash = next[i]
+			return e.s.UpdateRegisteredClient(e.ctx, upd, c.RegistrationTokenHash)
+		})
+		n, other := count(errs, store.ErrNotFound)
+		if n["ok"] != 1 || n[store.ErrNotFound.Error()] != racers-1 {
+			t.Fatalf("outcomes %v (first unexpected error: %v), want 1 ok and %d ErrNotFound", n, other, racers-1)
+		}
+		got, err := e.s.GetClient(e.ctx, "c1")
+		e.must(err, "GetClient")
+		for i, err := range errs {
+			if err == nil && !bytes.Equal(got.RegistrationTokenHash, next[i]) {
+				t.Fatal("the stored registration token is not the winner's")
+			}
+		}
 	})
 
 	t.Run("ConsumeDifferentCodes", func(t *testing.T) {
