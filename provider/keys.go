@@ -106,7 +106,7 @@ func newKeyManager(ctx context.Context, o Options) (*keyManager, error) {
 	encKey := o.EncryptionKey
 	if encKey == nil {
 		encKey = make([]byte, 32)
-		if _, err := io.ReadFull(rand.Reader, encKey); err != nil {
+		if _, err := io.ReadFull(o.Rand, encKey); err != nil {
 			return nil, err
 		}
 	}

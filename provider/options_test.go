@@ -1,11 +1,17 @@
 package provider
 
 import (
+	"bytes"
+	"context"
 	"crypto/rand"
 	"errors"
 	"io"
+	"log/slog"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/authzd/authz/provider/store/memory"
 )
 
 // TestResolveOptions: zero fields take the exported defaults; every invalid
@@ -107,3 +113,35 @@ func TestNewUser(t *testing.T) {
 }
 
 func randReader() io.Reader { return rand.Reader }
+
+// recordingReader is crypto/rand that keeps every byte it hands out.
+type recordingReader struct {
+	mu  sync.Mutex
+	out []byte
+}
+
+func (r *recordingReader) Read(p []byte) (int, error) {
+	n, err := rand.Read(p)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.out = append(r.out, p[:n]...)
+	return n, err
+}
+
+// TestEphemeralKeyFromOptionsRand: with no EncryptionKey the server makes
+// one from Options.Rand like every other secret (house rule 5), not from
+// crypto/rand behind the caller's back.
+func TestEphemeralKeyFromOptionsRand(t *testing.T) {
+	t.Parallel()
+	r := &recordingReader{}
+	s, err := New(context.Background(), Options{Issuer: "https://auth.example.com", Store: memory.New(), Rand: r,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(s.keys.encKey) != 32 || !bytes.Contains(r.out, s.keys.encKey) {
+		t.Fatal("the ephemeral encryption key did not come from Options.Rand")
+	}
+}
