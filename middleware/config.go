@@ -92,7 +92,7 @@ var asymmetric = []jose.SignatureAlgorithm{
 }
 
 // WellKnownPath is where RFC 9728 puts protected resource metadata.
-const WellKnownPath = "/.well-known/oauth-protected-resource"
+const WellKnownPath = resourceid.ProtectedResourceSuffix
 
 // Validator validates bearer tokens for one resource. It is safe for
 // concurrent use.

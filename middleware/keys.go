@@ -14,6 +14,8 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/authzd/authz/internal/resourceid"
 )
 
 // maxDocument bounds what we read from the authorization server.
@@ -38,19 +40,17 @@ type serverMetadata struct {
 }
 
 // metadataURLs lists where to look, the path-inserted RFC 8414 form first
-// (§3.1), then the form appended to the issuer, then OpenID Connect's.
+// (§3.1), then the form appended to the issuer, then OpenID Connect's. The
+// suffixes and the insertion are the server's own (internal/resourceid).
 func metadataURLs(issuer string) []string {
 	u, _ := url.Parse(issuer)
 	origin := u.Scheme + "://" + u.Host
 	p := strings.TrimSuffix(u.EscapedPath(), "/")
+	inserted, _ := resourceid.WellKnownURL(issuer, resourceid.AuthorizationServerSuffix)
 	if p == "" {
-		return []string{origin + "/.well-known/oauth-authorization-server", origin + "/.well-known/openid-configuration"}
+		return []string{inserted, origin + resourceid.OpenIDConfigurationSuffix}
 	}
-	return []string{
-		origin + "/.well-known/oauth-authorization-server" + p,
-		origin + p + "/.well-known/oauth-authorization-server",
-		origin + p + "/.well-known/openid-configuration",
-	}
+	return []string{inserted, origin + p + resourceid.AuthorizationServerSuffix, origin + p + resourceid.OpenIDConfigurationSuffix}
 }
 
 func (d *discovery) metadata(ctx context.Context) (*serverMetadata, error) {

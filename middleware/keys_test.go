@@ -3,6 +3,7 @@ package middleware
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 )
@@ -41,5 +42,34 @@ func TestCachedTokenDiesWithItsKey(t *testing.T) {
 	}
 	if _, err := v.Validate(ctx, old); !errors.Is(err, ErrInvalidToken) {
 		t.Fatalf("cached token whose key was withdrawn: err = %v, want ErrInvalidToken", err)
+	}
+}
+
+// TestMetadataURLs pins where the middleware looks for the authorization
+// server's metadata: RFC 8414 §3.1's path-inserted form first, then the
+// appended forms, the suffixes being the ones the server routes.
+func TestMetadataURLs(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		issuer string
+		want   []string
+	}{
+		{"https://auth.example.com", []string{
+			"https://auth.example.com/.well-known/oauth-authorization-server",
+			"https://auth.example.com/.well-known/openid-configuration"}},
+		{"https://auth.example.com/", []string{
+			"https://auth.example.com/.well-known/oauth-authorization-server",
+			"https://auth.example.com/.well-known/openid-configuration"}},
+		{"https://auth.example.com:8443/tenant/a/", []string{
+			"https://auth.example.com:8443/.well-known/oauth-authorization-server/tenant/a",
+			"https://auth.example.com:8443/tenant/a/.well-known/oauth-authorization-server",
+			"https://auth.example.com:8443/tenant/a/.well-known/openid-configuration"}},
+	} {
+		t.Run(tc.issuer, func(t *testing.T) {
+			t.Parallel()
+			if got := metadataURLs(tc.issuer); !slices.Equal(got, tc.want) {
+				t.Errorf("metadataURLs(%q) = %q, want %q", tc.issuer, got, tc.want)
+			}
+		})
 	}
 }

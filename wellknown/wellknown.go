@@ -7,11 +7,12 @@ import (
 	"github.com/authzd/authz/internal/resourceid"
 )
 
-// Well-known URI suffixes.
+// Well-known URI suffixes, defined once in internal/resourceid so the
+// middleware looks where the server serves (house rule 12).
 const (
-	AuthorizationServerSuffix = "/.well-known/oauth-authorization-server" // RFC 8414 §3
-	ProtectedResourceSuffix   = "/.well-known/oauth-protected-resource"   // RFC 9728 §3
-	OpenIDConfigurationSuffix = "/.well-known/openid-configuration"       // OIDC Discovery §4
+	AuthorizationServerSuffix = resourceid.AuthorizationServerSuffix // RFC 8414 §3
+	ProtectedResourceSuffix   = resourceid.ProtectedResourceSuffix   // RFC 9728 §3
+	OpenIDConfigurationSuffix = resourceid.OpenIDConfigurationSuffix // OIDC Discovery §4
 )
 
 // OpenIDProviderMetadata is the OpenID Connect Discovery §3 document: the

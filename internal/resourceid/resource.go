@@ -131,6 +131,14 @@ func Match(requested string, configured []string) (string, bool, error) {
 	return found, n == 1, nil
 }
 
+// Well-known URI suffixes: the server serves its documents there and the
+// middleware looks for them there, so both read them from here.
+const (
+	AuthorizationServerSuffix = "/.well-known/oauth-authorization-server" // RFC 8414 §3
+	ProtectedResourceSuffix   = "/.well-known/oauth-protected-resource"   // RFC 9728 §3
+	OpenIDConfigurationSuffix = "/.well-known/openid-configuration"       // OIDC Discovery §4
+)
+
 // WellKnownPath returns the path of the well-known document for identifier
 // (an issuer or a resource URL): suffix, followed by the identifier's path
 // when it has one (RFC 8414 §3.1, RFC 9728 §3.1). A final "/" on the
