@@ -3,6 +3,7 @@ package tests
 import (
 	"bytes"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -77,6 +78,44 @@ func TestSecretsNeverLogged(t *testing.T) {
 
 		postForm(t, e.issuer+provider.PathRevoke, url.Values{"token": {tr.AccessToken}}, c.ID, secret)
 		e.introspect(t, c.ID, secret, r.AccessToken)
+
+		// The paths the flows above miss: the browser's session and CSRF
+		// cookies, an RFC 7592 update carrying the client secret (and one
+		// with the token it spent), a wrong initial access token, refresh
+		// tokens at introspection and revocation, and bearer tokens at
+		// UserInfo.
+		b := e.browser()
+		b.signIn(user, pw)
+		u, _ := url.Parse(e.issuer)
+		if len(b.http.Jar.Cookies(u)) == 0 {
+			t.Fatal("no session cookie after sign-in")
+		}
+		for _, ck := range b.http.Jar.Cookies(u) {
+			keep(ck.Value)
+		}
+		regID, regURI, regTok := reg["client_id"].(string), reg["registration_client_uri"].(string), reg["registration_access_token"].(string)
+		upd := map[string]any{"client_id": regID, "client_secret": reg["client_secret"], "redirect_uris": []string{"https://app.example.com/cb"}}
+		status, got, _ := jsonCall(t, "PUT", regURI, regTok, upd)
+		mustEqual(t, "RFC 7592 update", status, 200)
+		keep(got["registration_access_token"].(string))
+		status, _, _ = jsonCall(t, "PUT", regURI, regTok, upd)
+		mustEqual(t, "RFC 7592 update with the spent token", status, 401)
+		upd["client_secret"] = "authz_cs_not-the-secret"
+		status, _, _ = jsonCall(t, "PUT", regURI, got["registration_access_token"].(string), upd)
+		mustEqual(t, "RFC 7592 update with a wrong secret", status, 400)
+		keep("authz_cs_not-the-secret")
+		status, _, _ = jsonCall(t, "POST", e.issuer+provider.PathRegister, "authz_iat_wrong-token", map[string]any{"redirect_uris": []string{"https://app.example.com/cb"}})
+		mustEqual(t, "registration with a wrong initial access token", status, 201)
+		keep("authz_iat_wrong-token")
+		e.introspect(t, c.ID, secret, r.RefreshToken)
+		postForm(t, e.issuer+provider.PathRevoke, url.Values{"token": {r.RefreshToken}}, c.ID, secret)
+		for _, bearer := range []string{r.AccessToken, tr2.AccessToken + "x"} {
+			req, _ := http.NewRequest("GET", e.issuer+provider.PathUserInfo, nil)
+			req.Header.Set("Authorization", "Bearer "+bearer)
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}
 
 		out := logs.String()
 		if out == "" {

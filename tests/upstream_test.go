@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"html"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -110,7 +111,7 @@ type upstreamSetup struct {
 	secret string
 }
 
-func newUpstreamSetup(t *testing.T, open func(testing.TB) store.Store, mutate func(u *provider.Upstream)) *upstreamSetup {
+func newUpstreamSetup(t *testing.T, open func(testing.TB) store.Store, mutate func(u *provider.Upstream), downOpts ...func(o *provider.Options)) *upstreamSetup {
 	t.Helper()
 	up := start(t, open(t), func(o *provider.Options) { o.Issuer = strings.Replace(o.Issuer, "127.0.0.1", "localhost", 1) })
 	up.issuer = strings.Replace(up.issuer, "127.0.0.1", "localhost", 1)
@@ -121,7 +122,12 @@ func newUpstreamSetup(t *testing.T, open func(testing.TB) store.Store, mutate fu
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	down := start(t, open(t), func(o *provider.Options) { o.Upstreams = []provider.Upstream{cfg} })
+	down := start(t, open(t), func(o *provider.Options) {
+		o.Upstreams = []provider.Upstream{cfg}
+		for _, f := range downOpts {
+			f(o)
+		}
+	})
 	return &upstreamSetup{up: up, down: down, rp: down.relyingParty(t), secret: secret}
 }
 
@@ -202,18 +208,36 @@ func TestUpstreamOIDCSignIn(t *testing.T) {
 
 // TestUpstreamAudited (issue 15 point 3): an upstream sign-in that works
 // and one that is refused each become one audit event, login.succeeded and
-// login.failed with the provider's name (and nothing secret), and move
-// authz_upstream_logins_total by provider and outcome.
+// login.failed with the provider's name (and nothing secret, in the audit
+// trail or the log), and move authz_upstream_logins_total by provider and
+// outcome.
 func TestUpstreamAudited(t *testing.T) {
 	t.Parallel()
 	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
-		s := newUpstreamSetup(t, open, func(u *provider.Upstream) { u.AllowedEmailDomains = []string{"example.com"} })
+		var logs lockedBuffer
+		s := newUpstreamSetup(t, open, func(u *provider.Upstream) { u.AllowedEmailDomains = []string{"example.com"} }, func(o *provider.Options) {
+			o.Logger = slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		})
+		// The upstream's code and state, as the browser brings them back.
+		var callbackSecrets []string
+		keepCallback := func(u string) string {
+			if strings.HasPrefix(u, s.down.issuer+"/login/upstream/corp/callback") {
+				p, _ := url.Parse(u)
+				for _, k := range []string{"code", "state"} {
+					if v := p.Query().Get(k); v != "" {
+						callbackSecrets = append(callbackSecrets, v)
+					}
+				}
+			}
+			return u
+		}
 		admin := httptest.NewServer(s.down.srv.AdminHandler())
 		t.Cleanup(admin.Close)
 
 		gina, ginaPW := s.up.user("gina")
 		s.up.profile(t, gina, "Gina", "gina@example.com", true)
 		j := s.begin(t, gina, ginaPW)
+		j.tamper = keepCallback
 		j.run("Corp SSO")
 		if j.p.status != http.StatusFound {
 			t.Fatalf("sign-in: %d %.300s", j.p.status, j.p.body)
@@ -221,6 +245,7 @@ func TestUpstreamAudited(t *testing.T) {
 		eve, evePW := s.up.user("eve")
 		s.up.profile(t, eve, "Eve", "eve@evil.test", true)
 		j = s.begin(t, eve, evePW)
+		j.tamper = keepCallback
 		j.run("Corp SSO")
 		if j.p.status != http.StatusForbidden {
 			t.Fatalf("disallowed domain: %d", j.p.status)
@@ -256,6 +281,19 @@ func TestUpstreamAudited(t *testing.T) {
 		if len(failed) != 1 || failed[0].Subject != "" || failed[0].Outcome != "failed" ||
 			failed[0].Details["provider"] != "corp" || failed[0].Details["reason"] == "" {
 			t.Errorf("login.failed events: %+v, want one through corp with a reason", failed)
+		}
+
+		if len(callbackSecrets) != 4 {
+			t.Fatalf("saw %d code and state values come back from the upstream, want 4", len(callbackSecrets))
+		}
+		out := logs.String()
+		if !strings.Contains(out, "upstream sign-in") {
+			t.Fatal("the sign-ins were not logged: the check below would prove nothing")
+		}
+		for _, secret := range append([]string{s.secret, ginaPW, evePW}, callbackSecrets...) {
+			if strings.Contains(out, secret) {
+				t.Errorf("the log contains a secret (%.12s…)", secret)
+			}
 		}
 
 		text := scrape(t, admin.URL)
