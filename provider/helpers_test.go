@@ -270,7 +270,7 @@ func TestLoginLimiter(t *testing.T) {
 		do           string // "fail", "succeed", "advance"
 		account, ip  string
 		d            time.Duration
-		blockAccount string // after the step: blocked(account, ip)?
+		blockAccount string // after the step: is an attempt (account, ip) refused?
 		blockIP      string
 		blocked      bool
 		waitAtLeast  time.Duration
@@ -286,27 +286,38 @@ func TestLoginLimiter(t *testing.T) {
 		{do: "fail", account: "bob", ip: "1.1.1.1", blockAccount: "bob", blockIP: "1.1.1.1", blocked: false},
 		{do: "fail", account: "carol", ip: "1.1.1.1", blockAccount: "dave", blockIP: "1.1.1.1", blocked: true},
 		// A success clears the account's failures, not the address's.
-		{do: "succeed", account: "alice", blockAccount: "alice", blockIP: "3.3.3.3", blocked: false},
+		{do: "succeed", account: "alice", ip: "3.3.3.3", blockAccount: "alice", blockIP: "3.3.3.3", blocked: false},
 		{do: "none", blockAccount: "erin", blockIP: "1.1.1.1", blocked: true},
 		// The window ends and with it every lockout.
 		{do: "advance", d: 15 * time.Minute, blockAccount: "erin", blockIP: "1.1.1.1", blocked: false},
 	} {
 		now := clk.Now()
+		begin := func(account, ip string) *loginAttempt {
+			a, _, err := l.attempt(ctx, account, ip, now)
+			if err != nil || a == nil {
+				t.Fatalf("step %d: attempt(%s@%s) = %v, %v; want it counted", i, account, ip, a, err)
+			}
+			return a
+		}
 		switch st.do {
 		case "fail":
-			if _, err := l.fail(ctx, st.account, st.ip, now); err != nil {
-				t.Fatal(err)
-			}
+			begin(st.account, st.ip).failed()
 		case "succeed":
-			if err := l.succeed(ctx, st.account); err != nil {
+			if err := begin(st.account, st.ip).succeeded(ctx); err != nil {
 				t.Fatal(err)
 			}
 		case "advance":
 			clk.Advance(st.d)
 		}
-		blocked, wait, err := l.blocked(ctx, st.blockAccount, st.blockIP, clk.Now())
+		// The probe is an attempt whose password is never checked: taken
+		// back when it is let through, so it changes no count.
+		a, wait, err := l.attempt(ctx, st.blockAccount, st.blockIP, clk.Now())
 		if err != nil {
 			t.Fatal(err)
+		}
+		blocked := a == nil
+		if a != nil {
+			a.abandon(ctx, true, true)
 		}
 		if blocked != st.blocked || wait < st.waitAtLeast || (blocked != (wait > 0)) {
 			t.Fatalf("step %d (%s %s@%s): blocked(%s@%s) = %v, %s; want %v, at least %s",

@@ -221,12 +221,12 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		}
 		s.render(w, oe.HTTPStatus(), "login", page)
 	}
-	blocked, wait, err := s.limiter.blocked(r.Context(), username, ip, now)
+	attempt, wait, err := s.limiter.attempt(r.Context(), username, ip, now)
 	if err != nil {
 		unavailable("login limit lookup failed", err)
 		return
 	}
-	if blocked {
+	if attempt == nil {
 		minutes := int(math.Ceil(wait.Minutes()))
 		w.Header().Set("Retry-After", retryAfter(wait))
 		page.Error = fmt.Sprintf("Too many failed sign-in attempts. Try again in %d minute(s), after %s.",
@@ -239,6 +239,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	u, err := s.store.GetUserByUsername(r.Context(), username)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		attempt.abandon(r.Context(), true, true)
 		unavailable("login lookup failed", err)
 		return
 	}
@@ -248,15 +249,12 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	match, hashErr := checkPassword(r.Context(), hash, r.PostForm.Get("password"))
 	if hashErr != nil {
+		attempt.abandon(r.Context(), true, true)
 		unavailable("password check", hashErr)
 		return
 	}
 	if !match || err != nil {
-		locked, err := s.limiter.fail(r.Context(), username, ip, now)
-		if err != nil {
-			unavailable("recording a failed login failed", err)
-			return
-		}
+		locked := attempt.failed()
 		s.loginAttempt(r.Context(), EventLoginFailed, u.ID, username)
 		if locked {
 			// login.throttled marks the start of a lockout, once per limit
@@ -268,7 +266,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		s.render(w, http.StatusUnauthorized, "login", page)
 		return
 	}
-	if err := s.limiter.succeed(r.Context(), username); err != nil {
+	if err := attempt.succeeded(r.Context()); err != nil {
 		unavailable("clearing login failures failed", err)
 		return
 	}

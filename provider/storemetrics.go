@@ -132,6 +132,9 @@ func (t timedStore) DeleteConsent(ctx context.Context, userID, clientID string) 
 func (t timedStore) HitCounter(ctx context.Context, key string, window time.Duration, now time.Time) (store.Counter, error) {
 	return timed1(t, "HitCounter", func() (store.Counter, error) { return t.Store.HitCounter(ctx, key, window, now) })
 }
+func (t timedStore) UnhitCounter(ctx context.Context, key string, now time.Time) error {
+	return timed0(t, "UnhitCounter", func() error { return t.Store.UnhitCounter(ctx, key, now) })
+}
 func (t timedStore) GetCounter(ctx context.Context, key string, now time.Time) (store.Counter, error) {
 	return timed1(t, "GetCounter", func() (store.Counter, error) { return t.Store.GetCounter(ctx, key, now) })
 }

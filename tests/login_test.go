@@ -1,9 +1,11 @@
 package tests
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -197,4 +199,67 @@ func TestLifetimesAreConfigurable(t *testing.T) {
 		e.clock.Advance(61 * time.Minute)
 		mustEqual(t, "past the idle lifetime", refresh(tr.RefreshToken).Error, "invalid_grant")
 	})
+}
+
+// TestLoginLimitsHoldUnderConcurrency: guesses sent at once are counted as
+// they arrive, before their passwords are checked, so no more of them are
+// checked than the limit allows (house rule 11: the check and the count are
+// one store step). Checked first and counted after the fact, all 24 parallel
+// guesses were checked against a limit of 3.
+func TestLoginLimitsHoldUnderConcurrency(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name              string
+		perAccount, perIP int
+		sameAccount       bool
+		want              int
+	}{
+		{"per account", 3, 100, true, 3},
+		{"per client IP", 100, 4, false, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
+				e := start(t, open(t), func(o *provider.Options) {
+					o.LoginFailuresPerAccount, o.LoginFailuresPerIP, o.LoginWindow = tc.perAccount, tc.perIP, 10*time.Minute
+				})
+				user, pw := e.user("raced")
+				const guesses = 24
+				forms := make([]url.Values, guesses)
+				browsers := make([]*browser, guesses)
+				for i := range guesses {
+					browsers[i] = e.browser()
+					p := browsers[i].do("GET", provider.PathLogin, nil)
+					mustEqual(t, "login page", p.status, http.StatusOK)
+					forms[i] = formFields(p.body)
+					forms[i].Set("username", user)
+					if !tc.sameAccount {
+						forms[i].Set("username", fmt.Sprintf("nobody-%d", i))
+					}
+					forms[i].Set("password", "a-wrong-guess")
+				}
+				var (
+					mu     sync.Mutex
+					status = map[int]int{}
+					wg     sync.WaitGroup
+				)
+				release := make(chan struct{})
+				for i := range guesses {
+					wg.Go(func() {
+						<-release
+						p := browsers[i].do("POST", provider.PathLogin, forms[i])
+						mu.Lock()
+						status[p.status]++
+						mu.Unlock()
+					})
+				}
+				close(release)
+				wg.Wait()
+				if status[http.StatusUnauthorized] != tc.want || status[http.StatusTooManyRequests] != guesses-tc.want {
+					t.Fatalf("answers %v: want %d guesses checked (401) and the other %d refused (429)", status, tc.want, guesses-tc.want)
+				}
+				mustEqual(t, "the right password after the limit", e.browser().loginAttempt(user, pw).status, http.StatusTooManyRequests)
+			})
+		})
+	}
 }

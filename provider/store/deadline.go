@@ -221,6 +221,10 @@ func (w *deadlineStore) HitCounter(ctx context.Context, key string, window time.
 	return get(w, ctx, func(ctx context.Context) (Counter, error) { return w.s.HitCounter(ctx, key, window, now) })
 }
 
+func (w *deadlineStore) UnhitCounter(ctx context.Context, key string, now time.Time) error {
+	return w.do(ctx, func(ctx context.Context) error { return w.s.UnhitCounter(ctx, key, now) })
+}
+
 func (w *deadlineStore) GetCounter(ctx context.Context, key string, now time.Time) (Counter, error) {
 	return get(w, ctx, func(ctx context.Context) (Counter, error) { return w.s.GetCounter(ctx, key, now) })
 }

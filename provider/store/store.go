@@ -521,6 +521,12 @@ type Store interface {
 	// it: a counter that does not exist or expired at now restarts at one
 	// with ExpiresAt now+window.
 	HitCounter(ctx context.Context, key string, window time.Duration, now time.Time) (Counter, error)
+	// UnhitCounter takes one back from the live counter key at now, never
+	// below zero; nothing when there is none or it has expired. A limit
+	// that must not be overrun by concurrent requests counts each one with
+	// HitCounter before the work and takes back those that did not count
+	// (a sign-in that succeeded): the check and the count are one step.
+	UnhitCounter(ctx context.Context, key string, now time.Time) error
 	// GetCounter returns the live counter key at now; ErrNotFound when there
 	// is none or it has expired.
 	GetCounter(ctx context.Context, key string, now time.Time) (Counter, error)

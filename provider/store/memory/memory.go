@@ -707,6 +707,17 @@ func (s *Store) HitCounter(_ context.Context, key string, window time.Duration, 
 	return c, nil
 }
 
+func (s *Store) UnhitCounter(_ context.Context, key string, now time.Time) error {
+	now = norm(now)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.counters[key]; ok && now.Before(c.ExpiresAt) && c.Count > 0 {
+		c.Count--
+		s.counters[key] = c
+	}
+	return nil
+}
+
 func (s *Store) GetCounter(_ context.Context, key string, now time.Time) (store.Counter, error) {
 	now = norm(now)
 	s.mu.Lock()

@@ -109,6 +109,14 @@ func (s *Store) HitCounter(ctx context.Context, key string, window time.Duration
 	return c, nil
 }
 
+func (s *Store) UnhitCounter(ctx context.Context, key string, now time.Time) error {
+	_, err := s.pool.Exec(ctx, `UPDATE rate_counters SET count = count - 1 WHERE key = $1 AND expires_at > $2 AND count > 0`, key, ts(now))
+	if err = wrap(err); errors.Is(err, store.ErrNotFound) {
+		return nil // a key the database cannot hold names no counter
+	}
+	return err
+}
+
 func (s *Store) GetCounter(ctx context.Context, key string, now time.Time) (store.Counter, error) {
 	c := store.Counter{Key: key}
 	err := s.readRow(ctx, `SELECT count, expires_at FROM rate_counters WHERE key = $1 AND expires_at > $2`, key, ts(now)).

@@ -138,6 +138,36 @@ func testCounters(t *testing.T, newStore factory) {
 	e.must(err, "HitCounter after the window")
 	mustCounter(t, "first hit of a new window", c, 1, at(time.Minute+2*window))
 
+	// UnhitCounter takes back one hit of a live counter, never below zero,
+	// and leaves a missing or expired counter alone.
+	e.must(e.s.UnhitCounter(e.ctx, "login:ip:192.0.2.1", at(time.Minute+window)), "UnhitCounter")
+	c, err = e.s.GetCounter(e.ctx, "login:ip:192.0.2.1", at(time.Minute+window))
+	e.must(err, "GetCounter after UnhitCounter")
+	mustCounter(t, "after one unhit", c, 0, at(time.Minute+2*window))
+	e.must(e.s.UnhitCounter(e.ctx, "login:ip:192.0.2.1", at(time.Minute+window)), "UnhitCounter at zero")
+	c, err = e.s.HitCounter(e.ctx, "login:ip:192.0.2.1", window, at(time.Minute+window))
+	e.must(err, "HitCounter after unhits")
+	mustCounter(t, "a hit after unhitting past zero", c, 1, at(time.Minute+2*window))
+	e.must(e.s.UnhitCounter(e.ctx, "login:ip:192.0.2.1", at(time.Minute+2*window)), "UnhitCounter of an expired counter")
+	c, err = e.s.HitCounter(e.ctx, "login:ip:192.0.2.1", window, at(time.Minute+2*window))
+	e.must(err, "HitCounter after the window")
+	mustCounter(t, "an expired counter is not unhit", c, 1, at(time.Minute+3*window))
+	e.must(e.s.UnhitCounter(e.ctx, "login:ip:never-hit", base), "UnhitCounter of a missing counter")
+	_, err = e.s.GetCounter(e.ctx, "login:ip:never-hit", base)
+	wantErr(t, "GetCounter after unhitting a missing counter", err, store.ErrNotFound)
+	// Concurrent hits each taken back leave nothing counted.
+	for _, err := range race(func(i int) error {
+		if _, err := e.s.HitCounter(e.ctx, "login:ip:203.0.113.9", window, base); err != nil {
+			return err
+		}
+		return e.s.UnhitCounter(e.ctx, "login:ip:203.0.113.9", base)
+	}) {
+		e.must(err, "concurrent HitCounter and UnhitCounter")
+	}
+	c, err = e.s.GetCounter(e.ctx, "login:ip:203.0.113.9", base)
+	e.must(err, "GetCounter after concurrent hits and unhits")
+	mustEqual(t, "count after concurrent hits and unhits", c.Count, 0)
+
 	// Prefix deletion (authz user unlock): only the matching keys go.
 	for _, k := range []string{"login:a:alice:192.0.2.1", "login:a:alice:192.0.2.2", "login:a:alice2:192.0.2.1", "login:a:al%ce:x"} {
 		_, err := e.s.HitCounter(e.ctx, k, window, base)
