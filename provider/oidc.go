@@ -308,6 +308,32 @@ func (s *Server) handleUserInfo(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// endSessionRequest is an RP-initiated logout request (RP-Initiated Logout
+// 1.0 §2), from the query or a POSTed form.
+type endSessionRequest struct {
+	idTokenHint, postLogoutRedirectURI, state, clientID string
+	// confirmed: the user pressed "sign out" on our confirmation page (a
+	// POST; its CSRF token is checked by the handler).
+	confirmed bool
+}
+
+// parseEndSession parses the request once (house rule 1), refusing a
+// repeated parameter; on failure it returns nil and what to tell the user.
+func parseEndSession(r *http.Request) (*endSessionRequest, string) {
+	if err := r.ParseForm(); err != nil {
+		return nil, "The request could not be read."
+	}
+	form := r.Form
+	if name, ok := singleValued(form, "id_token_hint", "post_logout_redirect_uri", "state", "client_id", "logout_hint", "ui_locales"); !ok {
+		return nil, "The parameter " + name + " was sent more than once."
+	}
+	return &endSessionRequest{
+		idTokenHint: form.Get("id_token_hint"), postLogoutRedirectURI: form.Get("post_logout_redirect_uri"),
+		state: form.Get("state"), clientID: form.Get("client_id"),
+		confirmed: r.Method == http.MethodPost && r.PostForm.Get("decision") == "logout",
+	}, ""
+}
+
 type logoutPage struct {
 	pageData
 	Action, CSRF, ClientName string
@@ -323,17 +349,13 @@ type logoutPage struct {
 // that user's app), the user confirms on a page first, so a third-party
 // page cannot sign people out.
 func (s *Server) handleEndSession(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil {
-		s.renderError(w, http.StatusBadRequest, "Invalid request", "The request could not be read.", oauth.CodeInvalidRequest)
-		return
-	}
-	form := r.Form
-	if name, ok := singleValued(form, "id_token_hint", "post_logout_redirect_uri", "state", "client_id", "logout_hint", "ui_locales"); !ok {
-		s.renderError(w, http.StatusBadRequest, "Invalid request", "The parameter "+name+" was sent more than once.", oauth.CodeInvalidRequest)
+	req, msg := parseEndSession(r)
+	if req == nil {
+		s.renderError(w, http.StatusBadRequest, "Invalid request", msg, oauth.CodeInvalidRequest)
 		return
 	}
 	var hint *tokens.IDTokenClaims
-	if h := form.Get("id_token_hint"); h != "" {
+	if h := req.idTokenHint; h != "" {
 		c, err := s.keys.verifyIDTokenHint(r.Context(), h, s.opts.Issuer)
 		if errors.Is(err, tokens.ErrNotIDToken) {
 			s.renderError(w, http.StatusBadRequest, "Invalid sign-out request", "The application's sign-out request could not be verified.", oauth.CodeInvalidRequest)
@@ -345,7 +367,7 @@ func (s *Server) handleEndSession(w http.ResponseWriter, r *http.Request) {
 		}
 		hint = &c
 	}
-	clientID := form.Get("client_id")
+	clientID := req.clientID
 	if hint != nil {
 		if clientID != "" && clientID != hint.Audience {
 			s.renderError(w, http.StatusBadRequest, "Invalid sign-out request", "The sign-out request names two different applications.", oauth.CodeInvalidRequest)
@@ -354,7 +376,7 @@ func (s *Server) handleEndSession(w http.ResponseWriter, r *http.Request) {
 		clientID = hint.Audience
 	}
 	var client store.Client
-	target := form.Get("post_logout_redirect_uri")
+	target := req.postLogoutRedirectURI
 	if clientID != "" {
 		c, err := s.store.GetClient(r.Context(), clientID)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -373,7 +395,7 @@ func (s *Server) handleEndSession(w http.ResponseWriter, r *http.Request) {
 		s.pageError(w, r, "end session: session lookup failed", err)
 		return
 	}
-	confirmed := r.Method == http.MethodPost && r.PostForm.Get("decision") == "logout" && s.checkCSRF(r, r.PostForm)
+	confirmed := req.confirmed && s.checkCSRF(r, r.PostForm)
 	if signedIn && !confirmed && (hint == nil || hint.Subject != user.ID) {
 		csrf, err := s.csrfToken(w, r)
 		if err != nil {
@@ -384,9 +406,10 @@ func (s *Server) handleEndSession(w http.ResponseWriter, r *http.Request) {
 		if client.ID != "" {
 			page.ClientName = clientDisplayName(client)
 		}
-		for _, k := range []string{"id_token_hint", "post_logout_redirect_uri", "state", "client_id"} {
-			if v := form.Get(k); v != "" {
-				page.Hidden = append(page.Hidden, hiddenField{k, v})
+		for _, f := range []hiddenField{{"id_token_hint", req.idTokenHint}, {"post_logout_redirect_uri", req.postLogoutRedirectURI},
+			{"state", req.state}, {"client_id", req.clientID}} {
+			if f.Value != "" {
+				page.Hidden = append(page.Hidden, f)
 			}
 		}
 		s.render(w, http.StatusOK, "logout", page)
@@ -403,8 +426,8 @@ func (s *Server) handleEndSession(w http.ResponseWriter, r *http.Request) {
 	}
 	if target != "" {
 		q := url.Values{}
-		if st := form.Get("state"); st != "" {
-			q.Set("state", st)
+		if req.state != "" {
+			q.Set("state", req.state)
 		}
 		sep := "?"
 		if strings.Contains(target, "?") {

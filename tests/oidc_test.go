@@ -447,6 +447,11 @@ func TestOIDCLogout(t *testing.T) {
 		if p.status != 200 || !signedIn(b) {
 			t.Fatalf("forged logout POST: %d signed in %v", p.status, signedIn(b))
 		}
+		// A repeated parameter is refused, nobody signed out.
+		p = b.do("GET", end+"?"+url.Values{"id_token_hint": {hint}, "post_logout_redirect_uri": {"https://rp.example.com/bye", "https://rp.example.com/bye"}}.Encode(), nil)
+		if p.status != http.StatusBadRequest || p.location != "" || !strings.Contains(p.body, "post_logout_redirect_uri") || !signedIn(b) {
+			t.Fatalf("repeated post_logout_redirect_uri: %d %q signed in %v", p.status, p.location, signedIn(b))
+		}
 	})
 }
 
