@@ -109,7 +109,7 @@ func (s *Server) parseAuthorize(r *http.Request, form url.Values) (*authorizeReq
 	case req.responseType != oauth.ResponseCode:
 		return req, oauth.New(oauth.CodeUnsupportedResponseType, "only response_type=code is supported")
 	}
-	if rm := form.Get("response_mode"); rm != "" && rm != "query" {
+	if rm := form.Get("response_mode"); rm != "" && rm != oauth.ResponseModeQuery {
 		return req, oauth.New(oauth.CodeInvalidRequest, "only response_mode=query is supported")
 	}
 	if !allowedGrant(c, oauth.GrantAuthorizationCode) {

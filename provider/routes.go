@@ -140,7 +140,7 @@ func (s *Server) buildMetadata() wellknown.OpenIDProviderMetadata {
 		Issuer:                                     s.opts.Issuer,
 		ScopesSupported:                            s.offeredScopes(),
 		ResponseTypesSupported:                     []string{oauth.ResponseCode},
-		ResponseModesSupported:                     []string{"query"},
+		ResponseModesSupported:                     []string{oauth.ResponseModeQuery},
 		GrantTypesSupported:                        slices.Clone(oauth.GrantTypes),
 		CodeChallengeMethodsSupported:              []string{oauth.CodeChallengeS256},
 		TokenEndpointAuthMethodsSupported:          slices.Clone(oauth.AuthMethods),

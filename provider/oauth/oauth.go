@@ -45,6 +45,10 @@ var ConfidentialAuthMethods = []string{AuthClientSecretBasic, AuthClientSecretPo
 // grant).
 const ResponseCode = "code"
 
+// ResponseModeQuery is the only response mode (OAuth 2.0 Multiple Response
+// Type Encoding Practices §2.1: the code's default; no fragment or form_post).
+const ResponseModeQuery = "query"
+
 // CodeChallengeS256 is the only PKCE method (RFC 7636 §4.2; plain is not
 // accepted).
 const CodeChallengeS256 = "S256"
