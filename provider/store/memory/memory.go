@@ -120,26 +120,25 @@ func (s *Store) ListClients(context.Context) ([]store.Client, error) {
 // the registration token hash, the metadata and UpdatedAt. Trust,
 // CreatedAt, UsedAt and SecretExpiresAt stay as they were.
 func (s *Store) UpdateClient(_ context.Context, c store.Client) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	cur, ok := s.clients[c.ID]
-	if !ok {
-		return store.ErrNotFound
-	}
-	n := cloneClient(c)
-	cur.SecretHash, cur.RegistrationTokenHash, cur.Metadata, cur.UpdatedAt =
-		n.SecretHash, n.RegistrationTokenHash, n.Metadata, n.UpdatedAt
-	s.clients[c.ID] = cur
-	return nil
+	return s.updateClient(c, nil)
 }
 
 // UpdateRegisteredClient is UpdateClient under the same lock as the check
 // that presented is still the client's registration token hash.
 func (s *Store) UpdateRegisteredClient(_ context.Context, c store.Client, presented []byte) error {
+	if len(presented) == 0 {
+		return store.ErrNotFound
+	}
+	return s.updateClient(c, presented)
+}
+
+// updateClient is UpdateClient; with presented, only while it is the
+// client's registration token hash.
+func (s *Store) updateClient(c store.Client, presented []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cur, ok := s.clients[c.ID]
-	if !ok || len(presented) == 0 || subtle.ConstantTimeCompare(cur.RegistrationTokenHash, presented) != 1 {
+	if !ok || (presented != nil && subtle.ConstantTimeCompare(cur.RegistrationTokenHash, presented) != 1) {
 		return store.ErrNotFound
 	}
 	n := cloneClient(c)

@@ -238,19 +238,7 @@ func (s *Store) ListClients(ctx context.Context) ([]store.Client, error) {
 // UpdateClient replaces what the contract names and keeps Trust, CreatedAt,
 // UsedAt and SecretExpiresAt.
 func (s *Store) UpdateClient(ctx context.Context, c store.Client) error {
-	meta, err := json.Marshal(c.Metadata)
-	if err != nil {
-		return err
-	}
-	tag, err := s.pool.Exec(ctx, `UPDATE clients SET secret_hash = $2, registration_token_hash = $3, metadata = $4, updated_at = $5 WHERE id = $1`,
-		c.ID, c.SecretHash, c.RegistrationTokenHash, string(meta), ts(c.UpdatedAt))
-	if err != nil {
-		return wrap(err)
-	}
-	if tag.RowsAffected() == 0 {
-		return store.ErrNotFound
-	}
-	return nil
+	return s.updateClient(ctx, c, nil)
 }
 
 // UpdateRegisteredClient is UpdateClient with the registration token
@@ -260,12 +248,18 @@ func (s *Store) UpdateRegisteredClient(ctx context.Context, c store.Client, pres
 	if len(presented) == 0 {
 		return store.ErrNotFound
 	}
+	return s.updateClient(ctx, c, presented)
+}
+
+// updateClient is UpdateClient; with presented, only while it is the
+// client's registration token hash.
+func (s *Store) updateClient(ctx context.Context, c store.Client, presented []byte) error {
 	meta, err := json.Marshal(c.Metadata)
 	if err != nil {
 		return err
 	}
 	tag, err := s.pool.Exec(ctx, `UPDATE clients SET secret_hash = $2, registration_token_hash = $3, metadata = $4, updated_at = $5
-		WHERE id = $1 AND registration_token_hash = $6`,
+		WHERE id = $1 AND ($6::bytea IS NULL OR registration_token_hash = $6)`,
 		c.ID, c.SecretHash, c.RegistrationTokenHash, string(meta), ts(c.UpdatedAt), presented)
 	if err != nil {
 		return wrap(err)
