@@ -48,7 +48,13 @@ func (l *loginLimiter) attempt(ctx context.Context, account, ip string, now time
 	}
 	if a.perAccount.Count > l.perAccount {
 		a.abandon(ctx, true, false)
-		return nil, a.perAccount.ExpiresAt.Sub(now), nil
+		wait := a.perAccount.ExpiresAt.Sub(now)
+		// Retry-After is the later of both lockouts: the address's too,
+		// when it is over its limit as well.
+		if c, err := l.st.GetCounter(ctx, ipLoginKey(ip), now); err == nil && c.Count >= l.perIP {
+			wait = max(wait, c.ExpiresAt.Sub(now))
+		}
+		return nil, wait, nil
 	}
 	if a.perIP, err = l.st.HitCounter(ctx, ipLoginKey(ip), l.window, now); err != nil {
 		a.abandon(ctx, true, false)
