@@ -245,8 +245,8 @@ func (s *Store) UpdateClient(ctx context.Context, c store.Client) error {
 // check in the UPDATE's WHERE clause: the row lock makes a racing update
 // with the same token wait, then find the hash changed and match nothing.
 func (s *Store) UpdateRegisteredClient(ctx context.Context, c store.Client, presented []byte) error {
-	if len(presented) == 0 {
-		return store.ErrNotFound
+	if presented == nil {
+		presented = []byte{} // matches no client (NULL would mean "any")
 	}
 	return s.updateClient(ctx, c, presented)
 }
