@@ -150,7 +150,7 @@ func (s *Server) requestedScopes(c store.Client, values []string) ([]string, err
 	}
 	scopes, ok := parseScope(values[0])
 	if !ok {
-		return nil, oauth.New(oauth.CodeInvalidScope, "scope is malformed")
+		return nil, errMalformedScope()
 	}
 	scopes = s.dropUnhandled(scopes)
 	allowed := s.allowedScopes(c)

@@ -469,7 +469,7 @@ func (s *Server) narrowScopes(granted []string, scope string, sent bool) ([]stri
 	}
 	req, ok := parseScope(scope)
 	if !ok {
-		return nil, oauth.New(oauth.CodeInvalidScope, "scope is malformed")
+		return nil, errMalformedScope()
 	}
 	req = s.dropUnhandled(req)
 	if !subset(req, granted) {

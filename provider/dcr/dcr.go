@@ -31,6 +31,12 @@ const (
 	maxJWKSBytes = 16 << 10
 )
 
+// MaxScopeValues bounds the scope values of one registration or one
+// request. No server offers this many; the bound keeps the cost of a
+// hostile scope parameter (tens of thousands of distinct values in a
+// 64 KiB request) to a few microseconds.
+const MaxScopeValues = 256
+
 // Metadata is the RFC 7591 §2 client metadata this server understands.
 // Fields it does not know are dropped while decoding.
 type Metadata struct {
@@ -188,6 +194,9 @@ func (m *Metadata) Normalize() error {
 	}
 
 	// Scope: space-separated scope tokens (RFC 6749 §3.3).
+	if n := len(strings.Fields(m.Scope)); n > MaxScopeValues {
+		return metaErr("scope", "more than %d values", MaxScopeValues)
+	}
 	for _, s := range strings.Fields(m.Scope) {
 		if !ValidScopeToken(s) {
 			return metaErr("scope", "invalid scope token %q", s)

@@ -1,0 +1,79 @@
+package tests
+
+// An anonymous party against a default server: open registration, client
+// ID metadata documents on. What the earlier attack tests (abuse_test.go,
+// trust_test.go, edges_test.go) did not pin yet.
+
+import (
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/authzd/authz/provider/dcr"
+	"github.com/authzd/authz/provider/store"
+)
+
+// A scope parameter is bounded to dcr.MaxScopeValues values wherever one is
+// read: anyone may send an authorization request, and de-duplicating a
+// 64 KiB scope of distinct values cost half a second of CPU each.
+func TestScopeParameterIsBounded(t *testing.T) {
+	t.Parallel()
+	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		e := start(t, open(t), nil)
+		user, pw := e.user("bounded")
+		const redirect = "https://bounded.example/cb"
+		c, secret := e.client(store.ClientMetadata{Name: "Bounded", RedirectURIs: []string{redirect}})
+		tooMany := strings.TrimSpace(strings.Repeat("read ", dcr.MaxScopeValues+1))
+		var distinct strings.Builder
+		for i := 0; distinct.Len() < 60<<10; i++ {
+			distinct.WriteString(strconv.FormatInt(int64(i), 36) + " ")
+		}
+
+		t.Run("authorization request", func(t *testing.T) {
+			for name, scope := range map[string]string{"repeated": tooMany, "distinct": distinct.String()} {
+				req := authRequest{clientID: c.ID, redirectURI: redirect, state: "s-" + name, verifier: testVerifier, scope: scope}
+				// An administrator's client: the error is redirected at once.
+				p := e.browser().do("GET", req.url(e.issuer), nil)
+				mustEqual(t, name+": status", p.status, http.StatusFound)
+				u, _ := url.Parse(p.location)
+				q := u.Query()
+				if q.Get("error") != "invalid_scope" || !strings.Contains(q.Get("error_description"), "more than "+strconv.Itoa(dcr.MaxScopeValues)) {
+					t.Fatalf("%s: redirect %.300s", name, p.location)
+				}
+				mustEqual(t, name+": state", q.Get("state"), req.state)
+			}
+			// At the bound, duplicates are still just duplicates.
+			atBound := strings.TrimSpace(strings.Repeat("read ", dcr.MaxScopeValues))
+			req := authRequest{clientID: c.ID, redirectURI: redirect, state: "ok", verifier: testVerifier, scope: atBound}
+			if u := e.browser().authorize(req.url(e.issuer), user, pw); u.Query().Get("code") == "" {
+				t.Fatalf("at the bound: %s", u)
+			}
+		})
+
+		t.Run("refresh request", func(t *testing.T) {
+			req := authRequest{clientID: c.ID, redirectURI: redirect, state: "r", verifier: testVerifier, scope: "read"}
+			code := e.codeFor(e.browser(), req, user, pw)
+			tr := e.postToken(exchangeForm(code, redirect, testVerifier, nil), c.ID, secret)
+			mustEqual(t, "exchange", tr.Status, 200)
+			r := e.postToken(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tr.RefreshToken}, "scope": {tooMany}}, c.ID, secret)
+			mustEqual(t, "refresh status", r.Status, 400)
+			mustEqual(t, "refresh error", r.Error, "invalid_scope")
+			// The refused request spent nothing.
+			mustEqual(t, "refresh after", e.postToken(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tr.RefreshToken}, "scope": {"read"}}, c.ID, secret).Status, 200)
+		})
+
+		t.Run("registration", func(t *testing.T) {
+			var many []string
+			for i := range dcr.MaxScopeValues + 1 {
+				many = append(many, "s"+strconv.Itoa(i))
+			}
+			status, m := e.register(t, map[string]any{"redirect_uris": []string{redirect}, "scope": strings.Join(many, " ")})
+			mustEqual(t, "registration status", status, http.StatusBadRequest)
+			if m["error"] != "invalid_client_metadata" || !strings.HasPrefix(m["error_description"].(string), "scope:") {
+				t.Fatalf("registration answer %v", m)
+			}
+		})
+	})
+}
