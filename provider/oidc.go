@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"errors"
+	"html/template"
 	"net/http"
 	"net/url"
 	"slices"
@@ -339,6 +340,11 @@ type logoutPage struct {
 	Action, CSRF, ClientName string
 	Hidden                   []hiddenField
 	SignedOut                bool
+	// Return is where the application asked to go after signing out,
+	// offered as a link when it is not followed at once; ReturnHost names
+	// it (see handleEndSession).
+	Return     template.URL
+	ReturnHost string
 }
 
 // handleEndSession is RP-initiated logout (OpenID Connect RP-Initiated
@@ -436,8 +442,25 @@ func (s *Server) handleEndSession(w http.ResponseWriter, r *http.Request) {
 		if len(q) == 0 {
 			sep = ""
 		}
+		back := target + sep + q.Encode()
+		// RFC 9700 §4.11.2: anyone can register a client and a
+		// post_logout_redirect_uri, so without a page on which the user
+		// acted (the confirmation) or an ID token of the signed-in user,
+		// a request naming a client nobody vouches for is a link through
+		// this server to any site. The signed-out page links there
+		// instead, naming the host: one click for a real application.
+		if !trusted(client) && !confirmed && (hint == nil || !signedIn || hint.Subject != user.ID) {
+			page := logoutPage{pageData: pageData{Title: "Signed out"}, SignedOut: true, ReturnHost: redirectHost(target)}
+			if !refusedRedirect(target) {
+				// Registered and checked as a redirect URI (private-use
+				// schemes included, which html/template would blank).
+				page.Return = template.URL(back)
+			}
+			s.render(w, http.StatusOK, "logout", page)
+			return
+		}
 		w.Header().Set("Cache-Control", "no-store")
-		http.Redirect(w, r, target+sep+q.Encode(), http.StatusFound)
+		http.Redirect(w, r, back, http.StatusFound)
 		return
 	}
 	s.render(w, http.StatusOK, "logout", logoutPage{pageData: pageData{Title: "Signed out"}, SignedOut: true})

@@ -5,12 +5,14 @@ package tests
 // trust_test.go, edges_test.go) did not pin yet.
 
 import (
+	"html"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/authzd/authz/provider"
 	"github.com/authzd/authz/provider/dcr"
 	"github.com/authzd/authz/provider/store"
 )
@@ -75,5 +77,40 @@ func TestScopeParameterIsBounded(t *testing.T) {
 				t.Fatalf("registration answer %v", m)
 			}
 		})
+	})
+}
+
+// OpenID Connect RP-Initiated Logout names a client and one of its
+// registered post_logout_redirect_uris; anyone can register both. A
+// visitor who is not signed in (nothing to confirm) was sent straight to
+// that URI: a link through this server to any site, the open redirector
+// RFC 9700 §4.11.2 warns of. For a client nobody vouches for, the
+// signed-out page links to it instead; the visitor decides.
+func TestEndSessionIsNoOpenRedirect(t *testing.T) {
+	t.Parallel()
+	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		e := start(t, open(t), nil)
+		const phish = "https://attacker.example/phish"
+		regID := e.registerClient(t, map[string]any{"client_name": "Your bank", "redirect_uris": []string{"https://attacker.example/cb"},
+			"post_logout_redirect_uris": []string{phish}})
+		end := func(clientID, target string) string {
+			return e.issuer + provider.PathEndSession + "?" + url.Values{"client_id": {clientID}, "post_logout_redirect_uri": {target}, "state": {"s&1"}}.Encode()
+		}
+
+		p := e.browser().do("GET", end(regID, phish), nil)
+		if p.status != http.StatusOK || p.location != "" {
+			t.Fatalf("a visitor was bounced to a self-registered URI: %d %q", p.status, p.location)
+		}
+		want := `href="` + html.EscapeString(phish+"?state=s%261") + `"`
+		if !strings.Contains(p.body, want) || !strings.Contains(p.body, "attacker.example") {
+			t.Fatalf("signed-out page does not link to the application: %.1500s", p.body)
+		}
+
+		// An administrator's client keeps the direct return.
+		admin, _ := e.client(store.ClientMetadata{Name: "Admin app", RedirectURIs: []string{"https://admin-app.example/cb"},
+			PostLogoutRedirectURIs: []string{"https://admin-app.example/bye"}})
+		p = e.browser().do("GET", end(admin.ID, "https://admin-app.example/bye"), nil)
+		mustEqual(t, "admin client status", p.status, http.StatusFound)
+		mustEqual(t, "admin client location", p.location, "https://admin-app.example/bye?state=s%261")
 	})
 }
