@@ -297,7 +297,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	// through this server lands on our sign-in page, not on whatever URI
 	// someone registered.
 	if perr != nil && (ok || req.client.Trust == store.TrustAdmin) {
-		s.authorizeFailed(w, r, req, perr)
+		s.errorToClient(w, r, req, perr)
 		return
 	}
 	if perr == nil && (!ok || req.oidc.needsLogin(user, sess.CreatedAt, s.opts.Now())) && req.oidc.promptNone() {
@@ -308,7 +308,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 			s.renderError(w, http.StatusBadRequest, "Sign-in required", "The application asked to continue without showing you a page, but you are not signed in here.", oauth.CodeLoginRequired)
 			return
 		}
-		s.redirectError(w, r, req.redirect, req.state, oauth.New(oauth.CodeLoginRequired, "the user must sign in"))
+		s.errorToClient(w, r, req, oauth.New(oauth.CodeLoginRequired, "the user must sign in"))
 		return
 	}
 	if !ok || (perr == nil && req.oidc.needsLogin(user, sess.CreatedAt, s.opts.Now())) {
@@ -350,7 +350,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if req.oidc.promptNone() {
-		s.redirectError(w, r, req.redirect, req.state, oauth.New(oauth.CodeConsentRequired, "the user must approve this request"))
+		s.errorToClient(w, r, req, oauth.New(oauth.CodeConsentRequired, "the user must approve this request"))
 		return
 	}
 	csrf, err := s.csrfToken(w, r)
@@ -460,6 +460,46 @@ func (s *Server) authorizeFailed(w http.ResponseWriter, r *http.Request, req *au
 		return
 	}
 	s.redirectError(w, r, req.redirect, req.state, err)
+}
+
+// errorToClient answers an authorization error the user did not cause by
+// a decision on our pages (a malformed request, prompt=none that cannot be
+// honoured). RFC 9700 §4.11.2: anyone can register a client with a web
+// redirect URI and send a signed-in user a link that fails on purpose, and
+// an automatic redirect then makes this server a link to that site. So
+// the error is redirected at once only where the target is vouched for:
+// an administrator's client, or a redirect to the user's own computer
+// (loopback, a private-use scheme), which is no web site to phish from.
+// Otherwise a page shows the error and offers the way back, naming the
+// host: one click for a real application, and no silent bounce.
+func (s *Server) errorToClient(w http.ResponseWriter, r *http.Request, req *authorizeRequest, err error) {
+	if trusted(req.client) || !isWebRedirect(req.redirect) {
+		s.authorizeFailed(w, r, req, err)
+		return
+	}
+	var oe *oauth.Error
+	if !errors.As(err, &oe) {
+		s.pageError(w, r, "authorization", err)
+		return
+	}
+	if oe.Code == oauth.CodeServerError || oauth.Retryable(oe.Code) {
+		s.pageError(w, r, "authorization", err)
+		return
+	}
+	host := redirectHost(req.redirect)
+	s.render(w, oe.HTTPStatus(), "error", errorPage{
+		pageData: pageData{Title: "The application's request cannot be completed"},
+		Message:  clientDisplayName(req.client) + " sent a request this server cannot complete: " + oe.Description + ".",
+		Code:     oe.Code, ReturnHost: host,
+		Return: template.URL(s.redirectTarget(req.redirect, req.state, errorParams(oe))),
+	})
+}
+
+// isWebRedirect reports whether uri is a web site's (https) rather than an
+// address on the user's computer.
+func isWebRedirect(uri string) bool {
+	u, err := url.Parse(uri)
+	return err != nil || u.Scheme == "https" || (u.Scheme == "http" && !dcr.IsLoopback(u.Hostname()))
 }
 
 // consentMayBeRemembered reports whether a remembered consent may skip the

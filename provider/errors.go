@@ -116,16 +116,19 @@ func (s *Server) redirectError(w http.ResponseWriter, r *http.Request, redirectU
 	if logIt {
 		s.logFailure(r, "authorization failed", "error", oe.Code, "cause", err)
 	}
-	params := url.Values{"error": {oe.Code}}
-	if oe.Description != "" {
-		params.Set("error_description", oe.WireDescription())
-	}
-	s.redirect(w, r, redirectURI, state, params)
+	s.redirect(w, r, redirectURI, state, errorParams(oe))
 }
 
 // redirect sends the browser to redirectURI with params, state and iss added
 // to its query, keeping any query the registered URI already has.
 func (s *Server) redirect(w http.ResponseWriter, r *http.Request, redirectURI, state string, params url.Values) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Location", s.redirectTarget(redirectURI, state, params))
+	w.WriteHeader(http.StatusFound)
+}
+
+// redirectTarget is redirectURI with params, state and iss added to its query.
+func (s *Server) redirectTarget(redirectURI, state string, params url.Values) string {
 	if state != "" {
 		params.Set("state", state)
 	}
@@ -134,7 +137,14 @@ func (s *Server) redirect(w http.ResponseWriter, r *http.Request, redirectURI, s
 	if strings.Contains(redirectURI, "?") {
 		sep = "&"
 	}
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Location", redirectURI+sep+params.Encode())
-	w.WriteHeader(http.StatusFound)
+	return redirectURI + sep + params.Encode()
+}
+
+// errorParams are the RFC 6749 §4.1.2.1 parameters of an error redirect.
+func errorParams(oe *oauth.Error) url.Values {
+	params := url.Values{"error": {oe.Code}}
+	if oe.Description != "" {
+		params.Set("error_description", oe.WireDescription())
+	}
+	return params
 }

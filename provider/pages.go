@@ -69,6 +69,10 @@ type errorPage struct {
 	pageData
 	Message string
 	Code    string
+	// Return is the error redirect to a client nobody vouches for, offered
+	// as a link (errorToClient); ReturnHost names where it goes.
+	Return     template.URL
+	ReturnHost string
 }
 
 // renderError shows an error to the person at the browser: used when the

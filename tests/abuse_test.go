@@ -129,18 +129,20 @@ func TestNoPreLoginErrorRedirectForUntrustedClients(t *testing.T) {
 		if strings.Contains(lp.body, "Totally Legit") {
 			t.Fatal("the sign-in page names the client of an invalid request")
 		}
-		// Once signed in, the error goes to the client, with state and iss.
+		// Once signed in, the error is shown with a link back to the client
+		// (with state and iss), never followed by itself: the web URI is
+		// the client's choice (TestSignedInErrorsForUntrustedClients).
 		f := formFields(lp.body)
 		f.Set("username", user)
 		f.Set("password", pw)
 		p = b.do("POST", provider.PathLogin, f)
 		mustEqual(t, "login", p.status, http.StatusSeeOther)
 		p = b.do("GET", p.location, nil)
-		mustEqual(t, "post-login status", p.status, http.StatusFound)
-		u, _ := url.Parse(p.location)
-		if !strings.HasPrefix(p.location, evil+"?") || u.Query().Get("error") != "unsupported_response_type" ||
+		mustEqual(t, "post-login status", p.status, http.StatusBadRequest)
+		u, _ := url.Parse(returnLink(t, p))
+		if !strings.HasPrefix(u.String(), evil+"?") || u.Query().Get("error") != "unsupported_response_type" ||
 			u.Query().Get("state") != "st-1" || u.Query().Get("iss") != e.issuer {
-			t.Fatalf("post-login error redirect %q", p.location)
+			t.Fatalf("post-login error link %q", u)
 		}
 
 		// An administrator's client keeps the immediate redirect.

@@ -5,9 +5,11 @@ package tests
 // trust_test.go, edges_test.go) did not pin yet.
 
 import (
+	"fmt"
 	"html"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -112,5 +114,84 @@ func TestEndSessionIsNoOpenRedirect(t *testing.T) {
 		p = e.browser().do("GET", end(admin.ID, "https://admin-app.example/bye"), nil)
 		mustEqual(t, "admin client status", p.status, http.StatusFound)
 		mustEqual(t, "admin client location", p.location, "https://admin-app.example/bye?state=s%261")
+	})
+}
+
+var returnLinkRe = regexp.MustCompile(`<a class="button" href="([^"]+)"`)
+
+// returnLink is the "Back to HOST" link of an error page.
+func returnLink(t testing.TB, p page) string {
+	t.Helper()
+	if p.location != "" {
+		t.Fatalf("redirected to %q instead of a page", p.location)
+	}
+	m := returnLinkRe.FindStringSubmatch(p.body)
+	if m == nil {
+		t.Fatalf("no link back on the page: %.1500s", p.body)
+	}
+	return html.UnescapeString(m[1])
+}
+
+// RFC 9700 §4.11.2, attacks 1 and 3: a client anyone registered with a web
+// redirect URI sends a signed-in user a link that fails on purpose (a bad
+// parameter; prompt=none without consent). Being redirected there at once
+// would make this server a link to that site; the error is shown with the
+// way back instead. Errors to the user's own computer (loopback), to an
+// administrator's client, and after the user's own Deny are still
+// redirected.
+func TestSignedInErrorsForUntrustedClients(t *testing.T) {
+	t.Parallel()
+	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		e := start(t, open(t), nil)
+		user, pw := e.user("signedin")
+		const evil = "https://attacker.example/landing"
+		regID := e.registerClient(t, map[string]any{"client_name": "Totally Legit", "redirect_uris": []string{evil},
+			"token_endpoint_auth_method": "none"})
+		b := e.browser()
+		b.signIn(user, pw)
+		bad := authRequest{clientID: regID, redirectURI: evil, state: "st-1", verifier: testVerifier, scope: "read",
+			extra: url.Values{"response_type": {"token"}}}
+
+		check := func(what string, p page, wantError string) {
+			t.Helper()
+			mustEqual(t, what+": status", p.status, http.StatusBadRequest)
+			u, _ := url.Parse(returnLink(t, p))
+			q := u.Query()
+			if !strings.HasPrefix(u.String(), evil+"?") || q.Get("error") != wantError || q.Get("state") != "st-1" || q.Get("iss") != e.issuer {
+				t.Fatalf("%s: link %q", what, u)
+			}
+			if !strings.Contains(p.body, "https://attacker.example") || !strings.Contains(p.body, wantError) {
+				t.Fatalf("%s: the page does not say where the link goes and why: %.1500s", what, p.body)
+			}
+		}
+		check("bad parameter", b.do("GET", bad.url(e.issuer), nil), "unsupported_response_type")
+		silent := authRequest{clientID: regID, redirectURI: evil, state: "st-1", verifier: testVerifier, scope: "openid read",
+			extra: url.Values{"prompt": {"none"}}}
+		check("prompt=none without consent", b.do("GET", silent.url(e.issuer), nil), "consent_required")
+
+		t.Run("still redirected", func(t *testing.T) {
+			redirected := func(what string, p page, prefix, wantError string) {
+				t.Helper()
+				mustEqual(t, what+": status", p.status, http.StatusFound)
+				u, _ := url.Parse(p.location)
+				if !strings.HasPrefix(p.location, prefix) || u.Query().Get("error") != wantError || u.Query().Get("state") != "st-1" {
+					t.Fatalf("%s: %q", what, p.location)
+				}
+			}
+			// The user's own computer: a native client expects the error.
+			loopID := e.registerClient(t, map[string]any{"redirect_uris": []string{"http://127.0.0.1/callback"}, "token_endpoint_auth_method": "none"})
+			loop := fmt.Sprintf("http://127.0.0.1:%d/callback", freePort(t))
+			redirected("loopback", b.do("GET", authRequest{clientID: loopID, redirectURI: loop, state: "st-1", verifier: testVerifier,
+				extra: url.Values{"response_type": {"token"}}}.url(e.issuer), nil), loop+"?", "unsupported_response_type")
+			// An administrator's client.
+			admin, _ := e.client(store.ClientMetadata{Name: "Admin app", RedirectURIs: []string{"https://admin-app.example/cb"}})
+			redirected("admin client", b.do("GET", authRequest{clientID: admin.ID, redirectURI: "https://admin-app.example/cb", state: "st-1",
+				verifier: testVerifier, extra: url.Values{"response_type": {"token"}}}.url(e.issuer), nil), "https://admin-app.example/cb?", "unsupported_response_type")
+			// The user's own Deny, on the consent page that named the host.
+			consent := b.do("GET", authRequest{clientID: regID, redirectURI: evil, state: "st-1", verifier: testVerifier, scope: "read"}.url(e.issuer), nil)
+			f := formFields(consent.body)
+			f.Set("decision", "deny")
+			redirected("deny", b.do("POST", provider.PathAuthorize, f), evil+"?", "access_denied")
+		})
 	})
 }
