@@ -5,11 +5,13 @@ package tests
 // trust_test.go, edges_test.go) did not pin yet.
 
 import (
+	"context"
 	"fmt"
 	"html"
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -193,5 +195,71 @@ func TestSignedInErrorsForUntrustedClients(t *testing.T) {
 			f.Set("decision", "deny")
 			redirected("deny", b.do("POST", provider.PathAuthorize, f), evil+"?", "access_denied")
 		})
+	})
+}
+
+// A remembered consent belongs to one client ID: an attacker who registers
+// a look-alike (same name, same redirect URI) gets the consent page, and
+// asking it to stay silent gets no code.
+func TestConsentIsNotInheritedByLookAlikes(t *testing.T) {
+	t.Parallel()
+	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		e := start(t, open(t), nil)
+		user, pw := e.user("lookalike")
+		const cb = "https://acme.example/cb"
+		meta := map[string]any{"client_name": "Acme Backup", "redirect_uris": []string{cb}}
+		realID := e.registerClient(t, meta)
+		b := e.browser()
+		first := authRequest{clientID: realID, redirectURI: cb, state: "a", verifier: testVerifier, scope: "read"}
+		if u := b.authorize(first.url(e.issuer), user, pw); u.Query().Get("code") == "" {
+			t.Fatalf("first authorization: %s", u)
+		}
+		// Remembered for the real one (confidential, https).
+		mustEqual(t, "remembered", b.do("GET", first.url(e.issuer), nil).status, http.StatusFound)
+
+		fakeID := e.registerClient(t, meta)
+		fake := authRequest{clientID: fakeID, redirectURI: cb, state: "a", verifier: testVerifier, scope: "read"}
+		if p := b.do("GET", fake.url(e.issuer), nil); p.status != http.StatusOK || !strings.Contains(p.body, `name="decision"`) {
+			t.Fatalf("look-alike skipped the consent page: %d %q", p.status, p.location)
+		}
+		fake.extra = url.Values{"prompt": {"none"}}
+		fake.scope = "openid read"
+		if p := b.do("GET", fake.url(e.issuer), nil); p.location != "" || strings.Contains(p.body, "code=") {
+			t.Fatalf("look-alike got a silent answer: %d %q", p.status, p.location)
+		}
+	})
+}
+
+// RFC 7592 §2: a registration access token manages its own client only.
+// Another client's, and an administrator's client (which has none), answer
+// 401 to every method and are left as they were.
+func TestRegistrationTokenManagesOnlyItsClient(t *testing.T) {
+	t.Parallel()
+	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		e := start(t, open(t), nil)
+		_, mine := e.register(t, map[string]any{"client_name": "Mine", "redirect_uris": []string{"https://mine.example/cb"}})
+		_, theirs := e.register(t, map[string]any{"client_name": "Theirs", "redirect_uris": []string{"https://theirs.example/cb"}})
+		myToken := mine["registration_access_token"].(string)
+		admin, _ := e.client(store.ClientMetadata{Name: "Admin app", RedirectURIs: []string{"https://admin-app.example/cb"}})
+		for _, target := range []struct{ id, uri string }{
+			{theirs["client_id"].(string), theirs["registration_client_uri"].(string)},
+			{admin.ID, e.issuer + provider.PathRegister + "/" + admin.ID},
+		} {
+			upd := map[string]any{"client_id": target.id, "client_name": "Hijacked", "redirect_uris": []string{"https://attacker.example/cb"}}
+			for _, m := range []string{"GET", "PUT", "DELETE"} {
+				var body any
+				if m == "PUT" {
+					body = upd
+				}
+				status, got, _ := jsonCall(t, m, target.uri, myToken, body)
+				if status != http.StatusUnauthorized || got["error"] != "invalid_token" {
+					t.Fatalf("%s %s with another client's token: %d %v", m, target.uri, status, got)
+				}
+			}
+			c, err := e.store.GetClient(context.Background(), target.id)
+			if err != nil || c.Metadata.Name == "Hijacked" || slices.Contains(c.Metadata.RedirectURIs, "https://attacker.example/cb") {
+				t.Fatalf("client %s after the attempts: %+v, %v", target.id, c.Metadata, err)
+			}
+		}
 	})
 }
