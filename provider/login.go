@@ -368,8 +368,19 @@ func (s *Server) clientNameFor(r *http.Request, returnTo string) string {
 }
 
 func clientDisplayName(c store.Client) string {
-	if c.Metadata.Name != "" {
-		return c.Metadata.Name
+	name := c.Metadata.Name
+	if name == "" {
+		name = c.ID
 	}
-	return c.ID
+	// Metadata allows 2048 bytes, and anyone can register: a name that
+	// long fills the consent page and pushes the marker saying who vouches
+	// for the client, and where the answer goes, out of sight. No real
+	// application's name is longer than this.
+	if r := []rune(name); len(r) > maxDisplayName {
+		name = strings.TrimSpace(string(r[:maxDisplayName])) + "…"
+	}
+	return name
 }
+
+// maxDisplayName is how many characters of a client's name pages show.
+const maxDisplayName = 64

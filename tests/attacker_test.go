@@ -263,3 +263,28 @@ func TestRegistrationTokenManagesOnlyItsClient(t *testing.T) {
 		}
 	})
 }
+
+// A self-registered name may be 2048 bytes; the consent page shows at most
+// 64 characters of it, so the name cannot fill the page and push the
+// unverified marker and the redirect host out of sight.
+func TestLongClientNamesAreCut(t *testing.T) {
+	t.Parallel()
+	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		e := start(t, open(t), nil)
+		user, pw := e.user("longname")
+		const cb = "https://long.example/cb"
+		name := "Google Drive " + strings.Repeat("(official) ", 180)
+		id := e.registerClient(t, map[string]any{"client_name": name, "redirect_uris": []string{cb}})
+		p := e.browser().consentPage(authRequest{clientID: id, redirectURI: cb, state: "s", verifier: testVerifier, scope: "read"}.url(e.issuer), user, pw)
+		mustEqual(t, "consent status", p.status, http.StatusOK)
+		shown := []rune(strings.TrimSpace(name))[:64]
+		if strings.Contains(p.body, strings.Repeat("(official) ", 7)) || !strings.Contains(p.body, strings.TrimSpace(string(shown))+"…") {
+			t.Fatalf("name not cut to 64 characters: %.800s", p.body)
+		}
+		for _, want := range []string{"Registered itself", "https://long.example"} {
+			if !strings.Contains(p.body, want) {
+				t.Fatalf("consent page lacks %q", want)
+			}
+		}
+	})
+}
