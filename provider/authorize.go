@@ -489,8 +489,10 @@ func (s *Server) errorToClient(w http.ResponseWriter, r *http.Request, req *auth
 	host := redirectHost(req.redirect)
 	s.render(w, oe.HTTPStatus(), "error", errorPage{
 		pageData: pageData{Title: "The application's request cannot be completed"},
-		Message:  clientDisplayName(req.client) + " sent a request this server cannot complete: " + oe.Description + ".",
-		Code:     oe.Code, ReturnHost: host,
+		// Not the description: it quotes what the request carried, and
+		// the link's author chose that (text on this server's page).
+		Message: clientDisplayName(req.client) + " sent a request this server cannot complete. The application gets the details when you go back.",
+		Code:    oe.Code, ReturnHost: host,
 		Return: template.URL(s.redirectTarget(req.redirect, req.state, errorParams(oe))),
 	})
 }
