@@ -118,6 +118,31 @@ func parseHop(v string) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
+// limitNet is one address block a rate limit counts a client in: key
+// names it, and the block may reach factor times the limit.
+type limitNet struct {
+	key    string
+	factor int
+}
+
+// sharedNetFactor is how many times a per-address limit a whole IPv6 /48
+// may reach. Anyone can have a /48 (tunnel brokers hand them out free):
+// counted per /64 alone, its 65,536 /64s would each get the whole limit,
+// hundreds of thousands of registrations or password guesses an hour.
+const sharedNetFactor = 16
+
+// limitNets are the blocks a client address is counted in: the address
+// (an IPv6 /64, see limitKey), and for IPv6 also its /48 at
+// sharedNetFactor times the limit.
+func limitNets(a netip.Addr) []limitNet {
+	nets := []limitNet{{limitKey(a), 1}}
+	if a.IsValid() && a.Is6() && !a.Is4In6() {
+		p, _ := a.Prefix(48)
+		nets = append(nets, limitNet{p.String(), sharedNetFactor})
+	}
+	return nets
+}
+
 // limitKey is the part of a rate-limit key that names a client address.
 // IPv6 clients are counted per /64: one host usually holds a whole /64, so
 // counting single addresses would let it rotate past any limit.

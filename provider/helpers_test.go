@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -293,7 +294,7 @@ func TestLoginLimiter(t *testing.T) {
 	} {
 		now := clk.Now()
 		begin := func(account, ip string) *loginAttempt {
-			a, _, err := l.attempt(ctx, account, ip, now)
+			a, _, err := l.attempt(ctx, account, limitNets(netip.MustParseAddr(ip)), now)
 			if err != nil || a == nil {
 				t.Fatalf("step %d: attempt(%s@%s) = %v, %v; want it counted", i, account, ip, a, err)
 			}
@@ -311,13 +312,13 @@ func TestLoginLimiter(t *testing.T) {
 		}
 		// The probe is an attempt whose password is never checked: taken
 		// back when it is let through, so it changes no count.
-		a, wait, err := l.attempt(ctx, st.blockAccount, st.blockIP, clk.Now())
+		a, wait, err := l.attempt(ctx, st.blockAccount, limitNets(netip.MustParseAddr(st.blockIP)), clk.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
 		blocked := a == nil
 		if a != nil {
-			a.abandon(ctx, true, true)
+			a.abandon(ctx)
 		}
 		if blocked != st.blocked || wait < st.waitAtLeast || (blocked != (wait > 0)) {
 			t.Fatalf("step %d (%s %s@%s): blocked(%s@%s) = %v, %s; want %v, at least %s",

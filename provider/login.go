@@ -209,7 +209,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	username := strings.TrimSpace(r.PostForm.Get("username"))
 	page.Username = username
-	ip := limitKey(s.clientIP(r))
+	nets := limitNets(s.clientIP(r))
 	now := s.opts.Now()
 	// The form stays on the page; the status and message follow the same
 	// classification as every other failure (pageFailure).
@@ -221,7 +221,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		}
 		s.render(w, oe.HTTPStatus(), "login", page)
 	}
-	attempt, wait, err := s.limiter.attempt(r.Context(), username, ip, now)
+	attempt, wait, err := s.limiter.attempt(r.Context(), username, nets, now)
 	if err != nil {
 		unavailable("login limit lookup failed", err)
 		return
@@ -239,7 +239,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	u, err := s.store.GetUserByUsername(r.Context(), username)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		attempt.abandon(r.Context(), true, true)
+		attempt.abandon(r.Context())
 		unavailable("login lookup failed", err)
 		return
 	}
@@ -249,7 +249,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	match, hashErr := checkPassword(r.Context(), hash, r.PostForm.Get("password"))
 	if hashErr != nil {
-		attempt.abandon(r.Context(), true, true)
+		attempt.abandon(r.Context())
 		unavailable("password check", hashErr)
 		return
 	}

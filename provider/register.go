@@ -150,13 +150,19 @@ func (s *Server) registrationAllowed(r *http.Request) error {
 // limit, since it makes a client row just as a registration does.
 func (s *Server) registrationAllowedFrom(ctx context.Context, ip netip.Addr) error {
 	now := s.opts.Now()
-	c, err := s.store.HitCounter(ctx, "register:ip:"+limitKey(ip), s.opts.RegistrationWindow, now)
-	if err != nil {
-		return err
+	var until time.Time
+	for _, n := range limitNets(ip) {
+		c, err := s.store.HitCounter(ctx, "register:ip:"+n.key, s.opts.RegistrationWindow, now)
+		if err != nil {
+			return err
+		}
+		if c.Count > s.opts.RegistrationsPerIP*n.factor && c.ExpiresAt.After(until) {
+			until = c.ExpiresAt
+		}
 	}
-	if c.Count > s.opts.RegistrationsPerIP {
-		return &oauth.Error{Code: oauth.CodeSlowDown, Status: http.StatusTooManyRequests, RetryAfter: c.ExpiresAt.Sub(now),
-			Description: "too many registrations from this address; retry after " + c.ExpiresAt.UTC().Format(time.RFC3339)}
+	if !until.IsZero() {
+		return &oauth.Error{Code: oauth.CodeSlowDown, Status: http.StatusTooManyRequests, RetryAfter: until.Sub(now),
+			Description: "too many registrations from this address; retry after " + until.UTC().Format(time.RFC3339)}
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"html"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"slices"
@@ -286,5 +287,55 @@ func TestLongClientNamesAreCut(t *testing.T) {
 				t.Fatalf("consent page lacks %q", want)
 			}
 		}
+	})
+}
+
+// IPv6 clients are counted per /64, and anyone can have a /48 (tunnel
+// brokers hand them out free): 65,536 /64s each with the whole limit. A /48
+// as a whole may reach 16 times a limit, for registrations and for failed
+// sign-ins alike; another /48 is not affected.
+func TestIPv6RotationHitsTheLimits(t *testing.T) {
+	t.Parallel()
+	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		e := start(t, open(t), func(o *provider.Options) {
+			o.RegistrationsPerIP = 2
+			o.LoginFailuresPerAccount, o.LoginFailuresPerIP = 1, 1000
+			o.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+		})
+		user, pw := e.user("rotated")
+		addr := func(net48 string, n int) string { return fmt.Sprintf("2001:db8:%s:%x::1", net48, n) }
+
+		t.Run("registrations", func(t *testing.T) {
+			reg := func(from string) int {
+				t.Helper()
+				b := e.browser().from(from)
+				body := `{"redirect_uris":["https://r.example/cb"],"token_endpoint_auth_method":"none"}`
+				req, _ := http.NewRequest("POST", e.issuer+provider.PathRegister, strings.NewReader(body))
+				req.Header = b.header.Clone()
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := testClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				return resp.StatusCode
+			}
+			// Each /64 its two, until the /48 has had 32.
+			for n := range 16 {
+				for i := range 2 {
+					mustEqual(t, fmt.Sprintf("/64 #%d registration %d", n, i+1), reg(addr("a", n)), http.StatusCreated)
+				}
+			}
+			mustEqual(t, "a fresh /64 of a /48 that had 32", reg(addr("a", 999)), http.StatusTooManyRequests)
+			mustEqual(t, "another /48", reg(addr("b", 0)), http.StatusCreated)
+		})
+
+		t.Run("failed sign-ins", func(t *testing.T) {
+			for n := range 16 {
+				mustEqual(t, fmt.Sprintf("guess from /64 #%d", n), e.browser().from(addr("c", n)).loginAttempt(user, "guess").status, http.StatusUnauthorized)
+			}
+			mustEqual(t, "the password from a fresh /64 of that /48", e.browser().from(addr("c", 999)).loginAttempt(user, pw).status, http.StatusTooManyRequests)
+			mustEqual(t, "the password from another /48", e.browser().from(addr("d", 0)).loginAttempt(user, pw).status, http.StatusSeeOther)
+		})
 	})
 }
