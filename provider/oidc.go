@@ -444,12 +444,14 @@ func (s *Server) handleEndSession(w http.ResponseWriter, r *http.Request) {
 		}
 		back := target + sep + q.Encode()
 		// RFC 9700 §4.11.2: anyone can register a client and a
-		// post_logout_redirect_uri, so without a page on which the user
-		// acted (the confirmation) or an ID token of the signed-in user,
-		// a request naming a client nobody vouches for is a link through
-		// this server to any site. The signed-out page links there
-		// instead, naming the host: one click for a real application.
-		if !trusted(client) && !confirmed && (hint == nil || !signedIn || hint.Subject != user.ID) {
+		// post_logout_redirect_uri, so without an ID token of the
+		// signed-in user, a request naming a client nobody vouches for is
+		// a link through this server to any site (and "signed out, sign
+		// in again" is a phishing page's best opening). Confirming the
+		// sign-out is no decision to go there. The signed-out page links
+		// there instead, naming the host: one click for a real
+		// application.
+		if !trusted(client) && (hint == nil || !signedIn || hint.Subject != user.ID) {
 			page := logoutPage{pageData: pageData{Title: "Signed out"}, SignedOut: true, ReturnHost: redirectHost(target)}
 			if !refusedRedirect(target) {
 				// Registered and checked as a redirect URI (private-use

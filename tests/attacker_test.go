@@ -89,8 +89,9 @@ func TestScopeParameterIsBounded(t *testing.T) {
 // registered post_logout_redirect_uris; anyone can register both. A
 // visitor who is not signed in (nothing to confirm) was sent straight to
 // that URI: a link through this server to any site, the open redirector
-// RFC 9700 §4.11.2 warns of. For a client nobody vouches for, the
-// signed-out page links to it instead; the visitor decides.
+// RFC 9700 §4.11.2 warns of; a signed-in user who confirmed the sign-out
+// was too. For a client nobody vouches for, without an ID token of the
+// signed-in user, the signed-out page links to it instead.
 func TestEndSessionIsNoOpenRedirect(t *testing.T) {
 	t.Parallel()
 	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
@@ -109,6 +110,26 @@ func TestEndSessionIsNoOpenRedirect(t *testing.T) {
 		want := `href="` + html.EscapeString(phish+"?state=s%261") + `"`
 		if !strings.Contains(p.body, want) || !strings.Contains(p.body, "attacker.example") {
 			t.Fatalf("signed-out page does not link to the application: %.1500s", p.body)
+		}
+
+		// A signed-in user confirms the sign-out: signed out, and again a
+		// link, not a redirect (the confirmation was no decision to go
+		// there; a fake "sign in again" page is the phisher's next step).
+		user, pw := e.user("signingout")
+		b := e.browser()
+		b.signIn(user, pw)
+		confirm := b.do("GET", end(regID, phish), nil)
+		if confirm.status != http.StatusOK || !strings.Contains(confirm.body, `value="logout"`) {
+			t.Fatalf("confirmation page: %d %.500s", confirm.status, confirm.body)
+		}
+		f := formFields(confirm.body)
+		f.Set("decision", "logout")
+		p = b.do("POST", provider.PathEndSession, f)
+		if p.status != http.StatusOK || p.location != "" || !strings.Contains(p.body, want) {
+			t.Fatalf("confirmed sign-out: %d %q %.800s", p.status, p.location, p.body)
+		}
+		if r := b.do("GET", provider.PathApps, nil); r.status != http.StatusSeeOther {
+			t.Fatalf("still signed in after confirming: %d", r.status)
 		}
 
 		// An administrator's client keeps the direct return.
