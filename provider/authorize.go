@@ -363,9 +363,9 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		Action:   s.issuerPath + PathAuthorize, CSRF: csrf,
 		ClientName: clientDisplayName(req.client), RedirectHost: redirectHost(req.redirect),
 		Username: user.Username, Scopes: s.scopeLines(req.scopes), Resources: req.resources,
-		Verified: req.client.Trust == store.TrustAdmin, Logo: s.clientLogo(r.Context(), req.client.Metadata.LogoURI),
-		ClientURI: webLink(req.client.Metadata.ClientURI), PolicyURI: webLink(req.client.Metadata.PolicyURI),
-		TOSURI:  webLink(req.client.Metadata.TOSURI),
+		Verified: req.client.Trust == store.TrustAdmin, Logo: s.clientLogo(r.Context(), shownURI(req, req.client.Metadata.LogoURI)),
+		ClientURI: webLink(shownURI(req, req.client.Metadata.ClientURI)), PolicyURI: webLink(shownURI(req, req.client.Metadata.PolicyURI)),
+		TOSURI:  webLink(shownURI(req, req.client.Metadata.TOSURI)),
 		SignOut: s.issuerPath + PathLogout + "?" + url.Values{"return_to": {s.issuerPath + PathAuthorize + "?" + stripConsentFields(r.Form).Encode()}}.Encode(),
 	}
 	if req.client.Trust == store.TrustMetadataDocument {
@@ -495,6 +495,36 @@ func (s *Server) errorToClient(w http.ResponseWriter, r *http.Request, req *auth
 		Code:    oe.Code, ReturnHost: host,
 		Return: template.URL(s.redirectTarget(req.redirect, req.state, errorParams(oe))),
 	})
+}
+
+// shownURI returns uri (a logo_uri, client_uri, policy_uri or tos_uri) when
+// the consent page may show it for req's client. An administrator's client:
+// always. Any other: only an https URI on the host the answer goes to (this
+// request's redirect URI) or, for a metadata-document client, on the host
+// that published the document. RFC 7591 §5: client metadata is
+// self-asserted ("a rogue client might use the name and logo of a
+// legitimate client that it is trying to impersonate"), and the server
+// SHOULD check that these URIs have the same host and scheme as the
+// redirect URIs. This request's redirect rather than any registered one:
+// anyone can list another site's URI among its redirect_uris, where it
+// never receives a code.
+func shownURI(req *authorizeRequest, uri string) string {
+	if uri == "" || trusted(req.client) {
+		return uri
+	}
+	u, err := url.Parse(uri)
+	if err != nil || u.Scheme != "https" || u.Hostname() == "" {
+		return ""
+	}
+	if r, err := url.Parse(req.redirect); err == nil && r.Scheme == "https" && strings.EqualFold(r.Hostname(), u.Hostname()) {
+		return uri
+	}
+	if req.client.Trust == store.TrustMetadataDocument {
+		if d, err := url.Parse(req.client.ID); err == nil && strings.EqualFold(d.Hostname(), u.Hostname()) {
+			return uri
+		}
+	}
+	return ""
 }
 
 // isWebRedirect reports whether uri is a web site's (https) rather than an

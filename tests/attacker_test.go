@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"html"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"net/url"
 	"regexp"
@@ -358,5 +359,45 @@ func TestIPv6RotationHitsTheLimits(t *testing.T) {
 			mustEqual(t, "the password from a fresh /64 of that /48", e.browser().from(addr("c", 999)).loginAttempt(user, pw).status, http.StatusTooManyRequests)
 			mustEqual(t, "the password from another /48", e.browser().from(addr("d", 0)).loginAttempt(user, pw).status, http.StatusSeeOther)
 		})
+	})
+}
+
+// RFC 7591 §5: a client's name, logo and links are self-asserted, and a
+// rogue client uses those of the one it impersonates. For a client that is
+// not an administrator's, the consent page shows a logo, home page, privacy
+// policy or terms only from the host the answer goes to (this request's
+// redirect URI; a metadata-document client's publishing host too), never
+// from a host that merely appears among its redirect_uris.
+func TestConsentShowsOnlyTheClientsOwnLinks(t *testing.T) {
+	t.Parallel()
+	logo := pngLogo(t)
+	assets := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(logo) }))
+	t.Cleanup(assets.Close)
+	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		e := start(t, open(t), func(o *provider.Options) { o.HTTPClient = assets.Client() })
+		user, pw := e.user("links")
+		own := assets.URL // https://127.0.0.1:PORT, the logo's host
+		const evil = "https://attacker.example/cb"
+		id := e.registerClient(t, map[string]any{"client_name": "Google", "redirect_uris": []string{evil, own + "/cb"},
+			"logo_uri": own + "/logo.png", "client_uri": "https://www.google.com/", "policy_uri": "https://policies.google.com/privacy",
+			"tos_uri": own + "/terms"})
+		consent := func(redirect string) page {
+			return e.browser().consentPage(authRequest{clientID: id, redirectURI: redirect, state: "s", verifier: testVerifier, scope: "read"}.url(e.issuer), user, pw)
+		}
+
+		p := consent(evil)
+		mustEqual(t, "consent status", p.status, http.StatusOK)
+		for _, unwanted := range []string{"google.com", "data:image/png", own + "/terms"} {
+			if strings.Contains(p.body, unwanted) {
+				t.Errorf("answer to attacker.example: the page shows %q", unwanted)
+			}
+		}
+		// The same client answering to the logo's host: logo and terms shown,
+		// still not google.com.
+		p = consent(own + "/cb")
+		mustEqual(t, "consent status", p.status, http.StatusOK)
+		if !strings.Contains(p.body, "data:image/png") || !strings.Contains(p.body, `href="`+own+`/terms"`) || strings.Contains(p.body, "google.com") {
+			t.Errorf("answer to the logo's host: %.2000s", p.body)
+		}
 	})
 }

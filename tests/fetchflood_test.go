@@ -76,7 +76,11 @@ func newFloodHosts(t *testing.T, keys []byte) *floodHosts {
 		case strings.HasPrefix(p, "/doc/"):
 			id := "https://" + host + p
 			doc := map[string]any{"client_id": id, "client_name": "Flood-proof", "redirect_uris": []string{"https://app.example/cb"},
-				"token_endpoint_auth_method": "none", "logo_uri": "https://logo.example.com/logo.png"}
+				"token_endpoint_auth_method": "none",
+				// On the document's own host: the consent page shows a
+				// metadata-document client's logo only from there or from
+				// the redirect's host (RFC 7591 §5).
+				"logo_uri": "https://" + host + "/logo.png"}
 			w.Header().Set("Content-Type", "application/json")
 			w.Header().Set("Cache-Control", "max-age=300")
 			_ = json.NewEncoder(w).Encode(doc)
