@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/authzd/authz/provider/oauth"
 	"github.com/authzd/authz/provider/store"
@@ -368,7 +369,10 @@ func (s *Server) clientNameFor(r *http.Request, returnTo string) string {
 }
 
 func clientDisplayName(c store.Client) string {
-	name := c.Metadata.Name
+	// A name of nothing visible (spaces, or letters that render blank,
+	// such as the Hangul fillers) would leave "Allow ?" on the consent
+	// page: the client ID is shown instead.
+	name := strings.TrimFunc(c.Metadata.Name, blankRune)
 	if name == "" {
 		name = c.ID
 	}
@@ -384,3 +388,14 @@ func clientDisplayName(c store.Client) string {
 
 // maxDisplayName is how many characters of a client's name pages show.
 const maxDisplayName = 64
+
+// blankRune reports whether r shows as nothing: white space, or one of the
+// letters and symbols that render blank (Unicode TR #36 lists them as
+// spoofing tools; dcr already refuses format characters).
+func blankRune(r rune) bool {
+	switch r {
+	case '\u115F', '\u1160', '\u3164', '\uFFA0', '\u2800':
+		return true
+	}
+	return unicode.IsSpace(r)
+}

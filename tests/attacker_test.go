@@ -289,7 +289,8 @@ func TestRegistrationTokenManagesOnlyItsClient(t *testing.T) {
 
 // A self-registered name may be 2048 bytes; the consent page shows at most
 // 64 characters of it, so the name cannot fill the page and push the
-// unverified marker and the redirect host out of sight.
+// unverified marker and the redirect host out of sight. A name that shows
+// as nothing gives way to the client ID.
 func TestLongClientNamesAreCut(t *testing.T) {
 	t.Parallel()
 	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
@@ -308,6 +309,14 @@ func TestLongClientNamesAreCut(t *testing.T) {
 			if !strings.Contains(p.body, want) {
 				t.Fatalf("consent page lacks %q", want)
 			}
+		}
+
+		// A name that shows as nothing (blank-rendering letters and
+		// spaces): the client ID is shown instead.
+		blank := e.registerClient(t, map[string]any{"client_name": " ㅤㅤ ⠀", "redirect_uris": []string{cb}})
+		p = e.browser().consentPage(authRequest{clientID: blank, redirectURI: cb, state: "s", verifier: testVerifier, scope: "read"}.url(e.issuer), user, pw)
+		if !strings.Contains(p.body, "Allow "+blank+"?") {
+			t.Fatalf("blank name: %.800s", p.body)
 		}
 	})
 }
