@@ -71,7 +71,7 @@ func (s *Server) parseAuthorize(r *http.Request, form url.Values) (*authorizeReq
 	}
 	var de *documentError
 	if errors.As(err, &de) {
-		return nil, &untrusted{"Application not recognised", "The application that sent you here identifies itself by " + clientID +
+		return nil, &untrusted{"Application not recognised", "The application that sent you here identifies itself by " + cutText(clientID, maxShownClientID) +
 			", but its metadata document was refused: " + de.rule + "."}
 	}
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -144,7 +145,7 @@ func (s *Server) fetchDocumentClient(ctx context.Context, id string, now time.Ti
 		if retryableFetch(err) {
 			return store.Client{}, err
 		}
-		return store.Client{}, docErr("it could not be fetched: %s", strings.TrimPrefix(err.Error(), errFetch.Error()+": "))
+		return store.Client{}, docErr("it could not be fetched: %s", fetchRefusal(err))
 	}
 	m, err := parseDocument(id, f.body)
 	if err == nil {
@@ -173,6 +174,25 @@ func (s *Server) fetchDocumentClient(ctx context.Context, id string, now time.Ti
 	}
 	s.log.Info("client metadata document fetched", "client_id", id, "expires", c.DocumentExpiresAt)
 	return c, nil
+}
+
+// fetchRefusal says why a fetch failed for good, in words fit for anyone:
+// the description reaches whoever named the URL (a page, invalid_client).
+// The fetcher's own messages say only what the URL's server answered (a
+// status, a redirect, the size); a refused address or a name that does not
+// exist is said without the address it resolved to or the resolver asked,
+// which would otherwise tell anyone this server's view of internal names.
+func fetchRefusal(err error) string {
+	var dnsErr *net.DNSError
+	switch {
+	case errors.Is(err, errRefusedAddress):
+		return "its host is not a public internet address"
+	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
+		return "its host name does not exist"
+	case errors.As(err, &dnsErr):
+		return "its host name could not be resolved"
+	}
+	return strings.TrimPrefix(err.Error(), errFetch.Error()+": ")
 }
 
 // parseDocument checks a fetched document (draft §4) and applies the

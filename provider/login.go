@@ -380,14 +380,24 @@ func clientDisplayName(c store.Client) string {
 	// long fills the consent page and pushes the marker saying who vouches
 	// for the client, and where the answer goes, out of sight. No real
 	// application's name is longer than this.
-	if r := []rune(name); len(r) > maxDisplayName {
-		name = strings.TrimSpace(string(r[:maxDisplayName])) + "…"
-	}
-	return name
+	return cutText(name, maxDisplayName)
 }
 
 // maxDisplayName is how many characters of a client's name pages show.
 const maxDisplayName = 64
+
+// maxShownClientID is how many characters of a client_id that names no
+// usable client a page shows: enough for a real document URL, too few for
+// a message chosen by whoever wrote the link.
+const maxShownClientID = 120
+
+// cutText is s cut to at most n characters, marked with an ellipsis.
+func cutText(s string, n int) string {
+	if r := []rune(s); len(r) > n {
+		return strings.TrimSpace(string(r[:n])) + "…"
+	}
+	return s
+}
 
 // blankRune reports whether r shows as nothing: white space, or one of the
 // letters and symbols that render blank (Unicode TR #36 lists them as

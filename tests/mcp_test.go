@@ -320,12 +320,21 @@ func TestMCPDocumentRejections(t *testing.T) {
 			{name: "unlisted redirect URI", path: "/unlisted.json", doc: good(ds.url("/unlisted.json")), redirect: "https://attacker.example/cb", rule: ""},
 			{name: "not JSON", path: "/html.json", doc: []byte("<html>hi</html>"), rule: "not a JSON object"},
 			{name: "404", path: "/gone.json", doc: []byte(`{}`), status: 404, rule: "answered 404"},
-			{name: "private address", id: "https://10.0.0.1:9/client.json", rule: "not a public address"},
+			{name: "private address", id: "https://10.0.0.1:9/client.json", rule: "not a public internet address"},
 			{name: "fragment", id: ds.url("/a.json#x"), rule: "fragment"},
 			{name: "no path", id: ds.url("/"), rule: "must have a path"},
 			{name: "dot segment", id: ds.url("/a/../b.json"), rule: ". or .. path segments"},
 			{name: "user info", id: strings.Replace(ds.url("/u.json"), "https://", "https://user@", 1), rule: "user information"},
 		}
+		t.Run("a message for a client_id", func(t *testing.T) {
+			// Whoever writes the link chooses the client_id: the page shows
+			// enough of it for a real document URL, not a paragraph.
+			id := ds.url("/x/../" + strings.Repeat("Your account is locked: call +1 555 0100 now. ", 8))
+			p := e.browser().do("GET", authRequest{clientID: id, redirectURI: "https://app.example/cb", state: "s", verifier: testVerifier}.url(e.issuer), nil)
+			if p.status != http.StatusBadRequest || !strings.Contains(p.body, "…") || strings.Count(p.body, "Your account is locked") > 2 {
+				t.Fatalf("status %d, want a 400 page showing the start of the client_id only: %.1500s", p.status, p.body)
+			}
+		})
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
 				id := tc.id
@@ -375,7 +384,7 @@ func TestMCPDocumentLoopbackNeedsLoopbackIssuer(t *testing.T) {
 	e := startWithDocs(t, storeKinds[0].open(t), ds, func(o *provider.Options) { o.Issuer = "https://auth.example.com" })
 	id := ds.publish("/c.json", 200, nil, map[string]any{"client_id": ds.url("/c.json"), "client_name": "X", "redirect_uris": []string{"https://app.example/cb"}})
 	p := e.browser().do("GET", authRequest{clientID: id, redirectURI: "https://app.example/cb", state: "s", verifier: testVerifier}.url(e.http.URL), nil)
-	if p.status != http.StatusBadRequest || !strings.Contains(p.body, "not a public address") {
+	if p.status != http.StatusBadRequest || !strings.Contains(p.body, "not a public internet address") {
 		t.Fatalf("status %d body %.400s", p.status, p.body)
 	}
 	mustEqual(t, "fetches", ds.fetches("/c.json"), int64(0))
