@@ -237,9 +237,16 @@ func (s *Server) handleClientConfiguration(w http.ResponseWriter, r *http.Reques
 		return nil
 	case http.MethodDelete:
 		// Deleting the client removes its grants, so every refresh token
-		// stops at once and its access tokens fail introspection.
+		// stops at once and its access tokens fail introspection. The
+		// delete spends the token that authorised it, checked in the same
+		// store operation: an update racing it with that token rotates it,
+		// and then this delete finds a bad token (RFC 7592 §2.3: 401), so
+		// of the two exactly one succeeds.
 		defer s.clients.forget(c.ID)
-		if err := s.store.DeleteClient(r.Context(), c.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+		if err := s.store.DeleteRegisteredClient(r.Context(), c.ID, c.RegistrationTokenHash); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return errBadRegistrationToken
+			}
 			return err
 		}
 		s.audit(r.Context(), ClientEvent(EventClientDeleted, ActorClient, c))

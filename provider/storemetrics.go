@@ -65,14 +65,17 @@ func (t timedStore) CreateClient(ctx context.Context, c store.Client) error {
 func (t timedStore) GetClient(ctx context.Context, id string) (store.Client, error) {
 	return timed1(t, "GetClient", func() (store.Client, error) { return t.Store.GetClient(ctx, id) })
 }
-func (t timedStore) UpdateClient(ctx context.Context, c store.Client) error {
-	return timed0(t, "UpdateClient", func() error { return t.Store.UpdateClient(ctx, c) })
+func (t timedStore) UpdateClient(ctx context.Context, id string, edit store.EditClientFunc) (store.Client, error) {
+	return timed1(t, "UpdateClient", func() (store.Client, error) { return t.Store.UpdateClient(ctx, id, edit) })
 }
 func (t timedStore) UpdateRegisteredClient(ctx context.Context, c store.Client, presented []byte) error {
 	return timed0(t, "UpdateRegisteredClient", func() error { return t.Store.UpdateRegisteredClient(ctx, c, presented) })
 }
 func (t timedStore) DeleteClient(ctx context.Context, id string) error {
 	return timed0(t, "DeleteClient", func() error { return t.Store.DeleteClient(ctx, id) })
+}
+func (t timedStore) DeleteRegisteredClient(ctx context.Context, id string, presented []byte) error {
+	return timed0(t, "DeleteRegisteredClient", func() error { return t.Store.DeleteRegisteredClient(ctx, id, presented) })
 }
 func (t timedStore) GetUser(ctx context.Context, id string) (store.User, error) {
 	return timed1(t, "GetUser", func() (store.User, error) { return t.Store.GetUser(ctx, id) })

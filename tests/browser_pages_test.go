@@ -14,6 +14,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/authzd/authz/provider"
+	"github.com/authzd/authz/provider/store"
 )
 
 // page is a browser tab on one server, which writes a screenshot of what
@@ -114,7 +115,7 @@ func TestPagesInChromium(t *testing.T) {
 	m := c.Metadata
 	m.Name, m.LogoURI, m.PolicyURI, m.TOSURI = "Docs Editor", assets.URL+"/logo.png", "https://docs.example.com/privacy", "https://docs.example.com/terms"
 	c.Metadata = m
-	if err := e.store.UpdateClient(t.Context(), c); err != nil {
+	if _, err := e.store.UpdateClient(t.Context(), c.ID, func(c *store.Client) error { c.Metadata = m; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	b := tab{t: t, ctx: newChromium(t), name: "sign-in"}

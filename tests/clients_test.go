@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -820,5 +821,80 @@ func TestRegistrationUpdateIsSingleUse(t *testing.T) {
 		mustEqual(t, "the winner's token reads the client", status, http.StatusOK)
 		status, _, _ = jsonCall(t, "GET", uri, tok, nil)
 		mustEqual(t, "the spent token", status, http.StatusUnauthorized)
+	})
+}
+
+// RFC 7592 §2.3 authorises a delete by the registration token, which an
+// update racing it rotates (§2.2): of a DELETE and PUTs presenting one
+// token exactly one succeeds, and the others get 401 invalid_token as for
+// any bad token. A delete that checked the token, then deleted in a
+// separate step, could succeed alongside the update, whose client then
+// holds a token for a client that no longer exists (or the other way).
+func TestRegistrationDeleteRacingUpdate(t *testing.T) {
+	t.Parallel()
+	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		e := start(t, open(t), nil)
+		const rounds, racers = 4, 12
+		for round := range rounds {
+			status, m := e.register(t, map[string]any{"redirect_uris": []string{"https://app.example.com/cb"}})
+			mustEqual(t, "register", status, http.StatusCreated)
+			id, uri, tok := m["client_id"].(string), m["registration_client_uri"].(string), m["registration_access_token"].(string)
+
+			var (
+				wg                sync.WaitGroup
+				mu                sync.Mutex
+				deleted, updated  int
+				newToken          string
+				refused, unknowns []string
+			)
+			release := make(chan struct{})
+			for i := range racers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-release
+					method, body := "DELETE", map[string]any(nil)
+					if i%2 == 1 {
+						method, body = "PUT", map[string]any{"client_id": id, "redirect_uris": []string{"https://app.example.com/cb"}, "client_name": fmt.Sprint("racer ", i)}
+					}
+					status, got, _ := jsonCall(t, method, uri, tok, body)
+					mu.Lock()
+					defer mu.Unlock()
+					switch {
+					case status == http.StatusNoContent && method == "DELETE":
+						deleted++
+					case status == http.StatusOK && method == "PUT":
+						updated++
+						newToken, _ = got["registration_access_token"].(string)
+					case status == http.StatusUnauthorized:
+						refused = append(refused, fmt.Sprint(got["error"]))
+					default:
+						unknowns = append(unknowns, fmt.Sprint(method, " ", status, " ", got))
+					}
+				}()
+			}
+			close(release)
+			wg.Wait()
+			if deleted+updated != 1 || len(unknowns) != 0 {
+				t.Fatalf("round %d: %d deletes and %d updates with one registration token succeeded (other answers %v), want exactly one", round, deleted, updated, unknowns)
+			}
+			for _, code := range refused {
+				mustEqual(t, "the losers' error", code, "invalid_token")
+			}
+			status, _, _ = jsonCall(t, "GET", uri, tok, nil)
+			mustEqual(t, "the spent token", status, http.StatusUnauthorized)
+			_, err := e.store.GetClient(context.Background(), id)
+			if deleted == 1 {
+				if !errors.Is(err, store.ErrNotFound) {
+					t.Fatalf("round %d: the delete won, yet the client is there (GetClient: %v)", round, err)
+				}
+				continue
+			}
+			if err != nil {
+				t.Fatalf("round %d: the update won, yet GetClient: %v", round, err)
+			}
+			status, _, _ = jsonCall(t, "GET", uri, newToken, nil)
+			mustEqual(t, "the winning update's token reads the client", status, http.StatusOK)
+		}
 	})
 }

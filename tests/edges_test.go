@@ -120,12 +120,10 @@ func TestRegistrationUpdates(t *testing.T) {
 			mustEqual(t, "register", status, 201)
 			id, uri, tok := m["client_id"].(string), m["registration_client_uri"].(string), m["registration_access_token"].(string)
 			// An administrator limits the client to one resource.
-			c, err := e.store.GetClient(context.Background(), id)
-			if err != nil {
-				t.Fatal(err)
-			}
-			c.Metadata.Resources = []string{"https://mcp.example.com/mcp"}
-			if err := e.store.UpdateClient(context.Background(), c); err != nil {
+			if _, err := e.store.UpdateClient(context.Background(), id, func(c *store.Client) error {
+				c.Metadata.Resources = []string{"https://mcp.example.com/mcp"}
+				return nil
+			}); err != nil {
 				t.Fatal(err)
 			}
 
@@ -144,7 +142,7 @@ func TestRegistrationUpdates(t *testing.T) {
 			upd["client_name"] = "renamed"
 			status, _, _ = jsonCall(t, "PUT", uri, tok, upd)
 			mustEqual(t, "update", status, 200)
-			c, _ = e.store.GetClient(context.Background(), id)
+			c, _ := e.store.GetClient(context.Background(), id)
 			mustEqual(t, "name", c.Metadata.Name, "renamed")
 			if len(c.Metadata.Resources) != 1 || c.Metadata.Resources[0] != "https://mcp.example.com/mcp" {
 				t.Fatalf("resources after a client's update: %v", c.Metadata.Resources)
@@ -313,13 +311,21 @@ func (w *writeCounter) CreateClient(ctx context.Context, c store.Client) error {
 	w.n.Add(1)
 	return w.Store.CreateClient(ctx, c)
 }
-func (w *writeCounter) UpdateClient(ctx context.Context, c store.Client) error {
+func (w *writeCounter) UpdateClient(ctx context.Context, id string, edit store.EditClientFunc) (store.Client, error) {
 	w.n.Add(1)
-	return w.Store.UpdateClient(ctx, c)
+	return w.Store.UpdateClient(ctx, id, edit)
+}
+func (w *writeCounter) UpdateRegisteredClient(ctx context.Context, c store.Client, presented []byte) error {
+	w.n.Add(1)
+	return w.Store.UpdateRegisteredClient(ctx, c, presented)
 }
 func (w *writeCounter) DeleteClient(ctx context.Context, id string) error {
 	w.n.Add(1)
 	return w.Store.DeleteClient(ctx, id)
+}
+func (w *writeCounter) DeleteRegisteredClient(ctx context.Context, id string, presented []byte) error {
+	w.n.Add(1)
+	return w.Store.DeleteRegisteredClient(ctx, id, presented)
 }
 func (w *writeCounter) CreateAuthCode(ctx context.Context, c store.AuthCode, g store.Grant) error {
 	w.n.Add(1)
@@ -426,4 +432,13 @@ func TestClientCredentialsWritesNothing(t *testing.T) {
 			t.Fatal("the write counter does not count")
 		}
 	})
+}
+
+// replaceClient is a store.UpdateClient edit that sets what the
+// administrator may change (secret hash, metadata, UpdatedAt) to c's.
+func replaceClient(c store.Client) store.EditClientFunc {
+	return func(dst *store.Client) error {
+		dst.SecretHash, dst.Metadata, dst.UpdatedAt = c.SecretHash, c.Metadata, c.UpdatedAt
+		return nil
+	}
 }

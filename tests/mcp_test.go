@@ -525,7 +525,7 @@ func TestScopesByHabit(t *testing.T) {
 			// The client's own allowance is read only: offline_access is about
 			// the grant (and openid about the user) and is allowed anyway.
 			c.Metadata.Scopes = []string{"read"}
-			if err := e.store.UpdateClient(t.Context(), c); err != nil {
+			if _, err := e.store.UpdateClient(t.Context(), c.ID, replaceClient(c)); err != nil {
 				t.Fatal(err)
 			}
 			for _, tc := range []struct{ scope, on, off string }{

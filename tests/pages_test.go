@@ -58,7 +58,7 @@ func TestConsentPage(t *testing.T) {
 	meta := admin.Metadata
 	meta.LogoURI, meta.ClientURI, meta.PolicyURI, meta.TOSURI = assets.URL+"/logo.png", "https://app.example.com/", "https://app.example.com/privacy", "https://app.example.com/terms"
 	admin.Metadata = meta
-	if err := e.store.UpdateClient(t.Context(), admin); err != nil {
+	if _, err := e.store.UpdateClient(t.Context(), admin.ID, replaceClient(admin)); err != nil {
 		t.Fatal(err)
 	}
 	req := authRequest{clientID: admin.ID, redirectURI: redirect, state: "s", scope: "read write offline_access", verifier: testVerifier}
@@ -108,7 +108,7 @@ func TestConsentPage(t *testing.T) {
 	m2 := c2.Metadata
 	m2.LogoURI = assets.URL + "/logo.png" // 127.0.0.1
 	c2.Metadata = m2
-	if err := e2.store.UpdateClient(t.Context(), c2); err != nil {
+	if _, err := e2.store.UpdateClient(t.Context(), c2.ID, replaceClient(c2)); err != nil {
 		t.Fatal(err)
 	}
 	p = e2.browser().consentPage(authRequest{clientID: c2.ID, redirectURI: r2, state: "s", scope: "read", verifier: testVerifier}.url(e2.issuer), u2, pw2)

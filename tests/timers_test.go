@@ -196,7 +196,7 @@ func TestRefreshNeedsTheGrantType(t *testing.T) {
 			if _, err := provider.UpdateClient(&cur, m, false, e.clock.Now(), rand.Reader); err != nil {
 				t.Fatalf("UpdateClient: %v", err)
 			}
-			if err := e.store.UpdateClient(context.Background(), cur); err != nil {
+			if _, err := e.store.UpdateClient(context.Background(), cur.ID, replaceClient(cur)); err != nil {
 				t.Fatal(err)
 			}
 			// Changed behind the server's back, as `authz client update`

@@ -170,7 +170,7 @@ func TestUpdateNeverWidensAllowances(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.Metadata.Resources = []string{"https://mcp.example.com/mcp"}
-		if err := e.store.UpdateClient(context.Background(), c); err != nil {
+		if _, err := e.store.UpdateClient(context.Background(), c.ID, replaceClient(c)); err != nil {
 			t.Fatal(err)
 		}
 

@@ -300,25 +300,29 @@ func (e env) clientUpdate(args []string) error {
 	if err := f.offered(cfg); err != nil {
 		return err
 	}
-	c, err := st.GetClient(e.ctx, pos[0])
-	if err != nil {
+	// The change is decided on the client as the store holds it, inside
+	// the store's one operation: a client's own RFC 7592 update racing this
+	// one is neither undone nor has its spent registration token revived.
+	var secret string
+	c, err := st.UpdateClient(e.ctx, pos[0], func(c *store.Client) error {
+		m := c.Metadata
+		if err := f.apply(fs, &m); err != nil {
+			return err
+		}
+		if m.Introspect && len(m.Resources) == 0 {
+			return usageError{msg: "--introspect needs --resource: the resources whose tokens the client may introspect"}
+		}
+		if rotate && c.Metadata.TokenEndpointAuthMethod == oauth.AuthNone && m.TokenEndpointAuthMethod == oauth.AuthNone {
+			return errors.New("--rotate-secret: the client is public (token_endpoint_auth_method none): it has no secret")
+		}
+		var err error
+		secret, err = provider.UpdateClient(c, m, rotate, time.Now(), rand.Reader)
+		return flagError(err)
+	})
+	if errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("client %s: %w", pos[0], err)
 	}
-	m := c.Metadata
-	if err := f.apply(fs, &m); err != nil {
-		return err
-	}
-	if m.Introspect && len(m.Resources) == 0 {
-		return usageError{msg: "--introspect needs --resource: the resources whose tokens the client may introspect"}
-	}
-	if rotate && c.Metadata.TokenEndpointAuthMethod == oauth.AuthNone && m.TokenEndpointAuthMethod == oauth.AuthNone {
-		return errors.New("--rotate-secret: the client is public (token_endpoint_auth_method none): it has no secret")
-	}
-	secret, err := provider.UpdateClient(&c, m, rotate, time.Now(), rand.Reader)
 	if err != nil {
-		return flagError(err)
-	}
-	if err := st.UpdateClient(e.ctx, c); err != nil {
 		return err
 	}
 	e.auditAdmin(st, provider.ClientEvent(provider.EventClientUpdated, provider.ActorAdmin, c))

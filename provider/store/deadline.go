@@ -96,8 +96,8 @@ func (w *deadlineStore) ListClients(ctx context.Context) ([]Client, error) {
 	return get(w, ctx, w.s.ListClients)
 }
 
-func (w *deadlineStore) UpdateClient(ctx context.Context, c Client) error {
-	return w.do(ctx, func(ctx context.Context) error { return w.s.UpdateClient(ctx, c) })
+func (w *deadlineStore) UpdateClient(ctx context.Context, id string, edit EditClientFunc) (Client, error) {
+	return get(w, ctx, func(ctx context.Context) (Client, error) { return w.s.UpdateClient(ctx, id, edit) })
 }
 
 func (w *deadlineStore) UpdateRegisteredClient(ctx context.Context, c Client, presented []byte) error {
@@ -106,6 +106,10 @@ func (w *deadlineStore) UpdateRegisteredClient(ctx context.Context, c Client, pr
 
 func (w *deadlineStore) DeleteClient(ctx context.Context, id string) error {
 	return w.do(ctx, func(ctx context.Context) error { return w.s.DeleteClient(ctx, id) })
+}
+
+func (w *deadlineStore) DeleteRegisteredClient(ctx context.Context, id string, presented []byte) error {
+	return w.do(ctx, func(ctx context.Context) error { return w.s.DeleteRegisteredClient(ctx, id, presented) })
 }
 
 func (w *deadlineStore) SaveMetadataDocumentClient(ctx context.Context, c Client) error {

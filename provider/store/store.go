@@ -370,6 +370,12 @@ type Redemption struct {
 // must not call the store.
 type NextRefreshFunc func(old RefreshToken, g Grant) (RefreshToken, error)
 
+// EditClientFunc is UpdateClient's change: it sets c's SecretHash,
+// Metadata and UpdatedAt (changes to any other field are ignored), or
+// returns an error to write nothing. It runs inside the store's operation,
+// with the client locked, so it must not call the store.
+type EditClientFunc func(c *Client) error
+
 // Store is the persistence contract. Every implementation must pass
 // storetest.Run.
 type Store interface {
@@ -380,9 +386,15 @@ type Store interface {
 	CreateClient(ctx context.Context, c Client) error // ErrAlreadyExists
 	GetClient(ctx context.Context, id string) (Client, error)
 	ListClients(ctx context.Context) ([]Client, error) // ordered by CreatedAt, then ID
-	// UpdateClient replaces the client's secret hash, registration token hash,
-	// metadata and UpdatedAt. ErrNotFound if it does not exist.
-	UpdateClient(ctx context.Context, c Client) error
+	// UpdateClient is the administrator's read-modify-write of client id,
+	// one operation holding the client against concurrent changes: it calls
+	// edit on the client as stored and writes back only what edit may
+	// change, SecretHash, Metadata and UpdatedAt. The registration token
+	// hash is never written, so an RFC 7592 update racing the administrator
+	// is neither undone nor its spent token revived. It returns the client
+	// as stored; ErrNotFound if it does not exist; edit's error unchanged,
+	// with nothing written.
+	UpdateClient(ctx context.Context, id string, edit EditClientFunc) (Client, error)
 	// UpdateRegisteredClient is UpdateClient for an RFC 7592 §2.2 update,
 	// which rotates the registration access token: it replaces the client
 	// only while its registration token hash is still presented, the hash
@@ -393,6 +405,12 @@ type Store interface {
 	// DeleteClient removes the client with its codes, grants, refresh tokens
 	// and consents.
 	DeleteClient(ctx context.Context, id string) error
+	// DeleteRegisteredClient is DeleteClient for an RFC 7592 §2.3 delete:
+	// it removes the client only while its registration token hash is still
+	// presented, the hash of the token that authorised the delete, in one
+	// operation. Of a delete and an update racing with one token exactly one
+	// wins; a loser, like an unknown client, gets ErrNotFound.
+	DeleteRegisteredClient(ctx context.Context, id string, presented []byte) error
 	// SaveMetadataDocumentClient inserts or replaces c, a client whose
 	// identity is its metadata document (c.Trust is TrustMetadataDocument),
 	// keeping an existing row's CreatedAt so its grants keep their foreign

@@ -116,29 +116,36 @@ func (s *Store) ListClients(context.Context) ([]store.Client, error) {
 	return out, nil
 }
 
-// UpdateClient replaces exactly what the contract names: the secret hash,
-// the registration token hash, the metadata and UpdatedAt. Trust,
-// CreatedAt, UsedAt and SecretExpiresAt stay as they were.
-func (s *Store) UpdateClient(_ context.Context, c store.Client) error {
-	return s.updateClient(c, nil)
-}
-
-// UpdateRegisteredClient is UpdateClient under the same lock as the check
-// that presented is still the client's registration token hash.
-func (s *Store) UpdateRegisteredClient(_ context.Context, c store.Client, presented []byte) error {
-	if len(presented) == 0 {
-		return store.ErrNotFound
+// UpdateClient runs edit under the store's lock on a copy of the client
+// and keeps only SecretHash, Metadata and UpdatedAt from it: Trust,
+// CreatedAt, UsedAt, SecretExpiresAt and the registration token hash stay
+// as they are, so nothing edit did not decide is written back.
+func (s *Store) UpdateClient(_ context.Context, id string, edit store.EditClientFunc) (store.Client, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.clients[id]
+	if !ok {
+		return store.Client{}, store.ErrNotFound
 	}
-	return s.updateClient(c, presented)
+	n := cloneClient(cur)
+	if err := edit(&n); err != nil {
+		return store.Client{}, err
+	}
+	n = cloneClient(n)
+	cur.SecretHash, cur.Metadata, cur.UpdatedAt = n.SecretHash, n.Metadata, n.UpdatedAt
+	s.clients[id] = cur
+	return cloneClient(cur), nil
 }
 
-// updateClient is UpdateClient; with presented, only while it is the
-// client's registration token hash.
-func (s *Store) updateClient(c store.Client, presented []byte) error {
+// UpdateRegisteredClient replaces the secret hash, the registration token
+// hash, the metadata and UpdatedAt under the same lock as the check that
+// presented is still the client's registration token hash. Trust,
+// CreatedAt, UsedAt and SecretExpiresAt stay as they were.
+func (s *Store) UpdateRegisteredClient(_ context.Context, c store.Client, presented []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cur, ok := s.clients[c.ID]
-	if !ok || (presented != nil && subtle.ConstantTimeCompare(cur.RegistrationTokenHash, presented) != 1) {
+	if !ok || !registrationTokenIs(cur, presented) {
 		return store.ErrNotFound
 	}
 	n := cloneClient(c)
@@ -148,12 +155,31 @@ func (s *Store) updateClient(c store.Client, presented []byte) error {
 	return nil
 }
 
+// registrationTokenIs reports, in constant time, whether presented is c's
+// registration token hash; an empty one never is.
+func registrationTokenIs(c store.Client, presented []byte) bool {
+	return len(presented) > 0 && subtle.ConstantTimeCompare(c.RegistrationTokenHash, presented) == 1
+}
+
 // DeleteClient removes the client with its codes, grants, refresh tokens and
 // consents: a client that is gone must leave no token that still works.
 func (s *Store) DeleteClient(_ context.Context, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.clients[id]; !ok {
+		return store.ErrNotFound
+	}
+	s.deleteClientLocked(id)
+	return nil
+}
+
+// DeleteRegisteredClient is DeleteClient under the same lock as the check
+// that presented is still the client's registration token hash.
+func (s *Store) DeleteRegisteredClient(_ context.Context, id string, presented []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.clients[id]
+	if !ok || !registrationTokenIs(cur, presented) {
 		return store.ErrNotFound
 	}
 	s.deleteClientLocked(id)

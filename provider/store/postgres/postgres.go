@@ -235,32 +235,49 @@ func (s *Store) ListClients(ctx context.Context) ([]store.Client, error) {
 	return readRows(s, ctx, scanClient, `SELECT `+clientCols+` FROM clients ORDER BY created_at, id`)
 }
 
-// UpdateClient replaces what the contract names and keeps Trust, CreatedAt,
-// UsedAt and SecretExpiresAt.
-func (s *Store) UpdateClient(ctx context.Context, c store.Client) error {
-	return s.updateClient(ctx, c, nil)
+// UpdateClient locks the row (SELECT … FOR UPDATE), runs edit and writes
+// back only secret_hash, metadata and updated_at in one transaction: an
+// RFC 7592 update racing it waits or is waited for, and the registration
+// token hash it rotated is never written over.
+func (s *Store) UpdateClient(ctx context.Context, id string, edit store.EditClientFunc) (store.Client, error) {
+	var out store.Client
+	err := s.tx(ctx, func(tx pgx.Tx) (bool, error) {
+		cur, err := scanClient(tx.QueryRow(ctx, `SELECT `+clientCols+` FROM clients WHERE id = $1 FOR UPDATE`, id))
+		if err != nil {
+			return false, err
+		}
+		n := cur
+		if err := edit(&n); err != nil {
+			return false, err
+		}
+		meta, err := json.Marshal(n.Metadata)
+		if err != nil {
+			return false, err
+		}
+		cur.SecretHash, cur.Metadata, cur.UpdatedAt = n.SecretHash, n.Metadata, ts(n.UpdatedAt)
+		if _, err := tx.Exec(ctx, `UPDATE clients SET secret_hash = $2, metadata = $3, updated_at = $4 WHERE id = $1`,
+			id, cur.SecretHash, string(meta), cur.UpdatedAt); err != nil {
+			return false, wrap(err)
+		}
+		out = cur
+		return false, nil
+	})
+	return out, err
 }
 
-// UpdateRegisteredClient is UpdateClient with the registration token
-// check in the UPDATE's WHERE clause: the row lock makes a racing update
-// with the same token wait, then find the hash changed and match nothing.
+// UpdateRegisteredClient replaces the secret hash, the registration token
+// hash, the metadata and UpdatedAt, keeping Trust, CreatedAt, UsedAt and
+// SecretExpiresAt, with the registration token check in the UPDATE's WHERE
+// clause: the row lock makes a racing update or delete with the same token
+// wait, then find the hash changed and match nothing.
 func (s *Store) UpdateRegisteredClient(ctx context.Context, c store.Client, presented []byte) error {
-	if presented == nil {
-		presented = []byte{} // matches no client (NULL would mean "any")
-	}
-	return s.updateClient(ctx, c, presented)
-}
-
-// updateClient is UpdateClient; with presented, only while it is the
-// client's registration token hash.
-func (s *Store) updateClient(ctx context.Context, c store.Client, presented []byte) error {
 	meta, err := json.Marshal(c.Metadata)
 	if err != nil {
 		return err
 	}
 	tag, err := s.pool.Exec(ctx, `UPDATE clients SET secret_hash = $2, registration_token_hash = $3, metadata = $4, updated_at = $5
-		WHERE id = $1 AND ($6::bytea IS NULL OR registration_token_hash = $6)`,
-		c.ID, c.SecretHash, c.RegistrationTokenHash, string(meta), ts(c.UpdatedAt), presented)
+		WHERE id = $1 AND registration_token_hash = $6`,
+		c.ID, c.SecretHash, c.RegistrationTokenHash, string(meta), ts(c.UpdatedAt), nonNil(presented))
 	if err != nil {
 		return wrap(err)
 	}
@@ -270,10 +287,30 @@ func (s *Store) updateClient(ctx context.Context, c store.Client, presented []by
 	return nil
 }
 
+// nonNil never hands NULL to a registration token comparison: an empty
+// hash matches no client, where NULL would fail in a way easy to misread.
+func nonNil(presented []byte) []byte {
+	if presented == nil {
+		return []byte{}
+	}
+	return presented
+}
+
 // DeleteClient cascades (ON DELETE CASCADE) to grants, and through them to
 // codes and refresh tokens, and to consents.
 func (s *Store) DeleteClient(ctx context.Context, id string) error {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM clients WHERE id = $1`, id)
+	return s.deleteClient(ctx, `DELETE FROM clients WHERE id = $1`, id)
+}
+
+// DeleteRegisteredClient is DeleteClient with the registration token check
+// in the DELETE's WHERE clause, so a racing RFC 7592 update that rotated
+// the token makes it match nothing (and it makes that update match nothing).
+func (s *Store) DeleteRegisteredClient(ctx context.Context, id string, presented []byte) error {
+	return s.deleteClient(ctx, `DELETE FROM clients WHERE id = $1 AND registration_token_hash = $2`, id, nonNil(presented))
+}
+
+func (s *Store) deleteClient(ctx context.Context, sql string, args ...any) error {
+	tag, err := s.pool.Exec(ctx, sql, args...)
 	if err != nil {
 		return wrap(err)
 	}

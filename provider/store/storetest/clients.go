@@ -1,8 +1,10 @@
 package storetest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"testing"
 	"time"
 
@@ -21,9 +23,13 @@ func testNotFound(t *testing.T, newStore factory) {
 	}{
 		{"GetClient", func(ctx context.Context, s store.Store) error { _, err := s.GetClient(ctx, "nope"); return err }},
 		{"UpdateClient", func(ctx context.Context, s store.Store) error {
-			return s.UpdateClient(ctx, sampleClient("nope", base))
+			_, err := s.UpdateClient(ctx, "nope", replaceWith(sampleClient("nope", base)))
+			return err
 		}},
 		{"DeleteClient", func(ctx context.Context, s store.Store) error { return s.DeleteClient(ctx, "nope") }},
+		{"DeleteRegisteredClient", func(ctx context.Context, s store.Store) error {
+			return s.DeleteRegisteredClient(ctx, "nope", randomHash())
+		}},
 		{"GetUser", func(ctx context.Context, s store.Store) error { _, err := s.GetUser(ctx, "nope"); return err }},
 		{"GetUserByUsername", func(ctx context.Context, s store.Store) error {
 			_, err := s.GetUserByUsername(ctx, "nope")
@@ -196,17 +202,27 @@ func testClients(t *testing.T, newStore factory) {
 			JWKS:                    nil,
 		}
 		upd.UpdatedAt = at(2 * time.Hour)
-		e.must(e.s.UpdateClient(e.ctx, upd), "UpdateClient")
+		upd.RegistrationTokenHash = randomHash() // which UpdateClient must not write
+		var seen store.Client
+		ret, err := e.s.UpdateClient(e.ctx, "c1", func(c *store.Client) error {
+			seen = *c
+			*c = upd
+			return nil
+		})
+		e.must(err, "UpdateClient")
+		equal(t, "the client edit is given", seen, old, canonClient)
 
 		got, err := e.s.GetClient(e.ctx, "c1")
 		e.must(err, "GetClient")
-		// The doc names exactly what UpdateClient replaces: secret hash,
-		// registration token hash, metadata and UpdatedAt. Trust,
-		// CreatedAt, UsedAt and SecretExpiresAt are kept.
+		// The doc names exactly what UpdateClient writes: secret hash,
+		// metadata and UpdatedAt. Trust, CreatedAt, UsedAt,
+		// SecretExpiresAt and the registration token hash are kept.
 		want := upd
 		want.CreatedAt, want.SecretExpiresAt = old.CreatedAt, old.SecretExpiresAt
 		want.Trust, want.UsedAt = old.Trust, old.UsedAt
+		want.RegistrationTokenHash = old.RegistrationTokenHash
 		equal(t, "updated client", got, want, canonClient)
+		equal(t, "UpdateClient's answer", ret, want, canonClient)
 
 		got2, err := e.s.GetClient(e.ctx, "c2")
 		e.must(err, "GetClient c2")
@@ -216,15 +232,61 @@ func testClients(t *testing.T, newStore factory) {
 	t.Run("UpdateToNoSecret", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, newStore)
-		c := e.client("c1")
-		c.SecretHash, c.RegistrationTokenHash = nil, nil
-		c.UpdatedAt = at(time.Minute)
-		e.must(e.s.UpdateClient(e.ctx, c), "UpdateClient")
+		old := e.client("c1")
+		_, err := e.s.UpdateClient(e.ctx, "c1", func(c *store.Client) error {
+			c.SecretHash, c.UpdatedAt = nil, at(time.Minute)
+			return nil
+		})
+		e.must(err, "UpdateClient")
 		got, err := e.s.GetClient(e.ctx, "c1")
 		e.must(err, "GetClient")
-		if got.SecretHash != nil || got.RegistrationTokenHash != nil {
-			t.Errorf("hashes = %x, %x; want nil after replacing them with nil", got.SecretHash, got.RegistrationTokenHash)
+		if got.SecretHash != nil {
+			t.Errorf("secret hash = %x; want nil after replacing it with nil", got.SecretHash)
 		}
+		if !bytes.Equal(got.RegistrationTokenHash, old.RegistrationTokenHash) {
+			t.Error("UpdateClient changed the registration token hash")
+		}
+	})
+
+	// An edit that refuses writes nothing, and its error comes back as is
+	// (the CLI words it for the operator).
+	t.Run("UpdateRefusedByEdit", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		old := e.client("c1")
+		refused := errors.New("refused")
+		_, err := e.s.UpdateClient(e.ctx, "c1", func(c *store.Client) error {
+			c.Metadata.Name, c.SecretHash = "Changed", nil
+			return refused
+		})
+		wantErr(t, "UpdateClient with a refusing edit", err, refused)
+		got, err := e.s.GetClient(e.ctx, "c1")
+		e.must(err, "GetClient")
+		equal(t, "client after a refused edit", got, old, canonClient)
+	})
+
+	// The administrator's update after (or racing) an RFC 7592 update
+	// keeps the token that update issued: writing back the hash it read
+	// would revive the spent token and kill the client's new one.
+	t.Run("UpdateKeepsRotatedRegistrationToken", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		old := e.client("c1")
+		rotated := old
+		rotated.RegistrationTokenHash, rotated.UpdatedAt = randomHash(), at(time.Hour)
+		e.must(e.s.UpdateRegisteredClient(e.ctx, rotated, old.RegistrationTokenHash), "UpdateRegisteredClient")
+		_, err := e.s.UpdateClient(e.ctx, "c1", func(c *store.Client) error {
+			c.Metadata.Name, c.UpdatedAt = "By the administrator", at(2*time.Hour)
+			return nil
+		})
+		e.must(err, "UpdateClient")
+		got, err := e.s.GetClient(e.ctx, "c1")
+		e.must(err, "GetClient")
+		if !bytes.Equal(got.RegistrationTokenHash, rotated.RegistrationTokenHash) {
+			t.Fatal("the administrator's update replaced the rotated registration token hash")
+		}
+		wantErr(t, "an update with the spent token", e.s.UpdateRegisteredClient(e.ctx, rotated, old.RegistrationTokenHash), store.ErrNotFound)
+		wantErr(t, "a delete with the spent token", e.s.DeleteRegisteredClient(e.ctx, "c1", old.RegistrationTokenHash), store.ErrNotFound)
 	})
 
 	// RFC 7592 §2.2: the registration token that authorises an update is
@@ -257,8 +319,12 @@ func testClients(t *testing.T, newStore factory) {
 	t.Run("UpdateUnknownCreatesNothing", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, newStore)
-		wantErr(t, "UpdateClient", e.s.UpdateClient(e.ctx, sampleClient("ghost", base)), store.ErrNotFound)
-		_, err := e.s.GetClient(e.ctx, "ghost")
+		_, err := e.s.UpdateClient(e.ctx, "ghost", func(*store.Client) error {
+			t.Error("edit called for an unknown client")
+			return nil
+		})
+		wantErr(t, "UpdateClient", err, store.ErrNotFound)
+		_, err = e.s.GetClient(e.ctx, "ghost")
 		wantErr(t, "GetClient after a failed update", err, store.ErrNotFound)
 	})
 
@@ -276,6 +342,29 @@ func testClients(t *testing.T, newStore factory) {
 		equal(t, "ListClients after delete", list, []store.Client{keep}, canonClients)
 		// The ID is free again.
 		e.must(e.s.CreateClient(e.ctx, sampleClient("c1", at(time.Hour))), "CreateClient after delete")
+	})
+
+	// RFC 7592 §2.3: a delete is authorised by the registration token, in
+	// the same operation; a wrong, missing or spent one deletes nothing.
+	t.Run("DeleteRegisteredClient", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		old := e.client("c1")
+		keep := e.client("c2")
+		wantErr(t, "with a wrong hash", e.s.DeleteRegisteredClient(e.ctx, "c1", randomHash()), store.ErrNotFound)
+		wantErr(t, "with no hash", e.s.DeleteRegisteredClient(e.ctx, "c1", nil), store.ErrNotFound)
+		wantErr(t, "with another client's hash", e.s.DeleteRegisteredClient(e.ctx, "c1", keep.RegistrationTokenHash), store.ErrNotFound)
+		got, err := e.s.GetClient(e.ctx, "c1")
+		e.must(err, "GetClient")
+		equal(t, "client after refused deletes", got, old, canonClient)
+
+		e.must(e.s.DeleteRegisteredClient(e.ctx, "c1", old.RegistrationTokenHash), "DeleteRegisteredClient")
+		_, err = e.s.GetClient(e.ctx, "c1")
+		wantErr(t, "GetClient after delete", err, store.ErrNotFound)
+		wantErr(t, "DeleteRegisteredClient twice", e.s.DeleteRegisteredClient(e.ctx, "c1", old.RegistrationTokenHash), store.ErrNotFound)
+		list, err := e.s.ListClients(e.ctx)
+		e.must(err, "ListClients")
+		equal(t, "ListClients after delete", list, []store.Client{keep}, canonClients)
 	})
 }
 
@@ -372,4 +461,10 @@ func canonUsers(us []store.User) []store.User {
 		out[i] = canonUser(u)
 	}
 	return out
+}
+
+// replaceWith is an UpdateClient edit that replaces the whole client with
+// c (the store keeps only what UpdateClient writes).
+func replaceWith(c store.Client) store.EditClientFunc {
+	return func(dst *store.Client) error { *dst = c; return nil }
 }

@@ -3,7 +3,9 @@ package storetest
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -100,6 +102,84 @@ func testConcurrency(t *testing.T, newStore factory) {
 		for i, err := range errs {
 			if err == nil && !bytes.Equal(got.RegistrationTokenHash, next[i]) {
 				t.Fatal("the stored registration token is not the winner's")
+			}
+		}
+	})
+
+	// An administrator's updates racing a client's RFC 7592 update: the
+	// client's rotation of its registration token survives every one of
+	// them (none writes back the hash it found), and no administrator's
+	// change is lost to another's (each is decided on the client as stored).
+	t.Run("UpdateClientRacingRegisteredUpdate", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		c := e.client("c1")
+		rotated := c
+		rotated.RegistrationTokenHash, rotated.UpdatedAt = randomHash(), at(time.Hour)
+		rotated.Metadata.Contacts = nil
+		var after atomic.Int32
+		errs := race(func(i int) error {
+			if i == racers/2 {
+				return e.s.UpdateRegisteredClient(e.ctx, rotated, c.RegistrationTokenHash)
+			}
+			_, err := e.s.UpdateClient(e.ctx, "c1", func(c *store.Client) error {
+				if bytes.Equal(c.RegistrationTokenHash, rotated.RegistrationTokenHash) {
+					after.Add(1)
+				}
+				c.SecretHash, c.UpdatedAt = randomHash(), at(2*time.Hour)
+				c.Metadata.Contacts = append(c.Metadata.Contacts, fmt.Sprint("admin-", i))
+				return nil
+			})
+			return err
+		})
+		if n, other := count(errs); n["ok"] != racers {
+			t.Fatalf("outcomes %v (first error: %v), want %d ok", n, other, racers)
+		}
+		got, err := e.s.GetClient(e.ctx, "c1")
+		e.must(err, "GetClient")
+		if !bytes.Equal(got.RegistrationTokenHash, rotated.RegistrationTokenHash) {
+			t.Fatal("an administrator's update wrote back the registration token hash the client's update had spent")
+		}
+		// The client's update replaces the metadata (RFC 7592 §2.2), so
+		// what remains are the administrators' changes decided after it
+		// (they saw its token hash): all of them, none lost to another.
+		if int(after.Load()) != len(got.Metadata.Contacts) {
+			t.Fatalf("contacts %v: want the %d administrators' changes made after the client's update", got.Metadata.Contacts, after.Load())
+		}
+	})
+
+	// RFC 7592 §2.2 and §2.3: a delete and updates racing with one
+	// registration token; exactly one of them wins, the others are refused
+	// like a wrong token, and the outcome is the winner's.
+	t.Run("DeleteOrUpdateWithOneToken", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		c := e.client("c1")
+		next := make([][]byte, racers)
+		errs := race(func(i int) error {
+			if i%2 == 0 {
+				return e.s.DeleteRegisteredClient(e.ctx, "c1", c.RegistrationTokenHash)
+			}
+			upd := c
+			next[i] = randomHash()
+			upd.RegistrationTokenHash = next[i]
+			return e.s.UpdateRegisteredClient(e.ctx, upd, c.RegistrationTokenHash)
+		})
+		n, other := count(errs, store.ErrNotFound)
+		if n["ok"] != 1 || n[store.ErrNotFound.Error()] != racers-1 {
+			t.Fatalf("outcomes %v (first unexpected error: %v), want 1 ok and %d ErrNotFound", n, other, racers-1)
+		}
+		got, err := e.s.GetClient(e.ctx, "c1")
+		for i, werr := range errs {
+			switch {
+			case werr != nil:
+			case i%2 == 0:
+				wantErr(t, "GetClient after the delete won", err, store.ErrNotFound)
+			default:
+				e.must(err, "GetClient after an update won")
+				if !bytes.Equal(got.RegistrationTokenHash, next[i]) {
+					t.Fatal("the stored registration token is not the winning update's")
+				}
 			}
 		}
 	})
