@@ -105,28 +105,59 @@ func (s *Server) lookupClient(ctx context.Context, id string) (store.Client, err
 			}
 		}
 	}
-	// A row at most staleIfError past its lifetime is refreshed only if a
-	// fetch slot is free at once, and serves this request when the refresh
-	// fails for a reason that is not the document's: no free slot (others'
-	// fetches hold them), or the document's host unreachable or saying
-	// "not now" (RFC 5861 §4 stale-if-error; RFC 9111 §4.2.4 lets a cache
-	// serve stale when it cannot reach the origin). A bad answer (404, an
-	// invalid document) is the document's: the row does not serve.
-	get := s.fetch.get
-	stale := known && now.Before(c.DocumentExpiresAt.Add(staleIfError))
-	if stale {
-		get = s.fetch.tryGet
-	}
-	fresh, err := s.fetchDocumentClient(ctx, id, now, get)
-	if stale && retryableFetch(err) {
-		if !errors.Is(err, errFetchBusy) {
-			s.log.WarnContext(ctx, "client metadata document unreachable, using the stored copy",
-				"client_id", id, "expired", c.DocumentExpiresAt, "cause", err)
+	// A row at most staleIfError past its lifetime is used as
+	// revalidate.go says: at once while a refresh runs or its host is known
+	// to fail (RFC 5861 §3 stale-while-revalidate; the refresh then runs in
+	// the background), or after a refresh, made only
+	// if a fetch slot is free at once, failed for a reason that is not the
+	// document's: no free slot (others' fetches hold them), or the
+	// document's host unreachable or saying "not now" (RFC 5861 §4
+	// stale-if-error; RFC 9111 §4.2.4 lets a cache serve stale when it
+	// cannot reach the origin). A bad answer (404, an invalid document) is
+	// the document's: the row does not serve again.
+	if known && now.Before(c.DocumentExpiresAt.Add(staleIfError)) && s.revalidate.usable(id) {
+		if s.revalidate.serveStale(id, now) {
+			_, _ = s.revalidate.run(ctx, id, now, false, func(ctx context.Context) error {
+				fresh, err := s.fetchDocumentClient(ctx, id, s.opts.Now(), s.fetch.get)
+				s.documentRefreshed(ctx, fresh, err)
+				return err
+			})
+			return c, nil
 		}
-		return c, nil
+		var fresh store.Client
+		ran, err := s.revalidate.run(ctx, id, now, true, func(ctx context.Context) (err error) {
+			fresh, err = s.fetchDocumentClient(ctx, id, now, s.fetch.tryGet)
+			s.documentRefreshed(ctx, fresh, err)
+			return err
+		})
+		switch {
+		case !ran:
+			return c, nil // another request's refresh is running
+		case retryableFetch(err):
+			if !errors.Is(err, errFetchBusy) {
+				s.log.WarnContext(ctx, "client metadata document unreachable, using the stored copy",
+					"client_id", id, "expired", c.DocumentExpiresAt, "cause", err)
+			}
+			return c, nil
+		}
+		return fresh, err
 	}
+	fresh, err := s.fetchDocumentClient(ctx, id, now, s.fetch.get)
 	s.documentRegistered(ctx, fresh, known, err)
+	if err == nil {
+		s.revalidate.succeeded(id)
+	}
 	return fresh, err
+}
+
+// documentRefreshed records the refresh of a stored document client; a
+// transient failure (the stored copy serves on) is not a registration's
+// outcome.
+func (s *Server) documentRefreshed(ctx context.Context, fresh store.Client, err error) {
+	if retryableFetch(err) || ctx.Err() != nil {
+		return
+	}
+	s.documentRegistered(ctx, fresh, true, err)
 }
 
 // fetchDocumentClient fetches (with get), checks and stores the document

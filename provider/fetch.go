@@ -502,38 +502,79 @@ func (c *clientKeyCache) put(uri string, ks jose.JSONWebKeySet, now time.Time) {
 	c.entries[uri] = jwksEntry{keys: ks, fetched: now}
 }
 
+// drop forgets uri's key set: its jwks_uri answered that it is gone or
+// invalid, so the copy must not serve again.
+func (c *clientKeyCache) drop(uri string) {
+	c.mu.Lock()
+	delete(c.entries, uri)
+	c.mu.Unlock()
+}
+
 // fetchClientKeys gets a client's JWK Set from its jwks_uri. A stale copy
-// (at most staleIfError past its lifetime) is refreshed only if a fetch
-// slot is free at once, and serves when the refresh fails for a reason
-// that is not the keys' (no free slot, the host unreachable or saying
-// "not now"): that says nothing about this client's keys. Without a
-// usable copy such a failure is returned as it is, a 503.
+// (at most staleIfError past its lifetime) is used as revalidate.go says:
+// at once while a refresh runs or its host is known to fail (the refresh
+// then runs in the background), or after a refresh, made only if a fetch
+// slot is free at once, failed for a reason that is not the keys' (no free
+// slot, the host unreachable or saying "not now": stale-if-error). A refresh that finds the key set
+// gone or invalid ends the copy. Without a usable copy a failure is
+// returned as it is (a transient one is a 503).
 func (s *Server) fetchClientKeys(ctx context.Context, uri string) (jose.JSONWebKeySet, error) {
-	var ks jose.JSONWebKeySet
 	now := s.opts.Now()
 	cached, fresh, stale := s.clientKeys.get(uri, now)
 	if fresh {
 		return cached, nil
 	}
-	get := s.fetch.get
-	if stale {
-		get = s.fetch.tryGet
-	}
-	f, err := get(ctx, uri, maxClientJWKS)
-	if stale && retryableFetch(err) {
-		if !errors.Is(err, errFetchBusy) {
-			s.log.WarnContext(ctx, "jwks_uri unreachable, using the stored key set", "jwks_uri", uri, "cause", err)
+	if stale && s.revalidate.usable(uri) {
+		if s.revalidate.serveStale(uri, now) {
+			_, _ = s.revalidate.run(ctx, uri, now, false, func(ctx context.Context) error {
+				_, err := s.refreshClientKeys(ctx, uri, s.fetch.get)
+				return err
+			})
+			return cached, nil
 		}
-		return cached, nil
+		var ks jose.JSONWebKeySet
+		ran, err := s.revalidate.run(ctx, uri, now, true, func(ctx context.Context) (err error) {
+			ks, err = s.refreshClientKeys(ctx, uri, s.fetch.tryGet)
+			return err
+		})
+		switch {
+		case !ran:
+			return cached, nil // another request's refresh is running
+		case retryableFetch(err):
+			if !errors.Is(err, errFetchBusy) {
+				s.log.WarnContext(ctx, "jwks_uri unreachable, using the stored key set", "jwks_uri", uri, "cause", err)
+			}
+			return cached, nil
+		}
+		return ks, err
+	}
+	ks, err := s.refreshClientKeys(ctx, uri, s.fetch.get)
+	if err == nil {
+		s.revalidate.succeeded(uri)
+	}
+	return ks, err
+}
+
+// refreshClientKeys fetches uri (with get) and, when it is a key set,
+// stores it as the copy. A definitive failure drops the copy.
+func (s *Server) refreshClientKeys(ctx context.Context, uri string,
+	get func(context.Context, string, int64) (fetched, error)) (jose.JSONWebKeySet, error) {
+	var ks jose.JSONWebKeySet
+	f, err := get(ctx, uri, maxClientJWKS)
+	if err == nil {
+		if err = json.Unmarshal(f.body, &ks); err != nil {
+			err = fmt.Errorf("jwks_uri: %w", err)
+			s.fetch.remember(uri, err)
+		}
 	}
 	if err != nil {
-		return ks, err
+		if !retryableFetch(err) && ctx.Err() == nil {
+			s.clientKeys.drop(uri)
+		}
+		return jose.JSONWebKeySet{}, err
 	}
-	if err := json.Unmarshal(f.body, &ks); err != nil {
-		err = fmt.Errorf("jwks_uri: %w", err)
-		s.fetch.remember(uri, err)
-		return ks, err
-	}
-	s.clientKeys.put(uri, ks, now)
+	// Stamped when the fetch ended: a background refresh may have waited
+	// for a slot.
+	s.clientKeys.put(uri, ks, s.opts.Now())
 	return ks, nil
 }

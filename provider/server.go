@@ -57,6 +57,9 @@ type Server struct {
 	limiter    *loginLimiter
 	clientKeys clientKeyCache
 	fetch      *fetcher
+	// revalidate refreshes stale key sets and document clients in the
+	// background (revalidate.go).
+	revalidate *revalidator
 	clients    *clientCache
 	// successorKey derives refresh-token successors (successorSecret).
 	successorKey []byte
@@ -75,6 +78,8 @@ type Server struct {
 }
 
 // New validates opts, loads (or creates) the signing keys and returns a Server.
+// ctx is also the server's lifetime: background refreshes of stale client
+// documents and key sets (revalidate.go) stop when it ends.
 func New(ctx context.Context, opts Options) (*Server, error) {
 	if opts.Store == nil {
 		return nil, errors.New("provider: Options.Store is required")
@@ -103,6 +108,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		fetchClient = newFetchClient(opts.FetchRootCAs, addressPolicy{allowLoopback: dcr.IsLoopback(u.Hostname())})
 	}
 	s.fetch = newFetcher(fetchClient, opts.Now)
+	s.revalidate = newRevalidator(ctx, s.log.Warn, func(id string) { s.clients.forget(id) })
 	s.metrics = newMetrics(s.signingKeyAge)
 	s.store = timedStore{Store: opts.Store, m: s.metrics}
 	var err error

@@ -39,6 +39,10 @@ type flakyHost struct {
 	status int // 0: serve
 	down   bool
 	hits   map[string]int // by path
+	// hang, when set, holds every request until the test sends the status
+	// to answer on it (0: serve); entered is told each held request's path.
+	hang    chan int
+	entered chan string
 }
 
 func newFlakyHost(t *testing.T, keys []byte) *flakyHost {
@@ -51,8 +55,20 @@ func newFlakyHost(t *testing.T, keys []byte) *flakyHost {
 	fh.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fh.mu.Lock()
 		fh.hits[r.URL.Path]++
-		status := fh.status
+		status, hang, entered := fh.status, fh.hang, fh.entered
 		fh.mu.Unlock()
+		if hang != nil {
+			select {
+			case entered <- r.URL.Path:
+			case <-r.Context().Done():
+				return
+			}
+			select {
+			case status = <-hang:
+			case <-r.Context().Done(): // the server's fetch gave up
+				return
+			}
+		}
 		if status != 0 {
 			w.WriteHeader(status)
 			_, _ = w.Write([]byte(`{"error":"not now"}`))
@@ -165,7 +181,10 @@ func TestClientHostDownIsNotTheClientsFault(t *testing.T) {
 			tr := e.postToken(exchangeForm(code, redirect, testVerifier, url.Values{"client_id": {id}}), "", "")
 			mustEqual(t, "exchange: "+tr.ErrorDescription, tr.Status, 200)
 			rt := tr.RefreshToken
+			// Each request's background refresh (once the host is known
+			// to fail) is let finish before the host changes state.
 			refresh := func() tokenResp {
+				defer e.srv.WaitBackground()
 				return e.postToken(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "client_id": {id}}, "", "")
 			}
 			refreshOK := func(t *testing.T, what string) {
@@ -174,7 +193,10 @@ func TestClientHostDownIsNotTheClientsFault(t *testing.T) {
 				mustEqual(t, what+": "+tr.ErrorDescription, tr.Status, 200)
 				rt = tr.RefreshToken
 			}
-			authorize := func() page { return e.browser().do("GET", req.url(e.issuer), nil) }
+			authorize := func() page {
+				defer e.srv.WaitBackground()
+				return e.browser().do("GET", req.url(e.issuer), nil)
+			}
 
 			// Past the document's lifetime (5 minutes), within the bound.
 			e.clock.Advance(6 * time.Minute)
@@ -266,6 +288,7 @@ func TestClientHostDownIsNotTheClientsFault(t *testing.T) {
 			id := m["client_id"].(string)
 			n := 0
 			call := func() tokenResp {
+				defer e.srv.WaitBackground()
 				n++
 				a, err := jwt.Signed(signer).Claims(jwt.Claims{Issuer: id, Subject: id, Audience: jwt.Audience{e.issuer + provider.PathToken},
 					ID: fmt.Sprint("jti-", n), Expiry: jwt.NewNumericDate(e.clock.Now().Add(time.Minute))}).Serialize()

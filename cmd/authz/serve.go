@@ -136,6 +136,9 @@ func (e env) serve(args []string) error {
 	if err := httpSrv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
+	// Background refreshes of stale client documents stopped with e.ctx;
+	// they must be done with the store before it is closed.
+	srv.WaitBackground()
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
