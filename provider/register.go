@@ -258,38 +258,48 @@ func (s *Server) handleClientConfiguration(w http.ResponseWriter, r *http.Reques
 }
 
 // updateRegistration is RFC 7592 §2.2: the body replaces the metadata.
+// What the update may change is decided on the client as stored, inside
+// the store's one operation that also spends the registration token: an
+// administrator who narrowed the client's allowances after c was read (to
+// authenticate this request) has the last word, and the update never
+// writes back what it read before.
 func (s *Server) updateRegistration(w http.ResponseWriter, r *http.Request, c store.Client) error {
 	var raw map[string]any
-	m, err := s.decodeMetadataKeeping(r, &raw)
+	wanted, err := s.decodeMetadataKeeping(r, &raw)
 	if err != nil {
 		return err
 	}
 	if id, ok := raw["client_id"].(string); !ok || id != c.ID {
 		return oauth.New(oauth.CodeInvalidRequest, "client_id in the body must match the client being updated (RFC 7592 §2.2)")
 	}
-	if sec, ok := raw["client_secret"].(string); ok && (c.SecretHash == nil || !tokens.Equal(tokens.Hash(sec), c.SecretHash)) {
-		return oauth.New(oauth.CodeInvalidClientMetadata, "client_secret does not match")
-	}
-	// The administrator's allowances are not the client's to change.
-	note, err := s.keepAllowances(c, &m)
-	if err != nil {
-		return err
-	}
-	secret, err := UpdateClient(&c, m, false, s.opts.Now(), s.opts.Rand)
-	if err != nil {
-		return err
-	}
+	sec, hasSecret := raw["client_secret"].(string)
 	regToken, err := tokens.NewSecret(s.opts.Rand, tokens.PrefixRegistrationToken)
 	if err != nil {
+		return err
+	}
+	now := s.opts.Now()
+	var secret, note string
+	edit := func(cur *store.Client) error {
+		if hasSecret && (cur.SecretHash == nil || !tokens.Equal(tokens.Hash(sec), cur.SecretHash)) {
+			return oauth.New(oauth.CodeInvalidClientMetadata, "client_secret does not match")
+		}
+		// A fresh copy per call: the rules below write into it.
+		m := cloneClient(store.Client{Metadata: wanted}).Metadata
+		// The administrator's allowances are not the client's to change.
+		n, err := s.keepAllowances(*cur, &m)
+		if err != nil {
+			return err
+		}
+		note = n
+		secret, err = UpdateClient(cur, m, false, now, s.opts.Rand)
 		return err
 	}
 	// The update spends the token that authorised it: the store replaces
 	// the client only while that token is still the client's, so of two
 	// updates with one token the second is refused like a wrong token.
-	presented := c.RegistrationTokenHash
-	c.RegistrationTokenHash = tokens.Hash(regToken)
 	defer s.clients.forget(c.ID)
-	if err := s.store.UpdateRegisteredClient(r.Context(), c, presented); err != nil {
+	c, err = s.store.UpdateRegisteredClient(r.Context(), c.ID, c.RegistrationTokenHash, tokens.Hash(regToken), edit)
+	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return errBadRegistrationToken
 		}

@@ -68,8 +68,10 @@ func (t timedStore) GetClient(ctx context.Context, id string) (store.Client, err
 func (t timedStore) UpdateClient(ctx context.Context, id string, edit store.EditClientFunc) (store.Client, error) {
 	return timed1(t, "UpdateClient", func() (store.Client, error) { return t.Store.UpdateClient(ctx, id, edit) })
 }
-func (t timedStore) UpdateRegisteredClient(ctx context.Context, c store.Client, presented []byte) error {
-	return timed0(t, "UpdateRegisteredClient", func() error { return t.Store.UpdateRegisteredClient(ctx, c, presented) })
+func (t timedStore) UpdateRegisteredClient(ctx context.Context, id string, presented, next []byte, edit store.EditClientFunc) (store.Client, error) {
+	return timed1(t, "UpdateRegisteredClient", func() (store.Client, error) {
+		return t.Store.UpdateRegisteredClient(ctx, id, presented, next, edit)
+	})
 }
 func (t timedStore) DeleteClient(ctx context.Context, id string) error {
 	return timed0(t, "DeleteClient", func() error { return t.Store.DeleteClient(ctx, id) })

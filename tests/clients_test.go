@@ -898,3 +898,83 @@ func TestRegistrationDeleteRacingUpdate(t *testing.T) {
 		}
 	})
 }
+
+// narrowsOnRead is a real store that, once armed, runs an administrator's
+// change right after its next read of that client: it puts the change
+// between an RFC 7592 update's authentication (a read) and its write, the
+// window a concurrent `authz client update` can hit.
+type narrowsOnRead struct {
+	store.Store
+	id   string
+	edit atomic.Pointer[store.EditClientFunc]
+	err  error
+}
+
+func (n *narrowsOnRead) GetClient(ctx context.Context, id string) (store.Client, error) {
+	c, err := n.Store.GetClient(ctx, id)
+	if id == n.id {
+		if edit := n.edit.Swap(nil); edit != nil {
+			_, n.err = n.Store.UpdateClient(ctx, id, *edit)
+		}
+	}
+	return c, err
+}
+
+// An administrator who narrows a self-registered client's allowances
+// (`authz client update --scope/--resource/--introspect`) while the
+// client's RFC 7592 update is in flight has the last word: the update is
+// decided on the client as stored when it is written, so it never writes
+// back the wider allowances it read before the narrowing committed
+// (RFC 7592 §2.2: the server MAY replace values; the allowances are the
+// administrator's, house rule 13).
+func TestRegistrationUpdateKeepsAdminNarrowing(t *testing.T) {
+	t.Parallel()
+	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
+		st := &narrowsOnRead{Store: open(t)}
+		e := start(t, st, nil)
+		ctx := context.Background()
+		status, m := e.register(t, map[string]any{"redirect_uris": []string{"https://app.example.com/cb"}})
+		mustEqual(t, "register", status, http.StatusCreated)
+		id, uri, tok := m["client_id"].(string), m["registration_client_uri"].(string), m["registration_access_token"].(string)
+		st.id = id
+		api, mcp := e.issuer+"/api", "https://mcp.example.com/mcp"
+		allow := func(scopes, resources []string, introspect bool) store.EditClientFunc {
+			return func(c *store.Client) error {
+				m := c.Metadata
+				m.Scopes, m.Resources, m.Introspect = scopes, resources, introspect
+				_, err := provider.UpdateClient(c, m, false, e.clock.Now(), rand.Reader)
+				return err
+			}
+		}
+		// The administrator first trusts the client widely…
+		if _, err := e.store.UpdateClient(ctx, id, allow([]string{"read", "write", "admin"}, []string{api, mcp}, true)); err != nil {
+			t.Fatal(err)
+		}
+		// …then narrows it just after the client's update has read it.
+		narrow := allow([]string{"read"}, []string{api}, false)
+		st.edit.Store(&narrow)
+		status, got, _ := jsonCall(t, "PUT", uri, tok, map[string]any{
+			"client_id": id, "redirect_uris": []string{"https://app.example.com/cb"},
+			"client_name": "Renamed", "scope": "read write admin",
+		})
+		if st.edit.Load() != nil || st.err != nil {
+			t.Fatalf("the narrowing did not run inside the update's window (error %v)", st.err)
+		}
+		mustEqual(t, fmt.Sprint("update: ", got), status, http.StatusOK)
+		mustEqual(t, "scope in the update's answer", got["scope"], "read")
+
+		c, err := e.store.GetClient(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(c.Metadata.Scopes, []string{"read"}) || !slices.Equal(c.Metadata.Resources, []string{api}) || c.Metadata.Introspect {
+			t.Fatalf("after the update: scopes %v, resources %v, introspect %v; want the administrator's [read], [%s], false",
+				c.Metadata.Scopes, c.Metadata.Resources, c.Metadata.Introspect, api)
+		}
+		mustEqual(t, "the update's own change", c.Metadata.Name, "Renamed")
+		status, _, _ = jsonCall(t, "GET", uri, got["registration_access_token"].(string), nil)
+		mustEqual(t, "the rotated token reads the client", status, http.StatusOK)
+		status, _, _ = jsonCall(t, "GET", uri, tok, nil)
+		mustEqual(t, "the spent token", status, http.StatusUnauthorized)
+	})
+}

@@ -315,9 +315,9 @@ func (w *writeCounter) UpdateClient(ctx context.Context, id string, edit store.E
 	w.n.Add(1)
 	return w.Store.UpdateClient(ctx, id, edit)
 }
-func (w *writeCounter) UpdateRegisteredClient(ctx context.Context, c store.Client, presented []byte) error {
+func (w *writeCounter) UpdateRegisteredClient(ctx context.Context, id string, presented, next []byte, edit store.EditClientFunc) (store.Client, error) {
 	w.n.Add(1)
-	return w.Store.UpdateRegisteredClient(ctx, c, presented)
+	return w.Store.UpdateRegisteredClient(ctx, id, presented, next, edit)
 }
 func (w *writeCounter) DeleteClient(ctx context.Context, id string) error {
 	w.n.Add(1)

@@ -100,8 +100,10 @@ func (w *deadlineStore) UpdateClient(ctx context.Context, id string, edit EditCl
 	return get(w, ctx, func(ctx context.Context) (Client, error) { return w.s.UpdateClient(ctx, id, edit) })
 }
 
-func (w *deadlineStore) UpdateRegisteredClient(ctx context.Context, c Client, presented []byte) error {
-	return w.do(ctx, func(ctx context.Context) error { return w.s.UpdateRegisteredClient(ctx, c, presented) })
+func (w *deadlineStore) UpdateRegisteredClient(ctx context.Context, id string, presented, next []byte, edit EditClientFunc) (Client, error) {
+	return get(w, ctx, func(ctx context.Context) (Client, error) {
+		return w.s.UpdateRegisteredClient(ctx, id, presented, next, edit)
+	})
 }
 
 func (w *deadlineStore) DeleteClient(ctx context.Context, id string) error {

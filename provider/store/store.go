@@ -370,10 +370,11 @@ type Redemption struct {
 // must not call the store.
 type NextRefreshFunc func(old RefreshToken, g Grant) (RefreshToken, error)
 
-// EditClientFunc is UpdateClient's change: it sets c's SecretHash,
-// Metadata and UpdatedAt (changes to any other field are ignored), or
-// returns an error to write nothing. It runs inside the store's operation,
-// with the client locked, so it must not call the store.
+// EditClientFunc is UpdateClient's and UpdateRegisteredClient's change:
+// it sets c's SecretHash, Metadata and UpdatedAt (changes to any other
+// field are ignored), or returns an error to write nothing. It runs inside
+// the store's operation, with the client locked, so it must not call the
+// store.
 type EditClientFunc func(c *Client) error
 
 // Store is the persistence contract. Every implementation must pass
@@ -396,12 +397,19 @@ type Store interface {
 	// with nothing written.
 	UpdateClient(ctx context.Context, id string, edit EditClientFunc) (Client, error)
 	// UpdateRegisteredClient is UpdateClient for an RFC 7592 §2.2 update,
-	// which rotates the registration access token: it replaces the client
-	// only while its registration token hash is still presented, the hash
-	// of the token that authorised the update, in one operation. Of updates
-	// racing with one token exactly one wins; the others, like an unknown
-	// client, get ErrNotFound (house rules 3 and 11: no read, check, write).
-	UpdateRegisteredClient(ctx context.Context, c Client, presented []byte) error
+	// which spends the registration access token that authorised it: in
+	// one operation holding the client, it checks (in constant time) that
+	// the client's registration token hash is still presented, calls edit
+	// on the client as stored, and writes SecretHash, Metadata and UpdatedAt
+	// from it with next as the new registration token hash. The edit sees
+	// what an administrator's update committed before it, so the client's
+	// update never writes back an allowance read before an administrator
+	// removed it. Of updates racing with one token exactly one wins; the
+	// others, like an unknown client or a wrong or empty presented hash,
+	// get ErrNotFound without edit being called (house rules 3 and 11: no
+	// read, check, write). It returns the client as stored; edit's error
+	// unchanged, with nothing written and the token not spent.
+	UpdateRegisteredClient(ctx context.Context, id string, presented, next []byte, edit EditClientFunc) (Client, error)
 	// DeleteClient removes the client with its codes, grants, refresh tokens
 	// and consents.
 	DeleteClient(ctx context.Context, id string) error

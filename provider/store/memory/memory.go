@@ -127,32 +127,36 @@ func (s *Store) UpdateClient(_ context.Context, id string, edit store.EditClient
 	if !ok {
 		return store.Client{}, store.ErrNotFound
 	}
+	return s.editClientLocked(cur, cur.RegistrationTokenHash, edit)
+}
+
+// UpdateRegisteredClient is UpdateClient that also replaces the
+// registration token hash with next, under the same lock as the check that
+// presented is still the client's registration token hash: edit sees the
+// client as stored, allowances an administrator narrowed included.
+func (s *Store) UpdateRegisteredClient(_ context.Context, id string, presented, next []byte, edit store.EditClientFunc) (store.Client, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.clients[id]
+	if !ok || !registrationTokenIs(cur, presented) {
+		return store.Client{}, store.ErrNotFound
+	}
+	return s.editClientLocked(cur, next, edit)
+}
+
+// editClientLocked runs edit on a copy of cur and stores cur with the
+// edit's SecretHash, Metadata and UpdatedAt and registration token hash
+// regHash. The caller holds s.mu.
+func (s *Store) editClientLocked(cur store.Client, regHash []byte, edit store.EditClientFunc) (store.Client, error) {
 	n := cloneClient(cur)
 	if err := edit(&n); err != nil {
 		return store.Client{}, err
 	}
 	n = cloneClient(n)
 	cur.SecretHash, cur.Metadata, cur.UpdatedAt = n.SecretHash, n.Metadata, n.UpdatedAt
-	s.clients[id] = cur
+	cur.RegistrationTokenHash = bytes.Clone(regHash)
+	s.clients[cur.ID] = cur
 	return cloneClient(cur), nil
-}
-
-// UpdateRegisteredClient replaces the secret hash, the registration token
-// hash, the metadata and UpdatedAt under the same lock as the check that
-// presented is still the client's registration token hash. Trust,
-// CreatedAt, UsedAt and SecretExpiresAt stay as they were.
-func (s *Store) UpdateRegisteredClient(_ context.Context, c store.Client, presented []byte) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	cur, ok := s.clients[c.ID]
-	if !ok || !registrationTokenIs(cur, presented) {
-		return store.ErrNotFound
-	}
-	n := cloneClient(c)
-	cur.SecretHash, cur.RegistrationTokenHash, cur.Metadata, cur.UpdatedAt =
-		n.SecretHash, n.RegistrationTokenHash, n.Metadata, n.UpdatedAt
-	s.clients[c.ID] = cur
-	return nil
 }
 
 // registrationTokenIs reports, in constant time, whether presented is c's

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -236,15 +237,43 @@ func (s *Store) ListClients(ctx context.Context) ([]store.Client, error) {
 }
 
 // UpdateClient locks the row (SELECT … FOR UPDATE), runs edit and writes
-// back only secret_hash, metadata and updated_at in one transaction: an
-// RFC 7592 update racing it waits or is waited for, and the registration
-// token hash it rotated is never written over.
+// back only secret_hash, metadata and updated_at in one transaction (the
+// registration token hash as the locked row has it): an RFC 7592 update
+// racing it waits or is waited for, and the registration token hash it
+// rotated is never written over.
 func (s *Store) UpdateClient(ctx context.Context, id string, edit store.EditClientFunc) (store.Client, error) {
+	return s.editClient(ctx, id, nil, edit)
+}
+
+// UpdateRegisteredClient is UpdateClient that first checks the presented
+// registration token hash against the locked row and writes next in its
+// place. The lock makes a racing update or delete with the same token
+// wait, then find the hash changed (READ COMMITTED re-reads the row it
+// waited for) and match nothing; an administrator's update racing it
+// either committed first, and edit sees its allowances, or waits and
+// applies its own edit to what this update wrote.
+func (s *Store) UpdateRegisteredClient(ctx context.Context, id string, presented, next []byte, edit store.EditClientFunc) (store.Client, error) {
+	return s.editClient(ctx, id, &spend{presented: presented, next: next}, edit)
+}
+
+// spend is an RFC 7592 update's registration token: the hash that
+// authorised it and the one that replaces it.
+type spend struct{ presented, next []byte }
+
+// editClient is UpdateClient and, with sp, UpdateRegisteredClient.
+func (s *Store) editClient(ctx context.Context, id string, sp *spend, edit store.EditClientFunc) (store.Client, error) {
 	var out store.Client
 	err := s.tx(ctx, func(tx pgx.Tx) (bool, error) {
 		cur, err := scanClient(tx.QueryRow(ctx, `SELECT `+clientCols+` FROM clients WHERE id = $1 FOR UPDATE`, id))
 		if err != nil {
 			return false, err
+		}
+		regHash := cur.RegistrationTokenHash
+		if sp != nil {
+			if len(sp.presented) == 0 || subtle.ConstantTimeCompare(cur.RegistrationTokenHash, sp.presented) != 1 {
+				return false, store.ErrNotFound
+			}
+			regHash = sp.next
 		}
 		n := cur
 		if err := edit(&n); err != nil {
@@ -254,37 +283,15 @@ func (s *Store) UpdateClient(ctx context.Context, id string, edit store.EditClie
 		if err != nil {
 			return false, err
 		}
-		cur.SecretHash, cur.Metadata, cur.UpdatedAt = n.SecretHash, n.Metadata, ts(n.UpdatedAt)
-		if _, err := tx.Exec(ctx, `UPDATE clients SET secret_hash = $2, metadata = $3, updated_at = $4 WHERE id = $1`,
-			id, cur.SecretHash, string(meta), cur.UpdatedAt); err != nil {
+		cur.SecretHash, cur.RegistrationTokenHash, cur.Metadata, cur.UpdatedAt = n.SecretHash, regHash, n.Metadata, ts(n.UpdatedAt)
+		if _, err := tx.Exec(ctx, `UPDATE clients SET secret_hash = $2, registration_token_hash = $3, metadata = $4, updated_at = $5 WHERE id = $1`,
+			id, cur.SecretHash, cur.RegistrationTokenHash, string(meta), cur.UpdatedAt); err != nil {
 			return false, wrap(err)
 		}
 		out = cur
 		return false, nil
 	})
 	return out, err
-}
-
-// UpdateRegisteredClient replaces the secret hash, the registration token
-// hash, the metadata and UpdatedAt, keeping Trust, CreatedAt, UsedAt and
-// SecretExpiresAt, with the registration token check in the UPDATE's WHERE
-// clause: the row lock makes a racing update or delete with the same token
-// wait, then find the hash changed and match nothing.
-func (s *Store) UpdateRegisteredClient(ctx context.Context, c store.Client, presented []byte) error {
-	meta, err := json.Marshal(c.Metadata)
-	if err != nil {
-		return err
-	}
-	tag, err := s.pool.Exec(ctx, `UPDATE clients SET secret_hash = $2, registration_token_hash = $3, metadata = $4, updated_at = $5
-		WHERE id = $1 AND registration_token_hash = $6`,
-		c.ID, c.SecretHash, c.RegistrationTokenHash, string(meta), ts(c.UpdatedAt), nonNil(presented))
-	if err != nil {
-		return wrap(err)
-	}
-	if tag.RowsAffected() == 0 {
-		return store.ErrNotFound
-	}
-	return nil
 }
 
 // nonNil never hands NULL to a registration token comparison: an empty

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -272,48 +273,122 @@ func testClients(t *testing.T, newStore factory) {
 		t.Parallel()
 		e := newEnv(t, newStore)
 		old := e.client("c1")
-		rotated := old
-		rotated.RegistrationTokenHash, rotated.UpdatedAt = randomHash(), at(time.Hour)
-		e.must(e.s.UpdateRegisteredClient(e.ctx, rotated, old.RegistrationTokenHash), "UpdateRegisteredClient")
-		_, err := e.s.UpdateClient(e.ctx, "c1", func(c *store.Client) error {
+		next := randomHash()
+		_, err := e.s.UpdateRegisteredClient(e.ctx, "c1", old.RegistrationTokenHash, next, func(c *store.Client) error {
+			c.UpdatedAt = at(time.Hour)
+			return nil
+		})
+		e.must(err, "UpdateRegisteredClient")
+		_, err = e.s.UpdateClient(e.ctx, "c1", func(c *store.Client) error {
 			c.Metadata.Name, c.UpdatedAt = "By the administrator", at(2*time.Hour)
 			return nil
 		})
 		e.must(err, "UpdateClient")
 		got, err := e.s.GetClient(e.ctx, "c1")
 		e.must(err, "GetClient")
-		if !bytes.Equal(got.RegistrationTokenHash, rotated.RegistrationTokenHash) {
+		if !bytes.Equal(got.RegistrationTokenHash, next) {
 			t.Fatal("the administrator's update replaced the rotated registration token hash")
 		}
-		wantErr(t, "an update with the spent token", e.s.UpdateRegisteredClient(e.ctx, rotated, old.RegistrationTokenHash), store.ErrNotFound)
+		_, err = e.s.UpdateRegisteredClient(e.ctx, "c1", old.RegistrationTokenHash, randomHash(), mustNotEdit(t))
+		wantErr(t, "an update with the spent token", err, store.ErrNotFound)
 		wantErr(t, "a delete with the spent token", e.s.DeleteRegisteredClient(e.ctx, "c1", old.RegistrationTokenHash), store.ErrNotFound)
 	})
 
 	// RFC 7592 §2.2: the registration token that authorises an update is
-	// spent by it. The stale or a wrong hash changes nothing.
+	// spent by it, and replaced by the one the update issues. The stale or
+	// a wrong hash changes nothing and never reaches the edit.
 	t.Run("UpdateRegisteredClient", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, newStore)
 		old := e.client("c1")
 		upd := old
-		upd.Metadata.Name, upd.RegistrationTokenHash, upd.UpdatedAt = "Renamed", randomHash(), at(time.Hour)
-		upd.Trust = store.TrustAdmin // which an update must not grant
-		wantErr(t, "with a wrong hash", e.s.UpdateRegisteredClient(e.ctx, upd, randomHash()), store.ErrNotFound)
-		wantErr(t, "with no hash", e.s.UpdateRegisteredClient(e.ctx, upd, nil), store.ErrNotFound)
-		wantErr(t, "an unknown client", e.s.UpdateRegisteredClient(e.ctx, sampleClient("ghost", base), randomHash()), store.ErrNotFound)
+		upd.Metadata.Name, upd.UpdatedAt = "Renamed", at(time.Hour)
+		upd.Trust = store.TrustAdmin             // which an update must not grant
+		upd.RegistrationTokenHash = randomHash() // nor set other than through next
+		next := randomHash()
+		for _, bad := range []struct {
+			name    string
+			id      string
+			present []byte
+		}{
+			{"with a wrong hash", "c1", randomHash()},
+			{"with no hash", "c1", nil},
+			{"an unknown client", "ghost", randomHash()},
+		} {
+			_, err := e.s.UpdateRegisteredClient(e.ctx, bad.id, bad.present, next, mustNotEdit(t))
+			wantErr(t, bad.name, err, store.ErrNotFound)
+		}
 		got, err := e.s.GetClient(e.ctx, "c1")
 		e.must(err, "GetClient")
 		equal(t, "client after refused updates", got, old, canonClient)
 
-		e.must(e.s.UpdateRegisteredClient(e.ctx, upd, old.RegistrationTokenHash), "UpdateRegisteredClient")
+		var seen store.Client
+		ret, err := e.s.UpdateRegisteredClient(e.ctx, "c1", old.RegistrationTokenHash, next, func(c *store.Client) error {
+			seen = *c
+			*c = upd
+			return nil
+		})
+		e.must(err, "UpdateRegisteredClient")
+		equal(t, "the client edit is given", seen, old, canonClient)
 		got, err = e.s.GetClient(e.ctx, "c1")
 		e.must(err, "GetClient")
 		want := upd
-		want.Trust = old.Trust
+		want.Trust, want.RegistrationTokenHash = old.Trust, next
 		equal(t, "updated client", got, want, canonClient)
-		again := upd
-		again.Metadata.Name = "Again"
-		wantErr(t, "with the spent hash", e.s.UpdateRegisteredClient(e.ctx, again, old.RegistrationTokenHash), store.ErrNotFound)
+		equal(t, "UpdateRegisteredClient's answer", ret, want, canonClient)
+		_, err = e.s.UpdateRegisteredClient(e.ctx, "c1", old.RegistrationTokenHash, randomHash(), mustNotEdit(t))
+		wantErr(t, "with the spent hash", err, store.ErrNotFound)
+	})
+
+	// An edit that refuses (invalid metadata, a wrong client_secret)
+	// writes nothing and does not spend the token: the client can correct
+	// its request and retry with the same one.
+	t.Run("UpdateRegisteredClientRefusedByEdit", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		old := e.client("c1")
+		refused := errors.New("refused")
+		_, err := e.s.UpdateRegisteredClient(e.ctx, "c1", old.RegistrationTokenHash, randomHash(), func(c *store.Client) error {
+			c.Metadata.Name, c.SecretHash = "Changed", nil
+			return refused
+		})
+		wantErr(t, "UpdateRegisteredClient with a refusing edit", err, refused)
+		got, err := e.s.GetClient(e.ctx, "c1")
+		e.must(err, "GetClient")
+		equal(t, "client after a refused edit", got, old, canonClient)
+		_, err = e.s.UpdateRegisteredClient(e.ctx, "c1", old.RegistrationTokenHash, randomHash(), func(c *store.Client) error {
+			c.UpdatedAt = at(time.Hour)
+			return nil
+		})
+		e.must(err, "UpdateRegisteredClient with the unspent token")
+	})
+
+	// The edit is decided on the client as stored: allowances an
+	// administrator narrowed after the client's request was authenticated
+	// are what the edit sees, so it cannot write back wider ones.
+	t.Run("UpdateRegisteredClientSeesAdministratorsChange", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		old := e.client("c1")
+		_, err := e.s.UpdateClient(e.ctx, "c1", narrowAllowances(at(time.Minute)))
+		e.must(err, "UpdateClient")
+		var seen store.Client
+		_, err = e.s.UpdateRegisteredClient(e.ctx, "c1", old.RegistrationTokenHash, randomHash(), func(c *store.Client) error {
+			seen = *c
+			selfUpdate(old.Metadata, "Renamed", at(time.Hour))(c)
+			return nil
+		})
+		e.must(err, "UpdateRegisteredClient")
+		got, err := e.s.GetClient(e.ctx, "c1")
+		e.must(err, "GetClient")
+		for what, c := range map[string]store.Client{"the edit's client": seen, "the stored client": got} {
+			if msg := widerThanNarrowed(c); msg != "" {
+				t.Errorf("%s: %s", what, msg)
+			}
+		}
+		if got.Metadata.Name != "Renamed" {
+			t.Errorf("name %q, want the update's", got.Metadata.Name)
+		}
 	})
 
 	t.Run("UpdateUnknownCreatesNothing", func(t *testing.T) {
@@ -461,6 +536,67 @@ func canonUsers(us []store.User) []store.User {
 		out[i] = canonUser(u)
 	}
 	return out
+}
+
+// mustNotEdit is an edit for an update that must be refused before its
+// edit runs (a wrong or spent registration token, an unknown client).
+func mustNotEdit(t *testing.T) store.EditClientFunc {
+	return func(*store.Client) error {
+		t.Error("edit called for an update that must be refused first")
+		return errors.New("edit called")
+	}
+}
+
+// narrowed are the allowances narrowAllowances leaves: a strict subset of
+// sampleClient's on each of scope, resources and the introspection right.
+var (
+	narrowedScopes    = []string{"read"}
+	narrowedResources = []string{"https://api.example.com/"}
+)
+
+// narrowAllowances is the administrator's `authz client update --scope
+// read --resource https://api.example.com/` without --introspect.
+func narrowAllowances(now time.Time) store.EditClientFunc {
+	return func(c *store.Client) error {
+		c.Metadata.Scopes = slices.Clone(narrowedScopes)
+		c.Metadata.Resources = slices.Clone(narrowedResources)
+		c.Metadata.Introspect = false
+		c.UpdatedAt = now
+		return nil
+	}
+}
+
+// selfUpdate is what an RFC 7592 update decides on the client as stored:
+// the client asks for wanted's scopes, resources and introspection (the
+// ones it was registered with) and a new name, and the server keeps the
+// administrator's allowances, intersecting the scopes with them (as
+// provider's keepAllowances does).
+func selfUpdate(wanted store.ClientMetadata, name string, now time.Time) func(c *store.Client) {
+	return func(c *store.Client) {
+		m := c.Metadata
+		m.Name = name
+		m.Scopes = slices.DeleteFunc(slices.Clone(wanted.Scopes), func(s string) bool { return !slices.Contains(c.Metadata.Scopes, s) })
+		c.Metadata, c.UpdatedAt = m, now
+	}
+}
+
+// widerThanNarrowed says which allowance c has beyond narrowAllowances'
+// ("" if none).
+func widerThanNarrowed(c store.Client) string {
+	for _, s := range c.Metadata.Scopes {
+		if !slices.Contains(narrowedScopes, s) {
+			return "scope " + s + " was removed by the administrator"
+		}
+	}
+	for _, r := range c.Metadata.Resources {
+		if !slices.Contains(narrowedResources, r) {
+			return "resource " + r + " was removed by the administrator"
+		}
+	}
+	if c.Metadata.Introspect {
+		return "the introspection right was removed by the administrator"
+	}
+	return ""
 }
 
 // replaceWith is an UpdateClient edit that replaces the whole client with

@@ -87,21 +87,28 @@ func testConcurrency(t *testing.T, newStore factory) {
 		e := newEnv(t, newStore)
 		c := e.client("c1")
 		next := make([][]byte, racers)
+		var edits atomic.Int32
 		errs := race(func(i int) error {
-			upd := c
 			next[i] = randomHash()
-			upd.RegistrationTokenHash = next[i]
-			return e.s.UpdateRegisteredClient(e.ctx, upd, c.RegistrationTokenHash)
+			_, err := e.s.UpdateRegisteredClient(e.ctx, "c1", c.RegistrationTokenHash, next[i], func(c *store.Client) error {
+				edits.Add(1)
+				c.Metadata.Name, c.UpdatedAt = fmt.Sprint("racer ", i), at(time.Hour)
+				return nil
+			})
+			return err
 		})
 		n, other := count(errs, store.ErrNotFound)
 		if n["ok"] != 1 || n[store.ErrNotFound.Error()] != racers-1 {
 			t.Fatalf("outcomes %v (first unexpected error: %v), want 1 ok and %d ErrNotFound", n, other, racers-1)
 		}
+		if edits.Load() != 1 {
+			t.Fatalf("%d edits ran, want only the winner's", edits.Load())
+		}
 		got, err := e.s.GetClient(e.ctx, "c1")
 		e.must(err, "GetClient")
 		for i, err := range errs {
-			if err == nil && !bytes.Equal(got.RegistrationTokenHash, next[i]) {
-				t.Fatal("the stored registration token is not the winner's")
+			if err == nil && (!bytes.Equal(got.RegistrationTokenHash, next[i]) || got.Metadata.Name != fmt.Sprint("racer ", i)) {
+				t.Fatal("the stored client is not the winner's")
 			}
 		}
 	})
@@ -114,16 +121,18 @@ func testConcurrency(t *testing.T, newStore factory) {
 		t.Parallel()
 		e := newEnv(t, newStore)
 		c := e.client("c1")
-		rotated := c
-		rotated.RegistrationTokenHash, rotated.UpdatedAt = randomHash(), at(time.Hour)
-		rotated.Metadata.Contacts = nil
+		rotated := randomHash()
 		var after atomic.Int32
 		errs := race(func(i int) error {
 			if i == racers/2 {
-				return e.s.UpdateRegisteredClient(e.ctx, rotated, c.RegistrationTokenHash)
+				_, err := e.s.UpdateRegisteredClient(e.ctx, "c1", c.RegistrationTokenHash, rotated, func(c *store.Client) error {
+					c.Metadata.Contacts, c.UpdatedAt = nil, at(time.Hour)
+					return nil
+				})
+				return err
 			}
 			_, err := e.s.UpdateClient(e.ctx, "c1", func(c *store.Client) error {
-				if bytes.Equal(c.RegistrationTokenHash, rotated.RegistrationTokenHash) {
+				if bytes.Equal(c.RegistrationTokenHash, rotated) {
 					after.Add(1)
 				}
 				c.SecretHash, c.UpdatedAt = randomHash(), at(2*time.Hour)
@@ -137,7 +146,7 @@ func testConcurrency(t *testing.T, newStore factory) {
 		}
 		got, err := e.s.GetClient(e.ctx, "c1")
 		e.must(err, "GetClient")
-		if !bytes.Equal(got.RegistrationTokenHash, rotated.RegistrationTokenHash) {
+		if !bytes.Equal(got.RegistrationTokenHash, rotated) {
 			t.Fatal("an administrator's update wrote back the registration token hash the client's update had spent")
 		}
 		// The client's update replaces the metadata (RFC 7592 §2.2), so
@@ -160,10 +169,12 @@ func testConcurrency(t *testing.T, newStore factory) {
 			if i%2 == 0 {
 				return e.s.DeleteRegisteredClient(e.ctx, "c1", c.RegistrationTokenHash)
 			}
-			upd := c
 			next[i] = randomHash()
-			upd.RegistrationTokenHash = next[i]
-			return e.s.UpdateRegisteredClient(e.ctx, upd, c.RegistrationTokenHash)
+			_, err := e.s.UpdateRegisteredClient(e.ctx, "c1", c.RegistrationTokenHash, next[i], func(c *store.Client) error {
+				c.UpdatedAt = at(time.Hour)
+				return nil
+			})
+			return err
 		})
 		n, other := count(errs, store.ErrNotFound)
 		if n["ok"] != 1 || n[store.ErrNotFound.Error()] != racers-1 {
@@ -182,6 +193,61 @@ func testConcurrency(t *testing.T, newStore factory) {
 				}
 			}
 		}
+	})
+
+	// An administrator narrows a self-registered client's allowances
+	// (`authz client update --scope/--resource/--introspect`) while its
+	// RFC 7592 updates race with one registration token. Whatever the
+	// order, the client never regains an allowance the administrator
+	// removed: an update that runs after the narrowing decides on the
+	// narrowed client; one that ran before is narrowed after. A contract
+	// that takes a client built from a read made before the update's store
+	// operation writes the wider allowances back when the narrowing lands
+	// in between. Several rounds, so both orders occur.
+	t.Run("RegisteredUpdateRacingNarrowing", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, newStore)
+		const rounds = 8
+		orders := map[bool]int{} // did the winning update see the narrowing?
+		for round := range rounds {
+			c := e.client(fmt.Sprint("c", round))
+			admin := (round % 2) * (racers - 1) // first or last to start
+			next := make([][]byte, racers)
+			saw := make([]bool, racers)
+			errs := race(func(i int) error {
+				if i == admin {
+					_, err := e.s.UpdateClient(e.ctx, c.ID, narrowAllowances(at(time.Minute)))
+					return err
+				}
+				next[i] = randomHash()
+				_, err := e.s.UpdateRegisteredClient(e.ctx, c.ID, c.RegistrationTokenHash, next[i], func(s *store.Client) error {
+					saw[i] = widerThanNarrowed(*s) == ""
+					selfUpdate(c.Metadata, fmt.Sprint("racer ", i), at(time.Hour))(s)
+					return nil
+				})
+				return err
+			})
+			n, other := count(errs, store.ErrNotFound)
+			if n["ok"] != 2 || n[store.ErrNotFound.Error()] != racers-2 || errs[admin] != nil {
+				t.Fatalf("round %d: outcomes %v (first unexpected error: %v), want the narrowing and one update ok, %d ErrNotFound",
+					round, n, other, racers-2)
+			}
+			got, err := e.s.GetClient(e.ctx, c.ID)
+			e.must(err, "GetClient")
+			if msg := widerThanNarrowed(got); msg != "" {
+				t.Fatalf("round %d: after the race %s, and the client has it again: scopes %v, resources %v, introspect %v",
+					round, msg, got.Metadata.Scopes, got.Metadata.Resources, got.Metadata.Introspect)
+			}
+			for i, err := range errs {
+				if err == nil && i != admin {
+					orders[saw[i]]++
+					if !bytes.Equal(got.RegistrationTokenHash, next[i]) || got.Metadata.Name != fmt.Sprint("racer ", i) {
+						t.Fatalf("round %d: the stored client is not the winning update's (name %q)", round, got.Metadata.Name)
+					}
+				}
+			}
+		}
+		t.Logf("winning updates that ran after the narrowing: %d, before it: %d", orders[true], orders[false])
 	})
 
 	t.Run("ConsumeDifferentCodes", func(t *testing.T) {
