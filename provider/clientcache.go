@@ -84,6 +84,7 @@ func cloneClient(c store.Client) store.Client {
 	m := &c.Metadata
 	m.RedirectURIs, m.GrantTypes, m.ResponseTypes = slices.Clone(m.RedirectURIs), slices.Clone(m.GrantTypes), slices.Clone(m.ResponseTypes)
 	m.Scopes, m.Resources, m.Contacts = slices.Clone(m.Scopes), slices.Clone(m.Resources), slices.Clone(m.Contacts)
+	m.PostLogoutRedirectURIs = slices.Clone(m.PostLogoutRedirectURIs)
 	m.JWKS = bytes.Clone(m.JWKS)
 	return c
 }
