@@ -6,10 +6,10 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,11 +27,7 @@ import (
 // inline ES256 key and returns its id and a signer for its assertions.
 func (e *env) keyClient(t *testing.T) (string, jose.Signer) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key.Public(), KeyID: "k1", Algorithm: "ES256", Use: "sig"}}})
+	jwks, signer := clientKey(t)
 	status, m := e.registerService(t, map[string]any{
 		"client_name": "Signed", "token_endpoint_auth_method": "private_key_jwt", "jwks": json.RawMessage(jwks),
 		"grant_types": []string{"client_credentials"}, "response_types": []string{}, "redirect_uris": []string{},
@@ -40,11 +36,39 @@ func (e *env) keyClient(t *testing.T) (string, jose.Signer) {
 	if _, has := m["client_secret"]; has {
 		t.Fatal("a private_key_jwt client got a client_secret")
 	}
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: "k1"}}, nil)
+	return m["client_id"].(string), signer
+}
+
+// clientKey is an ES256 key as a private_key_jwt client holds it: its
+// public JWK Set (key id k1) and a signer for its assertions.
+func clientKey(t testing.TB) (jwks []byte, signer jose.Signer) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return m["client_id"].(string), signer
+	jwks, _ = json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key.Public(), KeyID: "k1", Algorithm: "ES256", Use: "sig"}}})
+	signer, err = jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: "k1"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return jwks, signer
+}
+
+// assertionJTI numbers the assertions assertionGrant signs: each is new.
+var assertionJTI atomic.Int64
+
+// assertionGrant is a client_credentials request authenticated by a fresh
+// RFC 7523 assertion of client id, signed by signer, for this server's
+// token endpoint. Safe from several goroutines (a failure is t.Error).
+func (e *env) assertionGrant(t testing.TB, signer jose.Signer, id string) url.Values {
+	a, err := jwt.Signed(signer).Claims(jwt.Claims{Issuer: id, Subject: id, Audience: jwt.Audience{e.issuer + provider.PathToken},
+		ID: fmt.Sprint("jti-", assertionJTI.Add(1)), Expiry: jwt.NewNumericDate(e.clock.Now().Add(time.Minute))}).Serialize()
+	if err != nil {
+		t.Error(err)
+	}
+	return url.Values{"grant_type": {"client_credentials"},
+		"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {a}}
 }
 
 // TestPrivateKeyJWT: a client registered with private_key_jwt authenticates
@@ -134,14 +158,9 @@ func TestPrivateKeyJWTWithJWKSURI(t *testing.T) {
 		})
 		mustEqual(t, "register", status, 201)
 		id := m["client_id"].(string)
-		n := 0
 		call := func(key *ecdsa.PrivateKey, kid string) tokenResp {
-			n++
 			signer, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: kid}}, nil)
-			a, _ := jwt.Signed(signer).Claims(jwt.Claims{Issuer: id, Subject: id, Audience: jwt.Audience{e.issuer + provider.PathToken},
-				ID: "jti-" + strconv.Itoa(n), Expiry: jwt.NewNumericDate(e.clock.Now().Add(time.Minute))}).Serialize()
-			return e.postToken(url.Values{"grant_type": {"client_credentials"},
-				"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {a}}, "", "")
+			return e.postToken(e.assertionGrant(t, signer, id), "", "")
 		}
 		mustEqual(t, "first", call(key1, "k1").Status, 200)
 		mustEqual(t, "second", call(key1, "k1").Status, 200)

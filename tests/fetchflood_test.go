@@ -2,9 +2,6 @@ package tests
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -15,12 +12,8 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	jose "github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/authzd/authz/provider"
 	"github.com/authzd/authz/provider/store"
@@ -164,15 +157,7 @@ func (fh *floodHosts) flood(t *testing.T, e *env, n, want int, hosts ...string) 
 func TestFetchFloodIsNotTheClientsFault(t *testing.T) {
 	t.Parallel()
 	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keys, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key.Public(), KeyID: "k1", Algorithm: "ES256", Use: "sig"}}})
-		signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: "k1"}}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		keys, signer := clientKey(t)
 
 		t.Run("one host's flood leaves other hosts a slot", func(t *testing.T) {
 			fh := newFloodHosts(t, keys)
@@ -207,16 +192,7 @@ func TestFetchFloodIsNotTheClientsFault(t *testing.T) {
 				mustEqual(t, "register", status, 201)
 				return m["client_id"].(string)
 			}
-			var jti atomic.Int64
-			withKey := func(id string) tokenResp {
-				a, err := jwt.Signed(signer).Claims(jwt.Claims{Issuer: id, Subject: id, Audience: jwt.Audience{e.issuer + provider.PathToken},
-					ID: fmt.Sprint("jti-", jti.Add(1)), Expiry: jwt.NewNumericDate(e.clock.Now().Add(time.Minute))}).Serialize()
-				if err != nil {
-					t.Error(err)
-				}
-				return e.postToken(url.Values{"grant_type": {"client_credentials"},
-					"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {a}}, "", "")
-			}
+			withKey := func(id string) tokenResp { return e.postToken(e.assertionGrant(t, signer, id), "", "") }
 			codeFor := func(id string) tokenResp {
 				return e.postToken(url.Values{"grant_type": {"authorization_code"}, "code": {"not-a-code"}, "redirect_uri": {"https://app.example/cb"},
 					"code_verifier": {testVerifier}, "client_id": {id}}, "", "")

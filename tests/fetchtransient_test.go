@@ -2,9 +2,6 @@ package tests
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -17,9 +14,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	jose "github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/authzd/authz/provider"
 	"github.com/authzd/authz/provider/store"
@@ -140,15 +134,7 @@ func (fh *flakyHost) fetches(path string) int {
 func TestClientHostDownIsNotTheClientsFault(t *testing.T) {
 	t.Parallel()
 	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keys, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key.Public(), KeyID: "k1", Algorithm: "ES256", Use: "sig"}}})
-		signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: "k1"}}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		keys, signer := clientKey(t)
 		fh := newFlakyHost(t, keys)
 		e := start(t, open(t), func(o *provider.Options) { o.HTTPClient = fh.client() })
 		admin := httptest.NewServer(e.srv.AdminHandler())
@@ -286,17 +272,9 @@ func TestClientHostDownIsNotTheClientsFault(t *testing.T) {
 				"jwks_uri": "https://keys.example.com" + path, "grant_types": []string{"client_credentials"}})
 			mustEqual(t, "register", status, 201)
 			id := m["client_id"].(string)
-			n := 0
 			call := func() tokenResp {
 				defer e.srv.WaitBackground()
-				n++
-				a, err := jwt.Signed(signer).Claims(jwt.Claims{Issuer: id, Subject: id, Audience: jwt.Audience{e.issuer + provider.PathToken},
-					ID: fmt.Sprint("jti-", n), Expiry: jwt.NewNumericDate(e.clock.Now().Add(time.Minute))}).Serialize()
-				if err != nil {
-					t.Fatal(err)
-				}
-				return e.postToken(url.Values{"grant_type": {"client_credentials"},
-					"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {a}}, "", "")
+				return e.postToken(e.assertionGrant(t, signer, id), "", "")
 			}
 			mustEqual(t, "first", call().Status, 200)
 

@@ -1,20 +1,12 @@
 package tests
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	jose "github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/authzd/authz/provider"
 	"github.com/authzd/authz/provider/store"
@@ -38,15 +30,7 @@ import (
 func TestStaleCopyDoesNotWaitForAHangingHost(t *testing.T) {
 	t.Parallel()
 	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keys, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key.Public(), KeyID: "k1", Algorithm: "ES256", Use: "sig"}}})
-		signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: "k1"}}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		keys, signer := clientKey(t)
 		fh := newFlakyHost(t, keys)
 		e := start(t, open(t), func(o *provider.Options) { o.HTTPClient = fh.client() })
 		t.Cleanup(e.srv.WaitBackground)
@@ -193,20 +177,8 @@ func TestStaleCopyDoesNotWaitForAHangingHost(t *testing.T) {
 				"jwks_uri": "https://keys.example.com" + path, "grant_types": []string{"client_credentials"}})
 			mustEqual(t, "register", status, 201)
 			id := m["client_id"].(string)
-			var mu sync.Mutex
-			n := 0
 			call := func() tokenResp {
-				mu.Lock()
-				n++
-				jti := fmt.Sprint("swr-", n)
-				mu.Unlock()
-				a, err := jwt.Signed(signer).Claims(jwt.Claims{Issuer: id, Subject: id, Audience: jwt.Audience{e.issuer + provider.PathToken},
-					ID: jti, Expiry: jwt.NewNumericDate(e.clock.Now().Add(time.Minute))}).Serialize()
-				if err != nil {
-					panic(err)
-				}
-				return postForm(t, e.issuer+provider.PathToken, url.Values{"grant_type": {"client_credentials"},
-					"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {a}}, "", "")
+				return postForm(t, e.issuer+provider.PathToken, e.assertionGrant(t, signer, id), "", "")
 			}
 			status200 := func() int { return call().Status }
 			mustEqual(t, "first", call().Status, 200)
