@@ -116,28 +116,18 @@ func (s *Server) lookupClient(ctx context.Context, id string) (store.Client, err
 	// cannot reach the origin). A bad answer (404, an invalid document) is
 	// the document's: the row does not serve again.
 	if known && now.Before(c.DocumentExpiresAt.Add(staleIfError)) && s.revalidate.usable(id) {
-		if s.revalidate.serveStale(id, now) {
-			_, _ = s.revalidate.run(ctx, id, now, false, func(ctx context.Context) error {
-				fresh, err := s.fetchDocumentClient(ctx, id, s.opts.Now(), s.fetch.get)
-				s.documentRefreshed(ctx, fresh, err)
-				return err
-			})
-			return c, nil
-		}
 		var fresh store.Client
-		ran, err := s.revalidate.run(ctx, id, now, true, func(ctx context.Context) (err error) {
-			fresh, err = s.fetchDocumentClient(ctx, id, now, s.fetch.tryGet)
+		useCopy, err := s.useStale(ctx, id, now, func(ctx context.Context, background bool) (err error) {
+			get, at := s.fetch.tryGet, now
+			if background {
+				get, at = s.fetch.get, s.opts.Now()
+			}
+			fresh, err = s.fetchDocumentClient(ctx, id, at, get)
 			s.documentRefreshed(ctx, fresh, err)
 			return err
-		})
-		switch {
-		case !ran:
-			return c, nil // another request's refresh is running
-		case retryableFetch(err):
-			if !errors.Is(err, errFetchBusy) {
-				s.log.WarnContext(ctx, "client metadata document unreachable, using the stored copy",
-					"client_id", id, "expired", c.DocumentExpiresAt, "cause", err)
-			}
+		}, "client metadata document unreachable, using the stored copy",
+			"client_id", id, "expired", c.DocumentExpiresAt)
+		if useCopy {
 			return c, nil
 		}
 		return fresh, err

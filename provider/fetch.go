@@ -525,25 +525,16 @@ func (s *Server) fetchClientKeys(ctx context.Context, uri string) (jose.JSONWebK
 		return cached, nil
 	}
 	if stale && s.revalidate.usable(uri) {
-		if s.revalidate.serveStale(uri, now) {
-			_, _ = s.revalidate.run(ctx, uri, now, false, func(ctx context.Context) error {
-				_, err := s.refreshClientKeys(ctx, uri, s.fetch.get)
-				return err
-			})
-			return cached, nil
-		}
 		var ks jose.JSONWebKeySet
-		ran, err := s.revalidate.run(ctx, uri, now, true, func(ctx context.Context) (err error) {
-			ks, err = s.refreshClientKeys(ctx, uri, s.fetch.tryGet)
-			return err
-		})
-		switch {
-		case !ran:
-			return cached, nil // another request's refresh is running
-		case retryableFetch(err):
-			if !errors.Is(err, errFetchBusy) {
-				s.log.WarnContext(ctx, "jwks_uri unreachable, using the stored key set", "jwks_uri", uri, "cause", err)
+		useCopy, err := s.useStale(ctx, uri, now, func(ctx context.Context, background bool) (err error) {
+			get := s.fetch.tryGet
+			if background {
+				get = s.fetch.get
 			}
+			ks, err = s.refreshClientKeys(ctx, uri, get)
+			return err
+		}, "jwks_uri unreachable, using the stored key set", "jwks_uri", uri)
+		if useCopy {
 			return cached, nil
 		}
 		return ks, err

@@ -186,6 +186,32 @@ func (r *revalidator) succeeded(uri string) {
 	delete(r.state, uri)
 }
 
+// useStale decides, for a request holding a usable stale copy of uri
+// (within staleIfError, not ended), between answering with that copy
+// (useCopy) and the result of a refresh made now (err; nil when refresh
+// stored a fresh copy), as the top of this file says. refresh fetches
+// with s.fetch.get when background (it may wait for a slot), else with
+// s.fetch.tryGet. A transient failure of a waited-for refresh is logged
+// with msg and args.
+func (s *Server) useStale(ctx context.Context, uri string, now time.Time,
+	refresh func(ctx context.Context, background bool) error, msg string, args ...any) (useCopy bool, err error) {
+	if s.revalidate.serveStale(uri, now) {
+		_, _ = s.revalidate.run(ctx, uri, now, false, func(ctx context.Context) error { return refresh(ctx, true) })
+		return true, nil
+	}
+	ran, err := s.revalidate.run(ctx, uri, now, true, func(ctx context.Context) error { return refresh(ctx, false) })
+	switch {
+	case !ran:
+		return true, nil // another request's refresh is running
+	case retryableFetch(err):
+		if !errors.Is(err, errFetchBusy) {
+			s.log.WarnContext(ctx, msg, append(args, "cause", err)...)
+		}
+		return true, nil
+	}
+	return false, err
+}
+
 // WaitBackground waits for the background refreshes of stale client
 // documents and key sets (started by requests) to end. They stop early
 // once the ctx given to New is done; a server shutting down calls this
