@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"slices"
@@ -166,4 +167,12 @@ func ClientStale(c Client, liveGrant bool, now time.Time, unusedTTL, idleTTL tim
 		return !c.CreatedAt.After(now.Add(-unusedTTL))
 	}
 	return !c.UsedAt.After(now.Add(-idleTTL))
+}
+
+// RegistrationTokenIs is the check of UpdateRegisteredClient (and the
+// memory store's DeleteRegisteredClient): presented, a registration
+// access token's hash, is c's, compared in constant time; an empty one
+// never is.
+func RegistrationTokenIs(c Client, presented []byte) bool {
+	return len(presented) > 0 && subtle.ConstantTimeCompare(c.RegistrationTokenHash, presented) == 1
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"slices"
@@ -138,7 +137,7 @@ func (s *Store) UpdateRegisteredClient(_ context.Context, id string, presented, 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cur, ok := s.clients[id]
-	if !ok || !registrationTokenIs(cur, presented) {
+	if !ok || !store.RegistrationTokenIs(cur, presented) {
 		return store.Client{}, store.ErrNotFound
 	}
 	return s.editClientLocked(cur, next, edit)
@@ -159,12 +158,6 @@ func (s *Store) editClientLocked(cur store.Client, regHash []byte, edit store.Ed
 	return cloneClient(cur), nil
 }
 
-// registrationTokenIs reports, in constant time, whether presented is c's
-// registration token hash; an empty one never is.
-func registrationTokenIs(c store.Client, presented []byte) bool {
-	return len(presented) > 0 && subtle.ConstantTimeCompare(c.RegistrationTokenHash, presented) == 1
-}
-
 // DeleteClient removes the client with its codes, grants, refresh tokens and
 // consents: a client that is gone must leave no token that still works.
 func (s *Store) DeleteClient(_ context.Context, id string) error {
@@ -183,7 +176,7 @@ func (s *Store) DeleteRegisteredClient(_ context.Context, id string, presented [
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cur, ok := s.clients[id]
-	if !ok || !registrationTokenIs(cur, presented) {
+	if !ok || !store.RegistrationTokenIs(cur, presented) {
 		return store.ErrNotFound
 	}
 	s.deleteClientLocked(id)

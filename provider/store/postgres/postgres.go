@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -270,7 +269,7 @@ func (s *Store) editClient(ctx context.Context, id string, sp *spend, edit store
 		}
 		regHash := cur.RegistrationTokenHash
 		if sp != nil {
-			if len(sp.presented) == 0 || subtle.ConstantTimeCompare(cur.RegistrationTokenHash, sp.presented) != 1 {
+			if !store.RegistrationTokenIs(cur, sp.presented) {
 				return false, store.ErrNotFound
 			}
 			regHash = sp.next
