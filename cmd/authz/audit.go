@@ -112,23 +112,19 @@ func (e env) auditList(args []string) error {
 			}
 		}
 	}
+	if len(subjects) == 0 {
+		subjects = []string{""} // every subject
+	}
 	var evs []store.AuditEvent
-	if len(subjects) <= 1 {
-		if len(subjects) == 1 {
-			f.Subject = subjects[0]
-		}
-		if evs, err = st.ListAuditEvents(e.ctx, f); err != nil {
+	for _, s := range subjects {
+		f.Subject = s
+		part, err := st.ListAuditEvents(e.ctx, f)
+		if err != nil {
 			return err
 		}
-	} else {
-		for _, s := range subjects {
-			f.Subject = s
-			part, err := st.ListAuditEvents(e.ctx, f)
-			if err != nil {
-				return err
-			}
-			evs = append(evs, part...)
-		}
+		evs = append(evs, part...)
+	}
+	if len(subjects) > 1 {
 		slices.SortFunc(evs, func(a, b store.AuditEvent) int {
 			if c := a.Time.Compare(b.Time); c != 0 {
 				return c
