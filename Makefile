@@ -24,7 +24,8 @@ run: build
 
 test:
 	scripts/ensure-chromium.sh
-	AUTHZ_TEST_REQUIRE_POSTGRES=1 AUTHZ_TEST_REQUIRE_BROWSER=1 $(WITH_PG) $(GO) test $(TESTFLAGS) $(PKGS)
+	scripts/ensure-node-deps.sh
+	AUTHZ_TEST_REQUIRE_POSTGRES=1 AUTHZ_TEST_REQUIRE_BROWSER=1 AUTHZ_TEST_REQUIRE_NODE=1 $(WITH_PG) $(GO) test $(TESTFLAGS) $(PKGS)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go') $$(git ls-files --others --exclude-standard '*.go')); \
