@@ -226,6 +226,20 @@ func formFields(body string) url.Values {
 	return v
 }
 
+// issuerPath is the path of the server's issuer ("" unless a test gave it
+// one): the prefix of its pages. e.issuer stays the origin, which the
+// pages' relative redirects (already prefixed) are resolved against.
+func (e *env) issuerPath() string {
+	if e.srv == nil {
+		return ""
+	}
+	u, err := url.Parse(e.srv.Options().Issuer)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return u.Path
+}
+
 // authRequest is the parameters of an authorization request.
 type authRequest struct {
 	clientID, redirectURI, state, scope, verifier string
@@ -268,13 +282,13 @@ func (b *browser) authorize(authURL, username, password string) *url.URL {
 			f := formFields(p.body)
 			f.Set("username", username)
 			f.Set("password", password)
-			p = b.do("POST", provider.PathLogin, f)
+			p = b.do("POST", b.e.issuerPath()+provider.PathLogin, f)
 		case p.status == http.StatusSeeOther && strings.Contains(p.location, provider.PathAuthorize):
 			p = b.do("GET", p.location, nil)
 		case p.status == http.StatusOK && strings.Contains(p.body, `name="decision"`):
 			f := formFields(p.body)
 			f.Set("decision", "allow")
-			p = b.do("POST", provider.PathAuthorize, f)
+			p = b.do("POST", b.e.issuerPath()+provider.PathAuthorize, f)
 		case p.status == http.StatusFound:
 			u, err := url.Parse(p.location)
 			if err != nil {
@@ -298,7 +312,7 @@ func (b *browser) consentPage(authURL, username, password string) page {
 	f := formFields(p.body)
 	f.Set("username", username)
 	f.Set("password", password)
-	p = b.do("POST", provider.PathLogin, f)
+	p = b.do("POST", b.e.issuerPath()+provider.PathLogin, f)
 	return b.do("GET", p.location, nil)
 }
 

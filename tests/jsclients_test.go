@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -70,6 +71,7 @@ func requireNode(t *testing.T) string {
 // (no cache, so a revoked token is refused at once).
 type jsWorld struct {
 	*env
+	iss       string // the issuer (the env's issuer is its origin)
 	resource  string
 	validator *middleware.Validator
 	docs      *docServer
@@ -77,17 +79,24 @@ type jsWorld struct {
 	password  string
 }
 
-func startJSWorld(t *testing.T, st store.Store) *jsWorld {
+func startJSWorld(t *testing.T, st store.Store, issuerPath string) *jsWorld {
 	t.Helper()
 	mcp := httptest.NewUnstartedServer(nil)
 	resource := "http://" + mcp.Listener.Addr().String() + "/mcp"
 	docs := newDocServer(t)
-	e := startWithDocs(t, st, docs, func(o *provider.Options) { o.Resources = append(o.Resources, resource) })
+	e := startWithDocs(t, st, docs, func(o *provider.Options) {
+		o.Resources = append(o.Resources, resource)
+		o.Issuer += issuerPath
+	})
+
 	rs, rsSecret := e.resourceServer(store.ClientMetadata{Name: "MCP server"}, resource)
 	v, err := middleware.New(middleware.Config{
-		Issuer: e.issuer, Resource: resource, ScopesSupported: []string{"read"},
+		Issuer: e.srv.Options().Issuer, Resource: resource, ScopesSupported: []string{"read"},
 		ClientID: rs.ID, ClientSecret: rsSecret, CheckRevocation: true, CacheSize: -1,
 		Now: e.clock.Now,
+		// The SDK's Client.close aborts its event-stream GET while the
+		// middleware may be introspecting; that cancellation is logged.
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -96,16 +105,62 @@ func startJSWorld(t *testing.T, st store.Store) *jsWorld {
 	for _, p := range v.MetadataPaths() {
 		mux.Handle(p, v.ProtectedResourceMetadata())
 	}
-	mux.Handle("/mcp", v.Require("read")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tok, _ := middleware.TokenFromContext(r.Context())
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{"sub": tok.Subject, "client_id": tok.ClientID, "aud": tok.Audience, "scope": tok.Scopes})
-	})))
+	mux.Handle("/mcp", v.Require("read")(http.HandlerFunc(serveMCP)))
 	mcp.Config.Handler = mux
 	mcp.Start()
 	t.Cleanup(mcp.Close)
 	user, pw := e.user("js-user")
-	return &jsWorld{env: e, resource: resource, validator: v, docs: docs, username: user, password: pw}
+	return &jsWorld{env: e, iss: e.srv.Options().Issuer, resource: resource, validator: v, docs: docs, username: user, password: pw}
+}
+
+// serveMCP is the MCP server behind the middleware: just enough of the
+// Streamable HTTP transport (MCP 2025-11-25) for the SDK's Client to
+// connect and call one tool, whoami, which answers what the middleware
+// found in the token. A GET asking for an event stream (the optional SSE
+// stream) is 405, as the transport allows; any other GET (oauth4webapi's
+// protected resource request) gets whoami's answer as JSON.
+func serveMCP(w http.ResponseWriter, r *http.Request) {
+	tok, _ := middleware.TokenFromContext(r.Context())
+	whoami := map[string]any{"sub": tok.Subject, "client_id": tok.ClientID, "aud": tok.Audience, "scope": tok.Scopes}
+	w.Header().Set("Content-Type", "application/json")
+	switch {
+	case r.Method == http.MethodGet && !strings.Contains(r.Header.Get("Accept"), "text/event-stream"):
+		_ = json.NewEncoder(w).Encode(whoami)
+		return
+	case r.Method != http.MethodPost:
+		w.WriteHeader(http.StatusMethodNotAllowed)
+		return
+	}
+	var req struct {
+		ID     json.RawMessage `json:"id"`
+		Method string          `json:"method"`
+		Params struct {
+			ProtocolVersion string `json:"protocolVersion"`
+			Name            string `json:"name"`
+		} `json:"params"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	if req.ID == nil { // a notification
+		w.WriteHeader(http.StatusAccepted)
+		return
+	}
+	reply := map[string]any{"jsonrpc": "2.0", "id": req.ID}
+	switch {
+	case req.Method == "initialize":
+		reply["result"] = map[string]any{"protocolVersion": req.Params.ProtocolVersion, "capabilities": map[string]any{"tools": map[string]any{}},
+			"serverInfo": map[string]any{"name": "authz-test-mcp", "version": "1"}}
+	case req.Method == "tools/list":
+		reply["result"] = map[string]any{"tools": []any{map[string]any{"name": "whoami", "inputSchema": map[string]any{"type": "object"}}}}
+	case req.Method == "tools/call" && req.Params.Name == "whoami":
+		text, _ := json.Marshal(whoami)
+		reply["result"] = map[string]any{"content": []any{map[string]any{"type": "text", "text": string(text)}}}
+	default:
+		reply["error"] = map[string]any{"code": -32601, "message": "method not found"}
+	}
+	_ = json.NewEncoder(w).Encode(reply)
 }
 
 // answer plays the user for one authorization a script asks for: "allow"
@@ -114,6 +169,7 @@ func startJSWorld(t *testing.T, st store.Store) *jsWorld {
 func (w *jsWorld) answer(t *testing.T, step, authURL string) *url.URL {
 	t.Helper()
 	b := w.browser()
+	b.t = t
 	if step != "deny" {
 		return b.authorize(authURL, w.username, w.password)
 	}
@@ -123,7 +179,7 @@ func (w *jsWorld) answer(t *testing.T, step, authURL string) *url.URL {
 		t.Fatalf("deny: no consent page (status %d): %.400s", p.status, p.body)
 	}
 	f.Set("decision", "deny")
-	p = b.do("POST", provider.PathAuthorize, f)
+	p = b.do("POST", w.issuerPath()+provider.PathAuthorize, f)
 	mustEqual(t, "deny: status", p.status, http.StatusFound)
 	u, err := url.Parse(p.location)
 	if err != nil {
@@ -240,15 +296,23 @@ func TestMCPSDKClient(t *testing.T) {
 	t.Parallel()
 	node := requireNode(t)
 	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
-		w := startJSWorld(t, open(t))
+		worlds := map[string]*jsWorld{}
 		for _, tc := range []struct {
 			name, method string
 			document     bool
+			issuerPath   string
 		}{
-			{"registered public client", oauth.AuthNone, false},
-			{"registered client_secret_post", oauth.AuthClientSecretPost, false},
-			{"client ID metadata document", oauth.AuthNone, true},
+			{"registered public client", oauth.AuthNone, false, ""},
+			{"registered client_secret_post", oauth.AuthClientSecretPost, false, ""},
+			{"client ID metadata document", oauth.AuthNone, true, ""},
+			// A tenant's issuer: the SDK finds its metadata from the
+			// path (RFC 8414 §3.1 path-inserted, or OpenID's locations).
+			{"issuer with a path", oauth.AuthNone, false, "/tenant"},
 		} {
+			if worlds[tc.issuerPath] == nil {
+				worlds[tc.issuerPath] = startJSWorld(t, open(t), tc.issuerPath)
+			}
+			w := worlds[tc.issuerPath]
 			t.Run(tc.name, func(t *testing.T) {
 				redirect := fmt.Sprintf("http://127.0.0.1:%d/callback", freePort(t))
 				cfg := map[string]any{"resource": w.resource, "redirect": redirect, "auth_method": tc.method}
@@ -270,8 +334,8 @@ func TestMCPSDKClient(t *testing.T) {
 				mustEqual(t, "scope in the challenge", str(ch, "scope"), "read")
 
 				d := run.one("discovered")
-				mustEqual(t, "authorization server found from the resource", strings.TrimSuffix(str(d, "authorization_server"), "/"), w.issuer)
-				mustEqual(t, "issuer in RFC 8414 metadata", str(d, "issuer"), w.issuer)
+				mustEqual(t, "authorization server found from the resource", str(d, "authorization_server"), w.iss)
+				mustEqual(t, "issuer in RFC 8414 metadata", str(d, "issuer"), w.iss)
 				clientID := str(d, "client_id")
 				c, err := w.store.GetClient(t.Context(), clientID)
 				if err != nil {
@@ -293,7 +357,7 @@ func TestMCPSDKClient(t *testing.T) {
 				mustEqual(t, "resource sent", q.Get("resource"), w.resource)
 				mustEqual(t, "code_challenge_method", q.Get("code_challenge_method"), "S256")
 				mustEqual(t, "client_id sent", q.Get("client_id"), clientID)
-				mustEqual(t, "iss in the redirect (RFC 9207)", str(run.one("callback"), "iss"), w.issuer)
+				mustEqual(t, "iss in the redirect (RFC 9207)", str(run.one("callback"), "iss"), w.iss)
 
 				first, next := run.one("tokens"), run.one("refreshed")
 				for what, tok := range map[string]map[string]any{"first": first, "refreshed": next} {
@@ -313,10 +377,13 @@ func TestMCPSDKClient(t *testing.T) {
 					t.Fatal("the second auth() did not get a new access token")
 				}
 
-				res := run.one("resource")
-				mustEqual(t, "MCP request with the token", res["status"], any(float64(200)))
-				body, _ := res["body"].(map[string]any)
-				mustEqual(t, "client_id the MCP server saw", body["client_id"], any(clientID))
+				for _, ev := range []string{"resource", "resource_after_refresh"} {
+					who, _ := run.one(ev)["whoami"].(map[string]any)
+					mustEqual(t, ev+": client_id the MCP server saw", who["client_id"], any(clientID))
+					if aud := anyOrStrings(who["aud"]); !slices.Equal(aud, []string{w.resource}) {
+						t.Fatalf("%s: audience the MCP server saw %v", ev, aud)
+					}
+				}
 			})
 		}
 	})
@@ -335,17 +402,17 @@ func TestOAuth4WebAPIClient(t *testing.T) {
 	t.Parallel()
 	node := requireNode(t)
 	eachStore(t, func(t *testing.T, open func(testing.TB) store.Store) {
-		w := startJSWorld(t, open(t))
+		w := startJSWorld(t, open(t), "")
 		redirect := fmt.Sprintf("http://127.0.0.1:%d/cb", freePort(t))
 		run := w.runJS(t, node, "oauth4webapi-client.mjs", map[string]any{"resource": w.resource, "redirect": redirect})
 
 		rm := run.one("resource_metadata")
 		mustEqual(t, "resource", str(rm, "resource"), w.resource)
-		if as := anyStrings(rm["authorization_servers"]); !slices.Equal(as, []string{w.issuer}) {
+		if as := anyStrings(rm["authorization_servers"]); !slices.Equal(as, []string{w.iss}) {
 			t.Fatalf("authorization_servers %v", as)
 		}
 		d := run.one("discovery")
-		mustEqual(t, "issuer", str(d, "issuer"), w.issuer)
+		mustEqual(t, "issuer", str(d, "issuer"), w.iss)
 		mustEqual(t, "authorization_response_iss_parameter_supported", d["authorization_response_iss_parameter_supported"], any(true))
 
 		reg := run.one("registered")

@@ -1,13 +1,18 @@
-// The MCP TypeScript SDK's client-side OAuth, as an MCP host runs it: a
-// request to the MCP server without a token, its 401 with an RFC 9728
-// resource_metadata challenge, then the SDK's own auth() (discovery, DCR or
-// a Client ID Metadata Document, authorization code + PKCE S256 with
-// resource, token exchange), a second auth() that refreshes, and the MCP
-// request again with the token. Driven by tests/jsclients_test.go.
+// The MCP TypeScript SDK's client-side OAuth, as an MCP host runs it. The
+// host connects (Client + StreamableHTTPClientTransport with an
+// OAuthClientProvider); the MCP server's 401 names its RFC 9728 metadata;
+// the SDK's own auth() discovers authz (RFC 8414), registers by DCR or
+// uses a Client ID Metadata Document URL, and sends the user to authorize
+// with PKCE S256 and resource = the MCP URL; the host hands the code to
+// finishAuth() (the token exchange), connects again and calls a tool; a
+// later auth() refreshes, and the refreshed token calls the tool too.
+// Driven by tests/jsclients_test.go.
 //
 // config: {resource, redirect, auth_method, client_metadata_url?}
 import { randomUUID } from 'node:crypto';
-import { auth, extractWWWAuthenticateParams } from '@modelcontextprotocol/sdk/client/auth.js';
+import { auth, extractWWWAuthenticateParams, UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { authorize, check, config, emit, run } from './lib.mjs';
 
 // MemoryProvider is an OAuthClientProvider that keeps everything in memory,
@@ -41,34 +46,48 @@ class MemoryProvider {
   discoveryState() { return this.saved.discovery; }
 }
 
-// mcpRequest is what a Streamable HTTP transport sends first.
-function mcpRequest(token) {
-  const headers = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
-  if (token) headers.authorization = `Bearer ${token}`;
-  return fetch(config.resource, {
-    method: 'POST',
-    headers,
-    body: JSON.stringify({
-      jsonrpc: '2.0', id: 1, method: 'initialize',
-      params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'authz-test', version: '1' } },
-    }),
-  });
+const serverUrl = new URL(config.resource);
+const transportFor = (provider) => new StreamableHTTPClientTransport(serverUrl, { authProvider: provider });
+
+// whoami connects with the provider's tokens and calls the MCP server's
+// whoami tool: what the server's middleware found in the token.
+async function whoami(provider) {
+  const client = new Client({ name: 'authz-test-host', version: '1' });
+  await client.connect(transportFor(provider));
+  try {
+    const result = await client.callTool({ name: 'whoami', arguments: {} });
+    return JSON.parse(result.content[0].text);
+  } finally {
+    await client.close();
+  }
 }
 
 run(async () => {
-  const unauthenticated = await mcpRequest();
+  // What the transport meets first, recorded for the test.
+  const unauthenticated = await fetch(serverUrl, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: {} }),
+  });
   const challenge = extractWWWAuthenticateParams(unauthenticated);
   emit('challenge', {
     status: unauthenticated.status,
     resource_metadata: challenge.resourceMetadataUrl?.href ?? null,
     scope: challenge.scope ?? null,
   });
-  check(unauthenticated.status === 401, `MCP server answered ${unauthenticated.status} without a token`);
-  const opts = { serverUrl: config.resource, resourceMetadataUrl: challenge.resourceMetadataUrl, scope: challenge.scope };
 
+  // The host connects; the transport meets the 401 and runs auth(), which
+  // ends in a redirect to the authorization endpoint.
   const provider = new MemoryProvider(config);
-  const started = await auth(provider, opts);
-  check(started === 'REDIRECT', `first auth() returned ${started}`);
+  const transport = transportFor(provider);
+  let connectError;
+  try {
+    await new Client({ name: 'authz-test-host', version: '1' }).connect(transport);
+  } catch (err) {
+    connectError = err;
+  }
+  check(connectError instanceof UnauthorizedError, `connecting without a token: ${connectError ?? 'connected'}`);
+  check(provider.saved.authorizationUrl, 'auth() did not send the user to authorize');
   const as = provider.saved.discovery?.authorizationServerMetadata;
   emit('discovered', {
     authorization_server: provider.saved.discovery?.authorizationServerUrl ?? null,
@@ -84,17 +103,15 @@ run(async () => {
   check(q.get('code'), `no code in the redirect: ${callback.search}`);
   emit('callback', { iss: q.get('iss') });
 
-  const exchanged = await auth(provider, { ...opts, authorizationCode: q.get('code') });
-  check(exchanged === 'AUTHORIZED', `auth() with the code returned ${exchanged}`);
+  await transport.finishAuth(q.get('code'));
   const first = provider.saved.tokens;
   emit('tokens', { access_token: first.access_token, refresh_token: first.refresh_token ?? null, scope: first.scope ?? null });
+  emit('resource', { whoami: await whoami(provider) });
 
   // A later session: tokens are there, so auth() refreshes them.
-  const refreshed = await auth(provider, opts);
+  const refreshed = await auth(provider, { serverUrl, resourceMetadataUrl: challenge.resourceMetadataUrl, scope: challenge.scope });
   check(refreshed === 'AUTHORIZED', `auth() with a refresh token returned ${refreshed}`);
   const second = provider.saved.tokens;
   emit('refreshed', { access_token: second.access_token, refresh_token: second.refresh_token ?? null });
-
-  const authenticated = await mcpRequest(second.access_token);
-  emit('resource', { status: authenticated.status, body: await authenticated.json().catch(() => null) });
+  emit('resource_after_refresh', { whoami: await whoami(provider) });
 });
