@@ -284,14 +284,14 @@ func (w *jsWorld) runJS(t *testing.T, node, script string, cfg map[string]any) j
 	return run
 }
 
-// TestMCPSDKClient runs the MCP TypeScript SDK's own OAuth code path
-// (auth() from @modelcontextprotocol/sdk/client/auth.js, with an in-memory
-// OAuthClientProvider) as an MCP host does: the MCP server's 401 names its
-// RFC 9728 metadata, from which the SDK finds authz, reads its RFC 8414
-// metadata, registers (RFC 7591, public or client_secret_post) or
-// presents a Client ID Metadata Document URL, authorizes with PKCE S256
-// and resource = the MCP URL, exchanges the code, refreshes in a second
-// auth(), and calls the MCP server, whose middleware accepts the token.
+// TestMCPSDKClient runs the MCP TypeScript SDK as an MCP host does: its
+// Client and Streamable HTTP transport meet the MCP server's 401, whose
+// RFC 9728 resource_metadata leads the SDK's own auth() (with an in-memory
+// OAuthClientProvider) to authz's RFC 8414 metadata; it registers (RFC
+// 7591: public, client_secret_post or client_secret_basic) or presents a
+// Client ID Metadata Document URL, authorizes with PKCE S256 and resource
+// = the MCP URL; finishAuth() exchanges the code, a second auth()
+// refreshes, and both tokens call a tool through the middleware.
 func TestMCPSDKClient(t *testing.T) {
 	t.Parallel()
 	node := requireNode(t)
@@ -304,6 +304,7 @@ func TestMCPSDKClient(t *testing.T) {
 		}{
 			{"registered public client", oauth.AuthNone, false, ""},
 			{"registered client_secret_post", oauth.AuthClientSecretPost, false, ""},
+			{"registered client_secret_basic", oauth.AuthClientSecretBasic, false, ""},
 			{"client ID metadata document", oauth.AuthNone, true, ""},
 			// A tenant's issuer: the SDK finds its metadata from the
 			// path (RFC 8414 §3.1 path-inserted, or OpenID's locations).
@@ -314,6 +315,7 @@ func TestMCPSDKClient(t *testing.T) {
 			}
 			w := worlds[tc.issuerPath]
 			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
 				redirect := fmt.Sprintf("http://127.0.0.1:%d/callback", freePort(t))
 				cfg := map[string]any{"resource": w.resource, "redirect": redirect, "auth_method": tc.method}
 				docPath := "/hosts/" + strings.ReplaceAll(tc.name, " ", "-") + ".json"
@@ -397,7 +399,9 @@ func TestMCPSDKClient(t *testing.T) {
 // state, the code flow with PKCE and resource (RFC 8707), the access token
 // validated as an RFC 9068 JWT by the library, refresh, introspection
 // (RFC 7662) and revocation (RFC 7009), after which the MCP server's
-// middleware, introspection and the token endpoint all refuse the tokens.
+// middleware, introspection and the token endpoint all refuse the tokens;
+// then an OpenID Connect sign-in, whose ID token (nonce included) and
+// UserInfo answer the library validates.
 func TestOAuth4WebAPIClient(t *testing.T) {
 	t.Parallel()
 	node := requireNode(t)
@@ -471,6 +475,20 @@ func TestOAuth4WebAPIClient(t *testing.T) {
 				t.Fatalf("the middleware on the %s access token after revocation: %v, want invalid_token", what, err)
 			}
 		}
+
+		u, err := w.store.GetUserByUsername(t.Context(), w.username)
+		if err != nil {
+			t.Fatal(err)
+		}
+		oidc := run.one("openid")
+		id, _ := oidc["id_token"].(map[string]any)
+		userinfo, _ := oidc["userinfo"].(map[string]any)
+		mustEqual(t, "ID token iss", id["iss"], any(w.iss))
+		mustEqual(t, "ID token sub", id["sub"], any(u.ID))
+		if aud := anyOrStrings(id["aud"]); !slices.Equal(aud, []string{clientID}) {
+			t.Fatalf("ID token aud %v, want [%s]", aud, clientID)
+		}
+		mustEqual(t, "UserInfo sub", userinfo["sub"], any(u.ID))
 	})
 }
 

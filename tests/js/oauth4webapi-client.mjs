@@ -5,7 +5,8 @@
 // iss (RFC 9207), authorization code + PKCE S256 with resource (RFC 8707),
 // the access token checked as an RFC 9068 JWT, refresh, introspection
 // (RFC 7662), revocation (RFC 7009) and what is left of the tokens after
-// it. Driven by tests/jsclients_test.go.
+// it, and an OpenID Connect sign-in (ID token and UserInfo). Driven by
+// tests/jsclients_test.go.
 //
 // config: {resource, redirect}
 import * as oauth from 'oauth4webapi';
@@ -41,17 +42,17 @@ run(async () => {
 
   // start sends the user to the authorization endpoint and validates the
   // redirect: iss (advertised, so required), state, then error.
-  const start = async (step, scope) => {
+  const start = async (step, scope, extra = {}, server = as) => {
     const verifier = oauth.generateRandomCodeVerifier();
     const state = oauth.generateRandomState();
-    const url = new URL(as.authorization_endpoint);
+    const url = new URL(server.authorization_endpoint);
     url.search = new URLSearchParams({
       response_type: 'code', client_id: client.client_id, redirect_uri: config.redirect, scope, state,
       code_challenge: await oauth.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256',
-      resource: config.resource,
+      resource: config.resource, ...extra,
     }).toString();
     const callback = await authorize(step, url);
-    return { verifier, state, validate: () => oauth.validateAuthResponse(as, client, callback, state) };
+    return { verifier, state, validate: () => oauth.validateAuthResponse(server, client, callback, state) };
   };
 
   // Errors first: after the Allow below this confidential client's
@@ -113,4 +114,18 @@ run(async () => {
     resource: await call(refreshed.access_token),
     refresh_error: refreshError,
   });
+
+  // Signing the user in (OpenID Connect Core): OpenID discovery, a nonce,
+  // the ID token validated by the library (signature, iss, aud, exp, iat,
+  // nonce), then UserInfo with the access token (sub must match).
+  const op = await oauth.processDiscoveryResponse(issuer, await oauth.discoveryRequest(issuer, { algorithm: 'oidc', ...insecure }));
+  const nonce = oauth.generateRandomNonce();
+  const signIn = await start('openid', 'openid read', { nonce }, op);
+  const result = await oauth.processAuthorizationCodeResponse(op, client, await oauth.authorizationCodeGrantRequest(
+    op, client, clientAuth, signIn.validate(), config.redirect, signIn.verifier, { additionalParameters: { resource: config.resource }, ...insecure }),
+  { expectedNonce: nonce, requireIdToken: true });
+  const idToken = oauth.getValidatedIdTokenClaims(result);
+  const userinfo = await oauth.processUserInfoResponse(op, client, idToken.sub,
+    await oauth.userInfoRequest(op, client, result.access_token, insecure));
+  emit('openid', { id_token: idToken, userinfo });
 });
