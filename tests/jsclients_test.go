@@ -1,7 +1,8 @@
 package tests
 
 // The two JavaScript clients real users run against authz, run for real:
-// the MCP TypeScript SDK's auth() (what MCP hosts call) and oauth4webapi.
+// the MCP TypeScript SDK (its Streamable HTTP client and auth(), what MCP
+// hosts use) and oauth4webapi.
 // Their scripts are in tests/js (exact versions pinned in package.json and
 // package-lock.json); scripts/ensure-node-deps.sh installs them, and `make
 // test` requires them (AUTHZ_TEST_REQUIRE_NODE=1). Each script talks to
