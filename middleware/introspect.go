@@ -3,6 +3,7 @@ package middleware
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -15,9 +16,10 @@ import (
 // so it must not be answered as invalid.
 func (v *Validator) postIntrospection(ctx context.Context, raw string) (introspection, []byte, error) {
 	var resp introspection
+	caller := ctx
 	endpoint, err := v.disc.introspectionURL(ctx)
 	if err != nil {
-		v.cfg.Logger.Warn("middleware: cannot find the introspection endpoint", "issuer", v.cfg.Issuer, "cause", err)
+		v.logFailure(caller, "middleware: cannot find the introspection endpoint", "issuer", v.cfg.Issuer, "cause", err)
 		return resp, nil, unavailable("the authorization server cannot be reached")
 	}
 	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
@@ -32,7 +34,7 @@ func (v *Validator) postIntrospection(ctx context.Context, raw string) (introspe
 	req.SetBasicAuth(url.QueryEscape(v.cfg.ClientID), url.QueryEscape(v.cfg.ClientSecret))
 	r, err := v.cfg.HTTPClient.Do(req)
 	if err != nil {
-		v.cfg.Logger.Warn("middleware: introspection failed", "endpoint", endpoint, "cause", err)
+		v.logFailure(caller, "middleware: introspection failed", "endpoint", endpoint, "cause", err)
 		return resp, nil, unavailable("the authorization server cannot be reached")
 	}
 	defer r.Body.Close()
@@ -48,4 +50,17 @@ func (v *Validator) postIntrospection(ctx context.Context, raw string) (introspe
 		return resp, nil, unavailable("the authorization server gave a malformed answer")
 	}
 	return resp, body, nil
+}
+
+// logFailure logs a failed call to the authorization server at WARN, or
+// at DEBUG when the request it served was cancelled (its client hung up,
+// as an MCP client does when it closes an event stream): that failure is
+// the caller's leaving, not the authorization server's fault, and an
+// operator alerting on WARN lines must not be woken by it.
+func (v *Validator) logFailure(caller context.Context, msg string, args ...any) {
+	if errors.Is(caller.Err(), context.Canceled) {
+		v.cfg.Logger.Debug(msg, args...)
+		return
+	}
+	v.cfg.Logger.Warn(msg, args...)
 }

@@ -756,3 +756,60 @@ func TestScopeChallengeForMCP(t *testing.T) {
 		t.Fatalf("metadata %s", body)
 	}
 }
+
+// TestIntrospectionCallerGone: a request whose client hung up (its context
+// cancelled, as when an MCP client closes its event stream) while the
+// middleware introspects is not the authorization server's failure: no
+// WARN line, which operators alert on. The same failure for a caller
+// still waiting is a WARN.
+func TestIntrospectionCallerGone(t *testing.T) {
+	t.Parallel()
+	ti := newTestIssuer(t, "")
+	var logs strings.Builder
+	var mu sync.Mutex
+	v, _ := newValidator(t, ti, func(c *Config) {
+		c.ClientID, c.ClientSecret = "rs", "rs-secret"
+		c.Logger = slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
+	warned := func() bool { mu.Lock(); defer mu.Unlock(); return strings.Contains(logs.String(), "level=WARN") }
+	// Discovery first, so that the cancelled call fails at the
+	// introspection request itself.
+	if _, err := v.Validate(context.Background(), "opaque-unknown"); !errors.Is(err, ErrInvalidToken) {
+		t.Fatalf("unknown opaque token: %v", err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := v.Validate(ctx, "opaque-caller-gone"); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("cancelled caller: %v, want ErrUnavailable", err)
+	}
+	if warned() {
+		t.Fatalf("a cancelled caller's introspection was logged at WARN:\n%s", logs.String())
+	}
+	mu.Lock()
+	debugged := strings.Contains(logs.String(), "level=DEBUG") && strings.Contains(logs.String(), "introspection failed")
+	mu.Unlock()
+	if !debugged {
+		t.Fatalf("no DEBUG line for the cancelled caller's introspection:\n%s", logs.String())
+	}
+
+	ti.setIntrospectionDown(true)
+	if _, err := v.Validate(context.Background(), "opaque-endpoint-down"); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("introspection down: %v", err)
+	}
+	if !warned() {
+		t.Fatalf("an introspection endpoint that is down was not logged at WARN:\n%s", logs.String())
+	}
+}
+
+// lockedWriter serialises writes to a shared builder.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
