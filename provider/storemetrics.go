@@ -26,7 +26,7 @@ func storeFailure(err error) string {
 	case err == nil, errors.As(err, &oe),
 		errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrAlreadyExists),
 		errors.Is(err, store.ErrExpired), errors.Is(err, store.ErrGrantRevoked),
-		errors.Is(err, store.ErrCodeReused), errors.Is(err, store.ErrRefreshReused),
+		errors.Is(err, store.ErrCodeReused), errors.Is(err, store.ErrCodeSpent), errors.Is(err, store.ErrRefreshReused),
 		errors.Is(err, context.Canceled):
 		return ""
 	case errors.Is(err, store.ErrUnavailable):

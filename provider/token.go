@@ -281,6 +281,14 @@ func (s *Server) exchangeCode(ctx context.Context, c store.Client, req *tokenReq
 		s.audit(ctx, store.AuditEvent{Name: EventCodeReplayed, Actor: ActorClient, Subject: code.UserID, ClientID: c.ID, Outcome: "grant_revoked",
 			Details: map[string]string{"grant_id": code.GrantID}})
 		return nil, oauth.New(oauth.CodeInvalidGrant, "the authorization code has already been used")
+	case errors.Is(err, store.ErrCodeSpent):
+		// Nothing was revoked and no token exists to revoke: typically a
+		// client retrying after its exchange failed a check (wrong
+		// code_verifier), which spent the code and revoked its grant
+		// then. INFO, not WARN: this request changed nothing, and WARN
+		// stays the line an operator alerts on when live tokens die.
+		s.log.InfoContext(ctx, "spent authorization code presented again; its grant has no live token, nothing to revoke", "client_id", c.ID, "grant_id", code.GrantID)
+		return nil, oauth.New(oauth.CodeInvalidGrant, "the authorization code has already been used")
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrExpired), errors.Is(err, store.ErrGrantRevoked):
 		return nil, oauth.New(oauth.CodeInvalidGrant, "the authorization code is invalid or expired")
 	case err != nil:

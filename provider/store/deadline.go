@@ -65,7 +65,7 @@ func bounded[T any](caller context.Context, limit time.Duration, f func(context.
 
 // answer reports whether err is one of the store's answers about the data.
 func answer(err error) bool {
-	for _, s := range []error{ErrNotFound, ErrAlreadyExists, ErrExpired, ErrGrantRevoked, ErrCodeReused, ErrRefreshReused, ErrUnavailable} {
+	for _, s := range []error{ErrNotFound, ErrAlreadyExists, ErrExpired, ErrGrantRevoked, ErrCodeReused, ErrCodeSpent, ErrRefreshReused, ErrUnavailable} {
 		if errors.Is(err, s) {
 			return true
 		}

@@ -108,18 +108,23 @@ const (
 	// RedeemOK: the code is good; delete it, run the caller's RedeemFunc
 	// and mark the grant used.
 	RedeemOK RedemptionOutcome = iota + 1
-	// RedeemReplay: the code is gone but its grant remembers it; revoke
-	// the grant (RFC 6749 §4.1.2) and commit that. Error ErrCodeReused.
+	// RedeemReplay: the code is gone but its grant remembers it, and the
+	// grant has live tokens; revoke the grant (RFC 6749 §4.1.2) and commit
+	// that. Error ErrCodeReused.
 	RedeemReplay
+	// RedeemSpent: the code is gone and its grant has no live token
+	// (already revoked, past its lifetime, or never redeemed); there is
+	// nothing to revoke, so nothing is written. Error ErrCodeSpent.
+	RedeemSpent
 	// RedeemRefuse: the code exists but is expired or its grant inactive;
 	// delete it (it can never be used) and commit that. The error says why.
 	RedeemRefuse
 )
 
-// ReplayedCode is what ConsumeAuthCode returns with ErrCodeReused: the
-// code is gone, so it carries what its grant g remembers of it (hash,
-// grant, client, user, scopes, resources), enough to record which grant
-// the replay revoked.
+// ReplayedCode is what ConsumeAuthCode returns with ErrCodeReused or
+// ErrCodeSpent: the code is gone, so it carries what its grant g remembers
+// of it (hash, grant, client, user, scopes, resources), enough to record
+// which grant the replay revoked or found already dead.
 func ReplayedCode(g Grant) AuthCode {
 	return AuthCode{Hash: slices.Clone(g.CodeHash), GrantID: g.ID, ClientID: g.ClientID, UserID: g.UserID,
 		Scopes: slices.Clone(g.Scopes), Resources: slices.Clone(g.Resources)}
@@ -132,8 +137,16 @@ func DecideRedemption(code *AuthCode, g *Grant, now time.Time) (RedemptionOutcom
 	switch {
 	case code == nil && g == nil:
 		return 0, ErrNotFound
-	case code == nil:
+	case code == nil && !g.LastUsedAt.IsZero() && g.Active(now):
+		// Tokens were issued from the code and may still be in use: a
+		// replay means the code leaked, so they all go.
 		return RedeemReplay, ErrCodeReused
+	case code == nil:
+		// A redemption that failed its checks revoked the grant before
+		// any token existed (the code is spent all the same, RFC 6749
+		// §4.1.2), or the grant is dead for another reason. Revoking again would change
+		// nothing, and saying "revoked" would be untrue.
+		return RedeemSpent, ErrCodeSpent
 	case !now.Before(code.ExpiresAt):
 		return RedeemRefuse, ErrExpired
 	case g == nil || CheckCodeGrant(*code, *g) != nil || !g.Active(now):

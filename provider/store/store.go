@@ -27,8 +27,15 @@ var (
 	// absolute lifetime.
 	ErrGrantRevoked = errors.New("store: grant revoked")
 	// ErrCodeReused: an authorization code was presented after it had been
-	// consumed. The grant it started has been revoked (RFC 6749 §4.1.2).
+	// redeemed, while tokens of the grant it started were live. That grant
+	// has now been revoked (RFC 6749 §4.1.2).
 	ErrCodeReused = errors.New("store: authorization code reused")
+	// ErrCodeSpent: an authorization code was presented after it had been
+	// consumed, and no token of the grant it started is live: the grant
+	// was already revoked (by a redemption that failed its checks, a
+	// replay before, or the user), is past its lifetime, or never issued a
+	// token. Nothing was revoked or written.
+	ErrCodeSpent = errors.New("store: authorization code already spent")
 	// ErrRefreshReused: a rotated refresh token was presented after the grace
 	// window. The whole grant has been revoked (RFC 9700 §4.14.2).
 	ErrRefreshReused = errors.New("store: refresh token reused")
@@ -454,10 +461,12 @@ type Store interface {
 	CreateAuthCode(ctx context.Context, code AuthCode, grant Grant) error
 	// ConsumeAuthCode is the single-use gate: it deletes the code and returns
 	// it, marking its grant used at now. The outcome is DecideRedemption's,
-	// taken with the grant and the code locked. A code already consumed returns
-	// ErrCodeReused and revokes the grant it started, and returns with the
-	// error ReplayedCode of that grant (the code itself is gone), so the
-	// caller can say which grant it revoked; an expired code is deleted and
+	// taken with the grant and the code locked. A code already consumed
+	// whose grant has live tokens (redeemed, not revoked, within its
+	// lifetime) returns ErrCodeReused and revokes that grant; one whose
+	// grant has none returns ErrCodeSpent and changes nothing. Either comes
+	// with ReplayedCode of the grant (the code itself is gone), so the
+	// caller can say which grant it revoked, or found dead; an expired code is deleted and
 	// returns ErrExpired; a code whose grant was revoked returns
 	// ErrGrantRevoked; an unknown code returns ErrNotFound.
 	//

@@ -397,6 +397,8 @@ func (s *Store) ConsumeAuthCode(_ context.Context, hash []byte, now time.Time, r
 		// the whole grant.
 		s.revokeLocked(grant.ID, now)
 		return store.ReplayedCode(*grant), err
+	case store.RedeemSpent:
+		return store.ReplayedCode(*grant), err
 	case store.RedeemRefuse:
 		delete(s.codes, string(hash))
 		return store.AuthCode{}, err

@@ -237,6 +237,9 @@ func (s *Store) ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time,
 			return store.AuthCode{}, err
 		}
 		return store.ReplayedCode(*g), derr
+	case store.RedeemSpent:
+		// Nothing to write: release rolls the locks back.
+		return store.ReplayedCode(*g), derr
 	case store.RedeemRefuse:
 		grantID := ""
 		if g != nil {

@@ -101,9 +101,9 @@ func TestGrantOperationsTakeTwoRoundTrips(t *testing.T) {
 				_, err := st.RotateRefreshToken(ctx, hash("rt "+name), t1.Add(grace), grace, next(t1))
 				return ignore(err, store.ErrRefreshReused)
 			}},
-			{"ConsumeAuthCode (replay)", func() error {
+			{"ConsumeAuthCode (replay; the reuse above revoked the grant)", func() error {
 				_, err := st.ConsumeAuthCode(ctx, code, base, first(name))
-				return ignore(err, store.ErrCodeReused)
+				return ignore(err, store.ErrCodeSpent)
 			}},
 		}
 	}

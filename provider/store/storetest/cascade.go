@@ -47,7 +47,7 @@ func (e *env) deadGrant(what string, g store.Grant, rt *store.RefreshToken, code
 	}
 	if code != nil {
 		_, err := e.s.ConsumeAuthCode(e.ctx, code.Hash, now, nil)
-		wantOneOf(e.t, what+": consuming its code", err, store.ErrNotFound, store.ErrCodeReused, store.ErrGrantRevoked)
+		wantOneOf(e.t, what+": consuming its code", err, store.ErrNotFound, store.ErrCodeReused, store.ErrCodeSpent, store.ErrGrantRevoked)
 	}
 }
 

@@ -106,8 +106,12 @@ func testAuthCodes(t *testing.T, newStore factory) {
 			t.Fatalf("err = %v, want redeem's own error", err)
 		}
 		equalTime(t, "RevokedAt", e.getGrant(g.ID).RevokedAt, now)
-		_, err = e.s.ConsumeAuthCode(e.ctx, c.Hash, at(20*time.Second), nil)
-		wantErr(t, "the code after a failed redemption", err, store.ErrCodeReused)
+		// The retry finds the code spent and its grant already revoked:
+		// this presentation revokes nothing (no token was ever issued).
+		got, err := e.s.ConsumeAuthCode(e.ctx, c.Hash, at(20*time.Second), nil)
+		wantErr(t, "the code after a failed redemption", err, store.ErrCodeSpent)
+		equal(t, "code returned with ErrCodeSpent", got, store.ReplayedCode(e.getGrant(g.ID)), canonCode)
+		equalTime(t, "RevokedAt after the retry", e.getGrant(g.ID).RevokedAt, now)
 	})
 	t.Run("FailedTokenInsertLeavesTheCodeRedeemable", func(t *testing.T) {
 		t.Parallel()
@@ -144,11 +148,59 @@ func testAuthCodes(t *testing.T, newStore factory) {
 		_, err = e.s.RotateRefreshToken(e.ctx, rt.Hash, at(3*time.Minute), grace, successor(at(3*time.Minute)))
 		wantErr(t, "rotating a token of the replayed code's grant", err, store.ErrGrantRevoked)
 
-		// A third presentation is still reuse, and the revocation instant
-		// stays the first one.
+		// A third presentation finds the grant already revoked: it is
+		// spent, revokes nothing, and the revocation instant stays the
+		// first one.
 		_, err = e.s.ConsumeAuthCode(e.ctx, g.CodeHash, at(4*time.Minute), nil)
-		wantErr(t, "ConsumeAuthCode third time", err, store.ErrCodeReused)
+		wantErr(t, "ConsumeAuthCode third time", err, store.ErrCodeSpent)
 		equalTime(t, "RevokedAt after a third presentation", e.getGrant(g.ID).RevokedAt, replay)
+	})
+
+	// A code presented again whose grant has no live token revokes
+	// nothing: it answers ErrCodeSpent with the grant it names, and writes
+	// nothing (the grant's RevokedAt stays what it was). Only a replay
+	// while tokens of the grant are live is ErrCodeReused (above).
+	t.Run("SpentCodeRevokesNothing", func(t *testing.T) {
+		t.Parallel()
+		for _, tt := range []struct {
+			name string
+			// prepare spends the code and returns when to present it again.
+			prepare func(e *env, c store.AuthCode, g store.Grant) time.Time
+		}{
+			{"after a redemption that failed its checks", func(e *env, c store.AuthCode, _ store.Grant) time.Time {
+				_, err := e.s.ConsumeAuthCode(e.ctx, c.Hash, at(time.Second), func(store.AuthCode) (store.Redemption, error) {
+					return store.Redemption{}, errRefused
+				})
+				wantErr(t, "the failed redemption", err, errRefused)
+				return at(2 * time.Second)
+			}},
+			{"after the user revoked the redeemed grant", func(e *env, c store.AuthCode, g store.Grant) time.Time {
+				e.redeemRT(c, g, time.Time{})
+				e.must(e.s.RevokeGrant(e.ctx, g.ID, at(time.Minute)), "RevokeGrant")
+				return at(2 * time.Minute)
+			}},
+			{"after the redeemed grant's lifetime", func(e *env, c store.AuthCode, g store.Grant) time.Time {
+				e.redeemRT(c, g, time.Time{})
+				return g.ExpiresAt
+			}},
+			{"after it expired unredeemed", func(e *env, c store.AuthCode, _ store.Grant) time.Time {
+				_, err := e.s.ConsumeAuthCode(e.ctx, c.Hash, c.ExpiresAt, nil)
+				wantErr(t, "the expired code", err, store.ErrExpired)
+				return c.ExpiresAt.Add(time.Second)
+			}},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				t.Parallel()
+				e := newEnv(t, newStore)
+				c, g := e.code(e.client("c1").ID, e.user("u1").ID)
+				now := tt.prepare(e, c, g)
+				before := e.getGrant(g.ID)
+				got, err := e.s.ConsumeAuthCode(e.ctx, c.Hash, now, nil)
+				wantErr(t, "the spent code presented again", err, store.ErrCodeSpent)
+				equal(t, "code returned with ErrCodeSpent", got, store.ReplayedCode(before), canonCode)
+				equal(t, "grant after the spent code", e.getGrant(g.ID), before, canonGrant)
+			})
+		}
 	})
 
 	t.Run("ExpiryBoundary", func(t *testing.T) {
@@ -176,7 +228,7 @@ func testAuthCodes(t *testing.T, newStore factory) {
 				// An expired code is deleted: it never works again, even
 				// presented with an earlier clock, and its grant was never used.
 				_, err = e.s.ConsumeAuthCode(e.ctx, c.Hash, base, nil)
-				wantOneOf(t, "ConsumeAuthCode of a deleted expired code", err, store.ErrNotFound, store.ErrCodeReused, store.ErrExpired)
+				wantOneOf(t, "ConsumeAuthCode of a deleted expired code", err, store.ErrNotFound, store.ErrCodeSpent, store.ErrExpired)
 				if got, err := e.s.GetGrant(e.ctx, g.ID); err == nil && !got.LastUsedAt.IsZero() {
 					t.Errorf("grant of an expired code has LastUsedAt %v, want zero", got.LastUsedAt)
 				}

@@ -67,7 +67,8 @@ func testSweepKeepsEvidence(t *testing.T, newStore factory) {
 	})
 
 	// A revoked grant inside its lifetime stays, with its tokens: a replay
-	// of its code is still recognised as a replay, and its refresh tokens
+	// of its code is still recognised as a spent code (not an unknown
+	// one), and its refresh tokens
 	// still answer "revoked" rather than vanishing.
 	t.Run("RevokedGrant", func(t *testing.T) {
 		t.Parallel()
@@ -93,7 +94,8 @@ func testSweepKeepsEvidence(t *testing.T, newStore factory) {
 
 		now := sweep.Add(time.Second)
 		_, err = e.s.ConsumeAuthCode(e.ctx, code.Hash, now, nil)
-		wantErr(t, "replay of the grant's code after the sweep", err, store.ErrCodeReused)
+		wantErr(t, "replay of the grant's code after the sweep", err, store.ErrCodeSpent)
+		equalTime(t, "grant RevokedAt after the replay", e.getGrant(g.ID).RevokedAt, revokedAt)
 		_, err = e.s.RotateRefreshToken(e.ctx, rt.Hash, now, grace, successor(now))
 		wantErr(t, "its refresh token after the sweep", err, store.ErrGrantRevoked)
 	})
