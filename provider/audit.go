@@ -35,6 +35,15 @@ const (
 	EventUserDeleted      = "user.deleted"
 )
 
+// EventNames are every audit event name above, in the order listed: what
+// `authz audit list --event` accepts.
+var EventNames = []string{
+	EventLoginSucceeded, EventLoginFailed, EventLoginThrottled, EventLogout,
+	EventConsentGranted, EventConsentDenied, EventGrantCreated, EventGrantRevoked,
+	EventCodeReplayed, EventRefreshReused, EventTokenRevoked, EventClientRegistered,
+	EventClientUpdated, EventClientDeleted, EventKeyRotated, EventLockoutCleared, EventUserDeleted,
+}
+
 // Actors.
 const (
 	ActorUser   = "user"

@@ -63,6 +63,11 @@ func (e env) auditList(args []string) error {
 	if limit < 0 {
 		return usageError{msg: fmt.Sprintf("--limit %d: want a number of events (0: every one)", limit)}
 	}
+	// An unknown name would match nothing and print an empty table, as if
+	// nothing had happened.
+	if event != "" && !slices.Contains(provider.EventNames, event) {
+		return usageError{msg: fmt.Sprintf("--event %q: no such event; the events are %s", event, strings.Join(provider.EventNames, ", "))}
+	}
 	f := store.AuditFilter{ClientID: client, Name: event, Limit: limit}
 	if since != "" {
 		if d, err := time.ParseDuration(since); err == nil {

@@ -208,6 +208,22 @@ func TestAuditListRefusesNegativeLimit(t *testing.T) {
 	}
 }
 
+// TestAuditListRefusesUnknownEvent: an unknown --event name is a usage
+// error listing the names, not an empty table that reads as "nothing
+// happened".
+func TestAuditListRefusesUnknownEvent(t *testing.T) {
+	t.Parallel()
+	env := []string{"AUTHZ_DATABASE_URL=" + pgtest.URL(t), "AUTHZ_ENCRYPTION_KEY=" + testEncryptionKey}
+	out, stderr, code := runCmd(t, env, "", "audit", "list", "--event", "login.fail")
+	if code != 2 || out != "" || !strings.HasPrefix(stderr, `authz: --event "login.fail": no such event; the events are login.succeeded, login.failed,`) ||
+		!strings.Contains(stderr, "code.replayed") || !strings.Contains(stderr, "user.deleted") || !strings.Contains(stderr, "authz audit list") {
+		t.Errorf("audit list --event login.fail: exit %d\n%s%s", code, out, stderr)
+	}
+	if out, stderr, code := runCmd(t, env, "", "audit", "list", "--event", "login.failed"); code != 0 || !strings.HasPrefix(out, "TIME") {
+		t.Errorf("audit list --event login.failed: exit %d\n%s%s", code, out, stderr)
+	}
+}
+
 // TestClientMetadataErrorsNameTheFlag: a refused client create or update
 // names the flag the operator typed, not the RFC 7591 field behind it
 // under an OAuth error code ("invalid_redirect_uri: redirect_uris: …").
