@@ -54,7 +54,7 @@ type metrics struct {
 	liveGrants     prometheus.Gauge
 }
 
-func newMetrics(keyAge func() float64) *metrics {
+func newMetrics(keyAges func() map[string]float64) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -101,9 +101,9 @@ func newMetrics(keyAge func() float64) *metrics {
 	}
 	m.reg.MustRegister(m.requests, m.latency, m.tokens, m.refresh, m.logins, m.upstreamLogins, m.registrations,
 		m.storeLatency, m.storeErrors, m.unavailable, m.audit, m.clients, m.liveGrants,
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "authz_signing_key_age_seconds", Help: "Age of the key signing access tokens now, since it started signing.",
-		}, keyAge),
+		keyAgeCollector{ages: keyAges, desc: prometheus.NewDesc("authz_signing_key_age_seconds",
+			"Age of the key signing now, since it started signing, by purpose: access_token, or id_token:ALG for ID tokens of ALG.",
+			[]string{"purpose"}, nil)},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -172,19 +172,51 @@ func (s *Server) updateCounts(ctx context.Context, now time.Time) error {
 	return nil
 }
 
-// signingKeyAge is authz_signing_key_age_seconds: how long the key signing
-// now has been signing, from the keys this replica has loaded (a scrape
-// never reads the store). A key never rotated grows old: alert on it.
-func (s *Server) signingKeyAge() float64 {
+// keyAgeCollector is authz_signing_key_age_seconds: one series per key
+// purpose, labelled as the key.rotated event's purpose detail and `authz
+// keys list` name it. One metric with a label rather than a second one for
+// ID tokens, so an existing alert on the metric's name covers the ID-token
+// keys too, which are rotated by the same command and age the same way.
+type keyAgeCollector struct {
+	desc *prometheus.Desc
+	ages func() map[string]float64
+}
+
+func (c keyAgeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c keyAgeCollector) Collect(ch chan<- prometheus.Metric) {
+	for purpose, age := range c.ages() {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, age, purpose)
+	}
+}
+
+// signingKeyAges are authz_signing_key_age_seconds's values: how long the
+// key signing now of each purpose (access tokens; ID tokens per algorithm
+// in use) has been signing, from the keys this replica has loaded (a
+// scrape never reads the store). A key never rotated grows old: alert on
+// it. An ID-token algorithm no token has used yet has no key, and no
+// series.
+func (s *Server) signingKeyAges() map[string]float64 {
+	out := map[string]float64{}
 	if s.keys == nil {
-		return 0
+		return out
 	}
 	st := s.keys.cur.Load()
 	if st == nil {
-		return 0
+		return out
 	}
 	now := s.opts.Now()
-	for _, sg := range st.signers {
+	out[store.PurposeAccessToken] = keyAge(st.signers, now)
+	for alg, l := range st.idSigners {
+		out[store.IDTokenPurpose(alg)] = keyAge(l, now)
+	}
+	return out
+}
+
+// keyAge is how long the newest key of list active at now has signed; 0
+// when none is active yet.
+func keyAge[S any](list []timed[S], now time.Time) float64 {
+	for _, sg := range list {
 		if !now.Before(sg.from) {
 			return now.Sub(sg.from).Seconds()
 		}

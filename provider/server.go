@@ -109,7 +109,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	}
 	s.fetch = newFetcher(fetchClient, opts.Now)
 	s.revalidate = newRevalidator(ctx, s.log.Warn, func(id string) { s.clients.forget(id) })
-	s.metrics = newMetrics(s.signingKeyAge)
+	s.metrics = newMetrics(s.signingKeyAges)
 	s.store = timedStore{Store: opts.Store, m: s.metrics}
 	var err error
 	if s.pages, err = newPages(); err != nil {
