@@ -126,11 +126,11 @@ func (f *clientFlags) offered(cfg *config) error {
 	case ok:
 		return nil
 	case which == "scope":
-		return fmt.Errorf("--scope %q: the server does not offer it (AUTHZ_SCOPES=%q)", v, cfg.Scopes)
+		return fmt.Errorf("--scope %q: the server does not offer it (%s)", v, cfg.valued("scopes", cfg.Scopes))
 	case cfg.Resources == "":
-		return fmt.Errorf("--resource %q: the server does not offer it (AUTHZ_RESOURCES is empty: the only resource is the issuer %s)", v, cfg.Issuer)
+		return fmt.Errorf("--resource %q: the server does not offer it (%s is empty: the only resource is the issuer %s)", v, cfg.where("resources"), cfg.Issuer)
 	}
-	return fmt.Errorf("--resource %q: the server does not offer it (AUTHZ_RESOURCES=%q)", v, cfg.Resources)
+	return fmt.Errorf("--resource %q: the server does not offer it (%s)", v, cfg.valued("resources", cfg.Resources))
 }
 
 // metadataFlags maps the RFC 7591 field a metadata error names to the

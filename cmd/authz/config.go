@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -70,6 +71,59 @@ type config struct {
 	LocalLogin     string
 	// Upstreams come from the AUTHZ_CONFIG file only.
 	Upstreams []provider.Upstream
+
+	// origins says where each setting's value came from, by flag name:
+	// originFlag, originEnv or originFile; absent, the default. An error
+	// about a value names the setting as the operator gave it (where), so
+	// a bad line in the file is not reported under an environment
+	// variable they never set.
+	origins map[string]string
+	// file is the AUTHZ_CONFIG path, when there is one.
+	file string
+}
+
+// Where a setting's value came from (config.origins).
+const (
+	originFlag = "flag"
+	originEnv  = "env"
+	originFile = "file"
+)
+
+// where names the setting flagName as the operator gave it: --flag on the
+// command line, the key and path of the AUTHZ_CONFIG file, or otherwise
+// (from the environment, or the default) its environment variable.
+func (c *config) where(flagName string) string {
+	switch c.origins[flagName] {
+	case originFlag:
+		return "--" + flagName
+	case originFile:
+		return "AUTHZ_CONFIG " + c.file + ": " + flagName
+	}
+	for _, s := range c.settings() {
+		if s.flag == flagName {
+			return s.env
+		}
+	}
+	return flagName
+}
+
+// valued is where(flagName) with the value given, quoted: NAME="value".
+func (c *config) valued(flagName, value string) string {
+	return fmt.Sprintf("%s=%q", c.where(flagName), value)
+}
+
+// markFlags records the configuration flags given on the command line
+// (after fs.Parse), which override the environment and the file.
+func (c *config) markFlags(fs *flag.FlagSet) {
+	if c.origins == nil {
+		c.origins = map[string]string{}
+	}
+	settings := c.settings()
+	fs.Visit(func(f *flag.Flag) {
+		if slices.ContainsFunc(settings, func(s setting) bool { return s.flag == f.Name }) {
+			c.origins[f.Name] = originFlag
+		}
+	})
 }
 
 // setting is one row of the configuration table. Defaults that are the
@@ -78,7 +132,7 @@ type setting struct {
 	flag, env, def, usage string
 	// option names the provider.Options field the setting feeds, so that
 	// provider's validation errors (*provider.OptionError) are reported
-	// under the variable's name.
+	// under the setting's name as given (config.where).
 	option string
 	// zeroOK: 0 is a meaningful value. Otherwise a duration or count of 0
 	// is refused: provider reads zero as "unset", and the CLI's defaults
@@ -137,21 +191,22 @@ func (c *config) settings() []setting {
 }
 
 // register adds the configuration flags to fs, with defaults from the
-// environment. Environment values are checked here so a bad one is reported
-// by name.
+// environment and the AUTHZ_CONFIG file. Their values are checked here so
+// a bad one is reported by name: the file's key and path, or the
+// variable's name (config.where).
 func (c *config) register(fs *flag.FlagSet) error {
 	file, err := loadConfigFile(c.settings())
 	if err != nil {
 		return err
 	}
-	c.Upstreams = file.upstreams
+	c.Upstreams, c.file, c.origins = file.upstreams, file.path, map[string]string{}
 	for _, s := range c.settings() {
 		def := s.def
 		if v, ok := file.settings[s.flag]; ok {
-			def = v
+			def, c.origins[s.flag] = v, originFile
 		}
 		if v, ok := os.LookupEnv(s.env); ok {
-			def = v
+			def, c.origins[s.flag] = v, originEnv
 		}
 		switch {
 		case s.str != nil && s.secret:
@@ -164,19 +219,19 @@ func (c *config) register(fs *flag.FlagSet) error {
 		case s.integer != nil:
 			n, err := strconv.Atoi(def)
 			if err != nil {
-				return fmt.Errorf("%s=%q is not a whole number", s.env, def)
+				return fmt.Errorf("%s is not a whole number", c.valued(s.flag, def))
 			}
 			fs.IntVar(s.integer, s.flag, n, s.usage+" ($"+s.env+")")
 		case s.dur != nil:
 			d, err := time.ParseDuration(def)
 			if err != nil {
-				return fmt.Errorf("%s=%q is not a duration (examples: 30s, 15m, 720h)", s.env, def)
+				return fmt.Errorf("%s is not a duration (examples: 30s, 15m, 720h)", c.valued(s.flag, def))
 			}
 			fs.DurationVar(s.dur, s.flag, d, s.usage+" ($"+s.env+")")
 		case s.boolean != nil:
 			b, err := strconv.ParseBool(def)
 			if err != nil {
-				return fmt.Errorf("%s=%q is not true or false", s.env, def)
+				return fmt.Errorf("%s is not true or false", c.valued(s.flag, def))
 			}
 			fs.BoolVar(s.boolean, s.flag, b, s.usage+" ($"+s.env+")")
 		}
@@ -218,7 +273,7 @@ func splitList(s string) []string {
 func (c *config) logger(w io.Writer) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
-		return nil, fmt.Errorf("AUTHZ_LOG_LEVEL=%q: want debug, info, warn or error", c.LogLevel)
+		return nil, fmt.Errorf("%s: want debug, info, warn or error", c.valued("log-level", c.LogLevel))
 	}
 	o := &slog.HandlerOptions{Level: level}
 	switch c.LogFormat {
@@ -227,7 +282,7 @@ func (c *config) logger(w io.Writer) (*slog.Logger, error) {
 	case "json":
 		return slog.New(slog.NewJSONHandler(w, o)), nil
 	}
-	return nil, fmt.Errorf("AUTHZ_LOG_FORMAT=%q: want text or json", c.LogFormat)
+	return nil, fmt.Errorf("%s: want text or json", c.valued("log-format", c.LogFormat))
 }
 
 // encryptionKey parses the key; with PostgreSQL it is required.
@@ -240,7 +295,7 @@ func (c *config) encryptionKey() ([]byte, error) {
 	}
 	k, err := tokens.ParseEncryptionKey(c.EncryptionKey)
 	if err != nil {
-		return nil, fmt.Errorf("AUTHZ_ENCRYPTION_KEY: %w", err)
+		return nil, fmt.Errorf("%s: %w", c.where("encryption-key"), err)
 	}
 	return k, nil
 }
@@ -312,6 +367,9 @@ func (e env) openPostgres(c *config) (*postgres.Store, error) {
 	if e.database != nil {
 		*e.database = c.databaseName()
 	}
+	if e.databaseSetting != nil {
+		*e.databaseSetting = c.where("database-url")
+	}
 	var pg *postgres.Store
 	err := startupStep(e.ctx, c, "connecting", c.DBTimeout, func(ctx context.Context) error {
 		var err error
@@ -352,15 +410,18 @@ type startupTimeout struct {
 	database, step string
 	limit          time.Duration
 	migrations     bool
+	// urlSetting and timeoutSetting name the database URL and timeout
+	// settings as the operator gave them (config.where).
+	urlSetting, timeoutSetting string
 }
 
 func (e startupTimeout) Error() string {
-	bound := "AUTHZ_DB_TIMEOUT"
+	bound := e.timeoutSetting
 	if e.migrations {
-		bound = strconv.Itoa(migrationFactor) + " times AUTHZ_DB_TIMEOUT"
+		bound = strconv.Itoa(migrationFactor) + " times " + e.timeoutSetting
 	}
-	return fmt.Sprintf("the database %s did not answer within %s while %s (the bound is %s): check that PostgreSQL is up and answering at AUTHZ_DATABASE_URL",
-		e.database, e.limit, e.step, bound)
+	return fmt.Sprintf("the database %s did not answer within %s while %s (the bound is %s): check that PostgreSQL is up and answering at %s",
+		e.database, e.limit, e.step, bound, e.urlSetting)
 }
 
 func (e startupTimeout) Unwrap() error { return store.ErrUnavailable }
@@ -373,7 +434,8 @@ func startupStep(ctx context.Context, c *config, step string, limit time.Duratio
 	defer cancel()
 	err := f(sctx)
 	if err != nil && ctx.Err() == nil && errors.Is(sctx.Err(), context.DeadlineExceeded) {
-		return startupTimeout{database: c.databaseName(), step: step, limit: limit, migrations: step == "applying migrations"}
+		return startupTimeout{database: c.databaseName(), step: step, limit: limit, migrations: step == "applying migrations",
+			urlSetting: c.where("database-url"), timeoutSetting: c.where("db-timeout")}
 	}
 	return err
 }
@@ -397,7 +459,7 @@ func (c *config) providerOptions(st store.Store, log *slog.Logger) (provider.Opt
 	}
 	proxies, err := provider.ParseTrustedProxies(c.TrustedProxies)
 	if err != nil {
-		return provider.Options{}, fmt.Errorf("AUTHZ_TRUSTED_PROXIES: %w", err)
+		return provider.Options{}, fmt.Errorf("%s: %w", c.where("trusted-proxies"), err)
 	}
 	return provider.Options{
 		Issuer: c.Issuer, Store: st, Resources: splitList(c.Resources), Scopes: c.scopeNames(), ScopeDescriptions: c.scopeDescriptions(),
@@ -436,7 +498,7 @@ func (c *config) validate() error {
 			if i := strings.LastIndex(msg, "`: "); i >= 0 {
 				msg = msg[i+3:]
 			}
-			return fmt.Errorf("AUTHZ_DATABASE_URL is not a valid PostgreSQL URL (example: postgres://user:pass@localhost:5432/authz): %s", msg)
+			return fmt.Errorf("%s is not a valid PostgreSQL URL (example: postgres://user:pass@localhost:5432/authz): %s", c.where("database-url"), msg)
 		}
 	}
 	for _, st := range c.settings() {
@@ -444,19 +506,19 @@ func (c *config) validate() error {
 			continue
 		}
 		if (st.dur != nil && *st.dur <= 0) || (st.integer != nil && *st.integer <= 0) {
-			return fmt.Errorf("%s must be positive", st.env)
+			return fmt.Errorf("%s must be positive", c.where(st.flag))
 		}
 	}
 	if _, err := c.logger(io.Discard); err != nil {
 		return err
 	}
 	if c.MetadataDocuments != "on" && c.MetadataDocuments != "off" {
-		return fmt.Errorf("AUTHZ_CLIENT_METADATA_DOCUMENTS %q: must be on or off", c.MetadataDocuments)
+		return fmt.Errorf("%s: must be on or off", c.valued("client-metadata-documents", c.MetadataDocuments))
 	}
 	// on/off switches are the CLI's spelling of provider's booleans.
-	for _, s := range []struct{ name, v string }{{"AUTHZ_OIDC", c.OIDC}, {"AUTHZ_LOCAL_LOGIN", c.LocalLogin}} {
+	for _, s := range []struct{ flag, v string }{{"oidc", c.OIDC}, {"local-login", c.LocalLogin}} {
 		if s.v != "on" && s.v != "off" {
-			return fmt.Errorf("%s=%q: want on or off", s.name, s.v)
+			return fmt.Errorf("%s: want on or off", c.valued(s.flag, s.v))
 		}
 	}
 	// The encryption key and trusted proxies are parsed here; every rule on
@@ -478,16 +540,16 @@ func (c *config) optionError(err error) error {
 	}
 	if oe.Option == "Upstreams" {
 		// Upstream providers come from the AUTHZ_CONFIG file only.
-		return fmt.Errorf("AUTHZ_CONFIG: %w", oe.Err)
+		return fmt.Errorf("AUTHZ_CONFIG %s: providers: %w", c.file, oe.Err)
 	}
 	for _, st := range c.settings() {
 		if st.option != oe.Option {
 			continue
 		}
 		if st.str != nil && !st.secret {
-			return fmt.Errorf("%s=%q: %w", st.env, *st.str, oe.Err)
+			return fmt.Errorf("%s: %w", c.valued(st.flag, *st.str), oe.Err)
 		}
-		return fmt.Errorf("%s: %w", st.env, oe.Err)
+		return fmt.Errorf("%s: %w", c.where(st.flag), oe.Err)
 	}
 	return err
 }

@@ -16,6 +16,7 @@ import (
 // providers, which have structure and secrets that environment variables
 // carry badly. A flag overrides the environment, which overrides the file.
 type fileConfig struct {
+	path      string
 	settings  map[string]string
 	upstreams []provider.Upstream
 }
@@ -41,7 +42,7 @@ func loadConfigFile(known []setting) (*fileConfig, error) {
 	if err := yaml.Unmarshal(raw, &doc); err != nil {
 		return nil, fmt.Errorf("AUTHZ_CONFIG %s: %v", path, err)
 	}
-	fc := &fileConfig{settings: map[string]string{}}
+	fc := &fileConfig{path: path, settings: map[string]string{}}
 	for key, node := range doc {
 		if key == "providers" {
 			var ps []fileProvider

@@ -140,22 +140,25 @@ type env struct {
 	// once the command connects to PostgreSQL, so that an outage is
 	// reported under the database's name.
 	database *string
+	// databaseSetting is the database URL setting as the operator gave it
+	// (config.where), set with database: an outage says to check that.
+	databaseSetting *string
 }
 
 // databaseError is an outage of the database a command opened.
 type databaseError struct {
-	database string
-	err      error
+	database, setting string
+	err               error
 }
 
 func (e databaseError) Error() string { return e.err.Error() }
 func (e databaseError) Unwrap() error { return e.err }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	e := env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr, database: new(string)}
+	e := env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr, database: new(string), databaseSetting: new(string)}
 	err := dispatch(e, args)
 	if *e.database != "" && errors.Is(err, store.ErrUnavailable) {
-		err = databaseError{database: *e.database, err: err}
+		err = databaseError{database: *e.database, setting: *e.databaseSetting, err: err}
 	}
 	return err
 }
@@ -271,6 +274,7 @@ func parse(fs *flag.FlagSet, cfg *config, args []string) ([]string, error) {
 		pos = append(pos, args[0])
 		args = args[1:]
 	}
+	cfg.markFlags(fs)
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -289,12 +293,15 @@ func describe(err error) string {
 	if errors.As(err, &timeout) {
 		return timeout.Error()
 	}
-	db := "the database"
+	db, setting := "the database", "AUTHZ_DATABASE_URL"
 	if de := (databaseError{}); errors.As(err, &de) {
 		db += " " + de.database
+		if de.setting != "" {
+			setting = de.setting
+		}
 	}
 	if errors.Is(err, store.ErrUnavailable) {
-		return db + " cannot be reached or failed; check AUTHZ_DATABASE_URL and try again (" + msg + ")"
+		return db + " cannot be reached or failed; check " + setting + " and try again (" + msg + ")"
 	}
 	return msg
 }

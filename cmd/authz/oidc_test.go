@@ -82,8 +82,10 @@ providers:
 		{"missing secret env", []string{"AUTHZ_CONFIG=" + yamlFile}, "CORP_SECRET"},
 		{"bad provider type", []string{"AUTHZ_CONFIG=" + writeFile(t, dir, "bad2.yaml", "providers: [{name: x, type: saml, client_id: a, client_secret: b}]\n")}, "type must be"},
 		{"missing file", []string{"AUTHZ_CONFIG=" + filepath.Join(dir, "nope.yaml")}, "AUTHZ_CONFIG"},
-		// A setting of the file is validated as its variable is.
-		{"bad proxy-headers in the file", []string{"AUTHZ_CONFIG=" + writeFile(t, dir, "bad3.yaml", "proxy-headers: both\n")}, `AUTHZ_PROXY_HEADERS="both"`},
+		// A setting of the file is validated as its variable is, and
+		// reported under the file's key and path.
+		{"bad proxy-headers in the file", []string{"AUTHZ_CONFIG=" + writeFile(t, dir, "bad3.yaml", "proxy-headers: both\n")},
+			"AUTHZ_CONFIG " + filepath.Join(dir, "bad3.yaml") + `: proxy-headers="both"`},
 		{"bad AUTHZ_OIDC", []string{"AUTHZ_OIDC=maybe"}, "AUTHZ_OIDC"},
 		{"local login off without providers", []string{"AUTHZ_LOCAL_LOGIN=off"}, "AUTHZ_LOCAL_LOGIN"},
 	} {

@@ -70,13 +70,13 @@ func (e env) serve(args []string) error {
 	// people to whatever else holds the port.
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		return fmt.Errorf("AUTHZ_ADDR: %w (is another server running there? set it to another address)", err)
+		return fmt.Errorf("%s: %w (is another server running there? set it to another address)", cfg.where("addr"), err)
 	}
 	defer ln.Close()
 	var aln net.Listener
 	if cfg.AdminAddr != "" {
 		if aln, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
-			return fmt.Errorf("AUTHZ_ADMIN_ADDR: %w (set it to another address, or empty to turn the admin listener off)", err)
+			return fmt.Errorf("%s: %w (set it to another address, or empty to turn the admin listener off)", cfg.where("admin-addr"), err)
 		}
 		defer aln.Close()
 	}

@@ -6,7 +6,10 @@ import (
 	"errors"
 	"net"
 	"net/url"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -149,7 +152,6 @@ func runBounded(t *testing.T, env []string, args ...string) (stdout, stderr stri
 func TestHungDatabaseFailsStartup(t *testing.T) {
 	t.Parallel()
 	const password = "Hung-Db-Pa55word"
-	base := []string{"AUTHZ_ENCRYPTION_KEY=" + testEncryptionKey, "AUTHZ_DB_TIMEOUT=1s", "AUTHZ_ADDR=127.0.0.1:0"}
 
 	// A database that never answers at all.
 	silent := newHangingProxy(t, "", "")
@@ -179,15 +181,26 @@ func TestHungDatabaseFailsStartup(t *testing.T) {
 		env    []string
 		args   []string
 		want   string
+		// from: where the database URL and timeout are given: "" the
+		// environment, "file" an AUTHZ_CONFIG file ($FILE in want is its
+		// path), "flag" --database-url and --db-timeout. The message names
+		// the settings as given.
+		from string
 	}{
-		{"serve, connecting", "", nil, []string{"serve"}, "did not answer within 1s while connecting (the bound is AUTHZ_DB_TIMEOUT)"},
-		{"migrate, connecting", "", nil, []string{"migrate"}, "did not answer within 1s while connecting"},
-		{"user list, connecting", "", nil, []string{"user", "list"}, "did not answer within 1s while connecting"},
-		{"audit list, connecting", "", nil, []string{"audit", "list"}, "did not answer within 1s while connecting"},
-		{"serve, applying migrations", "schema_migrations", nil, []string{"serve"}, "did not answer within 10s while applying migrations (the bound is 10 times AUTHZ_DB_TIMEOUT)"},
-		{"client list, checking the schema", "schema_migrations", nil, []string{"client", "list"}, "did not answer within 1s while checking the schema version"},
-		{"serve, loading signing keys", "signing_keys", []string{"AUTHZ_AUTO_MIGRATE=false"}, []string{"serve"}, "cannot be reached or failed"},
-		{"keys list, the first query", "signing_keys", nil, []string{"keys", "list"}, "cannot be reached or failed"},
+		{"serve, connecting", "", nil, []string{"serve"}, "did not answer within 1s while connecting (the bound is AUTHZ_DB_TIMEOUT)", ""},
+		{"migrate, connecting", "", nil, []string{"migrate"}, "did not answer within 1s while connecting", ""},
+		{"user list, connecting", "", nil, []string{"user", "list"}, "did not answer within 1s while connecting", ""},
+		{"audit list, connecting", "", nil, []string{"audit", "list"}, "did not answer within 1s while connecting", ""},
+		{"serve, applying migrations", "schema_migrations", nil, []string{"serve"}, "did not answer within 10s while applying migrations (the bound is 10 times AUTHZ_DB_TIMEOUT)", ""},
+		{"client list, checking the schema", "schema_migrations", nil, []string{"client", "list"}, "did not answer within 1s while checking the schema version", ""},
+		{"serve, loading signing keys", "signing_keys", []string{"AUTHZ_AUTO_MIGRATE=false"}, []string{"serve"}, "cannot be reached or failed", ""},
+		{"keys list, the first query", "signing_keys", nil, []string{"keys", "list"}, "cannot be reached or failed", ""},
+		{"serve, connecting, from the file", "", nil, []string{"serve"},
+			"(the bound is AUTHZ_CONFIG $FILE: db-timeout): check that PostgreSQL is up and answering at AUTHZ_CONFIG $FILE: database-url", "file"},
+		{"serve, connecting, from flags", "", nil, []string{"serve"},
+			"(the bound is --db-timeout): check that PostgreSQL is up and answering at --database-url", "flag"},
+		{"keys list, the first query, from flags", "signing_keys", nil, []string{"keys", "list"}, "check --database-url and try again", "flag"},
+		{"keys list, the first query, from the file", "signing_keys", nil, []string{"keys", "list"}, "check AUTHZ_CONFIG $FILE: database-url and try again", "file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -195,15 +208,30 @@ func TestHungDatabaseFailsStartup(t *testing.T) {
 			if tc.hangOn != "" {
 				dbURL, name = proxied(t, tc.hangOn)
 			}
-			env := append(append([]string{"AUTHZ_DATABASE_URL=" + dbURL}, base...), tc.env...)
-			out, stderr, code := runBounded(t, env, tc.args...)
+			// The URL and the timeout from the environment, the file or flags.
+			env := append([]string{"AUTHZ_ENCRYPTION_KEY=" + testEncryptionKey, "AUTHZ_ADDR=127.0.0.1:0"}, tc.env...)
+			args, want := tc.args, tc.want
+			switch tc.from {
+			case "":
+				env = append(env, "AUTHZ_DATABASE_URL="+dbURL, "AUTHZ_DB_TIMEOUT=1s")
+			case "file":
+				file := filepath.Join(t.TempDir(), "authz.yaml")
+				if err := os.WriteFile(file, []byte("database-url: "+dbURL+"\ndb-timeout: 1s\n"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				env = append(env, "AUTHZ_CONFIG="+file)
+				want = strings.ReplaceAll(want, "$FILE", file)
+			case "flag":
+				args = append(slices.Clone(args), "--database-url", dbURL, "--db-timeout", "1s")
+			}
+			out, stderr, code := runBounded(t, env, args...)
 			all := out + stderr
 			t.Logf("exit %d: %s", code, stderr)
 			if code != 1 {
 				t.Errorf("exit status %d, want 1\n%s", code, all)
 			}
-			if !strings.Contains(stderr, "the database "+name+" ") || !strings.Contains(stderr, tc.want) {
-				t.Errorf("stderr does not name the database %s and say %q:\n%s", name, tc.want, stderr)
+			if !strings.Contains(stderr, "the database "+name+" ") || !strings.Contains(stderr, want) {
+				t.Errorf("stderr does not name the database %s and say %q:\n%s", name, want, stderr)
 			}
 			if strings.Contains(all, password) {
 				t.Errorf("output shows the database password:\n%s", all)
