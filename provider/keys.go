@@ -95,6 +95,13 @@ const publishLeeway = 5 * time.Minute
 // made-up kids cannot turn every request into a database read.
 const minForcedReload = 5 * time.Second
 
+// ErrWrongEncryptionKey: a stored signing key cannot be decrypted with the
+// encryption key given (Options.EncryptionKey, RotateSigningKeys's encKey):
+// it is not the one the key was sealed with. The caller names its own
+// setting (the CLI: --encryption-key, AUTHZ_ENCRYPTION_KEY or the
+// AUTHZ_CONFIG file's encryption-key, whichever the operator used).
+var ErrWrongEncryptionKey = errors.New("the encryption key is not the one the signing keys were stored with")
+
 // KeyActivationDelay is how long a new signing key is published before any
 // replica signs with it: two key-reload intervals, so every replica has
 // reloaded at least once in between, even if one reload failed.
@@ -201,7 +208,7 @@ func RotateSigningKeys(ctx context.Context, st store.Store, encKey []byte, alg s
 			signing[k.KeyPurpose()] = true
 		}
 		if _, err := tokens.DecryptPrivateKey(k.ID, k.Algorithm, k.EncryptedPrivateKey, encKey); err != nil {
-			return nil, fmt.Errorf("refusing to rotate: signing key %s (%s) cannot be decrypted with this AUTHZ_ENCRYPTION_KEY (it is not the one the servers use)", k.ID, k.KeyPurpose())
+			return nil, fmt.Errorf("refusing to rotate: signing key %s (%s) cannot be decrypted: %w (not the one the servers use)", k.ID, k.KeyPurpose(), ErrWrongEncryptionKey)
 		}
 		if a, ok := store.IDTokenAlgorithm(k.KeyPurpose()); ok {
 			idAlgs[a] = true
@@ -272,7 +279,7 @@ func (km *keyManager) load(ctx context.Context) (*keyState, error) {
 		if keyInUse(k, now) {
 			priv, err := tokens.DecryptPrivateKey(k.ID, k.Algorithm, k.EncryptedPrivateKey, km.encKey)
 			if err != nil {
-				return nil, fmt.Errorf("cannot decrypt signing key %s: the encryption key (AUTHZ_ENCRYPTION_KEY) is not the one it was stored with: %w", k.ID, err)
+				return nil, fmt.Errorf("cannot decrypt signing key %s: %w: %v", k.ID, ErrWrongEncryptionKey, err)
 			}
 			if isID {
 				signer, err := tokens.NewIDTokenSigner(priv)

@@ -594,7 +594,7 @@ func (e env) keysRotate(args []string) error {
 		if len(keys) > 0 {
 			fmt.Fprintln(e.stdout, "the keys above were rotated; running keys rotate again rotates every key afresh")
 		}
-		return err
+		return cfg.keyError(err)
 	}
 	if len(keys) == 1 {
 		fmt.Fprintln(e.stdout, "ID tokens: no ID-token key yet (none has been issued); the first is made when an ID token needs it")

@@ -531,6 +531,15 @@ func (c *config) validate() error {
 	return c.optionError(err)
 }
 
+// keyError names the encryption key setting, as the operator gave it, in
+// provider's "wrong encryption key" errors (provider names no setting).
+func (c *config) keyError(err error) error {
+	if errors.Is(err, provider.ErrWrongEncryptionKey) {
+		return fmt.Errorf("%s: %w", c.where("encryption-key"), err)
+	}
+	return err
+}
+
 // optionError reports a provider validation error under the name of the
 // setting it concerns.
 func (c *config) optionError(err error) error {

@@ -124,3 +124,42 @@ func TestOfferedRefusalsNameWhereTheSettingCameFrom(t *testing.T) {
 		}
 	}
 }
+
+// TestWrongEncryptionKeyNamesTheSetting: a key that cannot decrypt the
+// stored signing keys is reported under the setting the operator gave it
+// by (`keys rotate` and `serve`), not always as AUTHZ_ENCRYPTION_KEY.
+func TestWrongEncryptionKeyNamesTheSetting(t *testing.T) {
+	t.Parallel()
+	dbURL := pgtest.URL(t)
+	if _, stderr, code := runCmd(t, []string{"AUTHZ_DATABASE_URL=" + dbURL, "AUTHZ_ENCRYPTION_KEY=" + testEncryptionKey}, "", "keys", "rotate"); code != 0 {
+		t.Fatalf("keys rotate: %s", stderr)
+	}
+	file := filepath.Join(t.TempDir(), "authz.yaml")
+	if err := os.WriteFile(file, []byte("encryption-key: "+wrongEncryptionKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name       string
+		env, args  []string
+		want, none string
+	}{
+		{"env", []string{"AUTHZ_ENCRYPTION_KEY=" + wrongEncryptionKey}, nil, "authz: AUTHZ_ENCRYPTION_KEY: ", "--encryption-key"},
+		{"flag", nil, []string{"--encryption-key", wrongEncryptionKey}, "authz: --encryption-key: ", "AUTHZ_ENCRYPTION_KEY"},
+		{"file", []string{"AUTHZ_CONFIG=" + file}, nil, "authz: AUTHZ_CONFIG " + file + ": encryption-key: ", "AUTHZ_ENCRYPTION_KEY"},
+	} {
+		for _, cmd := range [][]string{{"keys", "rotate"}, {"serve"}} {
+			env := append([]string{"AUTHZ_DATABASE_URL=" + dbURL, "AUTHZ_ADDR=127.0.0.1:0"}, tt.env...)
+			_, stderr, code := runBounded(t, env, append(cmd, tt.args...)...)
+			var line string
+			for _, l := range strings.Split(strings.TrimSpace(stderr), "\n") {
+				if strings.HasPrefix(l, "authz: ") {
+					line = l
+				}
+			}
+			if code != 1 || !strings.HasPrefix(line, tt.want) || !strings.Contains(line, "encryption key is not the one") ||
+				strings.Contains(line, tt.none) || strings.Contains(stderr, wrongEncryptionKey) {
+				t.Errorf("%s, key from %s: exit %d, stderr %q; want exit 1 and a line starting %q", strings.Join(cmd, " "), tt.name, code, stderr, tt.want)
+			}
+		}
+	}
+}

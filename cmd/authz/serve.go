@@ -63,7 +63,7 @@ func (e env) serve(args []string) error {
 	}
 	srv, err := provider.New(e.ctx, opts)
 	if err != nil {
-		return err
+		return cfg.keyError(err)
 	}
 	// Both listeners open before --dev prints anything: a banner saying
 	// "listening on" with a URL, above an "address already in use", sends
