@@ -95,7 +95,7 @@ func logAudit(ctx context.Context, log *slog.Logger, e store.AuditEvent) []slog.
 func auditEvent(ctx context.Context, e store.AuditEvent, now time.Time) store.AuditEvent {
 	e.Time = now
 	if ri := infoFrom(ctx); ri != nil {
-		e.RequestID, e.ClientIP = ri.id, ri.ip
+		e.RequestID, e.ClientIP = ri.id, ri.ip.String()
 	}
 	if e.Outcome == "" {
 		e.Outcome = "ok"

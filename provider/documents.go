@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -99,8 +98,7 @@ func (s *Server) lookupClient(ctx context.Context, id string) (store.Client, err
 		// counts against the client IP's registration limit, so nobody
 		// can fill the database by publishing documents.
 		if ri := infoFrom(ctx); ri != nil {
-			ip, _ := netip.ParseAddr(ri.ip)
-			if err := s.registrationAllowedFrom(ctx, ip); err != nil {
+			if err := s.registrationAllowedFrom(ctx, ri.ip); err != nil {
 				return store.Client{}, err
 			}
 		}

@@ -6,10 +6,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"time"
-
-	"github.com/gorilla/mux"
 )
 
 // Request ids, the access log and the HTTP metrics (README, "Operating
@@ -22,10 +21,10 @@ type requestInfoKey struct{}
 // the metrics. Only the request's own goroutine writes it.
 type requestInfo struct {
 	id       string
-	ip       string // the client IP (README, "Scaling out")
-	route    string // the route's pattern, never the raw path (bounded labels)
-	clientID string // set once the client is known
-	cause    string // why the request was answered 503
+	ip       netip.Addr // the client IP (README, "Scaling out"); formatted only where used
+	route    string     // the route's pattern, never the raw path (bounded labels)
+	clientID string     // set once the client is known
+	cause    string     // why the request was answered 503
 }
 
 func infoFrom(ctx context.Context) *requestInfo {
@@ -122,9 +121,13 @@ func (s *Server) observe(h http.Handler) http.Handler {
 		if !validRequestID(id) || !s.trustedPeer(r) {
 			id = s.newRequestID()
 		}
-		ri := &requestInfo{id: id, route: "unmatched", ip: s.clientIP(r).String()}
+		// One allocation for both: they live exactly as long as the request.
+		st := &struct {
+			info requestInfo
+			w    statusWriter
+		}{info: requestInfo{id: id, route: "unmatched", ip: s.clientIP(r)}, w: statusWriter{ResponseWriter: w}}
+		ri, sw := &st.info, &st.w
 		w.Header().Set(HeaderRequestID, id)
-		sw := &statusWriter{ResponseWriter: w}
 		r = r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, ri))
 		defer func() {
 			status := sw.status
@@ -155,16 +158,17 @@ func (s *Server) observe(h http.Handler) http.Handler {
 	})
 }
 
-// routeName is a gorilla/mux middleware recording the matched route's
-// pattern for the access log and the metrics.
-func routeName(h http.Handler) http.Handler {
+// routeName records the route's pattern for the access log and the
+// metrics. Handler wraps each route's handler once, at startup, with the
+// pattern the route is registered under: what mux.CurrentRoute's
+// GetPathTemplate returned per request, when this was a mux middleware
+// that gorilla/mux re-applied (one closure) on every request. As then, a
+// request that matches no route, or none for its method, stays
+// "unmatched".
+func routeName(pattern string, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if ri := infoFrom(r.Context()); ri != nil {
-			if rt := mux.CurrentRoute(r); rt != nil {
-				if tmpl, err := rt.GetPathTemplate(); err == nil {
-					ri.route = tmpl
-				}
-			}
+			ri.route = pattern
 		}
 		h.ServeHTTP(w, r)
 	})

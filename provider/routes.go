@@ -163,14 +163,14 @@ func (s *Server) buildMetadata() wellknown.OpenIDProviderMetadata {
 // Handler returns the HTTP handler serving every route of the table.
 func (s *Server) Handler() http.Handler {
 	r := mux.NewRouter()
-	r.Use(routeName)
 	table := s.routes()
 	for _, rt := range table {
 		h, methods := rt.handler, rt.methods
 		if rt.cors {
 			h, methods = cors(h), append(slices.Clone(methods), http.MethodOptions)
 		}
-		mr := r.Handle(s.muxPath(rt), h)
+		path := s.muxPath(rt)
+		mr := r.Handle(path, routeName(path, h))
 		if methods != nil {
 			mr.Methods(methods...)
 		}
@@ -178,7 +178,7 @@ func (s *Server) Handler() http.Handler {
 	if s.issuerPath != "" {
 		// The issuer URL itself, as the documents and the CLI print it
 		// (no final "/"), is what people open: lead it to the root page.
-		r.Handle(s.issuerPath, http.RedirectHandler(s.issuerPath+"/", http.StatusFound)).Methods(http.MethodGet, http.MethodHead)
+		r.Handle(s.issuerPath, routeName(s.issuerPath, http.RedirectHandler(s.issuerPath+"/", http.StatusFound))).Methods(http.MethodGet, http.MethodHead)
 	}
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		http.Error(w, "not found", http.StatusNotFound)
