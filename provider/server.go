@@ -2,6 +2,8 @@ package provider
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +12,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -61,10 +64,12 @@ type Server struct {
 	// background (revalidate.go).
 	revalidate *revalidator
 	clients    *clientCache
-	// successorKey derives refresh-token successors (successorSecret).
-	successorKey []byte
-	issuerPath   string // the issuer URL's path, "" for a bare host
-	secureCookie bool
+	// successorKey derives refresh-token successors (successorSecret);
+	// successorMACs keeps HMACs keyed with it for reuse.
+	successorKey  []byte
+	successorMACs sync.Pool
+	issuerPath    string // the issuer URL's path, "" for a bare host
+	secureCookie  bool
 	// csrfKey binds CSRF tokens to the browser's session (login.go).
 	csrfKey []byte
 	// crossOrigin refuses cross-origin browser POSTs to the HTML forms,
@@ -123,6 +128,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	// random per process with no configured key (memory store), as the key
 	// manager's is.
 	s.successorKey = deriveKey(s.keys.encKey, "authz refresh-token successor v1")
+	s.successorMACs.New = func() any { return hmac.New(sha256.New, s.successorKey) }
 	s.clients = newClientCache(s.lookupClient, opts.Now)
 	if s.upstreams, err = s.newUpstreams(); err != nil {
 		return nil, err

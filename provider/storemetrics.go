@@ -21,9 +21,14 @@ type timedStore struct {
 // storeFailure names a failed store call's kind, or "" when err is nil or
 // an answer about the data (a sentinel, or a callback's OAuth error).
 func storeFailure(err error) string {
+	if err == nil {
+		// Before errors.As, whose target would be allocated on every
+		// successful call.
+		return ""
+	}
 	var oe *oauth.Error
 	switch {
-	case err == nil, errors.As(err, &oe),
+	case errors.As(err, &oe),
 		errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrAlreadyExists),
 		errors.Is(err, store.ErrExpired), errors.Is(err, store.ErrGrantRevoked),
 		errors.Is(err, store.ErrCodeReused), errors.Is(err, store.ErrCodeSpent), errors.Is(err, store.ErrRefreshReused),

@@ -2,11 +2,12 @@ package provider
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"hash"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -101,12 +102,26 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// The header values of a response carrying credentials, shared by every
+// such response instead of a new slice per header per request: net/http
+// only reads them, and Header.Add or Set never write into one.
+var (
+	credentialContentType  = []string{"application/json;charset=UTF-8"}
+	credentialCacheControl = []string{"no-store"}
+	credentialPragma       = []string{"no-cache"}
+)
+
+// setCredentialHeaders sets what RFC 6749 §5.1 requires of a response
+// carrying credentials.
+func setCredentialHeaders(h http.Header) {
+	h["Content-Type"] = credentialContentType
+	h["Cache-Control"] = credentialCacheControl
+	h["Pragma"] = credentialPragma
+}
+
 // writeTokenJSON writes a response carrying credentials (RFC 6749 §5.1).
 func writeTokenJSON(w http.ResponseWriter, status int, v any) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json;charset=UTF-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Pragma", "no-cache")
+	setCredentialHeaders(w.Header())
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
@@ -331,8 +346,14 @@ func (s *Server) refresh(ctx context.Context, c store.Client, req *tokenRequest)
 		return nil, err
 	}
 	now := s.opts.Now()
-	var scopes, resources []string
-	var secret string
+	// What the rotation decided, in one variable: the callback shares it
+	// with this function, so it lives on the heap, once rather than per
+	// field.
+	var out struct {
+		scopes, resources []string
+		secret            string
+		hash              []byte
+	}
 	rot, err := s.store.RotateRefreshToken(ctx, tokens.Hash(req.refreshToken), now, s.opts.RefreshGrace,
 		func(old store.RefreshToken, g store.Grant) (store.RefreshToken, error) {
 			// Checked before anything is written: another client's token is
@@ -341,21 +362,22 @@ func (s *Server) refresh(ctx context.Context, c store.Client, req *tokenRequest)
 				return store.RefreshToken{}, oauth.New(oauth.CodeInvalidGrant, "the refresh token was issued to another client")
 			}
 			var err error
-			if scopes, err = s.narrowScopes(g.Scopes, req.scope, req.scopeSent); err != nil {
+			if out.scopes, err = s.narrowScopes(g.Scopes, req.scope, req.scopeSent); err != nil {
 				return store.RefreshToken{}, err
 			}
-			if resources, err = narrowResources(g.Resources, req.resources); err != nil {
+			if out.resources, err = narrowResources(g.Resources, req.resources); err != nil {
 				return store.RefreshToken{}, err
 			}
 			// One successor per token: derived from the presented secret,
 			// so a replay inside the grace window gets the same one.
-			secret = s.successorSecret(req.refreshToken)
+			out.secret = s.successorSecret(req.refreshToken)
+			out.hash = tokens.Hash(out.secret)
 			id, err := s.newID()
 			if err != nil {
 				return store.RefreshToken{}, err
 			}
 			return store.RefreshToken{
-				ID: id, Hash: tokens.Hash(secret), GrantID: g.ID, ClientID: c.ID, ParentID: old.ID,
+				ID: id, Hash: out.hash, GrantID: g.ID, ClientID: c.ID, ParentID: old.ID,
 				CreatedAt: now, ExpiresAt: minTime(now.Add(s.opts.RefreshIdleTTL), g.ExpiresAt),
 			}, nil
 		})
@@ -370,7 +392,7 @@ func (s *Server) refresh(ctx context.Context, c store.Client, req *tokenRequest)
 	case err != nil:
 		return nil, err
 	}
-	if !tokens.Equal(rot.New.Hash, tokens.Hash(secret)) {
+	if !tokens.Equal(rot.New.Hash, out.hash) {
 		return nil, errors.New("provider: the store answered with a successor that is not the derived one")
 	}
 	s.markUsed(ctx, c, now)
@@ -379,11 +401,11 @@ func (s *Server) refresh(ctx context.Context, c store.Client, req *tokenRequest)
 	} else {
 		s.metrics.refresh.WithLabelValues("rotated").Inc()
 	}
-	resp, err := s.completeTokenResponse(ctx, &tokenResponse{RefreshToken: secret}, rot.Grant.UserID, c.ID, rot.Grant.ID, scopes, resources, now)
+	resp, err := s.completeTokenResponse(ctx, &tokenResponse{RefreshToken: out.secret}, rot.Grant.UserID, c.ID, rot.Grant.ID, out.scopes, out.resources, now)
 	if err != nil {
 		return nil, err
 	}
-	return s.withIDToken(ctx, resp, c, rot.Grant.UserID, rot.Grant.ID, scopes, "", rot.Grant.AuthTime, now)
+	return s.withIDToken(ctx, resp, c, rot.Grant.UserID, rot.Grant.ID, out.scopes, "", rot.Grant.AuthTime, now)
 }
 
 // clientCredentials issues a token to a confidential client acting for
@@ -446,10 +468,16 @@ func (s *Server) completeTokenResponse(ctx context.Context, resp *tokenResponse,
 // one successor per refresh token). Every replica derives the same one, the
 // store keeps only its SHA-256, and without the key the successor of a
 // token cannot be computed from the token.
+//
+// The HMAC is reused from a pool: a new one per refresh allocates and
+// hashes the key's two pads every time; Reset restores the keyed state.
 func (s *Server) successorSecret(presented string) string {
-	m := hmac.New(sha256.New, s.successorKey)
-	m.Write([]byte(presented))
-	return tokens.PrefixRefreshToken + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+	m := s.successorMACs.Get().(hash.Hash)
+	defer s.successorMACs.Put(m)
+	m.Reset()
+	_, _ = io.WriteString(m, presented)
+	var sum [sha256.Size]byte
+	return tokens.PrefixRefreshToken + base64.RawURLEncoding.EncodeToString(m.Sum(sum[:0]))
 }
 
 // newRefreshToken makes a refresh token whose idle lifetime ends no later
