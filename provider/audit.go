@@ -25,6 +25,7 @@ const (
 	EventGrantCreated     = "grant.created"
 	EventGrantRevoked     = "grant.revoked"
 	EventCodeReplayed     = "code.replayed"
+	EventCodeRefused      = "code.refused"
 	EventRefreshReused    = "refresh.reused"
 	EventTokenRevoked     = "token.revoked"
 	EventClientRegistered = "client.registered"
@@ -40,7 +41,7 @@ const (
 var EventNames = []string{
 	EventLoginSucceeded, EventLoginFailed, EventLoginThrottled, EventLogout,
 	EventConsentGranted, EventConsentDenied, EventGrantCreated, EventGrantRevoked,
-	EventCodeReplayed, EventRefreshReused, EventTokenRevoked, EventClientRegistered,
+	EventCodeReplayed, EventCodeRefused, EventRefreshReused, EventTokenRevoked, EventClientRegistered,
 	EventClientUpdated, EventClientDeleted, EventKeyRotated, EventLockoutCleared, EventUserDeleted,
 }
 
@@ -146,6 +147,27 @@ func (s *Server) refreshReused(ctx context.Context, c store.Client, token string
 		s.audit(ctx, store.AuditEvent{Name: EventGrantRevoked, Actor: ActorSystem, Subject: g.UserID, ClientID: c.ID,
 			Details: map[string]string{"grant_id": g.ID, "reason": "reuse_detected"}})
 	}
+}
+
+// codeRefused reports a code exchange that failed one of its checks (r
+// says which), after the store spent the code and revoked its grant.
+//
+// WARN, as a replay is: a code presented by another client, to another
+// redirect_uri or without its verifier is what an attacker holding an
+// intercepted or injected code does (RFC 7636 §1, RFC 9700 §4.5), and
+// this line is the only trace of the attempt; a grant was also revoked,
+// which its user will notice. The log and the event carry the fixed
+// reason, never the code, the verifier or anything else the request sent.
+//
+// The event cannot grow the trail without bound: a code fails its checks
+// at most once (the same transaction deletes it; a retry is ErrCodeSpent,
+// which records nothing), so there is at most one per code issued, and
+// codes are issued only on a signed-in user's consent.
+func (s *Server) codeRefused(ctx context.Context, c store.Client, r *codeRefusal) {
+	s.log.WarnContext(ctx, "authorization code refused: it failed a check, so it is spent and its grant revoked",
+		"client_id", c.ID, "grant_id", r.grantID, "reason", r.reason)
+	s.audit(ctx, store.AuditEvent{Name: EventCodeRefused, Actor: ActorClient, Subject: r.userID, ClientID: c.ID, Outcome: "grant_revoked",
+		Details: map[string]string{"grant_id": r.grantID, "reason": r.reason}})
 }
 
 // loginAttempt records a sign-in attempt (event is login.succeeded or

@@ -256,27 +256,34 @@ func (s *Server) exchangeCode(ctx context.Context, c store.Client, req *tokenReq
 	// The grant.created event is stored by the same transaction (issue 13:
 	// no second round trip or commit), so it exists if and only if the
 	// grant does; its log line and metric follow once that has committed.
-	var resources []string
-	var events []store.AuditEvent
+	//
+	// What the redemption decided, in one variable: the callback shares it
+	// with this function, so it lives on the heap, once rather than per
+	// field.
+	var out struct {
+		resources []string
+		events    []store.AuditEvent
+		refusal   codeRefusal
+	}
 	resp := &tokenResponse{}
 	code, err := s.store.ConsumeAuthCode(ctx, tokens.Hash(req.code), now, func(code store.AuthCode) (store.Redemption, error) {
 		if code.ClientID != c.ID {
-			return store.Redemption{}, oauth.New(oauth.CodeInvalidGrant, "the authorization code was issued to another client")
+			return out.refusal.refuse(code, refusedClient, oauth.New(oauth.CodeInvalidGrant, "the authorization code was issued to another client"))
 		}
 		if !redirectMatchesCode(req.redirectURI, code.RedirectURI, c) {
-			return store.Redemption{}, oauth.New(oauth.CodeInvalidGrant, "redirect_uri does not match the authorization request")
+			return out.refusal.refuse(code, refusedRedirectURI, oauth.New(oauth.CodeInvalidGrant, "redirect_uri does not match the authorization request"))
 		}
 		if !pkce.VerifyS256(req.verifier, code.CodeChallenge) {
-			return store.Redemption{}, oauth.New(oauth.CodeInvalidGrant, "code_verifier does not match the code_challenge")
+			return out.refusal.refuse(code, refusedVerifier, oauth.New(oauth.CodeInvalidGrant, "code_verifier does not match the code_challenge"))
 		}
 		var err error
-		if resources, err = narrowResources(code.Resources, req.resources); err != nil {
-			return store.Redemption{}, err
+		if out.resources, err = narrowResources(code.Resources, req.resources); err != nil {
+			return out.refusal.refuse(code, refusedResource, err)
 		}
 		red := store.Redemption{Events: []store.AuditEvent{auditEvent(ctx, store.AuditEvent{
 			Name: EventGrantCreated, Actor: ActorUser, Subject: code.UserID, ClientID: c.ID,
 			Details: map[string]string{"grant_id": code.GrantID, "scope": strings.Join(code.Scopes, " ")}}, now)}}
-		events = red.Events
+		out.events = red.Events
 		if !allowedGrant(c, oauth.GrantRefreshToken) {
 			return red, nil
 		}
@@ -306,15 +313,55 @@ func (s *Server) exchangeCode(ctx context.Context, c store.Client, req *tokenReq
 		return nil, oauth.New(oauth.CodeInvalidGrant, "the authorization code has already been used")
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrExpired), errors.Is(err, store.ErrGrantRevoked):
 		return nil, oauth.New(oauth.CodeInvalidGrant, "the authorization code is invalid or expired")
+	case out.refusal.err != nil && errors.Is(err, out.refusal.err):
+		// The store returns the refusal itself only once the code's
+		// deletion and its grant's revocation have committed (a failed
+		// commit returns the commit's error, and nothing happened).
+		s.codeRefused(ctx, c, &out.refusal)
+		return nil, err
 	case err != nil:
-		return nil, err // redeem's own *oauth.Error, or the store's
+		return nil, err // the store's, or a failure inside redeem
 	}
 	s.markUsed(ctx, c, now)
-	s.audited(ctx, events)
-	if resp, err = s.completeTokenResponse(ctx, resp, code.UserID, c.ID, code.GrantID, code.Scopes, resources, now); err != nil {
+	s.audited(ctx, out.events)
+	if resp, err = s.completeTokenResponse(ctx, resp, code.UserID, c.ID, code.GrantID, code.Scopes, out.resources, now); err != nil {
 		return nil, err
 	}
 	return s.withIDToken(ctx, resp, c, code.UserID, code.GrantID, code.Scopes, code.Nonce, code.AuthTime, now)
+}
+
+// Why an authorization code was refused inside its redemption: the
+// reason logged and audited with code.refused. Fixed words, never anything
+// the request carried.
+const (
+	// RFC 6749 §4.1.3: a code issued to another client; someone else's
+	// code being tried (RFC 9700 §4.5, code injection).
+	refusedClient = "client"
+	// RFC 6749 §4.1.3, §10.6: not the redirect_uri the code was sent to.
+	refusedRedirectURI = "redirect_uri"
+	// RFC 7636 §4.6: the verifier does not hash to the code's challenge,
+	// the interception PKCE exists to stop (RFC 7636 §1, RFC 9700 §4.5).
+	refusedVerifier = "code_verifier"
+	// RFC 8707 §2.2: a resource the grant does not cover.
+	refusedResource = "resource"
+)
+
+// codeRefusal is what exchangeCode's redeem callback remembers of a code
+// that failed a check: the store then spends the code and revokes its
+// grant, and returns only the error, so the grant and its user come from
+// here.
+type codeRefusal struct {
+	reason, grantID, userID string
+	// err is the error the callback returned; the store returns it (and
+	// nothing else) once the revocation has committed.
+	err error
+}
+
+// refuse records why code was refused and returns err for the callback to
+// return.
+func (r *codeRefusal) refuse(code store.AuthCode, reason string, err error) (store.Redemption, error) {
+	*r = codeRefusal{reason: reason, grantID: code.GrantID, userID: code.UserID, err: err}
+	return store.Redemption{}, err
 }
 
 // withIDToken adds the ID token when openid was granted. A refresh passes
