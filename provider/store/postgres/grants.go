@@ -13,11 +13,19 @@ import (
 
 const grantCols = `id, client_id, user_id, scopes, resources, code_hash, created_at, expires_at, last_used_at, revoked_at, auth_time`
 
-func scanGrant(row pgx.Row) (store.Grant, error) {
+// scanGrant reads a row of grantCols.
+func scanGrant(row pgx.Row) (store.Grant, error) { return scanRow(row, decodeGrant, scanGrantPgx) }
+
+func decodeGrant(r *binRow) store.Grant {
+	return store.Grant{ID: r.text(), ClientID: r.text(), UserID: r.text(), Scopes: r.texts(), Resources: r.texts(), CodeHash: r.bytes(),
+		CreatedAt: r.time(), ExpiresAt: r.time(), LastUsedAt: r.nullTime(), RevokedAt: r.nullTime(), AuthTime: r.nullTime()}
+}
+
+func scanGrantPgx(rows pgx.Rows) (store.Grant, error) {
 	var g store.Grant
 	var used, revoked, authTime *time.Time
-	if err := row.Scan(&g.ID, &g.ClientID, &g.UserID, &g.Scopes, &g.Resources, &g.CodeHash, &g.CreatedAt, &g.ExpiresAt, &used, &revoked, &authTime); err != nil {
-		return store.Grant{}, wrap(err)
+	if err := rows.Scan(&g.ID, &g.ClientID, &g.UserID, &g.Scopes, &g.Resources, &g.CodeHash, &g.CreatedAt, &g.ExpiresAt, &used, &revoked, &authTime); err != nil {
+		return store.Grant{}, err
 	}
 	g.CreatedAt, g.ExpiresAt, g.LastUsedAt, g.RevokedAt = g.CreatedAt.UTC(), g.ExpiresAt.UTC(), fromNull(used), fromNull(revoked)
 	g.AuthTime = fromNull(authTime)
@@ -26,11 +34,19 @@ func scanGrant(row pgx.Row) (store.Grant, error) {
 
 const codeCols = `hash, client_id, user_id, grant_id, redirect_uri, code_challenge, scopes, resources, created_at, expires_at, nonce, auth_time`
 
-func scanCode(row pgx.Row) (store.AuthCode, error) {
+// scanCode reads a row of codeCols.
+func scanCode(row pgx.Row) (store.AuthCode, error) { return scanRow(row, decodeCode, scanCodePgx) }
+
+func decodeCode(r *binRow) store.AuthCode {
+	return store.AuthCode{Hash: r.bytes(), ClientID: r.text(), UserID: r.text(), GrantID: r.text(), RedirectURI: r.text(), CodeChallenge: r.text(),
+		Scopes: r.texts(), Resources: r.texts(), CreatedAt: r.time(), ExpiresAt: r.time(), Nonce: r.text(), AuthTime: r.nullTime()}
+}
+
+func scanCodePgx(rows pgx.Rows) (store.AuthCode, error) {
 	var c store.AuthCode
 	var authTime *time.Time
-	if err := row.Scan(&c.Hash, &c.ClientID, &c.UserID, &c.GrantID, &c.RedirectURI, &c.CodeChallenge, &c.Scopes, &c.Resources, &c.CreatedAt, &c.ExpiresAt, &c.Nonce, &authTime); err != nil {
-		return store.AuthCode{}, wrap(err)
+	if err := rows.Scan(&c.Hash, &c.ClientID, &c.UserID, &c.GrantID, &c.RedirectURI, &c.CodeChallenge, &c.Scopes, &c.Resources, &c.CreatedAt, &c.ExpiresAt, &c.Nonce, &authTime); err != nil {
+		return store.AuthCode{}, err
 	}
 	c.CreatedAt, c.ExpiresAt, c.AuthTime = c.CreatedAt.UTC(), c.ExpiresAt.UTC(), fromNull(authTime)
 	return c, nil
@@ -123,14 +139,24 @@ func (s *Store) RevokeUserGrant(ctx context.Context, userID, id string, now time
 
 const refreshCols = `hash, id, grant_id, client_id, parent_id, created_at, expires_at, rotated_at`
 
+// scanRefresh reads a row of refreshCols.
 func scanRefresh(row pgx.Row) (store.RefreshToken, error) {
-	var r store.RefreshToken
+	return scanRow(row, decodeRefresh, scanRefreshPgx)
+}
+
+func decodeRefresh(r *binRow) store.RefreshToken {
+	return store.RefreshToken{Hash: r.bytes(), ID: r.text(), GrantID: r.text(), ClientID: r.text(), ParentID: r.text(),
+		CreatedAt: r.time(), ExpiresAt: r.time(), RotatedAt: r.nullTime()}
+}
+
+func scanRefreshPgx(rows pgx.Rows) (store.RefreshToken, error) {
+	var t store.RefreshToken
 	var rotated *time.Time
-	if err := row.Scan(&r.Hash, &r.ID, &r.GrantID, &r.ClientID, &r.ParentID, &r.CreatedAt, &r.ExpiresAt, &rotated); err != nil {
-		return store.RefreshToken{}, wrap(err)
+	if err := rows.Scan(&t.Hash, &t.ID, &t.GrantID, &t.ClientID, &t.ParentID, &t.CreatedAt, &t.ExpiresAt, &rotated); err != nil {
+		return store.RefreshToken{}, err
 	}
-	r.CreatedAt, r.ExpiresAt, r.RotatedAt = r.CreatedAt.UTC(), r.ExpiresAt.UTC(), fromNull(rotated)
-	return r, nil
+	t.CreatedAt, t.ExpiresAt, t.RotatedAt = t.CreatedAt.UTC(), t.ExpiresAt.UTC(), fromNull(rotated)
+	return t, nil
 }
 
 func (s *Store) GetRefreshToken(ctx context.Context, hash []byte) (store.RefreshToken, store.Grant, error) {
