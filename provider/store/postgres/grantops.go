@@ -85,6 +85,18 @@ type grantOp struct {
 	c    *pgxpool.Conn
 	xid  string // the transaction's id, from round trip 1
 	done bool   // the transaction has ended (committed or rolled back)
+
+	// Each round trip's batch is built in b, its queue backed by q, so
+	// that neither is allocated per round trip: round trip 1 has ended
+	// before round trip 2 is built.
+	b pgx.Batch
+	q [6]*pgx.QueuedQuery
+}
+
+// batch is op's empty batch for the next round trip.
+func (op *grantOp) batch() *pgx.Batch {
+	op.b.QueuedQueries = op.q[:0]
+	return &op.b
 }
 
 // begin acquires a connection and sends round trip 1: BEGIN, then lock
@@ -95,7 +107,7 @@ func (s *Store) begin(ctx context.Context, lock func(b *pgx.Batch)) (*grantOp, e
 		return nil, wrap(err)
 	}
 	op := &grantOp{s: s, c: c}
-	b := &pgx.Batch{}
+	b := op.batch()
 	b.Queue(SQLBegin)
 	lock(b)
 	b.Queue(SQLXactID).QueryRow(func(row pgx.Row) error { return row.Scan(&op.xid) })
@@ -229,7 +241,7 @@ func (s *Store) ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time,
 	defer op.release(ctx)
 
 	outcome, derr := store.DecideRedemption(code, g, now)
-	b := &pgx.Batch{}
+	b := op.batch()
 	switch outcome {
 	case store.RedeemReplay:
 		b.Queue(SQLRevokeGrant, g.ID, now)
@@ -307,7 +319,7 @@ func (s *Store) RotateRefreshToken(ctx context.Context, hash []byte, now time.Ti
 
 	outcome, derr := store.DecideRotation(old, g, now, grace)
 	if errors.Is(derr, store.ErrRefreshReused) {
-		b := &pgx.Batch{}
+		b := op.batch()
 		b.Queue(SQLRevokeGrant, g.ID, now)
 		return store.Rotation{}, cmp(op.commit(ctx, g.ID, b), derr)
 	}
@@ -323,7 +335,7 @@ func (s *Store) RotateRefreshToken(ctx context.Context, hash []byte, now time.Ti
 	}
 	succ.CreatedAt, succ.ExpiresAt, succ.RotatedAt = ts(succ.CreatedAt), ts(succ.ExpiresAt), fromNull(nil)
 
-	b := &pgx.Batch{}
+	b := op.batch()
 	var stored *store.RefreshToken
 	if outcome == store.RotateWin {
 		b.Queue(SQLMarkRotated, hash, now)
