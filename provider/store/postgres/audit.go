@@ -30,7 +30,7 @@ func AuditEventArgs(e store.AuditEvent) ([]any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: audit details: %w", err)
 	}
-	return []any{ts(e.Time), e.Name, e.Actor, e.Subject, e.ClientID, e.ClientIP, e.RequestID, e.Outcome, doc}, nil
+	return []any{tsArg(e.Time), e.Name, e.Actor, e.Subject, e.ClientID, e.ClientIP, e.RequestID, e.Outcome, doc}, nil
 }
 
 func (s *Store) AppendAuditEvent(ctx context.Context, e store.AuditEvent) error {

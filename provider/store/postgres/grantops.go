@@ -76,7 +76,7 @@ const commitCheckTimeout = 2 * time.Second
 
 // RefreshArgs are SQLInsertRefresh's arguments for r.
 func RefreshArgs(r store.RefreshToken) []any {
-	return []any{r.Hash, r.ID, r.GrantID, r.ClientID, r.ParentID, ts(r.CreatedAt), ts(r.ExpiresAt), nullTS(r.RotatedAt)}
+	return []any{r.Hash, r.ID, r.GrantID, r.ClientID, r.ParentID, tsArg(r.CreatedAt), tsArg(r.ExpiresAt), nullTSArg(r.RotatedAt)}
 }
 
 // grantOp is one two-round-trip grant operation on one connection.
@@ -244,7 +244,7 @@ func (s *Store) ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time,
 	b := op.batch()
 	switch outcome {
 	case store.RedeemReplay:
-		b.Queue(SQLRevokeGrant, g.ID, now)
+		b.Queue(SQLRevokeGrant, g.ID, tsArg(now))
 		if err := op.commit(ctx, g.ID, b); err != nil {
 			return store.AuthCode{}, err
 		}
@@ -266,11 +266,11 @@ func (s *Store) ConsumeAuthCode(ctx context.Context, hash []byte, now time.Time,
 	if redeem != nil {
 		if red, err = redeem(*code); err != nil {
 			// A code that fails its checks is spent, and so is its grant.
-			b.Queue(SQLRevokeGrant, g.ID, now)
+			b.Queue(SQLRevokeGrant, g.ID, tsArg(now))
 			return store.AuthCode{}, cmp(op.commit(ctx, g.ID, b), err)
 		}
 	}
-	b.Queue(SQLTouchGrant, g.ID, now)
+	b.Queue(SQLTouchGrant, g.ID, tsArg(now))
 	if red.Refresh != nil {
 		b.Queue(SQLInsertRefresh, RefreshArgs(*red.Refresh)...)
 	}
@@ -320,7 +320,7 @@ func (s *Store) RotateRefreshToken(ctx context.Context, hash []byte, now time.Ti
 	outcome, derr := store.DecideRotation(old, g, now, grace)
 	if errors.Is(derr, store.ErrRefreshReused) {
 		b := op.batch()
-		b.Queue(SQLRevokeGrant, g.ID, now)
+		b.Queue(SQLRevokeGrant, g.ID, tsArg(now))
 		return store.Rotation{}, cmp(op.commit(ctx, g.ID, b), derr)
 	}
 	if derr != nil {
@@ -338,7 +338,7 @@ func (s *Store) RotateRefreshToken(ctx context.Context, hash []byte, now time.Ti
 	b := op.batch()
 	var stored *store.RefreshToken
 	if outcome == store.RotateWin {
-		b.Queue(SQLMarkRotated, hash, now)
+		b.Queue(SQLMarkRotated, hash, tsArg(now))
 		b.Queue(SQLInsertRefresh, RefreshArgs(succ)...)
 		stored = &succ
 	} else {
@@ -349,7 +349,7 @@ func (s *Store) RotateRefreshToken(ctx context.Context, hash []byte, now time.Ti
 	}
 	grant := *g
 	if store.TouchDue(grant.LastUsedAt, now) {
-		b.Queue(SQLTouchGrant, grant.ID, now)
+		b.Queue(SQLTouchGrant, grant.ID, tsArg(now))
 		grant.LastUsedAt = now
 	}
 	if err := op.commit(ctx, grant.ID, b); err != nil {

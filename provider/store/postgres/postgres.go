@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/authzd/authz/provider/store"
@@ -139,6 +140,20 @@ func nullTS(t time.Time) any {
 		return nil
 	}
 	return ts(t)
+}
+
+// tsArg is t, as ts makes it, for a statement's arguments. pgx encodes a
+// pgtype.Timestamptz as it is; a time.Time it first boxes once more in a
+// wrapper of its own, an allocation per timestamp per statement on the
+// grant operations' hot path (issue 13).
+func tsArg(t time.Time) pgtype.Timestamptz { return pgtype.Timestamptz{Time: ts(t), Valid: true} }
+
+// nullTSArg is nullTS as tsArg encodes it: the zero time is NULL.
+func nullTSArg(t time.Time) pgtype.Timestamptz {
+	if t.IsZero() {
+		return pgtype.Timestamptz{}
+	}
+	return tsArg(t)
 }
 
 // fromNull maps NULL back to the zero time and anything else to UTC.
