@@ -251,6 +251,16 @@ func (w *deadlineStore) ListSigningKeys(ctx context.Context) ([]SigningKey, erro
 	return get(w, ctx, w.s.ListSigningKeys)
 }
 
+func (w *deadlineStore) ResealSigningKey(ctx context.Context, id string, old, sealed []byte) (bool, error) {
+	var ok bool
+	err := w.do(ctx, func(ctx context.Context) error {
+		var err error
+		ok, err = w.s.ResealSigningKey(ctx, id, old, sealed)
+		return err
+	})
+	return ok, err
+}
+
 func (w *deadlineStore) DeleteSigningKeysRetiredBefore(ctx context.Context, t time.Time) error {
 	return w.do(ctx, func(ctx context.Context) error { return w.s.DeleteSigningKeysRetiredBefore(ctx, t) })
 }

@@ -586,6 +586,14 @@ type Store interface {
 	// DeleteSigningKeysRetiredBefore removes keys (of any purpose) retired
 	// before t.
 	DeleteSigningKeysRetiredBefore(ctx context.Context, t time.Time) error
+	// ResealSigningKey replaces key id's EncryptedPrivateKey with sealed if,
+	// and only if, it is still old (compare-and-swap): `authz keys
+	// reencrypt` re-seals under a new encryption key, and two runs at once,
+	// or a rotation or the janitor meanwhile, must not lose a key or undo
+	// another's change. Nothing else about the key changes. It reports
+	// whether it replaced it: false (and no error) when the key is gone or
+	// its ciphertext is no longer old.
+	ResealSigningKey(ctx context.Context, id string, old, sealed []byte) (bool, error)
 
 	// Sessions.
 	CreateSession(ctx context.Context, s Session) error

@@ -789,6 +789,18 @@ func (s *Store) RotateSigningKey(_ context.Context, k store.SigningKey) error {
 	return nil
 }
 
+func (s *Store) ResealSigningKey(_ context.Context, id string, old, sealed []byte) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k, ok := s.keys[id]
+	if !ok || !bytes.Equal(k.EncryptedPrivateKey, old) {
+		return false, nil
+	}
+	k.EncryptedPrivateKey = bytes.Clone(sealed)
+	s.keys[id] = k
+	return true, nil
+}
+
 func (s *Store) CreateFirstSigningKey(_ context.Context, k store.SigningKey) error {
 	k = cloneKey(k)
 	k.RetiredAt = time.Time{}

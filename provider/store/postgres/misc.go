@@ -195,6 +195,16 @@ func scanSigningKey(row pgx.Row) (store.SigningKey, error) {
 	return k, nil
 }
 
+// ResealSigningKey is one conditional UPDATE: the comparison with old and
+// the write are atomic, so no lock is needed.
+func (s *Store) ResealSigningKey(ctx context.Context, id string, old, sealed []byte) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE signing_keys SET encrypted_private_key = $3 WHERE id = $1 AND encrypted_private_key = $2`, id, old, sealed)
+	if err != nil {
+		return false, wrap(err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
 func (s *Store) DeleteSigningKeysRetiredBefore(ctx context.Context, t time.Time) error {
 	_, err := s.pool.Exec(ctx, `DELETE FROM signing_keys WHERE retired_at IS NOT NULL AND retired_at < $1`, ts(t))
 	return wrap(err)

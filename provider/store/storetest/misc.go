@@ -300,6 +300,79 @@ func testFirstSigningKey(t *testing.T, newStore factory) {
 	}
 }
 
+// testResealSigningKey: re-sealing a key is a compare-and-swap on its old
+// ciphertext. It changes only that key's ciphertext; a stale old, a missing
+// key, or the loser of a race changes nothing; racers re-sealing one key at
+// once leave exactly one winner's ciphertext.
+func testResealSigningKey(t *testing.T, newStore factory) {
+	e := newEnv(t, newStore)
+	key := func(id string, created time.Time) store.SigningKey {
+		return store.SigningKey{
+			ID: id, Algorithm: "ES256", PublicJWK: []byte(`{"kty":"EC","kid":"` + id + `"}`),
+			EncryptedPrivateKey: randomHash(), CreatedAt: created,
+		}
+	}
+	k1, k2 := key("k1", base), key("k2", at(time.Hour))
+	e.must(e.s.RotateSigningKey(e.ctx, k1), "RotateSigningKey k1")
+	e.must(e.s.RotateSigningKey(e.ctx, k2), "RotateSigningKey k2")
+	k1.RetiredAt = k2.CreatedAt
+	list := func(what string, want ...store.SigningKey) {
+		t.Helper()
+		got, err := e.s.ListSigningKeys(e.ctx)
+		e.must(err, "ListSigningKeys")
+		equal(t, what, got, want, canonKeys)
+	}
+	sealed := randomHash()
+	ok, err := e.s.ResealSigningKey(e.ctx, "k1", k1.EncryptedPrivateKey, sealed)
+	e.must(err, "ResealSigningKey k1")
+	if !ok {
+		t.Fatal("ResealSigningKey with the current ciphertext did not replace it")
+	}
+	k1.EncryptedPrivateKey = sealed
+	list("k1 re-sealed, k2 and every other field untouched", k2, k1)
+
+	for _, c := range []struct {
+		what, id string
+		old      []byte
+	}{{"a stale ciphertext", "k2", randomHash()}, {"an unknown key", "k9", k2.EncryptedPrivateKey}} {
+		ok, err := e.s.ResealSigningKey(e.ctx, c.id, c.old, randomHash())
+		e.must(err, "ResealSigningKey with "+c.what)
+		if ok {
+			t.Fatalf("ResealSigningKey with %s reported a change", c.what)
+		}
+		list("nothing changed by "+c.what, k2, k1)
+	}
+
+	// Racing runs each propose their own ciphertext for k2: one wins.
+	proposals := make([][]byte, racers)
+	for i := range proposals {
+		proposals[i] = randomHash()
+	}
+	won := make([]bool, racers)
+	errs := race(func(i int) error {
+		var err error
+		won[i], err = e.s.ResealSigningKey(e.ctx, "k2", k2.EncryptedPrivateKey, proposals[i])
+		return err
+	})
+	if n, other := count(errs); n["ok"] != racers {
+		t.Fatalf("racing ResealSigningKey: %v (%v)", n, other)
+	}
+	winner := -1
+	for i, w := range won {
+		if w {
+			if winner >= 0 {
+				t.Fatalf("racers %d and %d both replaced k2's ciphertext", winner, i)
+			}
+			winner = i
+		}
+	}
+	if winner < 0 {
+		t.Fatal("no racer replaced k2's ciphertext")
+	}
+	k2.EncryptedPrivateKey = proposals[winner]
+	list("k2 holds the winner's ciphertext", k2, k1)
+}
+
 // raceFirstKey has racers goroutines create the first key of purpose at
 // once: exactly one may succeed, every other gets ErrAlreadyExists.
 func raceFirstKey(t *testing.T, e *env, purpose, alg string) {

@@ -59,6 +59,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"MetadataDocumentClients", testMetadataDocumentClients},
 		{"SigningKeys", testSigningKeys},
 		{"FirstSigningKey", testFirstSigningKey},
+		{"ResealSigningKey", testResealSigningKey},
 		{"SigningKeyPurposes", testSigningKeyPurposes},
 		{"FirstIDTokenKey", testFirstIDTokenKey},
 		{"Sessions", testSessions},
