@@ -32,6 +32,10 @@ import (
 type keyManager struct {
 	store  store.Store
 	encKey []byte
+	// prevKeys are the encryption keys encKey replaced
+	// (Options.PreviousEncryptionKeys): signing keys sealed under one of
+	// them still open, until `authz keys reencrypt` re-seals them.
+	prevKeys [][]byte
 	now    func() time.Time
 	rand   io.Reader
 	every  time.Duration
@@ -55,6 +59,9 @@ type keyState struct {
 	jwks      []byte         // every published key, access and ID tokens
 	keySet    *tokens.KeySet // published access-token keys
 	idKeySet  *tokens.KeySet // published ID-token keys
+	// underPrevious counts the keys in use that only a previous
+	// encryption key opened.
+	underPrevious int
 }
 
 // timed is a key that signs from its activation on, until a newer key of
@@ -118,7 +125,7 @@ func newKeyManager(ctx context.Context, o Options) (*keyManager, error) {
 		}
 	}
 	km := &keyManager{
-		store: o.Store, encKey: encKey, now: o.Now, rand: o.Rand,
+		store: o.Store, encKey: encKey, prevKeys: o.PreviousEncryptionKeys, now: o.Now, rand: o.Rand,
 		every: o.KeyRefreshInterval, tokenTTL: o.AccessTokenTTL, log: o.Logger,
 	}
 	keys, err := km.store.ListSigningKeys(ctx)
@@ -142,7 +149,73 @@ func newKeyManager(ctx context.Context, o Options) (*keyManager, error) {
 		return nil, err
 	}
 	km.cur.Store(st)
+	if st.underPrevious > 0 {
+		km.log.Warn("signing keys are sealed under a previous encryption key; run `authz keys reencrypt` before dropping it",
+			"keys", st.underPrevious)
+	}
 	return km, nil
+}
+
+// openSigningKey decrypts k's private half with encKey, else with each of
+// previous in turn (AES-GCM authenticates, so a wrong key fails rather
+// than yielding garbage). previous reports that one of them opened it.
+func openSigningKey(k store.SigningKey, encKey []byte, prevKeys [][]byte) (priv tokens.Key, previous bool, err error) {
+	priv, err = tokens.DecryptPrivateKey(k.ID, k.Algorithm, k.EncryptedPrivateKey, encKey)
+	if err == nil {
+		return priv, false, nil
+	}
+	for _, p := range prevKeys {
+		if priv, perr := tokens.DecryptPrivateKey(k.ID, k.Algorithm, k.EncryptedPrivateKey, p); perr == nil {
+			return priv, true, nil
+		}
+	}
+	return priv, false, err
+}
+
+// ReencryptSigningKeys re-seals under encKey every stored signing key that
+// one of prevKeys sealed, so that those keys can be dropped (`authz keys
+// reencrypt`). It refuses, before changing anything, when some key opens
+// under none of them. Each key is replaced by compare-and-swap on the
+// ciphertext it read: a concurrent run, rotation or janitor sweep loses
+// nothing, and a key someone else changed meanwhile is left to them. It
+// returns how many keys it re-sealed.
+func ReencryptSigningKeys(ctx context.Context, st store.Store, encKey []byte, prevKeys [][]byte, r io.Reader) (int, error) {
+	if r == nil {
+		r = rand.Reader
+	}
+	keys, err := st.ListSigningKeys(ctx)
+	if err != nil {
+		return 0, err
+	}
+	type reseal struct {
+		k    store.SigningKey
+		priv tokens.Key
+	}
+	var todo []reseal
+	for _, k := range keys {
+		priv, previous, err := openSigningKey(k, encKey, prevKeys)
+		if err != nil {
+			return 0, fmt.Errorf("refusing to re-encrypt: signing key %s (%s) cannot be decrypted with the current or any previous key: %w", k.ID, k.KeyPurpose(), ErrWrongEncryptionKey)
+		}
+		if previous {
+			todo = append(todo, reseal{k, priv})
+		}
+	}
+	n := 0
+	for _, t := range todo {
+		sealed, err := tokens.EncryptPrivateKey(t.priv, encKey, r)
+		if err != nil {
+			return n, err
+		}
+		ok, err := st.ResealSigningKey(ctx, t.k.ID, t.k.EncryptedPrivateKey, sealed)
+		if err != nil {
+			return n, err
+		}
+		if ok {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // newSigningKey generates a key for purpose and seals its private half
@@ -193,7 +266,10 @@ func newSigningKey(encKey []byte, purpose, alg string, now, activatesAt time.Tim
 // Each key is its own store operation; should one fail, the keys already
 // rotated stay rotated and running the command again is safe (a key
 // rotated twice merely signs for no time).
-func RotateSigningKeys(ctx context.Context, st store.Store, encKey []byte, alg string, now, activatesAt time.Time, r io.Reader) ([]store.SigningKey, error) {
+//
+// Keys sealed under one of previous (the encryption keys encKey replaced)
+// count as decryptable: the servers open them too.
+func RotateSigningKeys(ctx context.Context, st store.Store, encKey []byte, alg string, now, activatesAt time.Time, r io.Reader, previous ...[]byte) ([]store.SigningKey, error) {
 	keys, err := st.ListSigningKeys(ctx)
 	if err != nil {
 		return nil, err
@@ -207,7 +283,7 @@ func RotateSigningKeys(ctx context.Context, st store.Store, encKey []byte, alg s
 		if !now.Before(k.Activation()) {
 			signing[k.KeyPurpose()] = true
 		}
-		if _, err := tokens.DecryptPrivateKey(k.ID, k.Algorithm, k.EncryptedPrivateKey, encKey); err != nil {
+		if _, _, err := openSigningKey(k, encKey, previous); err != nil {
 			return nil, fmt.Errorf("refusing to rotate: signing key %s (%s) cannot be decrypted: %w (not the one the servers use)", k.ID, k.KeyPurpose(), ErrWrongEncryptionKey)
 		}
 		if a, ok := store.IDTokenAlgorithm(k.KeyPurpose()); ok {
@@ -277,9 +353,12 @@ func (km *keyManager) load(ctx context.Context) (*keyState, error) {
 			continue // not ours to use (a newer version's purpose)
 		}
 		if keyInUse(k, now) {
-			priv, err := tokens.DecryptPrivateKey(k.ID, k.Algorithm, k.EncryptedPrivateKey, km.encKey)
+			priv, previous, err := openSigningKey(k, km.encKey, km.prevKeys)
 			if err != nil {
 				return nil, fmt.Errorf("cannot decrypt signing key %s: %w: %v", k.ID, ErrWrongEncryptionKey, err)
+			}
+			if previous {
+				st.underPrevious++
 			}
 			if isID {
 				signer, err := tokens.NewIDTokenSigner(priv)

@@ -96,8 +96,19 @@ func (s *Server) csrfBinding(r *http.Request) string {
 	return ""
 }
 
+// The labels of the keys derived from the encryption key.
+const (
+	labelCSRF      = "authz csrf v1"
+	labelSuccessor = "authz refresh-token successor v1"
+	labelUpstream  = "authz upstream sign-in cookie v1"
+)
+
 func (s *Server) csrfFor(binding string) string {
-	m := hmac.New(sha256.New, s.csrfKey)
+	return csrfUnder(s.csrfKey, binding)
+}
+
+func csrfUnder(key []byte, binding string) string {
+	m := hmac.New(sha256.New, key)
 	m.Write([]byte(binding))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
@@ -113,7 +124,15 @@ func (s *Server) checkCSRF(r *http.Request, form url.Values) bool {
 	if b == "" {
 		return false
 	}
-	return subtle.ConstantTimeCompare([]byte(form.Get(csrfField)), []byte(s.csrfFor(b))) == 1
+	sent := []byte(form.Get(csrfField))
+	ok := subtle.ConstantTimeCompare(sent, []byte(s.csrfFor(b)))
+	// A form served before the encryption key changed carries a token
+	// made under a previous key. Every key is tried, whichever matches,
+	// so the time taken does not say which one did.
+	for _, k := range s.prevCSRFKeys {
+		ok |= subtle.ConstantTimeCompare(sent, []byte(csrfUnder(k, b)))
+	}
+	return ok == 1
 }
 
 // currentUser returns the signed-in user, or ok=false when there is none.

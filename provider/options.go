@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/x509"
 	"fmt"
@@ -55,6 +56,12 @@ type Options struct {
 	// random key is made, so keys do not survive a restart (memory store only;
 	// cmd/authz requires a key with Postgres).
 	EncryptionKey []byte
+	// PreviousEncryptionKeys (32 bytes each) are keys EncryptionKey
+	// replaced: they only open what they sealed or made before (signing
+	// keys, CSRF tokens, upstream sign-in cookies, refresh-token
+	// successors within the grace window); everything new is sealed and
+	// signed with EncryptionKey. See README "Rotating the encryption key".
+	PreviousEncryptionKeys [][]byte
 	// SigningAlgorithm is "ES256" (default) or "EdDSA".
 	SigningAlgorithm string
 
@@ -267,6 +274,17 @@ func (o *Options) setDefaults() error {
 	iss, err := ParseIssuer(o.Issuer)
 	if err != nil {
 		return &OptionError{Option: "Issuer", Err: err}
+	}
+	if len(o.PreviousEncryptionKeys) > 0 && o.EncryptionKey == nil {
+		return optErr("PreviousEncryptionKeys", "previous encryption keys need a current EncryptionKey")
+	}
+	for i, k := range o.PreviousEncryptionKeys {
+		if len(k) != 32 {
+			return optErr("PreviousEncryptionKeys", "key %d is %d bytes, not 32", i+1, len(k))
+		}
+		if bytes.Equal(k, o.EncryptionKey) {
+			return optErr("PreviousEncryptionKeys", "key %d is the current encryption key", i+1)
+		}
 	}
 	o.Issuer = iss
 	if len(o.Resources) == 0 {

@@ -70,8 +70,14 @@ type Server struct {
 	successorMACs sync.Pool
 	issuerPath    string // the issuer URL's path, "" for a bare host
 	secureCookie  bool
-	// csrfKey binds CSRF tokens to the browser's session (login.go).
-	csrfKey []byte
+	// csrfKey binds CSRF tokens to the browser's session (login.go);
+	// prevCSRFKeys, derived from the previous encryption keys, still
+	// verify tokens issued before the key changed.
+	csrfKey      []byte
+	prevCSRFKeys [][]byte
+	// prevSuccessorKeys derive the successors a previous encryption key
+	// made, for grace replays across a key change (token.go).
+	prevSuccessorKeys [][]byte
 	// crossOrigin refuses cross-origin browser POSTs to the HTML forms,
 	// in addition to SameSite cookies and the CSRF token.
 	crossOrigin *http.CrossOriginProtection
@@ -123,11 +129,15 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if s.keys, err = newKeyManager(ctx, opts); err != nil {
 		return nil, err
 	}
-	s.csrfKey = deriveKey(s.keys.encKey, "authz csrf v1")
+	s.csrfKey = deriveKey(s.keys.encKey, labelCSRF)
+	for _, k := range s.keys.prevKeys {
+		s.prevCSRFKeys = append(s.prevCSRFKeys, deriveKey(k, labelCSRF))
+		s.prevSuccessorKeys = append(s.prevSuccessorKeys, deriveKey(k, labelSuccessor))
+	}
 	// Refresh-token successors (successorSecret), under their own subkey;
 	// random per process with no configured key (memory store), as the key
 	// manager's is.
-	s.successorKey = deriveKey(s.keys.encKey, "authz refresh-token successor v1")
+	s.successorKey = deriveKey(s.keys.encKey, labelSuccessor)
 	s.successorMACs.New = func() any { return hmac.New(sha256.New, s.successorKey) }
 	s.clients = newClientCache(s.lookupClient, opts.Now)
 	if s.upstreams, err = s.newUpstreams(); err != nil {

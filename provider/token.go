@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -400,34 +401,56 @@ func (s *Server) refresh(ctx context.Context, c store.Client, req *tokenRequest)
 		scopes, resources []string
 		secret            string
 		hash              []byte
+		// successorKey, when set, derives the successor instead of the
+		// current key: the previous key the first rotation used
+		// (graceSuccessorKey). parent is the presented token's ID.
+		successorKey []byte
+		parent       string
 	}
-	rot, err := s.store.RotateRefreshToken(ctx, tokens.Hash(req.refreshToken), now, s.opts.RefreshGrace,
-		func(old store.RefreshToken, g store.Grant) (store.RefreshToken, error) {
-			// Checked before anything is written: another client's token is
-			// neither rotated nor counted as reuse.
-			if old.ClientID != c.ID {
-				return store.RefreshToken{}, oauth.New(oauth.CodeInvalidGrant, "the refresh token was issued to another client")
-			}
-			var err error
-			if out.scopes, err = s.narrowScopes(g.Scopes, req.scope, req.scopeSent); err != nil {
-				return store.RefreshToken{}, err
-			}
-			if out.resources, err = narrowResources(g.Resources, req.resources); err != nil {
-				return store.RefreshToken{}, err
-			}
-			// One successor per token: derived from the presented secret,
-			// so a replay inside the grace window gets the same one.
+	next := func(old store.RefreshToken, g store.Grant) (store.RefreshToken, error) {
+		// Checked before anything is written: another client's token is
+		// neither rotated nor counted as reuse.
+		if old.ClientID != c.ID {
+			return store.RefreshToken{}, oauth.New(oauth.CodeInvalidGrant, "the refresh token was issued to another client")
+		}
+		var err error
+		if out.scopes, err = s.narrowScopes(g.Scopes, req.scope, req.scopeSent); err != nil {
+			return store.RefreshToken{}, err
+		}
+		if out.resources, err = narrowResources(g.Resources, req.resources); err != nil {
+			return store.RefreshToken{}, err
+		}
+		// One successor per token: derived from the presented secret,
+		// so a replay inside the grace window gets the same one.
+		switch {
+		case out.successorKey != nil:
+			out.secret = successorUnder(out.successorKey, req.refreshToken)
+		case !old.RotatedAt.IsZero() && len(s.prevSuccessorKeys) > 0:
+			// A grace replay while previous encryption keys are
+			// configured: the first rotation may have derived the
+			// successor under one of them. Find out before writing.
+			out.parent = old.ID
+			return store.RefreshToken{}, errSuccessorKeyUnknown
+		default:
 			out.secret = s.successorSecret(req.refreshToken)
-			out.hash = tokens.Hash(out.secret)
-			id, err := s.newID()
-			if err != nil {
-				return store.RefreshToken{}, err
-			}
-			return store.RefreshToken{
-				ID: id, Hash: out.hash, GrantID: g.ID, ClientID: c.ID, ParentID: old.ID,
-				CreatedAt: now, ExpiresAt: minTime(now.Add(s.opts.RefreshIdleTTL), g.ExpiresAt),
-			}, nil
-		})
+		}
+		out.hash = tokens.Hash(out.secret)
+		id, err := s.newID()
+		if err != nil {
+			return store.RefreshToken{}, err
+		}
+		return store.RefreshToken{
+			ID: id, Hash: out.hash, GrantID: g.ID, ClientID: c.ID, ParentID: old.ID,
+			CreatedAt: now, ExpiresAt: minTime(now.Add(s.opts.RefreshIdleTTL), g.ExpiresAt),
+		}, nil
+	}
+	presented := tokens.Hash(req.refreshToken)
+	rot, err := s.store.RotateRefreshToken(ctx, presented, now, s.opts.RefreshGrace, next)
+	if errors.Is(err, errSuccessorKeyUnknown) {
+		if out.successorKey, err = s.graceSuccessorKey(ctx, req.refreshToken, out.parent); err == nil {
+			rot, err = s.store.RotateRefreshToken(ctx, presented, now, s.opts.RefreshGrace, next)
+		}
+	}
 	switch {
 	case errors.Is(err, store.ErrRefreshReused):
 		s.log.WarnContext(ctx, "rotated refresh token replayed after the grace window; grant revoked", "client_id", c.ID)
@@ -525,6 +548,38 @@ func (s *Server) successorSecret(presented string) string {
 	_, _ = io.WriteString(m, presented)
 	var sum [sha256.Size]byte
 	return tokens.PrefixRefreshToken + base64.RawURLEncoding.EncodeToString(m.Sum(sum[:0]))
+}
+
+// errSuccessorKeyUnknown stops a grace replay's rotation, nothing written,
+// until graceSuccessorKey has found the key its successor was derived with.
+var errSuccessorKeyUnknown = errors.New("provider: the successor's key is not known yet")
+
+// successorUnder is successorSecret under a given key (not pooled: only
+// grace replays across an encryption-key change use it).
+func successorUnder(key []byte, presented string) string {
+	m := hmac.New(sha256.New, key)
+	_, _ = io.WriteString(m, presented)
+	return tokens.PrefixRefreshToken + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// graceSuccessorKey returns the successor key (current or previous) under
+// which the successor of the presented token, parent, was derived at its
+// first rotation: the key whose derivation is stored as parent's
+// successor. Looked up by hash, as every secret is. With none stored, the
+// current key: the existing behaviour.
+func (s *Server) graceSuccessorKey(ctx context.Context, presented, parent string) ([]byte, error) {
+	for _, k := range append([][]byte{s.successorKey}, s.prevSuccessorKeys...) {
+		rt, _, err := s.store.GetRefreshToken(ctx, tokens.Hash(successorUnder(k, presented)))
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			continue
+		case err != nil:
+			return nil, err
+		case rt.ParentID == parent:
+			return k, nil
+		}
+	}
+	return s.successorKey, nil
 }
 
 // newRefreshToken makes a refresh token whose idle lifetime ends no later

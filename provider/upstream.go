@@ -222,7 +222,11 @@ const (
 )
 
 func (s *Server) flowAEAD() (cipher.AEAD, error) {
-	b, err := aes.NewCipher(deriveKey(s.keys.encKey, "authz upstream sign-in cookie v1"))
+	return flowAEADUnder(s.keys.encKey)
+}
+
+func flowAEADUnder(encKey []byte) (cipher.AEAD, error) {
+	b, err := aes.NewCipher(deriveKey(encKey, labelUpstream))
 	if err != nil {
 		return nil, err
 	}
@@ -245,17 +249,25 @@ func (s *Server) sealFlow(f upstreamFlow) (string, error) {
 	return base64.RawURLEncoding.EncodeToString(aead.Seal(nonce, nonce, plain, []byte(upstreamCookie))), nil
 }
 
+// openFlow opens a cookie sealed under the current encryption key or, for
+// a sign-in started before the key changed, a previous one (AES-GCM
+// authenticates: a wrong key fails to open, it never yields a flow).
 func (s *Server) openFlow(v string) (upstreamFlow, bool) {
-	aead, err := s.flowAEAD()
-	if err != nil {
-		return upstreamFlow{}, false
-	}
 	raw, err := base64.RawURLEncoding.DecodeString(v)
-	if err != nil || len(raw) < aead.NonceSize() {
+	if err != nil {
 		return upstreamFlow{}, false
 	}
-	plain, err := aead.Open(nil, raw[:aead.NonceSize()], raw[aead.NonceSize():], []byte(upstreamCookie))
-	if err != nil {
+	var plain []byte
+	for _, k := range append([][]byte{s.keys.encKey}, s.keys.prevKeys...) {
+		aead, err := flowAEADUnder(k)
+		if err != nil || len(raw) < aead.NonceSize() {
+			return upstreamFlow{}, false
+		}
+		if plain, err = aead.Open(nil, raw[:aead.NonceSize()], raw[aead.NonceSize():], []byte(upstreamCookie)); err == nil {
+			break
+		}
+	}
+	if plain == nil {
 		return upstreamFlow{}, false
 	}
 	var f upstreamFlow

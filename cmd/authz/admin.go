@@ -583,8 +583,12 @@ func (e env) keysRotate(args []string) error {
 	if err != nil {
 		return err
 	}
+	prev, err := cfg.previousKeys()
+	if err != nil {
+		return err
+	}
 	now := time.Now()
-	keys, err := provider.RotateSigningKeys(e.ctx, st, key, cfg.SigningAlg, now, now.Add(provider.KeyActivationDelay(cfg.KeyReloadInterval)), rand.Reader)
+	keys, err := provider.RotateSigningKeys(e.ctx, st, key, cfg.SigningAlg, now, now.Add(provider.KeyActivationDelay(cfg.KeyReloadInterval)), rand.Reader, prev...)
 	for _, k := range keys {
 		e.auditAdmin(st, store.AuditEvent{Name: provider.EventKeyRotated,
 			Details: map[string]string{"kid": k.ID, "purpose": k.KeyPurpose(), "algorithm": k.Algorithm, "activates_at": k.ActivatesAt.UTC().Format(time.RFC3339)}})
@@ -600,6 +604,39 @@ func (e env) keysRotate(args []string) error {
 		fmt.Fprintln(e.stdout, "ID tokens: no ID-token key yet (none has been issued); the first is made when an ID token needs it")
 	}
 	fmt.Fprintln(e.stdout, "the new keys sign once every server has reloaded its keys; the keys they replace stay published until the tokens they signed expire")
+	return nil
+}
+
+// keysReencrypt re-seals under AUTHZ_ENCRYPTION_KEY every signing key a
+// previous key (AUTHZ_PREVIOUS_ENCRYPTION_KEYS) sealed, the step of an
+// encryption-key rotation after which the previous key can be dropped
+// (README "Rotating the encryption key"). It refuses before changing
+// anything if some key opens under none of them.
+func (e env) keysReencrypt(args []string) error {
+	st, _, cfg, err := e.adminCommand("keys reencrypt", args, nil)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	key, err := cfg.encryptionKey()
+	if err != nil {
+		return err
+	}
+	prev, err := cfg.previousKeys()
+	if err != nil {
+		return err
+	}
+	n, err := provider.ReencryptSigningKeys(e.ctx, st, key, prev, rand.Reader)
+	if err != nil {
+		if n > 0 {
+			fmt.Fprintf(e.stdout, "re-sealed %d signing keys before the error; running keys reencrypt again is safe\n", n)
+		}
+		if errors.Is(err, provider.ErrWrongEncryptionKey) {
+			return fmt.Errorf("%s and %s: %w", cfg.where("encryption-key"), cfg.where("previous-encryption-keys"), err)
+		}
+		return err
+	}
+	fmt.Fprintf(e.stdout, "re-sealed %d signing keys under the current encryption key\n", n)
 	return nil
 }
 

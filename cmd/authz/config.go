@@ -35,6 +35,7 @@ type config struct {
 	LogLevel           string
 	LogFormat          string
 	EncryptionKey      string
+	PreviousKeys       string
 	SigningAlg         string
 	Resources          string
 	Scopes             string
@@ -155,6 +156,7 @@ func (c *config) settings() []setting {
 		{flag: "log-level", env: "AUTHZ_LOG_LEVEL", def: "info", usage: "debug, info, warn or error", str: &c.LogLevel},
 		{flag: "log-format", env: "AUTHZ_LOG_FORMAT", def: "text", usage: "text or json", str: &c.LogFormat},
 		{flag: "encryption-key", env: "AUTHZ_ENCRYPTION_KEY", option: "EncryptionKey", def: "", usage: "base64 of 32 bytes encrypting signing keys at rest (required with PostgreSQL; make one with: openssl rand -base64 32)", str: &c.EncryptionKey, secret: true},
+		{flag: "previous-encryption-keys", env: "AUTHZ_PREVIOUS_ENCRYPTION_KEYS", option: "PreviousEncryptionKeys", def: "", usage: "comma-separated encryption keys the current one replaced: they only open what they sealed (signing keys until \"authz keys reencrypt\", in-flight forms, sign-ins and refresh retries)", str: &c.PreviousKeys, secret: true},
 		{flag: "signing-alg", env: "AUTHZ_SIGNING_ALG", option: "SigningAlgorithm", def: provider.DefaultSigningAlgorithm, usage: "access-token signing algorithm: ES256 or EdDSA", str: &c.SigningAlg},
 		{flag: "resources", env: "AUTHZ_RESOURCES", option: "Resources", def: "", usage: "comma-separated protected resource URLs (RFC 8707); default: the issuer", str: &c.Resources},
 		{flag: "scopes", env: "AUTHZ_SCOPES", option: "Scopes", def: "", usage: "comma-separated scopes the server offers, each NAME or NAME=description shown on the consent page", str: &c.Scopes},
@@ -298,6 +300,20 @@ func (c *config) encryptionKey() ([]byte, error) {
 		return nil, fmt.Errorf("%s: %w", c.where("encryption-key"), err)
 	}
 	return k, nil
+}
+
+// previousKeys parses the previous encryption keys, naming a bad one by
+// its position only: a key's value is never echoed.
+func (c *config) previousKeys() ([][]byte, error) {
+	var out [][]byte
+	for i, s := range splitList(c.PreviousKeys) {
+		k, err := tokens.ParseEncryptionKey(s)
+		if err != nil {
+			return nil, fmt.Errorf("%s: key %d: %w", c.where("previous-encryption-keys"), i+1, err)
+		}
+		out = append(out, k)
+	}
+	return out, nil
 }
 
 // openStore opens the configured store. With migrate it applies pending
@@ -457,13 +473,17 @@ func (c *config) providerOptions(st store.Store, log *slog.Logger) (provider.Opt
 	if err != nil {
 		return provider.Options{}, err
 	}
+	prev, err := c.previousKeys()
+	if err != nil {
+		return provider.Options{}, err
+	}
 	proxies, err := provider.ParseTrustedProxies(c.TrustedProxies)
 	if err != nil {
 		return provider.Options{}, fmt.Errorf("%s: %w", c.where("trusted-proxies"), err)
 	}
 	return provider.Options{
 		Issuer: c.Issuer, Store: st, Resources: splitList(c.Resources), Scopes: c.scopeNames(), ScopeDescriptions: c.scopeDescriptions(),
-		EncryptionKey: key, SigningAlgorithm: c.SigningAlg,
+		EncryptionKey: key, PreviousEncryptionKeys: prev, SigningAlgorithm: c.SigningAlg,
 		AccessTokenTTL: c.AccessTokenTTL, AuthCodeTTL: c.AuthCodeTTL, RefreshIdleTTL: c.RefreshIdleTTL,
 		GrantTTL: c.GrantTTL, RefreshGrace: c.RefreshGrace, SessionTTL: c.SessionTTL, JanitorInterval: c.JanitorInterval,
 		KeyRefreshInterval: c.KeyReloadInterval,

@@ -123,7 +123,7 @@ func TestSettingsShowProviderDefaults(t *testing.T) {
 			continue
 		}
 		switch st.option {
-		case "Issuer", "Resources", "Scopes", "EncryptionKey", "TrustedProxies", "AdminScopes", "RegistrationScopes", "RedirectSchemes":
+		case "Issuer", "Resources", "Scopes", "EncryptionKey", "PreviousEncryptionKeys", "TrustedProxies", "AdminScopes", "RegistrationScopes", "RedirectSchemes":
 			continue // lists: no provider default to show (the issuer is the CLI's own; the schemes are dcr's)
 		case "RefreshGrace":
 			// Zero is "off" in provider, so the default is set explicitly.

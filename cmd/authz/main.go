@@ -54,6 +54,7 @@ func commands() []cmdSpec {
 		{"user list", "", "list users", env.userList},
 		{"user unlock", "NAME", "clear NAME's failed sign-ins (every client IP)", env.userUnlock},
 		{"keys rotate", "", "add a new access-token key and a new ID-token key per algorithm in use (published now, signing after twice AUTHZ_KEY_RELOAD_INTERVAL)", env.keysRotate},
+		{"keys reencrypt", "", "re-seal every signing key sealed under a previous encryption key (AUTHZ_PREVIOUS_ENCRYPTION_KEYS) under AUTHZ_ENCRYPTION_KEY", env.keysReencrypt},
 		{"keys list", "", "show each signing key (access tokens, ID tokens) with its algorithm, state and dates", env.keysList},
 		{"audit list", "[--since 24h] [--user U] [--client C] [--event E] [--limit N] [--json]", "show audit events, oldest first", env.auditList},
 		{"token initial-access create", "[--ttl D] [--allow-grant client_credentials --scope S ... --resource R ...]",
