@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -104,5 +106,77 @@ func TestKeysRotateOnAnEmptyDatabase(t *testing.T) {
 	defer s.stop(t)
 	if out, _, _ := runCmd(t, env, "", "keys", "list"); strings.Count(out, "\n") != 2 || !strings.Contains(out, kid) {
 		t.Fatalf("the server made another key:\n%s", out)
+	}
+}
+
+// thirdEncryptionKey is 32 bytes other than the two above.
+const thirdEncryptionKey = "cXdlcnR5dWlvcGFzZGZnaGprbHp4Y3Zibm0xMjM0NTY="
+
+// sealedKeys is every signing key's ciphertext, by ID.
+func sealedKeys(t *testing.T, dbURL string) map[string]string {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	keys, err := postgres.New(pool).ListSigningKeys(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, k := range keys {
+		out[k.ID] = string(k.EncryptedPrivateKey)
+	}
+	return out
+}
+
+// TestKeysReencrypt: after the encryption key changed from A to B, `keys
+// reencrypt` with A as a previous key re-seals the signing key a server on
+// A made, after which a server with only B starts; given a wrong previous
+// key it refuses and changes nothing. A server with B alone refuses to
+// start before, and one with B and A previous starts and says to run the
+// command.
+func TestKeysReencrypt(t *testing.T) {
+	t.Parallel()
+	dbURL := pgtest.URL(t)
+	envA := []string{"AUTHZ_DATABASE_URL=" + dbURL, "AUTHZ_ENCRYPTION_KEY=" + testEncryptionKey}
+	if _, stderr, code := runCmd(t, envA, "", "migrate"); code != 0 {
+		t.Fatalf("migrate: %s", stderr)
+	}
+	s := startServer(t, envA)
+	s.stop(t)
+	onlyB := []string{"AUTHZ_DATABASE_URL=" + dbURL, "AUTHZ_ENCRYPTION_KEY=" + wrongEncryptionKey}
+	if _, stderr, code := runCmd(t, onlyB, "", "serve"); code == 0 || !strings.Contains(stderr, "AUTHZ_ENCRYPTION_KEY") {
+		t.Fatalf("serve with only B before re-encrypting: %d %s", code, stderr)
+	}
+	bWithA := append(slices.Clone(onlyB), "AUTHZ_PREVIOUS_ENCRYPTION_KEYS="+testEncryptionKey)
+	s = startServer(t, bWithA)
+	s.stop(t)
+	if log := s.stderr.String(); !strings.Contains(log, "keys reencrypt") || strings.Contains(log, testEncryptionKey) {
+		t.Fatalf("serve with B and A previous: no warning to re-encrypt, or a key logged:\n%s", log)
+	}
+
+	before := sealedKeys(t, dbURL)
+	wrong := append(slices.Clone(onlyB), "AUTHZ_PREVIOUS_ENCRYPTION_KEYS="+thirdEncryptionKey)
+	out, stderr, code := runCmd(t, wrong, "", "keys", "reencrypt")
+	if code == 0 || !strings.Contains(stderr, "AUTHZ_PREVIOUS_ENCRYPTION_KEYS") || strings.Contains(stderr, thirdEncryptionKey) {
+		t.Fatalf("keys reencrypt with a wrong previous key: %d %q %s", code, out, stderr)
+	}
+	if after := sealedKeys(t, dbURL); !maps.Equal(after, before) {
+		t.Fatal("a refused keys reencrypt changed the stored keys")
+	}
+
+	out, stderr, code = runCmd(t, bWithA, "", "keys", "reencrypt")
+	if code != 0 || !strings.Contains(out, "re-sealed 1 signing keys") {
+		t.Fatalf("keys reencrypt: %d %q %s", code, out, stderr)
+	}
+	if after := sealedKeys(t, dbURL); len(after) != len(before) || maps.Equal(after, before) {
+		t.Fatalf("keys reencrypt: %d keys after, %d before, changed: %v", len(after), len(before), !maps.Equal(after, before))
+	}
+	s = startServer(t, onlyB)
+	s.stop(t)
+	if out, _, code := runCmd(t, bWithA, "", "keys", "reencrypt"); code != 0 || !strings.Contains(out, "re-sealed 0 signing keys") {
+		t.Fatalf("keys reencrypt again: %d %q", code, out)
 	}
 }
