@@ -36,9 +36,9 @@ type keyManager struct {
 	// (Options.PreviousEncryptionKeys): signing keys sealed under one of
 	// them still open, until `authz keys reencrypt` re-seals them.
 	prevKeys [][]byte
-	now    func() time.Time
-	rand   io.Reader
-	every  time.Duration
+	now      func() time.Time
+	rand     io.Reader
+	every    time.Duration
 	// tokenTTL is how long a token signed by any of these keys is valid:
 	// access tokens and ID tokens both live Options.AccessTokenTTL (see
 	// Server.idToken), so one publication window serves both.
