@@ -3,6 +3,8 @@ package provider
 import (
 	"context"
 	"crypto/rand"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -51,5 +53,19 @@ func TestUpstreamCookieUnderPreviousKey(t *testing.T) {
 	}
 	if got, ok := bOnly.openFlow(underB); !ok || got != f {
 		t.Fatalf("B's own cookie: %+v %v", got, ok)
+	}
+}
+
+// TestGraceReplayStopIsNoStoreError: a grace replay while previous keys
+// are configured stops its first rotation attempt (errSuccessorKeyUnknown)
+// to find the successor's key; that stop is the callback's, not the
+// database's, and must not count in authz_store_errors_total, which
+// operators alert on.
+func TestGraceReplayStopIsNoStoreError(t *testing.T) {
+	if kind := storeFailure(fmt.Errorf("postgres: rotate: %w", errSuccessorKeyUnknown)); kind != "" {
+		t.Fatalf("storeFailure(errSuccessorKeyUnknown) = %q, want \"\" (not a store failure)", kind)
+	}
+	if kind := storeFailure(errors.New("connection reset")); kind != "other" {
+		t.Fatalf("storeFailure(a real failure) = %q, want other", kind)
 	}
 }

@@ -32,6 +32,9 @@ func storeFailure(err error) string {
 		errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrAlreadyExists),
 		errors.Is(err, store.ErrExpired), errors.Is(err, store.ErrGrantRevoked),
 		errors.Is(err, store.ErrCodeReused), errors.Is(err, store.ErrCodeSpent), errors.Is(err, store.ErrRefreshReused),
+		// The refresh callback's own stop, before a grace replay's
+		// successor key is known (token.go): not the database's doing.
+		errors.Is(err, errSuccessorKeyUnknown),
 		errors.Is(err, context.Canceled):
 		return ""
 	case errors.Is(err, store.ErrUnavailable):
