@@ -555,6 +555,12 @@ func (c *config) validate() error {
 // provider's "wrong encryption key" errors (provider names no setting).
 func (c *config) keyError(err error) error {
 	if errors.Is(err, provider.ErrWrongEncryptionKey) {
+		if c.PreviousKeys == "" {
+			// The likeliest reason on a database that worked before: the
+			// key was changed. Say how to change it without this.
+			return fmt.Errorf("%s: %w (changing the key? give the old one in %s: README, \"Rotating the encryption key\")",
+				c.where("encryption-key"), err, c.where("previous-encryption-keys"))
+		}
 		return fmt.Errorf("%s: %w", c.where("encryption-key"), err)
 	}
 	return err

@@ -157,6 +157,7 @@ func TestWrongEncryptionKeyNamesTheSetting(t *testing.T) {
 				}
 			}
 			if code != 1 || !strings.HasPrefix(line, tt.want) || !strings.Contains(line, "encryption key is not the one") ||
+				!strings.Contains(line, "give the old one in AUTHZ_PREVIOUS_ENCRYPTION_KEYS") ||
 				strings.Contains(line, tt.none) || strings.Contains(stderr, wrongEncryptionKey) {
 				t.Errorf("%s, key from %s: exit %d, stderr %q; want exit 1 and a line starting %q", strings.Join(cmd, " "), tt.name, code, stderr, tt.want)
 			}
