@@ -569,24 +569,34 @@ func (e env) userList(args []string) error {
 	return tw.Flush()
 }
 
+// keysCommand opens the store for a signing-key command and reads the
+// current and previous encryption keys. The caller closes the store.
+func (e env) keysCommand(name string, args []string) (store.Store, *config, []byte, [][]byte, error) {
+	st, _, cfg, err := e.adminCommand(name, args, nil)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	key, err := cfg.encryptionKey()
+	if err == nil {
+		var prev [][]byte
+		if prev, err = cfg.previousKeys(); err == nil {
+			return st, cfg, key, prev, nil
+		}
+	}
+	st.Close()
+	return nil, nil, nil, nil, err
+}
+
 // keysRotate adds an access-token key and an ID-token key for every
 // algorithm that has one: every server publishes them at its next reload
 // and signs with them only after twice the reload interval, so no replica
 // meets a token whose key it has not loaded.
 func (e env) keysRotate(args []string) error {
-	st, _, cfg, err := e.adminCommand("keys rotate", args, nil)
+	st, cfg, key, prev, err := e.keysCommand("keys rotate", args)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	key, err := cfg.encryptionKey()
-	if err != nil {
-		return err
-	}
-	prev, err := cfg.previousKeys()
-	if err != nil {
-		return err
-	}
 	now := time.Now()
 	keys, err := provider.RotateSigningKeys(e.ctx, st, key, cfg.SigningAlg, now, now.Add(provider.KeyActivationDelay(cfg.KeyReloadInterval)), rand.Reader, prev...)
 	for _, k := range keys {
@@ -613,19 +623,11 @@ func (e env) keysRotate(args []string) error {
 // (README "Rotating the encryption key"). It refuses before changing
 // anything if some key opens under none of them.
 func (e env) keysReencrypt(args []string) error {
-	st, _, cfg, err := e.adminCommand("keys reencrypt", args, nil)
+	st, cfg, key, prev, err := e.keysCommand("keys reencrypt", args)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	key, err := cfg.encryptionKey()
-	if err != nil {
-		return err
-	}
-	prev, err := cfg.previousKeys()
-	if err != nil {
-		return err
-	}
 	n, err := provider.ReencryptSigningKeys(e.ctx, st, key, prev, rand.Reader)
 	if err != nil {
 		if n > 0 {
