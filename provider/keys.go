@@ -156,6 +156,16 @@ func newKeyManager(ctx context.Context, o Options) (*keyManager, error) {
 	return km, nil
 }
 
+// derive is deriveKey(key, label) for the current encryption key, then
+// for each previous one, in that order.
+func (km *keyManager) derive(label string) [][]byte {
+	out := [][]byte{deriveKey(km.encKey, label)}
+	for _, k := range km.prevKeys {
+		out = append(out, deriveKey(k, label))
+	}
+	return out
+}
+
 // openSigningKey decrypts k's private half with encKey, else with each of
 // previous in turn (AES-GCM authenticates, so a wrong key fails rather
 // than yielding garbage). previous reports that one of them opened it.

@@ -104,7 +104,7 @@ const (
 )
 
 func (s *Server) csrfFor(binding string) string {
-	return csrfUnder(s.csrfKey, binding)
+	return csrfUnder(s.csrfKeys[0], binding)
 }
 
 func csrfUnder(key []byte, binding string) string {
@@ -125,11 +125,11 @@ func (s *Server) checkCSRF(r *http.Request, form url.Values) bool {
 		return false
 	}
 	sent := []byte(form.Get(csrfField))
-	ok := subtle.ConstantTimeCompare(sent, []byte(s.csrfFor(b)))
 	// A form served before the encryption key changed carries a token
 	// made under a previous key. Every key is tried, whichever matches,
 	// so the time taken does not say which one did.
-	for _, k := range s.prevCSRFKeys {
+	ok := 0
+	for _, k := range s.csrfKeys {
 		ok |= subtle.ConstantTimeCompare(sent, []byte(csrfUnder(k, b)))
 	}
 	return ok == 1

@@ -64,20 +64,19 @@ type Server struct {
 	// background (revalidate.go).
 	revalidate *revalidator
 	clients    *clientCache
-	// successorKey derives refresh-token successors (successorSecret);
-	// successorMACs keeps HMACs keyed with it for reuse.
-	successorKey  []byte
+	// Keys derived from the encryption key, one list per purpose: the
+	// current key's first, which makes everything new, then each previous
+	// key's (Options.PreviousEncryptionKeys), which only open or verify
+	// what they made. successorKeys derive refresh-token successors
+	// (successorSecret; a grace replay across a key change may need a
+	// previous one, token.go); csrfKeys bind CSRF tokens to the browser's
+	// session (login.go); flowKeys seal the upstream sign-in cookie
+	// (upstream.go).
+	successorKeys, csrfKeys, flowKeys [][]byte
+	// successorMACs keeps HMACs keyed with successorKeys[0] for reuse.
 	successorMACs sync.Pool
 	issuerPath    string // the issuer URL's path, "" for a bare host
 	secureCookie  bool
-	// csrfKey binds CSRF tokens to the browser's session (login.go);
-	// prevCSRFKeys, derived from the previous encryption keys, still
-	// verify tokens issued before the key changed.
-	csrfKey      []byte
-	prevCSRFKeys [][]byte
-	// prevSuccessorKeys derive the successors a previous encryption key
-	// made, for grace replays across a key change (token.go).
-	prevSuccessorKeys [][]byte
 	// crossOrigin refuses cross-origin browser POSTs to the HTML forms,
 	// in addition to SameSite cookies and the CSRF token.
 	crossOrigin *http.CrossOriginProtection
@@ -129,16 +128,12 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if s.keys, err = newKeyManager(ctx, opts); err != nil {
 		return nil, err
 	}
-	s.csrfKey = deriveKey(s.keys.encKey, labelCSRF)
-	for _, k := range s.keys.prevKeys {
-		s.prevCSRFKeys = append(s.prevCSRFKeys, deriveKey(k, labelCSRF))
-		s.prevSuccessorKeys = append(s.prevSuccessorKeys, deriveKey(k, labelSuccessor))
-	}
-	// Refresh-token successors (successorSecret), under their own subkey;
-	// random per process with no configured key (memory store), as the key
-	// manager's is.
-	s.successorKey = deriveKey(s.keys.encKey, labelSuccessor)
-	s.successorMACs.New = func() any { return hmac.New(sha256.New, s.successorKey) }
+	// Each under its own subkey; random per process with no configured
+	// key (memory store), as the key manager's is.
+	s.csrfKeys = s.keys.derive(labelCSRF)
+	s.successorKeys = s.keys.derive(labelSuccessor)
+	s.flowKeys = s.keys.derive(labelUpstream)
+	s.successorMACs.New = func() any { return hmac.New(sha256.New, s.successorKeys[0]) }
 	s.clients = newClientCache(s.lookupClient, opts.Now)
 	if s.upstreams, err = s.newUpstreams(); err != nil {
 		return nil, err

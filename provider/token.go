@@ -425,7 +425,7 @@ func (s *Server) refresh(ctx context.Context, c store.Client, req *tokenRequest)
 		switch {
 		case out.successorKey != nil:
 			out.secret = successorUnder(out.successorKey, req.refreshToken)
-		case !old.RotatedAt.IsZero() && len(s.prevSuccessorKeys) > 0:
+		case !old.RotatedAt.IsZero() && len(s.successorKeys) > 1:
 			// A grace replay while previous encryption keys are
 			// configured: the first rotation may have derived the
 			// successor under one of them. Find out before writing.
@@ -568,7 +568,7 @@ func successorUnder(key []byte, presented string) string {
 // successor. Looked up by hash, as every secret is. With none stored, the
 // current key: the existing behaviour.
 func (s *Server) graceSuccessorKey(ctx context.Context, presented, parent string) ([]byte, error) {
-	for _, k := range append([][]byte{s.successorKey}, s.prevSuccessorKeys...) {
+	for _, k := range s.successorKeys {
 		rt, _, err := s.store.GetRefreshToken(ctx, tokens.Hash(successorUnder(k, presented)))
 		switch {
 		case errors.Is(err, store.ErrNotFound):
@@ -579,7 +579,7 @@ func (s *Server) graceSuccessorKey(ctx context.Context, presented, parent string
 			return k, nil
 		}
 	}
-	return s.successorKey, nil
+	return s.successorKeys[0], nil
 }
 
 // newRefreshToken makes a refresh token whose idle lifetime ends no later

@@ -221,12 +221,9 @@ const (
 	upstreamTTL    = 10 * time.Minute
 )
 
-func (s *Server) flowAEAD() (cipher.AEAD, error) {
-	return flowAEADUnder(s.keys.encKey)
-}
-
-func flowAEADUnder(encKey []byte) (cipher.AEAD, error) {
-	b, err := aes.NewCipher(deriveKey(encKey, labelUpstream))
+// flowAEAD is the cookie's cipher under key, one of s.flowKeys.
+func flowAEAD(key []byte) (cipher.AEAD, error) {
+	b, err := aes.NewCipher(key)
 	if err != nil {
 		return nil, err
 	}
@@ -234,7 +231,7 @@ func flowAEADUnder(encKey []byte) (cipher.AEAD, error) {
 }
 
 func (s *Server) sealFlow(f upstreamFlow) (string, error) {
-	aead, err := s.flowAEAD()
+	aead, err := flowAEAD(s.flowKeys[0])
 	if err != nil {
 		return "", err
 	}
@@ -258,8 +255,8 @@ func (s *Server) openFlow(v string) (upstreamFlow, bool) {
 		return upstreamFlow{}, false
 	}
 	var plain []byte
-	for _, k := range append([][]byte{s.keys.encKey}, s.keys.prevKeys...) {
-		aead, err := flowAEADUnder(k)
+	for _, k := range s.flowKeys {
+		aead, err := flowAEAD(k)
 		if err != nil || len(raw) < aead.NonceSize() {
 			return upstreamFlow{}, false
 		}
